@@ -1,0 +1,32 @@
+//! Every size limit the protocol enforces, in one place, with its reason.
+//!
+//! A frame's length prefix is checked against the limit of the message kind the reader
+//! expects *before* any buffer is allocated, so a peer cannot make us reserve more.
+
+/// Hello, version replies and small control messages: a few short strings.
+pub const MAX_CONTROL_BYTES: u32 = 4 * 1024;
+
+/// Enrollment: a CSR (~0.5 KiB PEM) or an issued certificate plus the CA (~2 KiB).
+/// 16 KiB leaves room for longer chains without inviting abuse from unauthenticated peers.
+pub const MAX_ENROLL_BYTES: u32 = 16 * 1024;
+
+/// A request from a technician or the controller: identifiers and a title or note.
+pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
+
+/// A diagnostics snapshot of a large workstation (500 processes, 64 disks) is ~200 KiB.
+/// 4 MiB leaves room without letting a peer make us allocate gigabytes.
+pub const MAX_SNAPSHOT_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Replies to technicians: a ticket with its timeline, or listings of agents/tickets.
+/// 8 MiB carries a snapshot with findings plus its evidence reference.
+pub const MAX_REPLY_BYTES: u32 = 8 * 1024 * 1024;
+
+/// An enrollment token as text: ~120 characters today; anything much longer is not ours.
+pub const MAX_TOKEN_CHARS: usize = 1024;
+
+/// Longest ticket title, agent id or technician name we accept, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Memory one decode may claim for the collections and strings it builds. In-memory
+/// structs are larger than their encoding, so this is a multiple of the largest frame.
+pub const MAX_DECODE_MEMORY: usize = 64 * 1024 * 1024;

@@ -1,0 +1,8 @@
+//! Message types, one module per conversation.
+
+pub mod agent;
+pub mod diag;
+pub mod enroll;
+pub mod hello;
+pub mod identity;
+pub mod tech;

@@ -1,0 +1,76 @@
+//! The enrolling side of enrollment, shared by agents and technicians: pin the CA from
+//! the token, send a CSR with the token's secret, receive a certificate.
+
+use deskside_proto::limits::MAX_NAME_BYTES;
+use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken, Enrollment};
+use std::time::Duration;
+
+use crate::pki::{cert_from_pem, fingerprint, new_key_and_csr};
+use crate::{TransportError, endpoint, framed, tls};
+
+/// Issuing a certificate is quick; 30 s allows for a busy controller.
+pub const ENROLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A completed enrollment: what the controller issued, and the key only we hold.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub enrollment: Enrollment,
+    pub key_pem: String,
+}
+
+/// Why enrollment did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("the controller refused enrollment: {0}")]
+    Refused(deskside_proto::msg::enroll::EnrollRefusal),
+    #[error("the controller's reply does not match the pinned CA: {0}")]
+    Mismatch(String),
+}
+
+/// Runs enrollment against the controller named in `token`.
+pub async fn enroll(
+    token: &EnrollToken,
+    hostname: &str,
+    os: &str,
+    software: &str,
+) -> Result<Enrolled, EnrollError> {
+    let keys = new_key_and_csr(hostname)?;
+    let addr = endpoint::resolve(&token.controller).await?;
+    let ep = endpoint::client_endpoint(addr)?;
+    let conn = endpoint::connect(&ep, addr, tls::pinned_client_config(token.ca_sha256)?).await?;
+    endpoint::hello(&conn, software).await?;
+    let req = EnrollRequest {
+        secret: token.secret,
+        csr_pem: keys.csr_pem,
+        hostname: truncate(hostname),
+        os: truncate(os),
+    };
+    let reply = framed::request::<_, EnrollReply>(&conn, &req, ENROLL_TIMEOUT).await;
+    conn.close(deskside_proto::close::DONE.into(), b"enrolled");
+    ep.wait_idle().await;
+    let enrollment = match reply? {
+        EnrollReply::Issued(e) => *e,
+        EnrollReply::Refused(r) => return Err(EnrollError::Refused(r)),
+    };
+    let ca = cert_from_pem(&enrollment.ca_pem)?;
+    if fingerprint(&ca) != token.ca_sha256 {
+        return Err(EnrollError::Mismatch(
+            "the CA certificate sent differs from the one the token names".into(),
+        ));
+    }
+    cert_from_pem(&enrollment.cert_pem)?;
+    Ok(Enrolled {
+        enrollment,
+        key_pem: keys.key_pem,
+    })
+}
+
+fn truncate(s: &str) -> String {
+    let mut end = s.len().min(MAX_NAME_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}

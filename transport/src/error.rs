@@ -1,0 +1,52 @@
+//! Errors of the transport shell, each saying what failed and, where useful, what to do.
+
+use deskside_proto::DecodeError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    #[error("cannot reach the controller at {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connection {}", TransportError::explain(.0))]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("stream failed: {0}")]
+    Stream(String),
+    #[error("the peer closed the stream before a complete {kind} message")]
+    Truncated { kind: &'static str },
+    #[error("timed out waiting for a {kind} message")]
+    Timeout { kind: &'static str },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("could not encode a message: {0}")]
+    Encode(#[from] deskside_proto::EncodeError),
+    #[error(
+        "protocol version mismatch: the controller speaks version {controller}, this program speaks version {ours}; upgrade the older side"
+    )]
+    VersionMismatch { controller: u16, ours: u16 },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("certificate or key is unusable: {0}")]
+    Pki(String),
+    #[error("socket error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl TransportError {
+    /// Turns a closed connection into words a person can act on.
+    pub fn explain(err: &quinn::ConnectionError) -> String {
+        match err {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                let code = close.error_code.into_inner();
+                let reason = String::from_utf8_lossy(&close.reason);
+                format!(
+                    "closed by the controller ({}): {reason}",
+                    deskside_proto::close::describe(code)
+                )
+            }
+            quinn::ConnectionError::ConnectionClosed(close) => {
+                format!("closed by the peer's QUIC stack: {close}")
+            }
+            other => other.to_string(),
+        }
+    }
+}
