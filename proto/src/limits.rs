@@ -13,6 +13,10 @@ pub const MAX_ENROLL_BYTES: u32 = 16 * 1024;
 /// A request from a technician or the controller: identifiers and a title or note.
 pub const MAX_REQUEST_BYTES: u32 = 64 * 1024;
 
+/// A request from the controller to an agent: a signed script (body up to 256 KiB)
+/// with its manifest and parameters is the largest.
+pub const MAX_AGENT_REQUEST_BYTES: u32 = 512 * 1024;
+
 /// A diagnostics snapshot of a large workstation (500 processes, 64 disks) is ~200 KiB.
 /// 4 MiB leaves room without letting a peer make us allocate gigabytes.
 pub const MAX_SNAPSHOT_BYTES: u32 = 4 * 1024 * 1024;

@@ -67,3 +67,48 @@ pub async fn request<Req: Message, Rep: Message>(
     let _ = send_half.finish();
     recv_within::<Rep>(&mut recv_half, limit).await
 }
+
+/// Writes one framed message to any byte stream (the agent's local control socket).
+pub async fn send_io<M: Message, W: tokio::io::AsyncWrite + Unpin>(
+    out: &mut W,
+    msg: &M,
+) -> Result<(), TransportError> {
+    use tokio::io::AsyncWriteExt;
+    let bytes = frame::encode_frame(msg)?;
+    out.write_all(&bytes).await?;
+    out.flush().await?;
+    Ok(())
+}
+
+/// Reads one framed message from any byte stream; `Ok(None)` on a clean end of stream
+/// before a new frame.
+pub async fn recv_io<M: Message, R: tokio::io::AsyncRead + Unpin>(
+    input: &mut R,
+) -> Result<Option<M>, TransportError> {
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        let n = input
+            .read(header.get_mut(got..).unwrap_or_default())
+            .await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(TransportError::Truncated { kind: M::KIND })
+            };
+        }
+        got += n;
+    }
+    let len = frame::payload_len::<M>(header)?;
+    let mut payload = vec![0u8; len];
+    input
+        .read_exact(&mut payload)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => TransportError::Truncated { kind: M::KIND },
+            _ => TransportError::Io(e),
+        })?;
+    Ok(Some(codec::decode(&payload)?))
+}

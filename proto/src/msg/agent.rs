@@ -1,12 +1,14 @@
-//! Controller ↔ agent: the agent's check-in, and requests the controller sends down
-//! streams it opens on the agent's connection.
+//! Controller ↔ agent: the agent's check-in, requests the controller sends down streams
+//! it opens on the agent's connection, and notices the agent sends up its own streams.
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Message;
-use crate::limits::{MAX_CONTROL_BYTES, MAX_REQUEST_BYTES, MAX_SNAPSHOT_BYTES};
+use crate::limits::{MAX_AGENT_REQUEST_BYTES, MAX_CONTROL_BYTES, MAX_SNAPSHOT_BYTES};
 use crate::msg::diag::Snapshot;
 use crate::msg::identity::Tier;
+use crate::msg::script::{RunEvent, SignedScript};
+use crate::msg::session::{Grant, Scope, SessionAsk, SessionOutcome};
 
 /// Sent by an agent after the hello: what the controller lists in `deskside agents`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,8 +25,8 @@ impl Message for CheckIn {
     const MAX_BYTES: u32 = MAX_CONTROL_BYTES;
 }
 
-/// Who is asking, on whose behalf the agent decides. The agent checks this against its
-/// own policy; the controller's word alone never grants anything.
+/// Who is asking. The agent checks this against its own policy and grant; the
+/// controller's word alone never grants anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requester {
     pub technician: String,
@@ -35,31 +37,98 @@ pub struct Requester {
 /// A request from the controller to an agent; one per stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentRequest {
-    Diagnostics { requester: Requester },
+    Diagnostics {
+        requester: Requester,
+    },
+    /// Ask the user for a session (or let policy decide).
+    RequestSession(SessionAsk),
+    /// Join the session the user started, with the code they read out.
+    JoinSession {
+        requester: Requester,
+        code: String,
+    },
+    /// The technician ends their session.
+    EndSession {
+        requester: Requester,
+    },
+    /// Run a signed catalog script; replies are a stream of [`AgentReply::Run`] events.
+    RunScript {
+        requester: Requester,
+        script: Box<SignedScript>,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl AgentRequest {
-    /// The consent scope this request needs, as policy files name it.
-    pub fn scope(&self) -> &'static str {
+    pub fn requester(&self) -> Requester {
         match self {
-            AgentRequest::Diagnostics { .. } => "diagnostics",
+            AgentRequest::Diagnostics { requester }
+            | AgentRequest::JoinSession { requester, .. }
+            | AgentRequest::EndSession { requester }
+            | AgentRequest::RunScript { requester, .. } => requester.clone(),
+            AgentRequest::RequestSession(ask) => Requester {
+                technician: ask.technician.clone(),
+                tier: ask.tier,
+                ticket: ask.ticket,
+            },
+        }
+    }
+
+    /// The scope this request uses, for requests that use one.
+    pub fn scope(&self) -> Option<Scope> {
+        match self {
+            AgentRequest::Diagnostics { .. } => Some(Scope::Diagnostics),
+            AgentRequest::RunScript { script, .. } => Some(Scope::for_script(script.entry.tier)),
+            _ => None,
         }
     }
 }
 
 impl Message for AgentRequest {
     const KIND: &'static str = "agent request";
-    const MAX_BYTES: u32 = MAX_REQUEST_BYTES;
+    const MAX_BYTES: u32 = MAX_AGENT_REQUEST_BYTES;
+}
+
+/// Why the agent said no; the technician's exit code depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// The machine's policy denies this scope.
+    Policy,
+    /// The user declined.
+    User,
+    /// No session covers this technician, ticket and scope.
+    NoSession,
+    /// The session that covered it has expired.
+    SessionExpired,
+    /// The user switched the agent off locally (`deskside-agent disable`).
+    Disabled,
+    /// The script's signature or body hash does not verify.
+    BadSignature,
+    /// A parameter failed validation on the agent.
+    BadParams,
+    /// Wrong, used or expired support code.
+    BadCode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub reason: String,
 }
 
 /// The agent's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentReply {
     Snapshot(Box<Snapshot>),
-    /// Local policy or the user said no; `reason` is shown to the technician verbatim.
-    Refused {
-        reason: String,
+    Session(SessionOutcome),
+    /// A session ended (by the technician's request).
+    Ended {
+        grant: Option<Grant>,
     },
+    Run(RunEvent),
+    Refused(Refusal),
     Failed {
         reason: String,
     },
@@ -68,4 +137,31 @@ pub enum AgentReply {
 impl Message for AgentReply {
     const KIND: &'static str = "agent reply";
     const MAX_BYTES: u32 = MAX_SNAPSHOT_BYTES;
+}
+
+/// Something the agent tells the controller on a stream it opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentNotice {
+    /// The user started a session: technicians may join with this code until expiry.
+    SupportCode { code: String, expires_at_secs: u64 },
+    /// A session ended on the agent's side: `by` is `user`, `expiry`, `disable`,
+    /// `technician` or `replaced`.
+    SessionEnded { grant: Grant, by: String },
+}
+
+impl Message for AgentNotice {
+    const KIND: &'static str = "agent notice";
+    const MAX_BYTES: u32 = MAX_CONTROL_BYTES * 4;
+}
+
+/// The controller's acknowledgement of a notice: sent after it is durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoticeAck {
+    Recorded,
+    Rejected { reason: String },
+}
+
+impl Message for NoticeAck {
+    const KIND: &'static str = "notice ack";
+    const MAX_BYTES: u32 = MAX_CONTROL_BYTES;
 }

@@ -246,6 +246,66 @@ pub struct ProbeReport {
     pub elapsed_ms: u64,
 }
 
+/// Probe names as they appear in [`ProbeReport::name`], in report order. The agent names
+/// its probes with these; findings key on them to tell "not collected" from "absent".
+pub mod probe_names {
+    /// Hostname, uptime and boot time ([`super::Host`] without `users`).
+    pub const HOST: &str = "host";
+    /// [`super::Os`].
+    pub const OS: &str = "os";
+    /// [`super::Cpu`].
+    pub const CPU: &str = "cpu";
+    /// [`super::Memory`], swap included.
+    pub const MEMORY: &str = "memory";
+    /// [`super::Snapshot::disks`].
+    pub const DISKS: &str = "disks";
+    /// [`super::Network::interfaces`].
+    pub const INTERFACES: &str = "interfaces";
+    /// [`super::Network::default_routes`].
+    pub const ROUTES: &str = "routes";
+    /// [`super::Network::dns_resolvers`] and `search_domains`.
+    pub const DNS: &str = "dns";
+    /// [`super::Processes`].
+    pub const PROCESSES: &str = "processes";
+    /// [`super::Snapshot::temperatures`].
+    pub const TEMPERATURES: &str = "temperatures";
+    /// [`super::Host::users`].
+    pub const USERS: &str = "users";
+    /// [`super::Snapshot::failed_units`].
+    pub const FAILED_UNITS: &str = "failed_units";
+    /// The system log's lines in [`super::Snapshot::log_errors`].
+    pub const JOURNAL: &str = "journal";
+    /// The kernel ring buffer's lines in [`super::Snapshot::log_errors`].
+    pub const KERNEL_LOG: &str = "kernel_log";
+    /// [`super::Updates::reboot_required`] and `reboot_packages`.
+    pub const REBOOT: &str = "reboot";
+    /// [`super::Updates::pending`] and `pending_security`.
+    pub const UPDATES: &str = "updates";
+    /// [`super::TimeSync`].
+    pub const TIME: &str = "time";
+
+    /// Every probe name, in the order the agent reports them.
+    pub const ALL: &[&str] = &[
+        HOST,
+        OS,
+        CPU,
+        MEMORY,
+        DISKS,
+        INTERFACES,
+        ROUTES,
+        DNS,
+        PROCESSES,
+        TEMPERATURES,
+        USERS,
+        FAILED_UNITS,
+        JOURNAL,
+        KERNEL_LOG,
+        REBOOT,
+        UPDATES,
+        TIME,
+    ];
+}
+
 /// How much a finding matters to the engineer reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -5,4 +5,6 @@ pub mod diag;
 pub mod enroll;
 pub mod hello;
 pub mod identity;
+pub mod script;
+pub mod session;
 pub mod tech;

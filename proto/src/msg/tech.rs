@@ -7,6 +7,8 @@ use crate::codec::Message;
 use crate::limits::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES};
 use crate::msg::diag::Snapshot;
 use crate::msg::identity::Tier;
+use crate::msg::script::{CatalogEntry, OutputStream, RunResult};
+use crate::msg::session::{Grant, Scope, SessionOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TechRequest {
@@ -24,6 +26,34 @@ pub enum TechRequest {
         agent: String,
         ticket: u64,
     },
+    RequestSession {
+        agent: String,
+        ticket: u64,
+        scopes: Vec<Scope>,
+        duration_secs: u64,
+        wait_secs: u64,
+    },
+    /// Join a user-started session by the code the user reads out.
+    JoinSession {
+        code: String,
+        ticket: u64,
+    },
+    EndSession {
+        agent: String,
+        ticket: u64,
+    },
+    ListScripts,
+    ShowScript {
+        name: String,
+    },
+    /// Replies: any number of [`TechReply::RunOutput`], then one [`TechReply::RunFinished`]
+    /// (or an error).
+    RunScript {
+        agent: String,
+        ticket: u64,
+        script: String,
+        params: Vec<(String, String)>,
+    },
 }
 
 impl Message for TechRequest {
@@ -37,7 +67,39 @@ pub enum TechReply {
     Tickets(Vec<TicketSummary>),
     Ticket(Box<TicketView>),
     Diagnostics(Box<DiagReport>),
+    Session(Box<SessionReport>),
+    SessionEnded { agent: String, grant: Option<Grant> },
+    Scripts(Vec<CatalogEntry>),
+    Script(Box<ScriptView>),
+    RunOutput { stream: OutputStream, data: Vec<u8> },
+    RunFinished(Box<RunReport>),
     Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionReport {
+    pub agent: String,
+    pub ticket: u64,
+    pub outcome: SessionOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptView {
+    pub entry: CatalogEntry,
+    pub body: String,
+    /// Hex SHA-256 of the body, as signed.
+    pub body_sha256: String,
+    pub added_at_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub ticket: u64,
+    pub agent: String,
+    pub script: String,
+    pub version: u32,
+    pub result: RunResult,
+    pub evidence: EvidenceRef,
 }
 
 impl Message for TechReply {
@@ -133,4 +195,10 @@ pub enum ErrorCode {
     AgentFailed,
     Timeout,
     Internal,
+    /// No session covers the request (ask for one with `deskside session request`).
+    NoSession,
+    /// The session that covered it expired.
+    SessionExpired,
+    /// The agent is disabled locally by its user.
+    AgentDisabled,
 }

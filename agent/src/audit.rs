@@ -1,0 +1,108 @@
+//! The local transparency log: one JSON line per request the agent received and what it
+//! did about it. Append-only; the user reads it with `deskside-agent audit`.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Longest audit line read back; longer lines are skipped as damaged.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at_secs: u64,
+    pub technician: String,
+    pub tier: String,
+    pub ticket: u64,
+    /// The scope the request needed, e.g. `diagnostics`.
+    pub scope: String,
+    /// `served`, `refused` or `failed`.
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// Appends one entry and syncs it to disk before the reply leaves the machine.
+pub fn append(path: &Path, entry: &AuditEntry) -> Result<()> {
+    let mut line = serde_json::to_vec(entry)?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening the audit log {}", path.display()))?;
+    f.write_all(&line)?;
+    f.sync_data()?;
+    Ok(())
+}
+
+/// Reads every entry; damaged lines are reported as such, not silently dropped.
+pub fn read(path: &Path) -> Result<(Vec<AuditEntry>, usize)> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let mut entries = Vec::new();
+    let mut damaged = 0;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if n > MAX_LINE_BYTES && !line.ends_with(b"\n") {
+            damaged += 1;
+            // Skip the rest of the oversized line.
+            let mut rest = Vec::new();
+            reader.read_until(b'\n', &mut rest)?;
+            continue;
+        }
+        match serde_json::from_slice::<AuditEntry>(&line) {
+            Ok(e) => entries.push(e),
+            Err(_) if line.iter().all(u8::is_ascii_whitespace) => {}
+            Err(_) => damaged += 1,
+        }
+    }
+    Ok((entries, damaged))
+}
+
+use std::io::Read as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_then_read_and_count_damage() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("audit.log");
+        let e = AuditEntry {
+            at_secs: 1,
+            technician: "alice".into(),
+            tier: "l1".into(),
+            ticket: 7,
+            scope: "diagnostics".into(),
+            outcome: "served".into(),
+            detail: "snapshot".into(),
+        };
+        append(&path, &e)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)?
+            .write_all(b"{garbage\n")?;
+        append(&path, &e)?;
+        let (entries, damaged) = read(&path)?;
+        assert_eq!(entries, vec![e.clone(), e]);
+        assert_eq!(damaged, 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! `deskside-agent` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use deskside_proto::findings;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ControlRequest;
+use crate::link::LinkStatus;
+use crate::policy::Policy;
+use crate::state::StateDir;
+use deskside_proto::msg::session::Scope;
+
+/// Exit statuses (also in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// Invalid policy or state file.
+    pub const BAD_CONFIG: u8 = 64;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deskside-agent",
+    version,
+    about = "Deskside agent: diagnostics for your help desk, on your terms"
+)]
+pub struct Cli {
+    /// Agent state directory (key, certificate, policy, audit log).
+    #[arg(long, global = true, env = "DESKSIDE_AGENT_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Enroll this machine with a token from `deskside token create`.
+    Enroll { token: String },
+    /// Run the agent service: connect to the controller and stay connected.
+    Run,
+    /// Enrollment, policy and link state.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collect a diagnostics snapshot locally and print it; nothing is sent.
+    Diag {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The local log of every request this agent received and what it did.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a session yourself: shows a code to read to the help desk, then requests and
+    /// the session live; approve, deny or end from the keyboard.
+    Support {
+        /// What the help desk may do in the session.
+        #[arg(long, default_value = "diagnostics,scripts:l1", value_parser = parse_scopes)]
+        scopes: ScopeList,
+        /// How long the session lasts once they join.
+        #[arg(long = "for", default_value = "1h", value_parser = parse_duration)]
+        duration: std::time::Duration,
+    },
+    /// Session requests waiting for an answer, and the active session.
+    Pending {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a pending session request.
+    Approve { id: u32 },
+    /// Deny a pending session request.
+    Deny { id: u32 },
+    /// End the active session now; anything it is running is stopped.
+    End,
+    /// Refuse everything, whoever asks, until `enable`.
+    Disable,
+    /// Undo `disable`.
+    Enable,
+}
+
+/// Parsed `--scopes` (a newtype so clap treats the list as one value).
+#[derive(Debug, Clone)]
+pub struct ScopeList(pub Vec<Scope>);
+
+fn parse_scopes(s: &str) -> Result<ScopeList, String> {
+    Scope::parse_list(s)
+        .map(ScopeList)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h)"))?;
+    if d.is_zero() || d.as_secs() > deskside_proto::msg::session::MAX_SESSION_SECS {
+        return Err("must be between 1s and 8h".into());
+    }
+    Ok(d)
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let state = || StateDir::resolve(cli.state.clone());
+    match &cli.command {
+        Command::Enroll { token } => {
+            let state = state()?;
+            let e = crate::enroll::enroll(&state, token).await?;
+            println!(
+                "enrolled as {} with {}; state in {}",
+                e.agent_id,
+                e.controller,
+                state.root().display()
+            );
+            println!(
+                "policy: {} (every scope prompts until the machine's admin edits it)",
+                state.policy().display()
+            );
+            println!("next: deskside-agent run");
+            Ok(())
+        }
+        Command::Run => {
+            let state = state()?;
+            // Validate before connecting: a bad policy exits 64 now, not at the first request.
+            Policy::load(&state.policy())?;
+            let cancel = CancellationToken::new();
+            let stopper = cancel.clone();
+            tokio::spawn(async move {
+                if shutdown_signal().await.is_ok() {
+                    stopper.cancel();
+                }
+            });
+            crate::link::run(state, cancel).await
+        }
+        Command::Status { json } => status(&state()?, *json),
+        Command::Diag { json } => {
+            // A one-shot run has no warm cache: count pending updates now (the service
+            // keeps this warm, so technicians never wait for it).
+            crate::diag::warm_up();
+            crate::diag::wait_for_pending_updates(std::time::Duration::from_secs(60)).await;
+            let mut snapshot = crate::diag::collect().await;
+            snapshot.findings = findings::evaluate(&snapshot);
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+            } else {
+                print!("{}", deskside_proto::summary::render(&snapshot));
+            }
+            Ok(())
+        }
+        Command::Audit { json } => audit(&state()?, *json),
+        Command::Support { scopes, duration } => {
+            crate::consent::support(&state()?, scopes.0.clone(), *duration).await
+        }
+        Command::Pending { json } => say(&state()?, ControlRequest::Status, *json).await,
+        Command::Approve { id } => say(&state()?, ControlRequest::Approve { id: *id }, false).await,
+        Command::Deny { id } => say(&state()?, ControlRequest::Deny { id: *id }, false).await,
+        Command::End => say(&state()?, ControlRequest::End, false).await,
+        Command::Disable => say(&state()?, ControlRequest::Disable, false).await,
+        Command::Enable => say(&state()?, ControlRequest::Enable, false).await,
+    }
+}
+
+async fn say(state: &StateDir, req: ControlRequest, json: bool) -> Result<()> {
+    println!("{}", crate::consent::command(state, req, json).await?);
+    Ok(())
+}
+
+async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    state_dir: String,
+    enrolled: bool,
+    enrollment: Option<crate::state::Enrollment>,
+    policy: Option<Policy>,
+    policy_error: Option<String>,
+    link: Option<LinkStatus>,
+}
+
+fn status(state: &StateDir, json: bool) -> Result<()> {
+    let enrollment = if state.is_enrolled() {
+        Some(state.enrollment()?)
+    } else {
+        None
+    };
+    let (policy, policy_error) = match Policy::load(&state.policy()) {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let link = state
+        .read(&state.status_file())
+        .ok()
+        .and_then(|t| serde_json::from_str::<LinkStatus>(&t).ok());
+    let s = Status {
+        state_dir: state.root().display().to_string(),
+        enrolled: enrollment.is_some(),
+        enrollment,
+        policy,
+        policy_error,
+        link,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    match &s.enrollment {
+        None => println!(
+            "not enrolled (state dir {}); run: deskside-agent enroll TOKEN",
+            s.state_dir
+        ),
+        Some(e) => println!(
+            "enrolled as {} with {} (state dir {})",
+            e.agent_id, e.controller, s.state_dir
+        ),
+    }
+    match (&s.policy, &s.policy_error) {
+        (Some(p), _) => println!(
+            "policy: diagnostics={:?} scripts:l1={:?} scripts:l2={:?}",
+            p.scopes.diagnostics, p.scopes.scripts_l1, p.scopes.scripts_l2
+        ),
+        (None, Some(e)) => println!("policy: INVALID: {e}"),
+        _ => {}
+    }
+    match &s.link {
+        Some(l) => println!(
+            "link: {} since {} (pid {}){}",
+            l.state,
+            l.since_secs,
+            l.pid,
+            l.last_error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        None => println!("link: the service has not run yet (deskside-agent run)"),
+    }
+    Ok(())
+}
+
+fn audit(state: &StateDir, json: bool) -> Result<()> {
+    let (entries, damaged) = crate::audit::read(&state.audit_log())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else if entries.is_empty() {
+        println!("no requests received yet");
+    } else {
+        for e in &entries {
+            println!(
+                "{} ticket #{} {} ({}) {}: {} — {}",
+                e.at_secs, e.ticket, e.technician, e.tier, e.scope, e.outcome, e.detail
+            );
+        }
+    }
+    if damaged > 0 {
+        eprintln!(
+            "warning: {damaged} damaged line(s) in {}",
+            state.audit_log().display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The Deskside agent as a library: the binary is a thin shell over it, and the
+//! controller's demo and the end-to-end tests run the same code in-process.
+
+pub mod audit;
+pub mod backoff;
+pub mod cli;
+pub mod consent;
+pub mod control;
+pub mod diag;
+pub mod enroll;
+pub mod link;
+pub mod outbox;
+pub mod policy;
+pub mod script;
+pub mod serve;
+pub mod session;
+pub mod state;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Hostname, OS pretty name and kernel release, cheaply, for enrollment and check-in.
+pub fn host_identity() -> (String, String, String) {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let os = diag::os_pretty_name().unwrap_or_else(|| std::env::consts::OS.to_owned());
+    (
+        read("/proc/sys/kernel/hostname"),
+        os,
+        read("/proc/sys/kernel/osrelease"),
+    )
+}

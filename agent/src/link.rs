@@ -1,0 +1,191 @@
+//! The link to the controller: connect, say hello, check in, answer requests on streams
+//! the controller opens; on any loss, reconnect with jittered exponential backoff.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use deskside_proto::close;
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn};
+use deskside_proto::msg::diag::ControllerLink;
+use deskside_transport::{TransportError, endpoint, framed, pki, tls};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::enroll::SOFTWARE;
+use crate::serve::AgentCtx;
+use crate::state::{StateDir, write_atomic};
+
+/// First reconnect delay; doubles per failure up to [`RECONNECT_CAP`].
+pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between attempts: a controller back from maintenance sees its agents
+/// within a minute.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(60);
+/// A connection that lasted this long was healthy: the next failure starts from the base.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// A request frame must arrive whole within this after the stream opens.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `deskside-agent status` reads: the service's view of its link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// `connected`, `disconnected` or `stopped`.
+    pub state: String,
+    pub since_secs: u64,
+    pub controller: String,
+    pub last_error: Option<String>,
+    pub pid: u32,
+}
+
+fn write_status(state: &StateDir, status: &str, controller: &str, last_error: Option<String>) {
+    let s = LinkStatus {
+        state: status.to_owned(),
+        since_secs: crate::now_secs(),
+        controller: controller.to_owned(),
+        last_error,
+        pid: std::process::id(),
+    };
+    let written = serde_json::to_vec_pretty(&s)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| write_atomic(&state.status_file(), &bytes, 0o644));
+    if let Err(e) = written {
+        debug!(error = %format!("{e:#}"), "status file not written");
+    }
+}
+
+/// Runs the agent service until `cancel` fires.
+pub async fn run(state: StateDir, cancel: CancellationToken) -> Result<()> {
+    let enrollment = state.enrollment()?;
+    let config = tls::client_config(
+        pki::cert_from_pem(&state.read(&state.ca())?)?,
+        pki::cert_from_pem(&state.read(&state.cert())?)?,
+        pki::key_from_pem(&state.read(&state.key())?)?,
+    )
+    .context("loading the agent's certificate and key")?;
+    let script_key: [u8; 32] = hex::decode(&enrollment.script_public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("enrollment.toml: script_public_key is not 32 hex bytes; enroll again")?;
+    let ctx = AgentCtx::new(state.clone(), script_key);
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?;
+    info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
+    crate::control::serve(ctx.clone(), cancel.clone())?;
+    // Slow probes (pending updates) warm up now, not when a technician is waiting.
+    crate::diag::warm_up();
+    loop {
+        let started = Instant::now();
+        let error = match session(&ctx, &enrollment.controller, config.clone(), &cancel).await {
+            Ok(reason) => {
+                info!(%reason, "disconnected");
+                Some(reason)
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot reach the controller");
+                Some(format!("{e:#}"))
+            }
+        };
+        if cancel.is_cancelled() {
+            write_status(&state, "stopped", &enrollment.controller, None);
+            return Ok(());
+        }
+        write_status(&state, "disconnected", &enrollment.controller, error);
+        if started.elapsed() >= HEALTHY_AFTER {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(&mut rand::thread_rng());
+        debug!(?delay, "reconnecting after");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => {
+                write_status(&state, "stopped", &enrollment.controller, None);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One connection, from dial to loss. Returns why it ended.
+async fn session(
+    ctx: &AgentCtx,
+    controller: &str,
+    config: quinn::ClientConfig,
+    cancel: &CancellationToken,
+) -> Result<String> {
+    let addr = endpoint::resolve(controller).await?;
+    let ep = endpoint::client_endpoint(addr)?;
+    let conn = endpoint::connect(&ep, addr, config).await?;
+    let (mut send, _recv) = endpoint::hello(&conn, SOFTWARE).await?;
+    let (hostname, os, kernel) = crate::host_identity();
+    let checkin = CheckIn {
+        hostname,
+        os,
+        kernel,
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    framed::send(&mut send, &checkin).await?;
+    let _ = send.finish();
+    info!(controller = %addr, "connected");
+    write_status(&ctx.state, "connected", controller, None);
+    let pump = {
+        let (outbox, conn) = (ctx.outbox.clone(), conn.clone());
+        tokio::spawn(async move { outbox.pump(&conn).await })
+    };
+    let reason = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                conn.close(close::SHUTDOWN.into(), b"agent shutting down");
+                break "agent shutting down".to_owned();
+            }
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => {
+                    let (ctx, conn) = (ctx.clone(), conn.clone());
+                    tokio::spawn(async move { answer_stream(&ctx, &conn, send, recv).await });
+                }
+                Err(e) => break TransportError::explain(&e),
+            },
+        }
+    };
+    pump.abort();
+    ep.wait_idle().await;
+    Ok(reason)
+}
+
+async fn answer_stream(
+    ctx: &AgentCtx,
+    conn: &quinn::Connection,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) {
+    let req = match framed::recv_within::<AgentRequest>(&mut recv, REQUEST_TIMEOUT).await {
+        Ok(req) => req,
+        Err(e) => {
+            let reply = AgentReply::Failed {
+                reason: format!("the agent could not read the request: {e}"),
+            };
+            let _ = framed::send(&mut send, &reply).await;
+            let _ = send.finish();
+            return;
+        }
+    };
+    let link = ControllerLink {
+        address: conn.remote_address().to_string(),
+        rtt_ms: conn.rtt().as_secs_f64() * 1000.0,
+    };
+    let (tx, mut rx) = mpsc::channel::<AgentReply>(32);
+    let handler = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { crate::serve::handle(&ctx, req, link, tx).await })
+    };
+    let mut delivering = true;
+    while let Some(reply) = rx.recv().await {
+        // Keep draining after a failed write so the handler never blocks on us.
+        if delivering && let Err(e) = framed::send(&mut send, &reply).await {
+            warn!(error = %e, "reply not delivered");
+            delivering = false;
+        }
+    }
+    let _ = handler.await;
+    let _ = send.finish();
+}

@@ -1,0 +1,287 @@
+//! Answering the controller. Every request is checked here — local kill switch, the
+//! machine's policy, the grant the user gave — recorded in the audit log, then served
+//! or refused with a reason.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deskside_proto::findings;
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, Requester};
+use deskside_proto::msg::diag::ControllerLink;
+use deskside_proto::msg::script::{RunEvent, SignedScript};
+use deskside_proto::msg::session::{Scope, SessionOutcome};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::audit::{self, AuditEntry};
+use crate::outbox::Outbox;
+use crate::script::run::{RunSpec, run};
+use crate::script::verify::verify;
+use crate::session::Sessions;
+use crate::state::StateDir;
+
+/// What every request handler needs.
+#[derive(Debug, Clone)]
+pub struct AgentCtx {
+    pub state: StateDir,
+    pub sessions: Arc<Sessions>,
+    pub outbox: Arc<Outbox>,
+    /// The controller's ed25519 script key, learnt at enrollment.
+    pub script_key: [u8; 32],
+}
+
+impl AgentCtx {
+    pub fn new(state: StateDir, script_key: [u8; 32]) -> AgentCtx {
+        let outbox = Arc::new(Outbox::default());
+        AgentCtx {
+            sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
+            state,
+            outbox,
+            script_key,
+        }
+    }
+
+    fn audit(
+        &self,
+        who: &Requester,
+        scope: &str,
+        outcome: &str,
+        detail: String,
+    ) -> Result<(), String> {
+        let entry = AuditEntry {
+            at_secs: crate::now_secs(),
+            technician: who.technician.clone(),
+            tier: who.tier.to_string(),
+            ticket: who.ticket,
+            scope: scope.to_owned(),
+            outcome: outcome.to_owned(),
+            detail,
+        };
+        info!(technician = %entry.technician, ticket = entry.ticket, scope, outcome, detail = %entry.detail, "request");
+        audit::append(&self.state.audit_log(), &entry).map_err(|e| {
+            warn!(error = %format!("{e:#}"), "audit log write failed");
+            format!("the agent cannot write its audit log, so it serves nothing: {e:#}")
+        })
+    }
+}
+
+/// Handles one request; sends one reply (or, for scripts, a stream of them) on `replies`.
+pub async fn handle(
+    ctx: &AgentCtx,
+    req: AgentRequest,
+    link: ControllerLink,
+    replies: mpsc::Sender<AgentReply>,
+) {
+    let reply = match req {
+        AgentRequest::Diagnostics { requester } => diagnostics(ctx, &requester, link).await,
+        AgentRequest::RequestSession(ask) => {
+            let who = Requester {
+                technician: ask.technician.clone(),
+                tier: ask.tier,
+                ticket: ask.ticket,
+            };
+            let scopes = Scope::list(&ask.scopes);
+            let outcome = ctx.sessions.request(ask).await;
+            let (word, detail) = describe(&outcome);
+            match ctx.audit(&who, &scopes, word, detail) {
+                Ok(()) => AgentReply::Session(outcome),
+                Err(reason) => AgentReply::Failed { reason },
+            }
+        }
+        AgentRequest::JoinSession { requester, code } => {
+            let result = ctx.sessions.join(&requester, &code);
+            let (word, detail) = match &result {
+                Ok(o) => describe(o),
+                Err(r) => ("refused", r.reason.clone()),
+            };
+            if let Err(reason) = ctx.audit(
+                &requester,
+                "session",
+                word,
+                format!("join by code: {detail}"),
+            ) {
+                AgentReply::Failed { reason }
+            } else {
+                match result {
+                    Ok(outcome) => AgentReply::Session(outcome),
+                    Err(r) => AgentReply::Refused(r),
+                }
+            }
+        }
+        AgentRequest::EndSession { requester } => {
+            let grant = ctx.sessions.end_for(&requester);
+            let detail = grant.as_ref().map_or("no session to end".into(), |g| {
+                format!("session {} ended by the technician", g.id)
+            });
+            match ctx.audit(&requester, "session", "ended", detail) {
+                Ok(()) => AgentReply::Ended { grant },
+                Err(reason) => AgentReply::Failed { reason },
+            }
+        }
+        AgentRequest::RunScript {
+            requester,
+            script,
+            params,
+        } => {
+            return run_script(ctx, &requester, *script, &params, replies).await;
+        }
+    };
+    let _ = replies.send(reply).await;
+}
+
+fn describe(outcome: &SessionOutcome) -> (&'static str, String) {
+    match outcome {
+        SessionOutcome::Approved(g) => (
+            "approved",
+            format!(
+                "session {} for {} until {} ({:?})",
+                g.id,
+                Scope::list(&g.scopes),
+                g.expires_at_secs,
+                g.origin
+            ),
+        ),
+        SessionOutcome::Refused { reason } => ("refused", reason.clone()),
+        SessionOutcome::NoAnswer { waited_secs } => (
+            "no_answer",
+            format!("nobody answered within {waited_secs}s"),
+        ),
+    }
+}
+
+async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> AgentReply {
+    let scope = Scope::Diagnostics.as_str();
+    if let Err(refusal) = ctx.sessions.authorize(who, Scope::Diagnostics) {
+        return refused(ctx, who, scope, refusal);
+    }
+    ctx.sessions.set_activity(Some(format!(
+        "{} is reading this machine's diagnostics",
+        who.technician
+    )));
+    let mut snapshot = crate::diag::collect().await;
+    ctx.sessions.set_activity(None);
+    snapshot.network.controller = Some(link);
+    snapshot.findings = findings::evaluate(&snapshot);
+    let detail = format!("snapshot with {} findings sent", snapshot.findings.len());
+    // Nothing leaves the machine unless the audit log has it first.
+    match ctx.audit(who, scope, "served", detail) {
+        Ok(()) => AgentReply::Snapshot(Box::new(snapshot)),
+        Err(reason) => AgentReply::Failed { reason },
+    }
+}
+
+fn refused(ctx: &AgentCtx, who: &Requester, scope: &str, refusal: Refusal) -> AgentReply {
+    match ctx.audit(who, scope, "refused", refusal.reason.clone()) {
+        Ok(()) => AgentReply::Refused(refusal),
+        Err(reason) => AgentReply::Failed { reason },
+    }
+}
+
+async fn run_script(
+    ctx: &AgentCtx,
+    who: &Requester,
+    script: SignedScript,
+    params: &[(String, String)],
+    replies: mpsc::Sender<AgentReply>,
+) {
+    let scope = Scope::for_script(script.entry.tier);
+    let name = script.entry.name.clone();
+    let checked = ctx
+        .sessions
+        .authorize(who, scope)
+        .and_then(|cancel| verify(&script, params, &ctx.script_key).map(|env| (cancel, env)));
+    let (cancel, env) = match checked {
+        Ok(v) => v,
+        Err(refusal) => {
+            let _ = replies
+                .send(refused(ctx, who, scope.as_str(), refusal))
+                .await;
+            return;
+        }
+    };
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    if let Err(reason) = ctx.audit(
+        who,
+        scope.as_str(),
+        "started",
+        format!(
+            "script {name} v{} {}",
+            script.entry.version,
+            shown.join(" ")
+        ),
+    ) {
+        let _ = replies.send(AgentReply::Failed { reason }).await;
+        return;
+    }
+    if let Err(e) = private_dir(&ctx.state.run_dir()) {
+        let reason = format!(
+            "script {name}: cannot prepare {}: {e}",
+            ctx.state.run_dir().display()
+        );
+        let _ = ctx.audit(who, scope.as_str(), "failed", reason.clone());
+        let _ = replies.send(AgentReply::Failed { reason }).await;
+        return;
+    }
+    ctx.sessions
+        .set_activity(Some(format!("{} is running script {name}", who.technician)));
+    let spec = RunSpec {
+        interpreter: script.entry.interpreter,
+        body: script.body,
+        env,
+        timeout: Duration::from_secs(u64::from(script.entry.timeout_secs)),
+        work_dir: ctx.state.run_dir(),
+    };
+    let (tx, mut rx) = mpsc::channel::<RunEvent>(32);
+    let started = Instant::now();
+    let runner = tokio::spawn(async move { run(spec, cancel, tx).await });
+    while let Some(event) = rx.recv().await {
+        // A technician who went away does not stop the run; output is still counted.
+        let _ = replies.send(AgentReply::Run(event)).await;
+    }
+    ctx.sessions.set_activity(None);
+    let result = match runner.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => {
+            let reason = format!("script {name} could not start: {e}");
+            let _ = ctx.audit(who, scope.as_str(), "failed", reason.clone());
+            let _ = replies.send(AgentReply::Failed { reason }).await;
+            return;
+        }
+        Err(e) => {
+            let _ = replies
+                .send(AgentReply::Failed {
+                    reason: format!("script {name}: the runner stopped: {e}"),
+                })
+                .await;
+            return;
+        }
+    };
+    let detail = format!(
+        "script {name}: exit {:?} signal {:?} in {} ms{}{}{}",
+        result.exit_code,
+        result.signal,
+        started.elapsed().as_millis(),
+        if result.timed_out { ", timed out" } else { "" },
+        if result.cancelled {
+            ", cancelled (session ended)"
+        } else {
+            ""
+        },
+        if result.truncated {
+            ", output truncated"
+        } else {
+            ""
+        },
+    );
+    let _ = ctx.audit(who, scope.as_str(), "finished", detail);
+    let _ = replies
+        .send(AgentReply::Run(RunEvent::Finished(result)))
+        .await;
+}
+
+/// Creates `dir` readable by the agent's user only.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

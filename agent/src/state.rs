@@ -1,0 +1,157 @@
+//! The agent's state directory: its key, certificate, the CA it trusts, its enrollment
+//! record, the machine's policy, the audit log and the service status.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Files here are small (PEM, TOML); anything larger is not ours.
+const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What enrollment left behind, besides the PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrollment {
+    pub agent_id: String,
+    /// `HOST:PORT` of the controller.
+    pub controller: String,
+    /// Hex SHA-256 of the pinned CA certificate.
+    pub ca_sha256: String,
+    /// Hex ed25519 public key that signs remediation scripts.
+    pub script_public_key: String,
+    pub enrolled_at_secs: u64,
+    pub cert_not_after_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root and
+    /// `<data dir>/deskside-agent` for other users.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
+        let root = match flag {
+            Some(p) => p,
+            None if is_root() => PathBuf::from("/var/lib/deskside-agent"),
+            None => dirs::data_dir()
+                .context("no data directory for this user; pass --state DIR")?
+                .join("deskside-agent"),
+        };
+        Ok(StateDir { root })
+    }
+
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn key(&self) -> PathBuf {
+        self.root.join("agent.key")
+    }
+    pub fn cert(&self) -> PathBuf {
+        self.root.join("agent.crt")
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.root.join("ca.crt")
+    }
+    pub fn enrollment_file(&self) -> PathBuf {
+        self.root.join("enrollment.toml")
+    }
+    pub fn policy(&self) -> PathBuf {
+        self.root.join("policy.toml")
+    }
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit.log")
+    }
+    pub fn status_file(&self) -> PathBuf {
+        self.root.join("status.json")
+    }
+
+    /// Present while the user has switched the agent off (`deskside-agent disable`).
+    pub fn disabled_flag(&self) -> PathBuf {
+        self.root.join("disabled")
+    }
+    /// The local control socket the support UI and `pending`/`approve`/… talk to.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+    /// Private working directory for script runs.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    pub fn is_enrolled(&self) -> bool {
+        self.enrollment_file().exists()
+    }
+
+    pub fn enrollment(&self) -> Result<Enrollment> {
+        if !self.is_enrolled() {
+            bail!(
+                "this machine is not enrolled (no {}); run `deskside-agent enroll TOKEN` with a token from `deskside token create`",
+                self.enrollment_file().display()
+            );
+        }
+        let text = read_bounded(&self.enrollment_file())?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is damaged", self.enrollment_file().display()))
+    }
+
+    pub fn read(&self, path: &Path) -> Result<String> {
+        read_bounded(path)
+    }
+
+    pub fn create(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating {}", self.root.display()))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", self.root.display()))
+    }
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is this process's effective user.
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Reads a small text file, refusing anything over [`MAX_STATE_FILE_BYTES`].
+pub fn read_bounded(path: &Path) -> Result<String> {
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut text = String::new();
+    file.take(MAX_STATE_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading {} (is it text?)", path.display()))?;
+    if text.len() as u64 > MAX_STATE_FILE_BYTES {
+        bail!(
+            "{} is over {MAX_STATE_FILE_BYTES} bytes; refusing to read it",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+/// Replaces `path` atomically with `bytes` (write aside, sync, rename), with `mode`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

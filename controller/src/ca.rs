@@ -1,0 +1,197 @@
+//! The controller's certificate authority (rcgen): made once by `init`, then used to
+//! issue the server certificate and every agent and technician certificate.
+//!
+//! The controller certifies the identity *it* chooses; the CSR contributes only the
+//! public key (its self-signature is verified, proving the requester holds the key).
+
+use std::time::{Duration, SystemTime};
+
+use deskside_proto::msg::identity::Identity;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+use deskside_transport::SERVER_NAME;
+
+/// The CA outlives every certificate it signs; ten years, like most private PKIs.
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The controller's own certificate; re-issued by `init`-time tooling well before expiry.
+pub const SERVER_VALIDITY: Duration = Duration::from_secs(825 * 24 * 3600);
+/// Agent and technician certificates. Short enough that a lost laptop's certificate
+/// dies on its own; renewal over the live link is planned.
+pub const CLIENT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Tolerated clock difference between the controller and a fresh client.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("the certificate request is not valid: {0}")]
+    BadCsr(String),
+    #[error("certificate operation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}
+
+/// PEM texts of a certificate and its private key.
+#[derive(Debug, Clone)]
+pub struct CertAndKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A certificate just issued to a client.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub cert_sha256: String,
+    pub not_after_secs: u64,
+}
+
+fn validity(params: &mut CertificateParams, for_: Duration) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - BACKDATE;
+    params.not_after = now + for_;
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    // Positive INTEGER: clear the top bit.
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn named(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "Deskside");
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+/// Makes a new self-signed CA.
+pub fn new_ca() -> Result<CertAndKey, CaError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = named("Deskside controller CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(random_serial());
+    validity(&mut params, CA_VALIDITY);
+    let cert = params.self_signed(&key)?;
+    Ok(CertAndKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The CA, loaded for signing.
+#[derive(Debug)]
+pub struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pub cert_pem: String,
+}
+
+impl Ca {
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Ca, CaError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        Ok(Ca {
+            issuer,
+            cert_pem: cert_pem.to_owned(),
+        })
+    }
+
+    /// The controller's TLS server certificate, with a fresh key.
+    pub fn server_cert(&self, extra_names: &[String]) -> Result<CertAndKey, CaError> {
+        let key = KeyPair::generate()?;
+        let mut names = vec![SERVER_NAME.to_owned(), "localhost".to_owned()];
+        names.extend(extra_names.iter().cloned());
+        let mut params = CertificateParams::new(names)?;
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+        params.distinguished_name = named(SERVER_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, SERVER_VALIDITY);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Checks that `csr_pem` is a well-formed request signed by the key it carries.
+    pub fn check_csr(&self, csr_pem: &str) -> Result<(), CaError> {
+        CertificateSigningRequestParams::from_pem(csr_pem)
+            .map(|_| ())
+            .map_err(|e| CaError::BadCsr(e.to_string()))
+    }
+
+    /// Certifies the key in `csr_pem` as `identity`.
+    pub fn issue_client(&self, csr_pem: &str, identity: &Identity) -> Result<Issued, CaError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = named(&identity.common_name());
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, CLIENT_VALIDITY);
+        let not_after = SystemTime::now() + CLIENT_VALIDITY;
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        Ok(Issued {
+            cert_sha256: hex::encode(deskside_transport::pki::fingerprint(cert.der())),
+            cert_pem: cert.pem(),
+            not_after_secs: crate::clock::secs(not_after),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issues_a_client_certificate_for_the_chosen_identity() -> anyhow::Result<()> {
+        let made = new_ca()?;
+        let ca = Ca::load(&made.cert_pem, &made.key_pem)?;
+        let csr = deskside_transport::pki::new_key_and_csr("laptop-7")?;
+        let who = Identity::Agent { id: "ag-1".into() };
+        let issued = ca.issue_client(&csr.csr_pem, &who)?;
+        let der = deskside_transport::pki::cert_from_pem(&issued.cert_pem)?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der)?;
+        let cn = parsed
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok());
+        assert_eq!(cn, Some("agent:ag-1"));
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_garbage_csr() -> anyhow::Result<()> {
+        let made = new_ca()?;
+        let ca = Ca::load(&made.cert_pem, &made.key_pem)?;
+        let who = Identity::Agent { id: "ag-1".into() };
+        assert!(matches!(
+            ca.issue_client(
+                "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                &who
+            ),
+            Err(CaError::BadCsr(_))
+        ));
+        Ok(())
+    }
+}

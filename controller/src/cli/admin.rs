@@ -1,0 +1,162 @@
+//! Admin commands that work on the data directory directly: init, serve, tokens, technicians.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use deskside_proto::limits::MAX_NAME_BYTES;
+use deskside_proto::msg::enroll::{EnrollToken, TokenKind};
+use deskside_proto::msg::identity::{Tier, valid_name};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::clock::now_secs;
+use crate::datadir::DataDir;
+use crate::store::{Store, TokenFor, TokenRecord};
+
+pub fn init(data: &DataDir) -> Result<()> {
+    data.init()?;
+    println!("initialised {}", data.root().display());
+    println!("next: deskside --data {} serve", data.root().display());
+    Ok(())
+}
+
+pub async fn serve(data: &DataDir, listen: SocketAddr) -> Result<()> {
+    let running = crate::server::start(data, listen).await?;
+    eprintln!(
+        "deskside controller listening on {} (UDP/QUIC); Ctrl-C to stop",
+        running.addr
+    );
+    shutdown_signal().await?;
+    info!("shutdown requested");
+    running.shutdown();
+    running.stopped().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Makes and records a token; returns its text.
+pub fn make_token(
+    data: &DataDir,
+    kind: TokenFor,
+    controller: &str,
+    ttl: Duration,
+) -> Result<String> {
+    let valid = controller.len() <= MAX_NAME_BYTES
+        && controller.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+    if !valid {
+        bail!(
+            "--controller must be HOST:PORT as agents will reach it, e.g. 192.0.2.10:4433 (got {controller:?})"
+        );
+    }
+    let keys = data.load()?;
+    let store = Store::open(&data.database())?;
+    let secret: [u8; 32] = rand::random();
+    let now = now_secs();
+    let record = TokenRecord {
+        secret_sha256: hex::encode(Sha256::digest(secret)),
+        for_: kind.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(ttl.as_secs()),
+    };
+    store.blocking(|db| db.insert_token(&record))?;
+    let token = EnrollToken {
+        kind: match kind {
+            TokenFor::Agent => TokenKind::Agent,
+            TokenFor::Technician(_) => TokenKind::Technician,
+        },
+        controller: controller.to_owned(),
+        ca_sha256: keys.ca_sha256,
+        secret,
+    };
+    Ok(token.to_text())
+}
+
+pub fn token_create(data: &DataDir, controller: &str, ttl: Duration) -> Result<()> {
+    let token = make_token(data, TokenFor::Agent, controller, ttl)?;
+    eprintln!(
+        "one-time agent enrollment token, valid for {}; on the machine run: deskside-agent enroll TOKEN",
+        humantime::format_duration(ttl)
+    );
+    println!("{token}");
+    Ok(())
+}
+
+pub fn tech_add(
+    data: &DataDir,
+    name: &str,
+    tier: Tier,
+    controller: &str,
+    ttl: Duration,
+) -> Result<()> {
+    if !valid_name(name) {
+        bail!(
+            "technician names are 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit (got {name:?})"
+        );
+    }
+    let store = Store::open(&data.database())?;
+    store.blocking(|db| db.insert_technician(name, tier))?;
+    let token = make_token(data, TokenFor::Technician(name.to_owned()), controller, ttl)?;
+    eprintln!(
+        "technician {name} ({tier}) added; one-time login token, valid for {}; on their workstation run: deskside login TOKEN",
+        humantime::format_duration(ttl)
+    );
+    println!("{token}");
+    Ok(())
+}
+
+/// Validates, signs and stores catalog manifests.
+pub fn script_add(data: &DataDir, files: &[std::path::PathBuf]) -> Result<()> {
+    let keys = data.load()?;
+    let store = Store::open(&data.database())?;
+    for file in files {
+        let (mut entry, body) = crate::catalog::load(file)?;
+        let existing = store.blocking(|db| match db.script(&entry.name) {
+            Ok(s) => Ok(Some(s.script)),
+            Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        })?;
+        if let Some(old) = &existing {
+            let mut same = entry.clone();
+            same.version = old.entry.version;
+            if same == old.entry && body == old.body {
+                println!("{} v{} unchanged", entry.name, old.entry.version);
+                continue;
+            }
+            // A changed script always gets a higher version than the one agents saw.
+            entry.version = entry.version.max(old.entry.version + 1);
+        }
+        let signature = crate::catalog::sign(&entry, &keys.script_key);
+        let signed = deskside_proto::msg::script::SignedScript {
+            entry,
+            body,
+            signature,
+        };
+        store.blocking(|db| db.put_script(&signed))?;
+        println!(
+            "{} {} v{} ({}, sha256:{})",
+            if existing.is_some() {
+                "updated"
+            } else {
+                "added"
+            },
+            signed.entry.name,
+            signed.entry.version,
+            signed.entry.tier,
+            hex::encode(signed.entry.body_sha256)
+        );
+    }
+    Ok(())
+}

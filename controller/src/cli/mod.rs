@@ -1,0 +1,333 @@
+//! `deskside`: the controller's admin commands and the technician CLI.
+
+pub mod admin;
+mod render;
+pub mod tech;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use deskside_proto::msg::identity::Tier;
+
+pub use render::print_json;
+
+/// Exit statuses scripts can rely on (also listed in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// clap's own code for bad arguments.
+    pub const USAGE: u8 = 2;
+    /// The agent (its policy or its user) refused the request.
+    pub const REFUSED: u8 = 3;
+    /// The agent or controller did not answer in time.
+    pub const TIMED_OUT: u8 = 4;
+    /// The agent is not connected.
+    pub const OFFLINE: u8 = 5;
+    /// No session covers the request.
+    pub const NO_SESSION: u8 = 6;
+    /// The session that covered the request has expired.
+    pub const SESSION_EXPIRED: u8 = 7;
+    /// A configuration or data file is invalid (sysexits EX_DATAERR-style, as linkerd2-proxy).
+    pub const BAD_CONFIG: u8 = 64;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deskside",
+    version,
+    about = "Deskside controller and technician CLI"
+)]
+pub struct Cli {
+    /// Controller data directory (CA, keys, database, evidence).
+    #[arg(long, global = true, env = "DESKSIDE_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory: CA, server certificate, script-signing key, database.
+    Init,
+    /// Run the controller in the foreground; Ctrl-C or SIGTERM drains and stops.
+    Serve {
+        #[arg(long, default_value = "0.0.0.0:4433", value_name = "ADDR")]
+        listen: SocketAddr,
+    },
+    /// Enrollment tokens for agents.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Technicians.
+    Tech {
+        #[command(subcommand)]
+        command: TechCommand,
+    },
+    /// On a technician workstation: make a key, get it certified, save the profile.
+    Login {
+        /// The token printed by `deskside tech add`.
+        token: String,
+    },
+    /// List enrolled agents and whether they are connected.
+    Agents {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tickets.
+    Ticket {
+        #[command(subcommand)]
+        command: TicketCommand,
+    },
+    /// Pull a diagnostics snapshot from an agent and store it on a ticket.
+    Diag {
+        /// Agent id or hostname.
+        agent: String,
+        #[arg(long)]
+        ticket: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Support sessions: ask the user, join a user's code, end.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
+    /// The approved script catalog.
+    Script {
+        #[command(subcommand)]
+        command: ScriptCommand,
+    },
+    /// Run a catalog script on an agent; output streams live and is stored on the ticket.
+    Run {
+        /// Agent id or hostname.
+        agent: String,
+        /// Script name from `deskside script list`.
+        script: String,
+        #[arg(long)]
+        ticket: u64,
+        /// A parameter, repeatable: --param host=example.org
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything above, locally, in one go: a throwaway controller, agent and technician.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Ask the agent's user for a session (or let the machine's policy answer).
+    Request {
+        /// Agent id or hostname.
+        agent: String,
+        #[arg(long)]
+        ticket: u64,
+        /// Comma-separated: diagnostics, scripts:l1, scripts:l2, scripts:l3, files.
+        #[arg(long, value_parser = parse_scopes)]
+        scopes: ScopeList,
+        /// How long the session lasts once approved.
+        #[arg(long = "for", default_value = "30m", value_parser = parse_duration)]
+        duration: Duration,
+        /// How long to wait for the user's answer.
+        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        wait: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join the session a user started with `deskside-agent support`, by their code.
+    Join {
+        code: String,
+        #[arg(long)]
+        ticket: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End your session on an agent; anything it runs is stopped.
+    End {
+        agent: String,
+        #[arg(long)]
+        ticket: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScriptCommand {
+    /// List the catalog.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one script: manifest, parameters, body and its hash.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin, on the controller host: validate, sign and add manifests (TOML + body).
+    Add {
+        #[arg(required = true, value_name = "MANIFEST")]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Parsed `--scopes` (a newtype so clap treats the list as one value).
+#[derive(Debug, Clone)]
+pub struct ScopeList(pub Vec<deskside_proto::msg::session::Scope>);
+
+fn parse_scopes(s: &str) -> Result<ScopeList, String> {
+    deskside_proto::msg::session::Scope::parse_list(s)
+        .map(ScopeList)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    if k.is_empty() {
+        return Err("the KEY in KEY=VALUE is empty".into());
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a one-time enrollment token for one agent.
+    Create {
+        /// Address agents will dial, as they can reach it.
+        #[arg(long, value_name = "HOST:PORT")]
+        controller: String,
+        /// How long the token stays valid, e.g. 30m, 24h, 7d.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TechCommand {
+    /// Add a technician and print their one-time login token.
+    Add {
+        name: String,
+        #[arg(long)]
+        tier: Tier,
+        /// Address the technician's workstation will dial.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:4433")]
+        controller: String,
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TicketCommand {
+    /// Open a ticket; prints its number.
+    New {
+        #[arg(long)]
+        title: String,
+        /// Agent id or hostname the ticket is about.
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tickets.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a ticket with its timeline and evidence.
+    Show {
+        number: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 24h, 7d)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// The data directory: `--data`, `DESKSIDE_DATA`, else `/var/lib/deskside` for root and
+/// `<data dir>/deskside` for other users.
+pub fn data_dir(flag: Option<PathBuf>) -> Result<crate::datadir::DataDir> {
+    let root = match flag {
+        Some(p) => p,
+        None if is_root() => PathBuf::from("/var/lib/deskside"),
+        None => dirs::data_dir()
+            .context("no data directory for this user; pass --data DIR")?
+            .join("deskside"),
+    };
+    Ok(crate::datadir::DataDir::new(root))
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/self is this process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Init => admin::init(&data_dir(cli.data)?),
+        Command::Serve { listen } => admin::serve(&data_dir(cli.data)?, listen).await,
+        Command::Token {
+            command: TokenCommand::Create { controller, ttl },
+        } => admin::token_create(&data_dir(cli.data)?, &controller, ttl),
+        Command::Tech {
+            command:
+                TechCommand::Add {
+                    name,
+                    tier,
+                    controller,
+                    ttl,
+                },
+        } => admin::tech_add(&data_dir(cli.data)?, &name, tier, &controller, ttl),
+        Command::Login { token } => tech::login(&token).await,
+        Command::Agents { json } => tech::agents(json).await,
+        Command::Ticket { command } => match command {
+            TicketCommand::New { title, agent, json } => tech::ticket_new(title, agent, json).await,
+            TicketCommand::List { json } => tech::ticket_list(json).await,
+            TicketCommand::Show { number, json } => tech::ticket_show(number, json).await,
+        },
+        Command::Diag {
+            agent,
+            ticket,
+            json,
+        } => tech::diag(agent, ticket, json).await,
+        Command::Session { command } => match command {
+            SessionCommand::Request {
+                agent,
+                ticket,
+                scopes,
+                duration,
+                wait,
+                json,
+            } => tech::session_request(agent, ticket, scopes.0, duration, wait, json).await,
+            SessionCommand::Join { code, ticket, json } => {
+                tech::session_join(code, ticket, json).await
+            }
+            SessionCommand::End { agent, ticket } => tech::session_end(agent, ticket).await,
+        },
+        Command::Script { command } => match command {
+            ScriptCommand::List { json } => tech::script_list(json).await,
+            ScriptCommand::Show { name, json } => tech::script_show(name, json).await,
+            ScriptCommand::Add { files } => admin::script_add(&data_dir(cli.data)?, &files),
+        },
+        Command::Run {
+            agent,
+            script,
+            ticket,
+            params,
+            json,
+        } => tech::run(agent, script, ticket, params, json).await,
+        Command::Demo => crate::demo::run().await,
+    }
+}

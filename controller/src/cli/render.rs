@@ -1,0 +1,184 @@
+//! Human and JSON output for technician commands. `--json` prints exactly one JSON
+//! document on stdout; human output is for people and may change.
+
+use anyhow::Result;
+use deskside_proto::msg::diag::Snapshot;
+use deskside_proto::msg::script::{CatalogEntry, ParamKind};
+use deskside_proto::msg::tech::{
+    AgentSummary, DiagReport, EvidenceRef, ScriptView, TicketSummary, TicketView,
+};
+use deskside_proto::summary;
+use serde::Serialize;
+
+use crate::clock::{ago, format_secs};
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `deskside diag --json`: the snapshot's own paths at the top level (the contract shared
+/// with `deskside-agent diag --json`), plus where it was stored.
+#[derive(Debug, Serialize)]
+pub struct DiagJson<'a> {
+    #[serde(flatten)]
+    pub snapshot: &'a Snapshot,
+    pub ticket: u64,
+    pub agent: &'a str,
+    pub evidence: &'a EvidenceRef,
+}
+
+impl<'a> From<&'a DiagReport> for DiagJson<'a> {
+    fn from(r: &'a DiagReport) -> Self {
+        DiagJson {
+            snapshot: &r.snapshot,
+            ticket: r.ticket,
+            agent: &r.agent,
+            evidence: &r.evidence,
+        }
+    }
+}
+
+pub fn agents(list: &[AgentSummary]) {
+    if list.is_empty() {
+        println!(
+            "no agents enrolled yet (deskside token create, then deskside-agent enroll TOKEN)"
+        );
+        return;
+    }
+    println!(
+        "{:<16} {:<20} {:<8} {:<12} OS",
+        "ID", "HOSTNAME", "STATE", "LAST SEEN"
+    );
+    for a in list {
+        let state = if a.revoked {
+            "revoked"
+        } else if a.online {
+            "online"
+        } else {
+            "offline"
+        };
+        println!(
+            "{:<16} {:<20} {:<8} {:<12} {}",
+            a.id,
+            a.hostname,
+            state,
+            ago(a.last_seen_secs),
+            a.os
+        );
+    }
+}
+
+pub fn tickets(list: &[TicketSummary]) {
+    if list.is_empty() {
+        println!("no tickets yet (deskside ticket new --title TEXT)");
+        return;
+    }
+    println!(
+        "{:>5} {:<9} {:<4} {:<16} {:>8}  TITLE",
+        "#", "STATUS", "TIER", "AGENT", "EVIDENCE"
+    );
+    for t in list {
+        println!(
+            "{:>5} {:<9} {:<4} {:<16} {:>8}  {}",
+            t.number,
+            t.status,
+            t.tier,
+            t.agent.as_deref().unwrap_or("-"),
+            t.evidence_count,
+            t.title
+        );
+    }
+}
+
+pub fn ticket(view: &TicketView) {
+    let t = &view.ticket;
+    println!("ticket #{}: {}", t.number, t.title);
+    println!(
+        "  status {}, tier {}, opened by {} at {}",
+        t.status,
+        t.tier,
+        t.created_by,
+        format_secs(t.created_at_secs)
+    );
+    if let Some(agent) = &t.agent {
+        println!("  agent {agent}");
+    }
+    println!("timeline:");
+    for e in &view.timeline {
+        println!(
+            "  {:>3}. {}  {:<9} {}: {}",
+            e.seq,
+            format_secs(e.at_secs),
+            e.kind,
+            e.actor,
+            e.detail
+        );
+    }
+    if !view.evidence.is_empty() {
+        println!("evidence:");
+        for e in &view.evidence {
+            println!(
+                "  {} {:>9} bytes  sha256:{}  {}",
+                e.kind, e.size_bytes, e.sha256, e.location
+            );
+        }
+    }
+}
+
+pub fn diag(report: &DiagReport) {
+    print!("{}", summary::render(&report.snapshot));
+    println!();
+    println!(
+        "stored on ticket #{} as evidence sha256:{} ({} bytes)\n  {}",
+        report.ticket, report.evidence.sha256, report.evidence.size_bytes, report.evidence.location
+    );
+}
+
+pub fn scripts(list: &[CatalogEntry]) {
+    if list.is_empty() {
+        println!(
+            "the catalog is empty (an admin adds scripts with `deskside script add catalog/*.toml`)"
+        );
+        return;
+    }
+    println!("{:<22} {:<4} {:>3}  DESCRIPTION", "NAME", "TIER", "VER");
+    for e in list {
+        println!(
+            "{:<22} {:<4} {:>3}  {}",
+            e.name, e.tier, e.version, e.description
+        );
+    }
+}
+
+pub fn script(view: &ScriptView) {
+    let e = &view.entry;
+    println!(
+        "{} v{} ({}, {}, {}, timeout {}s)",
+        e.name,
+        e.version,
+        e.tier,
+        e.os,
+        e.interpreter.path(),
+        e.timeout_secs
+    );
+    println!("  {}", e.description);
+    println!("  changes: {}", e.changes);
+    for p in &e.params {
+        let kind = match &p.kind {
+            ParamKind::String { pattern, max_len } => {
+                format!("string matching {pattern:?}, at most {max_len} bytes")
+            }
+            ParamKind::Integer { min, max } => format!("integer {min}..={max}"),
+            ParamKind::Enum { values } => format!("one of {}", values.join(", ")),
+            ParamKind::Bool => "true or false".into(),
+        };
+        let default = p
+            .default
+            .as_deref()
+            .map_or(" (required)".into(), |d| format!(" (default {d})"));
+        println!("  --param {}=…  {kind}{default}: {}", p.name, p.description);
+    }
+    println!("  body sha256:{}\n", view.body_sha256);
+    print!("{}", view.body);
+}

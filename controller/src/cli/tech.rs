@@ -1,0 +1,334 @@
+//! Technician commands: they talk to the controller with the profile's certificate.
+
+use anyhow::{Context, Result, bail};
+use deskside_proto::msg::enroll::{EnrollToken, TokenKind};
+use deskside_proto::msg::identity::Identity;
+use std::time::Duration;
+
+use deskside_proto::msg::script::OutputStream;
+use deskside_proto::msg::session::{GrantOrigin, Scope, SessionOutcome};
+use deskside_proto::msg::tech::{SessionReport, TechReply, TechRequest};
+use deskside_transport::enroll::enroll;
+
+use super::{exit, render};
+use crate::client::TechClient;
+use crate::profile::{self, Profile};
+
+const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
+
+pub async fn login(token: &str) -> Result<()> {
+    let path = profile::default_path()?;
+    let profile = login_to(token, &path).await?;
+    println!(
+        "logged in as {} ({}) to {}; profile saved to {}",
+        profile.name,
+        profile.tier,
+        profile.controller,
+        path.display()
+    );
+    Ok(())
+}
+
+/// Redeems a technician token and saves the resulting profile at `path`.
+pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
+    let token = EnrollToken::parse(token).context("reading the login token")?;
+    if token.kind != TokenKind::Technician {
+        bail!(
+            "this is an agent enrollment token; use it with `deskside-agent enroll`, and log in with a token from `deskside tech add`"
+        );
+    }
+    let host = hostname();
+    let done = enroll(&token, &host, std::env::consts::OS, SOFTWARE)
+        .await
+        .with_context(|| format!("logging in to the controller at {}", token.controller))?;
+    let Identity::Technician { name } = done.enrollment.identity.clone() else {
+        bail!("the controller issued an agent certificate for a technician token");
+    };
+    let tier = done
+        .enrollment
+        .tier
+        .context("the controller did not say the technician's tier")?;
+    let profile = Profile {
+        controller: token.controller.clone(),
+        name: name.clone(),
+        tier,
+        cert_not_after_secs: done.enrollment.cert_not_after_secs,
+        ca_pem: done.enrollment.ca_pem,
+        cert_pem: done.enrollment.cert_pem,
+        key_pem: done.key_pem,
+    };
+    profile.save(path)?;
+    Ok(profile)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+async fn request(req: TechRequest) -> Result<TechReply> {
+    let profile = Profile::load(&profile::default_path()?)?;
+    let client = TechClient::connect(&profile).await?;
+    let reply = client.request(&req).await;
+    client.close().await;
+    reply
+}
+
+fn unexpected(reply: &TechReply) -> anyhow::Error {
+    anyhow::anyhow!("the controller sent an unexpected reply: {reply:?}")
+}
+
+pub async fn agents(json: bool) -> Result<()> {
+    match request(TechRequest::ListAgents).await? {
+        TechReply::Agents(list) if json => render::print_json(&list),
+        TechReply::Agents(list) => {
+            render::agents(&list);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn ticket_new(title: String, agent: Option<String>, json: bool) -> Result<()> {
+    match request(TechRequest::NewTicket { title, agent }).await? {
+        TechReply::Ticket(view) if json => render::print_json(&view.ticket),
+        TechReply::Ticket(view) => {
+            println!("{}", view.ticket.number);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn ticket_list(json: bool) -> Result<()> {
+    match request(TechRequest::ListTickets).await? {
+        TechReply::Tickets(list) if json => render::print_json(&list),
+        TechReply::Tickets(list) => {
+            render::tickets(&list);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn ticket_show(number: u64, json: bool) -> Result<()> {
+    match request(TechRequest::ShowTicket { number }).await? {
+        TechReply::Ticket(view) if json => render::print_json(&view),
+        TechReply::Ticket(view) => {
+            render::ticket(&view);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn diag(agent: String, ticket: u64, json: bool) -> Result<()> {
+    match request(TechRequest::Diagnostics { agent, ticket }).await? {
+        TechReply::Diagnostics(report) if json => {
+            render::print_json(&render::DiagJson::from(&*report))
+        }
+        TechReply::Diagnostics(report) => {
+            render::diag(&report);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A command that finished with a specific exit status and message (not a failure to
+/// talk to the controller): refused sessions, scripts that exited non-zero, and so on.
+#[derive(Debug, thiserror::Error)]
+#[error("{1}")]
+pub struct Exit(pub u8, pub String);
+
+pub async fn session_request(
+    agent: String,
+    ticket: u64,
+    scopes: Vec<Scope>,
+    duration: Duration,
+    wait: Duration,
+    json: bool,
+) -> Result<()> {
+    if !json {
+        eprintln!(
+            "asking the user of {agent} for {} for {} (waiting up to {})…",
+            Scope::list(&scopes),
+            humantime::format_duration(duration),
+            humantime::format_duration(wait)
+        );
+    }
+    let req = TechRequest::RequestSession {
+        agent,
+        ticket,
+        scopes,
+        duration_secs: duration.as_secs(),
+        wait_secs: wait.as_secs(),
+    };
+    match request(req).await? {
+        TechReply::Session(report) => session_outcome(&report, json),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn session_join(code: String, ticket: u64, json: bool) -> Result<()> {
+    match request(TechRequest::JoinSession { code, ticket }).await? {
+        TechReply::Session(report) => session_outcome(&report, json),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn session_outcome(report: &SessionReport, json: bool) -> Result<()> {
+    if json {
+        render::print_json(report)?;
+    }
+    match &report.outcome {
+        SessionOutcome::Approved(g) => {
+            if !json {
+                println!(
+                    "session {} approved on {} for ticket #{}: {} until {} ({})",
+                    g.id,
+                    report.agent,
+                    g.ticket,
+                    Scope::list(&g.scopes),
+                    crate::clock::format_secs(g.expires_at_secs),
+                    match g.origin {
+                        GrantOrigin::UserApproved => "approved by the user",
+                        GrantOrigin::UserCode => "started by the user",
+                        GrantOrigin::Policy => "allowed by the machine's policy, no prompt",
+                    }
+                );
+            }
+            Ok(())
+        }
+        SessionOutcome::Refused { reason } => {
+            Err(Exit(exit::REFUSED, format!("session refused: {reason}")).into())
+        }
+        SessionOutcome::NoAnswer { waited_secs } => Err(Exit(
+            exit::TIMED_OUT,
+            format!("no answer from the user within {waited_secs}s"),
+        )
+        .into()),
+    }
+}
+
+pub async fn session_end(agent: String, ticket: u64) -> Result<()> {
+    match request(TechRequest::EndSession { agent, ticket }).await? {
+        TechReply::SessionEnded {
+            agent,
+            grant: Some(g),
+        } => {
+            println!("session {} on {agent} ended", g.id);
+            Ok(())
+        }
+        TechReply::SessionEnded { agent, grant: None } => {
+            println!("no session of yours was active on {agent}");
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn script_list(json: bool) -> Result<()> {
+    match request(TechRequest::ListScripts).await? {
+        TechReply::Scripts(list) if json => render::print_json(&list),
+        TechReply::Scripts(list) => {
+            render::scripts(&list);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn script_show(name: String, json: bool) -> Result<()> {
+    match request(TechRequest::ShowScript { name }).await? {
+        TechReply::Script(view) if json => render::print_json(&view),
+        TechReply::Script(view) => {
+            render::script(&view);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn run(
+    agent: String,
+    script: String,
+    ticket: u64,
+    params: Vec<(String, String)>,
+    json: bool,
+) -> Result<()> {
+    let profile = Profile::load(&profile::default_path()?)?;
+    let client = TechClient::connect(&profile).await?;
+    let req = TechRequest::RunScript {
+        agent,
+        ticket,
+        script,
+        params,
+    };
+    let result = client
+        .stream(&req, |reply| {
+            if let (TechReply::RunOutput { stream, data }, false) = (reply, json) {
+                use std::io::Write;
+                // Live output: a closed stdout/stderr only loses the echo, not the evidence.
+                let _ = match stream {
+                    OutputStream::Stdout => std::io::stdout()
+                        .write_all(data)
+                        .and_then(|()| std::io::stdout().flush()),
+                    OutputStream::Stderr => std::io::stderr()
+                        .write_all(data)
+                        .and_then(|()| std::io::stderr().flush()),
+                };
+            }
+        })
+        .await;
+    client.close().await;
+    let report = match result? {
+        TechReply::RunFinished(report) => report,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        render::print_json(&report)?;
+    }
+    let r = &report.result;
+    let how = match (r.exit_code, r.signal) {
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        (None, None) => "ended".into(),
+    };
+    let notes = [
+        (r.timed_out, "timed out"),
+        (r.cancelled, "cancelled because the session ended"),
+        (r.truncated, "output truncated"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, s)| *s)
+    .collect::<Vec<_>>()
+    .join(", ");
+    let summary = format!(
+        "script {} v{} on {} {how} in {} ms{}; stored on ticket #{} as sha256:{}",
+        report.script,
+        report.version,
+        report.agent,
+        r.duration_ms,
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({notes})")
+        },
+        report.ticket,
+        report.evidence.sha256
+    );
+    match r.exit_code {
+        Some(0) => {
+            if !json {
+                eprintln!("{summary}");
+            }
+            Ok(())
+        }
+        _ if r.timed_out => Err(Exit(exit::TIMED_OUT, summary).into()),
+        _ if r.cancelled => Err(Exit(exit::REFUSED, summary).into()),
+        _ => Err(Exit(exit::FAILURE, summary).into()),
+    }
+}

@@ -1,0 +1,83 @@
+//! The technician side of the wire: connect with the profile's certificate, send requests.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use deskside_proto::msg::tech::{ErrorReply, TechReply, TechRequest};
+use deskside_transport::{endpoint, framed, pki, tls};
+use quinn::{Connection, Endpoint};
+
+use crate::profile::Profile;
+
+/// Long enough for a diagnostics pull (agent collection plus storage).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest silence between streamed replies: a script's timeout is at most an hour, and
+/// the controller reports its end.
+pub const STREAM_IDLE: Duration = Duration::from_secs(3700);
+const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
+
+/// An open connection to the controller as a technician.
+#[derive(Debug)]
+pub struct TechClient {
+    endpoint: Endpoint,
+    conn: Connection,
+}
+
+/// The controller answered with an error: carries its code for the exit status.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub ErrorReply);
+
+impl TechClient {
+    pub async fn connect(profile: &Profile) -> Result<TechClient> {
+        let config = tls::client_config(
+            pki::cert_from_pem(&profile.ca_pem)?,
+            pki::cert_from_pem(&profile.cert_pem)?,
+            pki::key_from_pem(&profile.key_pem)?,
+        )?;
+        let addr = endpoint::resolve(&profile.controller).await?;
+        let ep = endpoint::client_endpoint(addr)?;
+        let conn = endpoint::connect(&ep, addr, config).await?;
+        endpoint::hello(&conn, SOFTWARE).await.with_context(|| {
+            format!(
+                "controller {} refused technician {}",
+                profile.controller, profile.name
+            )
+        })?;
+        Ok(TechClient { endpoint: ep, conn })
+    }
+
+    /// Sends one request; an error reply becomes [`Refused`].
+    pub async fn request(&self, req: &TechRequest) -> Result<TechReply> {
+        let reply = framed::request::<_, TechReply>(&self.conn, req, REPLY_TIMEOUT).await?;
+        match reply {
+            TechReply::Error(e) => Err(Refused(e).into()),
+            other => Ok(other),
+        }
+    }
+
+    /// Sends one request whose replies stream: `each` sees every intermediate reply; the
+    /// last one (a result, or an error as [`Refused`]) is returned.
+    pub async fn stream(
+        &self,
+        req: &TechRequest,
+        mut each: impl FnMut(&TechReply),
+    ) -> Result<TechReply> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        framed::send(&mut send, req).await?;
+        let _ = send.finish();
+        loop {
+            let reply = framed::recv_within::<TechReply>(&mut recv, STREAM_IDLE).await?;
+            match reply {
+                TechReply::RunOutput { .. } => each(&reply),
+                TechReply::Error(e) => return Err(Refused(e).into()),
+                other => return Ok(other),
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.conn.close(deskside_proto::close::DONE.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}

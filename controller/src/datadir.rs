@@ -1,0 +1,164 @@
+//! The controller's data directory: CA, server certificate, script-signing key,
+//! database and evidence. `init` makes it once; everything else opens it.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+
+use crate::ca::{self, Ca};
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const SERVER_CERT: &str = "server.crt";
+const SERVER_KEY: &str = "server.key";
+const SCRIPT_KEY: &str = "script-signing.key";
+const DATABASE: &str = "deskside.db";
+const EVIDENCE: &str = "evidence";
+
+/// Paths inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// Everything loaded from a data directory that the server needs in memory.
+#[derive(Debug)]
+pub struct Keys {
+    pub ca: Ca,
+    pub ca_sha256: [u8; 32],
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub script_key: SigningKey,
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn database(&self) -> PathBuf {
+        self.root.join(DATABASE)
+    }
+
+    pub fn evidence(&self) -> PathBuf {
+        self.root.join(EVIDENCE)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Creates the CA, server certificate, script key and database. Refuses a directory
+    /// that already holds a CA: overwriting it would orphan every enrolled machine.
+    pub fn init(&self) -> Result<()> {
+        for existing in [CA_CERT, CA_KEY, DATABASE] {
+            if self.path(existing).exists() {
+                bail!(
+                    "{} is already initialised (found {existing}); refusing to replace its CA, \
+                     which would cut off every enrolled agent. Use another --data directory.",
+                    self.root.display()
+                );
+            }
+        }
+        fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating data directory {}", self.root.display()))?;
+        restrict_dir(&self.root)?;
+        fs::create_dir_all(self.evidence())?;
+
+        let made = ca::new_ca()?;
+        let ca = Ca::load(&made.cert_pem, &made.key_pem)?;
+        let server = ca.server_cert(&[])?;
+        let script_key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let script_pem = script_key
+            .to_pkcs8_pem(Default::default())
+            .map_err(|e| anyhow::anyhow!("encoding the script-signing key: {e}"))?;
+
+        write_new(&self.path(CA_KEY), made.key_pem.as_bytes(), 0o600)?;
+        write_new(&self.path(CA_CERT), made.cert_pem.as_bytes(), 0o644)?;
+        write_new(&self.path(SERVER_KEY), server.key_pem.as_bytes(), 0o600)?;
+        write_new(&self.path(SERVER_CERT), server.cert_pem.as_bytes(), 0o644)?;
+        write_new(&self.path(SCRIPT_KEY), script_pem.as_bytes(), 0o600)?;
+        crate::store::Store::open(&self.database())?;
+        Ok(())
+    }
+
+    /// Loads the keys, with an error that says to run `init` when they are missing.
+    pub fn load(&self) -> Result<Keys> {
+        if !self.path(CA_CERT).exists() {
+            bail!(
+                "{} is not a Deskside data directory (no {CA_CERT}); run `deskside --data {} init` first",
+                self.root.display(),
+                self.root.display()
+            );
+        }
+        let read = |name: &str| {
+            fs::read_to_string(self.path(name))
+                .with_context(|| format!("reading {}", self.path(name).display()))
+        };
+        let ca_pem = read(CA_CERT)?;
+        let ca = Ca::load(&ca_pem, &read(CA_KEY)?)
+            .with_context(|| format!("loading the CA from {}", self.root.display()))?;
+        let ca_der = deskside_transport::pki::cert_from_pem(&ca_pem)?;
+        let script_key = SigningKey::from_pkcs8_pem(&read(SCRIPT_KEY)?)
+            .map_err(|e| anyhow::anyhow!("loading {SCRIPT_KEY}: {e}"))?;
+        Ok(Keys {
+            ca,
+            ca_sha256: deskside_transport::pki::fingerprint(&ca_der),
+            server_cert_pem: read(SERVER_CERT)?,
+            server_key_pem: read(SERVER_KEY)?,
+            script_key,
+        })
+    }
+}
+
+/// Writes a file that must not exist yet, with `mode`, and syncs it.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn restrict_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_init_refuses() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let dir = DataDir::new(tmp.path().join("data"));
+        dir.init()?;
+        let keys = dir.load()?;
+        assert!(keys.server_cert_pem.contains("BEGIN CERTIFICATE"));
+        let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("already initialised"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn load_of_an_empty_dir_says_to_init() {
+        let dir = DataDir::new("/nonexistent/deskside");
+        let err = dir.load().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("run `deskside --data"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! The Deskside controller as a library: the server, its store and CA, and the
+//! technician CLI. `main.rs` only parses arguments and maps errors to exit codes.
+
+pub mod ca;
+pub mod catalog;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod datadir;
+pub mod demo;
+pub mod evidence;
+pub mod profile;
+pub mod server;
+pub mod starter;
+pub mod store;

@@ -1,0 +1,241 @@
+//! Connected agents: the registry, and the one function that sends a request to an agent
+//! and awaits its reply ([`Registry::call`]) — the seam where multi-node routing goes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deskside_proto::close;
+use deskside_proto::limits::MAX_NAME_BYTES;
+use deskside_proto::msg::agent::{AgentNotice, AgentReply, AgentRequest, CheckIn, NoticeAck};
+use deskside_transport::{TransportError, framed};
+use quinn::{Connection, RecvStream, SendStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{HELLO_TIMEOUT, Shared, refuse};
+
+/// Why a request to an agent got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("agent {0} is not connected")]
+    Offline(String),
+    #[error("agent {agent} did not answer within {secs} s")]
+    Timeout { agent: String, secs: u64 },
+    #[error("agent {agent}: {source}")]
+    Transport {
+        agent: String,
+        source: TransportError,
+    },
+}
+
+/// Agents connected to this controller, by id, and the support codes their users offer.
+#[derive(Debug, Default)]
+pub struct Registry {
+    links: Mutex<HashMap<String, Connection>>,
+    /// Support code (digits only) → (agent id, expiry in Unix seconds).
+    codes: Mutex<HashMap<String, (String, u64)>>,
+}
+
+/// Support codes are read over the phone: compare digits only.
+fn digits(code: &str) -> String {
+    code.chars().filter(char::is_ascii_digit).collect()
+}
+
+impl Registry {
+    fn insert(&self, id: &str, conn: Connection) {
+        let old = self.lock().insert(id.to_owned(), conn);
+        if let Some(old) = old {
+            refuse(
+                &old,
+                close::REPLACED,
+                "a newer connection from this agent replaced this one",
+            );
+        }
+    }
+
+    /// Removes `id` only if it still maps to `conn` (a newer connection may have won).
+    fn remove(&self, id: &str, conn: &Connection) {
+        let mut links = self.lock();
+        if links
+            .get(id)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            links.remove(id);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single
+        // insert/remove calls), so keep serving from it.
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_online(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The connection to `id`, for its round-trip time and similar.
+    pub fn connection(&self, id: &str) -> Option<Connection> {
+        self.lock().get(id).cloned()
+    }
+
+    /// The agent whose user offered `code`, if it is still valid.
+    pub fn code_owner(&self, code: &str) -> Option<String> {
+        let now = crate::clock::now_secs();
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        codes.retain(|_, (_, expires)| *expires > now);
+        codes.get(&digits(code)).map(|(agent, _)| agent.clone())
+    }
+
+    fn offer_code(&self, agent: &str, code: &str, expires: u64) {
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        // One live code per agent: a new one replaces the old.
+        codes.retain(|_, (a, _)| a != agent);
+        codes.insert(digits(code), (agent.to_owned(), expires));
+    }
+
+    /// Opens a request stream to agent `id` (for requests with streamed replies).
+    pub async fn open(&self, id: &str) -> Result<(quinn::SendStream, RecvStream), CallError> {
+        let conn = self
+            .connection(id)
+            .ok_or_else(|| CallError::Offline(id.to_owned()))?;
+        conn.open_bi().await.map_err(|e| CallError::Transport {
+            agent: id.to_owned(),
+            source: TransportError::Connection(e),
+        })
+    }
+
+    /// Sends `req` to agent `id` on a new stream and waits up to `limit` for the reply.
+    pub async fn call(
+        &self,
+        id: &str,
+        req: &AgentRequest,
+        limit: Duration,
+    ) -> Result<AgentReply, CallError> {
+        let conn = self
+            .connection(id)
+            .ok_or_else(|| CallError::Offline(id.to_owned()))?;
+        framed::request::<_, AgentReply>(&conn, req, limit)
+            .await
+            .map_err(|e| match e {
+                TransportError::Timeout { .. } => CallError::Timeout {
+                    agent: id.to_owned(),
+                    secs: limit.as_secs(),
+                },
+                source => CallError::Transport {
+                    agent: id.to_owned(),
+                    source,
+                },
+            })
+    }
+}
+
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(MAX_NAME_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+/// An agent connection: read its check-in, register it, hold it until it closes.
+pub(super) async fn serve(
+    shared: &Shared,
+    conn: &Connection,
+    _send: SendStream,
+    mut recv: RecvStream,
+    id: &str,
+    cancel: &CancellationToken,
+) {
+    let checkin = match framed::recv_within::<CheckIn>(&mut recv, HELLO_TIMEOUT).await {
+        Ok(c) => c,
+        Err(e) => return refuse(conn, close::BAD_FRAME, &format!("bad check-in: {e}")),
+    };
+    let (agent, c) = (id.to_owned(), checkin.clone());
+    if let Err(e) = shared
+        .store
+        .run(move |db| {
+            db.check_in(
+                &agent,
+                clip(&c.hostname),
+                clip(&c.os),
+                clip(&c.kernel),
+                clip(&c.agent_version),
+            )
+        })
+        .await
+    {
+        warn!(agent = id, error = %e, "recording check-in failed");
+    }
+    shared.agents.insert(id, conn.clone());
+    info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
+    let reason = loop {
+        tokio::select! {
+            reason = conn.closed() => break TransportError::explain(&reason),
+            _ = cancel.cancelled() => break "controller shutting down".to_owned(),
+            stream = conn.accept_bi() => match stream {
+                Ok((send, recv)) => notice(shared, id, send, recv).await,
+                Err(e) => break TransportError::explain(&e),
+            },
+        }
+    };
+    shared.agents.remove(id, conn);
+    let agent = id.to_owned();
+    let _ = shared.store.run(move |db| db.touch_agent(&agent)).await;
+    info!(agent = id, %reason, "agent disconnected");
+}
+
+/// One notice from the agent, acknowledged once recorded.
+async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvStream) {
+    let ack = match framed::recv_within::<AgentNotice>(&mut recv, super::REQUEST_TIMEOUT).await {
+        Err(e) => NoticeAck::Rejected {
+            reason: format!("unreadable notice: {e}"),
+        },
+        Ok(AgentNotice::SupportCode {
+            code,
+            expires_at_secs,
+        }) => {
+            let latest = crate::clock::now_secs() + deskside_proto::msg::session::SUPPORT_CODE_SECS;
+            shared
+                .agents
+                .offer_code(id, &code, expires_at_secs.min(latest));
+            info!(agent = id, "the user offered a support code");
+            NoticeAck::Recorded
+        }
+        Ok(AgentNotice::SessionEnded { grant, by }) => {
+            let detail = format!(
+                "session {} with {} on {id} ended ({by})",
+                grant.id, grant.technician
+            );
+            let (actor, ticket) = (format!("agent {id}"), grant.ticket);
+            let recorded = shared
+                .store
+                .run(move |db| {
+                    db.ticket(ticket)?;
+                    db.add_event(
+                        ticket,
+                        &crate::store::NewEvent {
+                            actor: &actor,
+                            kind: "session_ended",
+                            detail: &detail,
+                            evidence_sha256: None,
+                        },
+                    )
+                })
+                .await;
+            match recorded {
+                Ok(_) => NoticeAck::Recorded,
+                Err(e) => NoticeAck::Rejected {
+                    reason: e.to_string(),
+                },
+            }
+        }
+    };
+    let _ = framed::send(&mut send, &ack).await;
+    let _ = send.finish();
+}

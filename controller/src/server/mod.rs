@@ -1,0 +1,266 @@
+//! The controller server: one QUIC endpoint, one task per connection.
+//!
+//! Every connection opens with the version hello. What follows depends on the client
+//! certificate: none → enrollment only ([`enroll`]); an agent's → it registers and
+//! waits for requests ([`agents`]); a technician's → request streams ([`tech`]).
+
+mod agents;
+mod enroll;
+mod scripts;
+mod sessions;
+mod tech;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use deskside_proto::msg::hello::{Hello, HelloReply};
+use deskside_proto::msg::identity::{Identity, Tier};
+use deskside_proto::{PROTOCOL_VERSION, close};
+use deskside_transport::{framed, pki, tls};
+use quinn::{Connection, Endpoint, Incoming};
+use rustls_pki_types::CertificateDer;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+pub use agents::{CallError, Registry};
+
+use crate::ca::Ca;
+use crate::datadir::DataDir;
+use crate::evidence::{BlobStore, DirBlobs};
+use crate::store::Store;
+
+/// Most connections held at once. 20,000 agents plus technicians is the design target;
+/// past this new connections are refused rather than starving existing ones.
+pub const MAX_CONNECTIONS: usize = 25_000;
+/// A client that connects but does not say hello within this is dropped.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request frame must arrive whole within this after its stream opens.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an agent may take to collect and send a snapshot.
+pub const DIAG_TIMEOUT: Duration = Duration::from_secs(30);
+/// On shutdown, in-flight requests get this long to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
+
+/// Everything the connection tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
+    pub ca: Ca,
+    pub script_public_key: [u8; 32],
+    pub agents: Registry,
+}
+
+/// A running controller.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks the server to drain and stop.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Waits until the server has stopped (after [`Running::shutdown`]).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Loads the data directory and starts serving on `listen`.
+pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
+    let keys = data.load()?;
+    let store = Store::open(&data.database())
+        .with_context(|| format!("opening {}", data.database().display()))?;
+    let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
+    let server_der = pki::cert_from_pem(&keys.server_cert_pem)?;
+    let server_key = pki::key_from_pem(&keys.server_key_pem)?;
+    let config = tls::server_config(ca_der.clone(), vec![server_der, ca_der], server_key)?;
+    let endpoint =
+        Endpoint::server(config, listen).with_context(|| format!("listening on UDP {listen}"))?;
+    let addr = endpoint.local_addr()?;
+    let shared = Arc::new(Shared {
+        store,
+        blobs: Arc::new(DirBlobs::new(data.evidence())),
+        ca: keys.ca,
+        script_public_key: keys.script_key.verifying_key().to_bytes(),
+        agents: Registry::default(),
+    });
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(endpoint, shared, cancel.clone()));
+    info!(%addr, "controller listening");
+    Ok(Running { addr, cancel, task })
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: CancellationToken) {
+    let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let incoming = tokio::select! {
+            _ = cancel.cancelled() => break,
+            incoming = endpoint.accept() => match incoming {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            handle(shared, incoming, cancel).await;
+            drop(permit);
+        });
+    }
+    tracker.close();
+    info!("draining connections");
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("grace period over; closing remaining connections");
+    }
+    endpoint.close(close::SHUTDOWN.into(), b"controller shutting down");
+    endpoint.wait_idle().await;
+    info!("controller stopped");
+}
+
+/// Who the client certificate says the peer is, after checking the store.
+#[derive(Debug, Clone)]
+pub(crate) enum Peer {
+    Anonymous,
+    Agent { id: String },
+    Technician { name: String, tier: Tier },
+}
+
+/// Closes `conn` with a code and a reason the peer will show its user.
+pub(crate) fn refuse(conn: &Connection, code: u32, reason: &str) {
+    debug!(remote = %conn.remote_address(), code, reason, "closing connection");
+    conn.close(code.into(), reason.as_bytes());
+}
+
+async fn handle(shared: Arc<Shared>, incoming: Incoming, cancel: CancellationToken) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(%remote, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let (mut send, mut recv) = match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return,
+        Err(_) => return refuse(&conn, close::TIMED_OUT, "no hello within 10 s"),
+    };
+    let hello = match framed::recv_within::<Hello>(&mut recv, HELLO_TIMEOUT).await {
+        Ok(h) => h,
+        Err(e) => return refuse(&conn, close::BAD_FRAME, &format!("bad hello: {e}")),
+    };
+    if hello.version != PROTOCOL_VERSION {
+        let reply = HelloReply::VersionMismatch {
+            controller: PROTOCOL_VERSION,
+            peer: hello.version,
+        };
+        let _ = framed::send(&mut send, &reply).await;
+        let _ = send.finish();
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, send.stopped()).await;
+        let reason = format!(
+            "protocol version mismatch: the controller speaks version {PROTOCOL_VERSION}, {} speaks version {}",
+            hello.software, hello.version
+        );
+        return refuse(&conn, close::VERSION_MISMATCH, &reason);
+    }
+    let peer = match identify(&shared, &conn).await {
+        Ok(p) => p,
+        Err(reason) => return refuse(&conn, close::UNKNOWN_IDENTITY, &reason),
+    };
+    let welcome = HelloReply::Welcome {
+        version: PROTOCOL_VERSION,
+        software: SOFTWARE.into(),
+    };
+    if framed::send(&mut send, &welcome).await.is_err() {
+        return;
+    }
+    debug!(%remote, ?peer, software = %hello.software, "hello");
+    match peer {
+        Peer::Anonymous => enroll::serve(&shared, &conn).await,
+        Peer::Agent { id } => agents::serve(&shared, &conn, send, recv, &id, &cancel).await,
+        Peer::Technician { name, tier } => {
+            drop((send, recv));
+            tech::serve(&shared, &conn, &name, tier, &cancel).await;
+        }
+    }
+}
+
+/// Reads the client certificate's identity and checks it against the store: known,
+/// not revoked, and the very certificate the controller issued last.
+async fn identify(shared: &Shared, conn: &Connection) -> Result<Peer, String> {
+    let Some(cert) = peer_certificate(conn) else {
+        return Ok(Peer::Anonymous);
+    };
+    let fingerprint = hex::encode(pki::fingerprint(&cert));
+    let identity = common_name(&cert)
+        .as_deref()
+        .and_then(Identity::from_common_name)
+        .ok_or("the client certificate does not name a Deskside agent or technician")?;
+    match identity {
+        Identity::Agent { id } => {
+            let lookup = id.clone();
+            let creds = shared
+                .store
+                .run(move |db| db.agent_credentials(&lookup))
+                .await
+                .map_err(|e| e.to_string())?;
+            match creds {
+                None => Err(format!("agent {id} is not enrolled with this controller")),
+                Some((_, true)) => Err(format!("agent {id} has been revoked; enroll it again")),
+                Some((sha, false)) if sha != fingerprint => Err(format!(
+                    "the certificate presented for agent {id} is not the one issued to it"
+                )),
+                Some(_) => Ok(Peer::Agent { id }),
+            }
+        }
+        Identity::Technician { name } => {
+            let lookup = name.clone();
+            let tech = shared
+                .store
+                .run(move |db| db.technician(&lookup))
+                .await
+                .map_err(|e| e.to_string())?;
+            match tech {
+                None => Err(format!("technician {name} is unknown to this controller")),
+                Some(t) if t.revoked => Err(format!("technician {name} has been revoked")),
+                Some(t) if t.cert_sha256.as_deref() != Some(fingerprint.as_str()) => Err(format!(
+                    "the certificate presented for technician {name} is not the one issued to them; log in again"
+                )),
+                Some(t) => Ok(Peer::Technician { name, tier: t.tier }),
+            }
+        }
+    }
+}
+
+fn peer_certificate(conn: &Connection) -> Option<CertificateDer<'static>> {
+    let identity = conn.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    chain.into_iter().next()
+}
+
+fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
+}

@@ -1,0 +1,229 @@
+//! Technician session requests, joins by code and ends: brokered to the agent, whose
+//! answer (or the user's) is final, and recorded on the ticket timeline.
+
+use std::time::Duration;
+
+use deskside_proto::msg::agent::{AgentReply, AgentRequest};
+use deskside_proto::msg::session::{
+    MAX_ANSWER_SECS, MAX_SESSION_SECS, Scope, SessionAsk, SessionOutcome,
+};
+use deskside_proto::msg::tech::{ErrorCode, SessionReport, TechReply};
+
+use super::Shared;
+use super::tech::{Tech, call_failed, error, record, refused, target};
+
+/// The agent answers a session request after the user does; allow some slack on top.
+const ANSWER_SLACK: Duration = Duration::from_secs(15);
+
+fn too_high(tech: &Tech, scopes: &[Scope]) -> Option<Scope> {
+    scopes.iter().copied().find(|s| match s {
+        Scope::ScriptsL2 => tech.tier < deskside_proto::msg::identity::Tier::L2,
+        Scope::ScriptsL3 => tech.tier < deskside_proto::msg::identity::Tier::L3,
+        _ => false,
+    })
+}
+
+fn describe(outcome: &SessionOutcome) -> (&'static str, String) {
+    match outcome {
+        SessionOutcome::Approved(g) => (
+            "session",
+            format!(
+                "session {} approved ({:?}): {} until {}",
+                g.id,
+                g.origin,
+                Scope::list(&g.scopes),
+                crate::clock::format_secs(g.expires_at_secs)
+            ),
+        ),
+        SessionOutcome::Refused { reason } => ("session", format!("session refused: {reason}")),
+        SessionOutcome::NoAnswer { waited_secs } => (
+            "session",
+            format!("session request not answered within {waited_secs}s"),
+        ),
+    }
+}
+
+fn session_reply(
+    shared_agent: &str,
+    ticket: u64,
+    reply: AgentReply,
+) -> (Option<String>, TechReply) {
+    match reply {
+        AgentReply::Session(outcome) => {
+            let (_, detail) = describe(&outcome);
+            (
+                Some(detail),
+                TechReply::Session(Box::new(SessionReport {
+                    agent: shared_agent.to_owned(),
+                    ticket,
+                    outcome,
+                })),
+            )
+        }
+        AgentReply::Refused(r) => (
+            Some(format!("session refused by the agent: {}", r.reason)),
+            refused(shared_agent, &r),
+        ),
+        AgentReply::Failed { reason } => (
+            Some(format!("session request failed: {reason}")),
+            error(ErrorCode::AgentFailed, reason),
+        ),
+        other => (
+            None,
+            error(
+                ErrorCode::AgentFailed,
+                format!("unexpected reply {other:?}"),
+            ),
+        ),
+    }
+}
+
+pub(super) async fn request(
+    shared: &Shared,
+    tech: &Tech,
+    agent: &str,
+    ticket: u64,
+    scopes: Vec<Scope>,
+    duration_secs: u64,
+    wait_secs: u64,
+) -> TechReply {
+    let (agent, t) = match target(shared, agent, ticket).await {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    if scopes.is_empty() {
+        return error(ErrorCode::BadRequest, "ask for at least one scope");
+    }
+    if let Some(s) = too_high(tech, &scopes) {
+        return error(
+            ErrorCode::Forbidden,
+            format!(
+                "technician {} is {}; {s} needs a higher tier (escalate the ticket)",
+                tech.name, tech.tier
+            ),
+        );
+    }
+    if duration_secs == 0
+        || duration_secs > MAX_SESSION_SECS
+        || wait_secs == 0
+        || wait_secs > MAX_ANSWER_SECS
+    {
+        return error(
+            ErrorCode::BadRequest,
+            format!(
+                "a session lasts 1s..{}h and the user gets 1s..{}m to answer",
+                MAX_SESSION_SECS / 3600,
+                MAX_ANSWER_SECS / 60
+            ),
+        );
+    }
+    record(
+        shared,
+        ticket,
+        &tech.name,
+        "session",
+        format!(
+            "session requested on {} for {} ({} min)",
+            agent.id,
+            Scope::list(&scopes),
+            duration_secs / 60
+        ),
+    )
+    .await;
+    let ask = SessionAsk {
+        technician: tech.name.clone(),
+        tier: tech.tier,
+        ticket,
+        ticket_title: t.title,
+        scopes,
+        duration_secs,
+        answer_within_secs: wait_secs,
+    };
+    let reply = match shared
+        .agents
+        .call(
+            &agent.id,
+            &AgentRequest::RequestSession(ask),
+            Duration::from_secs(wait_secs) + ANSWER_SLACK,
+        )
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return call_failed(e),
+    };
+    let (detail, out) = session_reply(&agent.id, ticket, reply);
+    if let Some(detail) = detail {
+        record(shared, ticket, &tech.name, "session", detail).await;
+    }
+    out
+}
+
+pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) -> TechReply {
+    let Some(agent) = shared.agents.code_owner(code) else {
+        return error(
+            ErrorCode::NotFound,
+            "no connected machine offers that support code (wrong, expired, or already used); ask the user to read it again",
+        );
+    };
+    let (agent, _) = match target(shared, &agent, ticket).await {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    let req = AgentRequest::JoinSession {
+        requester: tech.requester(ticket),
+        code: code.to_owned(),
+    };
+    let reply = match shared
+        .agents
+        .call(&agent.id, &req, super::REQUEST_TIMEOUT)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return call_failed(e),
+    };
+    let (detail, out) = session_reply(&agent.id, ticket, reply);
+    if let Some(detail) = detail {
+        record(
+            shared,
+            ticket,
+            &tech.name,
+            "session",
+            format!("joined {} by the user's code: {detail}", agent.id),
+        )
+        .await;
+    }
+    out
+}
+
+pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) -> TechReply {
+    let (agent, _) = match target(shared, agent, ticket).await {
+        Ok(v) => v,
+        Err(reply) => return reply,
+    };
+    let req = AgentRequest::EndSession {
+        requester: tech.requester(ticket),
+    };
+    match shared
+        .agents
+        .call(&agent.id, &req, super::REQUEST_TIMEOUT)
+        .await
+    {
+        Ok(AgentReply::Ended { grant }) => {
+            let detail = match &grant {
+                Some(g) => format!("session {} on {} ended by the technician", g.id, agent.id),
+                None => format!("asked {} to end a session; none was active", agent.id),
+            };
+            record(shared, ticket, &tech.name, "session_ended", detail).await;
+            TechReply::SessionEnded {
+                agent: agent.id,
+                grant,
+            }
+        }
+        Ok(AgentReply::Refused(r)) => refused(&agent.id, &r),
+        Ok(other) => error(
+            ErrorCode::AgentFailed,
+            format!("unexpected reply {other:?}"),
+        ),
+        Err(e) => call_failed(e),
+    }
+}

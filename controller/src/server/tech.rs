@@ -1,0 +1,474 @@
+//! Technician connections: one request per stream, each checked, brokered and recorded.
+
+use std::sync::Arc;
+
+use deskside_proto::close;
+use deskside_proto::findings;
+use deskside_proto::limits::MAX_NAME_BYTES;
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, RefusalCode, Requester};
+use deskside_proto::msg::diag::Snapshot;
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::{
+    AgentSummary, DiagReport, ErrorCode, ErrorReply, TechReply, TechRequest, TicketSummary,
+    TicketView,
+};
+use deskside_transport::framed;
+use quinn::{Connection, RecvStream, SendStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{CallError, DIAG_TIMEOUT, REQUEST_TIMEOUT, Shared};
+use crate::clock::now_ms;
+use crate::store::{NewEvent, NewEvidence, StoreError};
+
+/// The technician behind a connection.
+#[derive(Debug, Clone)]
+pub(super) struct Tech {
+    pub name: String,
+    pub tier: Tier,
+}
+
+impl Tech {
+    pub fn requester(&self, ticket: u64) -> Requester {
+        Requester {
+            technician: self.name.clone(),
+            tier: self.tier,
+            ticket,
+        }
+    }
+}
+
+pub(super) async fn serve(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    name: &str,
+    tier: Tier,
+    cancel: &CancellationToken,
+) {
+    let tech = Tech {
+        name: name.to_owned(),
+        tier,
+    };
+    loop {
+        let (send, recv) = tokio::select! {
+            _ = cancel.cancelled() => {
+                conn.close(close::SHUTDOWN.into(), b"controller shutting down");
+                return;
+            }
+            stream = conn.accept_bi() => match stream {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
+        let (shared, tech) = (shared.clone(), tech.clone());
+        let span = info_span!("request", technician = %tech.name);
+        tokio::spawn(async move { handle(&shared, &tech, send, recv).await }.instrument(span));
+    }
+}
+
+async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: RecvStream) {
+    let reply = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await {
+        Ok(TechRequest::RunScript {
+            agent,
+            ticket,
+            script,
+            params,
+        }) => {
+            super::scripts::run(shared, tech, &agent, ticket, &script, params, &mut send).await;
+            let _ = send.finish();
+            return;
+        }
+        Ok(req) => {
+            debug!(?req, "request");
+            dispatch(shared, tech, req).await
+        }
+        Err(e) => error(ErrorCode::BadRequest, format!("unreadable request: {e}")),
+    };
+    if let Err(e) = framed::send(&mut send, &reply).await {
+        debug!(error = %e, "technician went away before the reply");
+    }
+    let _ = send.finish();
+}
+
+pub(super) fn error(code: ErrorCode, message: impl Into<String>) -> TechReply {
+    TechReply::Error(ErrorReply {
+        code,
+        message: message.into(),
+    })
+}
+
+pub(super) fn store_error(e: StoreError) -> TechReply {
+    match e {
+        StoreError::NotFound(m) => error(ErrorCode::NotFound, m),
+        StoreError::Conflict(m) => error(ErrorCode::BadRequest, m),
+        other => {
+            warn!(error = %other, "store failure");
+            error(ErrorCode::Internal, other.to_string())
+        }
+    }
+}
+
+async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
+    let result = match req {
+        TechRequest::ListAgents => list_agents(shared).await,
+        TechRequest::NewTicket { title, agent } => new_ticket(shared, tech, title, agent).await,
+        TechRequest::ListTickets => shared
+            .store
+            .run(|db| db.tickets())
+            .await
+            .map(TechReply::Tickets),
+        TechRequest::ShowTicket { number } => show_ticket(shared, number).await,
+        TechRequest::Diagnostics { agent, ticket } => {
+            return diagnostics(shared, tech, agent, ticket).await;
+        }
+        TechRequest::RequestSession {
+            agent,
+            ticket,
+            scopes,
+            duration_secs,
+            wait_secs,
+        } => {
+            return super::sessions::request(
+                shared,
+                tech,
+                &agent,
+                ticket,
+                scopes,
+                duration_secs,
+                wait_secs,
+            )
+            .await;
+        }
+        TechRequest::JoinSession { code, ticket } => {
+            return super::sessions::join(shared, tech, &code, ticket).await;
+        }
+        TechRequest::EndSession { agent, ticket } => {
+            return super::sessions::end(shared, tech, &agent, ticket).await;
+        }
+        TechRequest::ListScripts => shared
+            .store
+            .run(|db| db.scripts())
+            .await
+            .map(TechReply::Scripts),
+        TechRequest::ShowScript { name } => return super::scripts::show(shared, name).await,
+        TechRequest::RunScript { .. } => {
+            Ok(error(ErrorCode::BadRequest, "script runs are streamed"))
+        }
+    };
+    result.unwrap_or_else(store_error)
+}
+
+async fn list_agents(shared: &Shared) -> Result<TechReply, StoreError> {
+    let mut agents = shared.store.run(|db| db.agents()).await?;
+    for a in &mut agents {
+        a.online = shared.agents.is_online(&a.id);
+    }
+    Ok(TechReply::Agents(agents))
+}
+
+async fn new_ticket(
+    shared: &Shared,
+    tech: &Tech,
+    title: String,
+    agent: Option<String>,
+) -> Result<TechReply, StoreError> {
+    let title = title.trim().to_owned();
+    if title.is_empty() || title.len() > MAX_NAME_BYTES {
+        return Ok(error(
+            ErrorCode::BadRequest,
+            format!("a ticket title must be 1 to {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    let (by, tier) = (tech.name.clone(), tech.tier);
+    let number = shared
+        .store
+        .run(move |db| {
+            let agent_id = match agent {
+                Some(key) => Some(db.find_agent(&key)?.id),
+                None => None,
+            };
+            db.create_ticket(&title, agent_id.as_deref(), &by, tier)
+        })
+        .await?;
+    info!(ticket = number, "ticket opened");
+    show_ticket(shared, number).await
+}
+
+async fn show_ticket(shared: &Shared, number: u64) -> Result<TechReply, StoreError> {
+    let (ticket, timeline, mut evidence) = shared
+        .store
+        .run(move |db| {
+            Ok((
+                db.ticket(number)?,
+                db.timeline(number)?,
+                db.evidence(number)?,
+            ))
+        })
+        .await?;
+    for e in &mut evidence {
+        e.location = shared.blobs.location(&e.sha256);
+    }
+    Ok(TechReply::Ticket(Box::new(TicketView {
+        ticket,
+        timeline,
+        evidence,
+    })))
+}
+
+/// Asks the agent for a snapshot, stores it as evidence on the ticket, and returns it
+/// with findings. Every outcome lands on the ticket's timeline.
+async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u64) -> TechReply {
+    let found = shared
+        .store
+        .run(move |db| Ok((db.find_agent(&agent_key)?, db.ticket(ticket)?)))
+        .await;
+    let (agent, _) = match found {
+        Ok(v) => v,
+        Err(e) => return store_error(e),
+    };
+    if agent.revoked {
+        return error(
+            ErrorCode::Forbidden,
+            format!("agent {} is revoked", agent.id),
+        );
+    }
+    let span = info_span!("diagnostics", agent = %agent.id, ticket);
+    async {
+        let req = AgentRequest::Diagnostics {
+            requester: Requester {
+                technician: tech.name.clone(),
+                tier: tech.tier,
+                ticket,
+            },
+        };
+        let sent_ms = now_ms();
+        let outcome = shared.agents.call(&agent.id, &req, DIAG_TIMEOUT).await;
+        let rtt_ms = shared
+            .agents
+            .connection(&agent.id)
+            .map_or(0, |c| u64::try_from(c.rtt().as_millis()).unwrap_or(0));
+        let (kind, detail, reply) = match outcome {
+            Ok(AgentReply::Snapshot(snapshot)) => {
+                return store_snapshot(
+                    shared,
+                    tech,
+                    &agent.id,
+                    ticket,
+                    *snapshot,
+                    sent_ms + rtt_ms / 2,
+                )
+                .await;
+            }
+            Ok(AgentReply::Refused(refusal)) => (
+                "refused",
+                format!(
+                    "diagnostics requested by {} refused by the agent: {}",
+                    tech.name, refusal.reason
+                ),
+                refused(&agent.id, &refusal),
+            ),
+            Ok(AgentReply::Failed { reason }) => (
+                "failed",
+                format!(
+                    "diagnostics requested by {} failed on the agent: {reason}",
+                    tech.name
+                ),
+                error(
+                    ErrorCode::AgentFailed,
+                    format!("agent {} failed: {reason}", agent.id),
+                ),
+            ),
+            Ok(other) => (
+                "failed",
+                format!(
+                    "diagnostics requested by {}: unexpected reply {other:?}",
+                    tech.name
+                ),
+                error(ErrorCode::AgentFailed, "the agent sent an unexpected reply"),
+            ),
+            Err(e) => {
+                let code = match e {
+                    CallError::Offline(_) => ErrorCode::AgentOffline,
+                    CallError::Timeout { .. } => ErrorCode::Timeout,
+                    CallError::Transport { .. } => ErrorCode::AgentFailed,
+                };
+                (
+                    "failed",
+                    format!("diagnostics requested by {}: {e}", tech.name),
+                    error(code, e.to_string()),
+                )
+            }
+        };
+        info!(outcome = kind, %detail, "diagnostics not stored");
+        let actor = tech.name.clone();
+        let _ = shared
+            .store
+            .run(move |db| {
+                db.add_event(
+                    ticket,
+                    &NewEvent {
+                        actor: &actor,
+                        kind,
+                        detail: &detail,
+                        evidence_sha256: None,
+                    },
+                )
+            })
+            .await;
+        reply
+    }
+    .instrument(span)
+    .await
+}
+
+async fn store_snapshot(
+    shared: &Shared,
+    tech: &Tech,
+    agent: &str,
+    ticket: u64,
+    mut snapshot: Snapshot,
+    agent_started_ms: u64,
+) -> TechReply {
+    // The agent stamped the snapshot with its own clock when it started collecting;
+    // the controller knows when that was on its clock, give or take half a round trip.
+    let offset = i128::from(snapshot.collected_at_ms) - i128::from(agent_started_ms);
+    snapshot.time.controller_offset_ms = i64::try_from(offset).ok();
+    snapshot.findings = findings::evaluate(&snapshot);
+    let bytes = match serde_json::to_vec_pretty(&snapshot) {
+        Ok(b) => b,
+        Err(e) => return error(ErrorCode::Internal, format!("encoding snapshot: {e}")),
+    };
+    let blobs = shared.blobs.clone();
+    let size = bytes.len() as u64;
+    let sha = match tokio::task::spawn_blocking(move || blobs.put(&bytes)).await {
+        Ok(Ok(sha)) => sha,
+        Ok(Err(e)) => return error(ErrorCode::Internal, e.to_string()),
+        Err(e) => return error(ErrorCode::Internal, e.to_string()),
+    };
+    let worst = snapshot
+        .findings
+        .first()
+        .map(|f| f.severity.to_string())
+        .unwrap_or_else(|| "no".into());
+    let detail = format!(
+        "diagnostics snapshot from {agent} ({}), requested by {}: {} findings, worst {worst}",
+        snapshot.host.hostname,
+        tech.name,
+        snapshot.findings.len()
+    );
+    let item = NewEvidence {
+        sha256: sha.clone(),
+        kind: "snapshot".into(),
+        size_bytes: size,
+        agent_id: Some(agent.to_owned()),
+    };
+    let (actor, sha2, agent_id) = (tech.name.clone(), sha.clone(), agent.to_owned());
+    let recorded = shared
+        .store
+        .run(move |db| {
+            db.touch_agent(&agent_id)?;
+            db.add_evidence(
+                ticket,
+                &item,
+                &NewEvent {
+                    actor: &actor,
+                    kind: "snapshot",
+                    detail: &detail,
+                    evidence_sha256: Some(&sha2),
+                },
+            )
+        })
+        .await;
+    let entry = match recorded {
+        Ok(e) => e,
+        Err(e) => return store_error(e),
+    };
+    info!(sha256 = %sha, findings = snapshot.findings.len(), "snapshot stored");
+    TechReply::Diagnostics(Box::new(DiagReport {
+        ticket,
+        agent: agent.to_owned(),
+        snapshot,
+        evidence: deskside_proto::msg::tech::EvidenceRef {
+            location: shared.blobs.location(&sha),
+            sha256: sha,
+            kind: "snapshot".into(),
+            size_bytes: size,
+            agent: Some(agent.to_owned()),
+            created_at_secs: entry.at_secs,
+        },
+    }))
+}
+
+/// The technician-facing error for an agent's refusal; the code drives the CLI exit status.
+pub(super) fn refused(agent: &str, r: &Refusal) -> TechReply {
+    let code = match r.code {
+        RefusalCode::NoSession => ErrorCode::NoSession,
+        RefusalCode::SessionExpired => ErrorCode::SessionExpired,
+        RefusalCode::Disabled => ErrorCode::AgentDisabled,
+        RefusalCode::Policy
+        | RefusalCode::User
+        | RefusalCode::BadSignature
+        | RefusalCode::BadParams
+        | RefusalCode::BadCode => ErrorCode::AgentRefused,
+    };
+    error(code, format!("agent {agent} refused: {}", r.reason))
+}
+
+/// The agent (by id or unique hostname) and the ticket a request is about.
+pub(super) async fn target(
+    shared: &Shared,
+    agent: &str,
+    ticket: u64,
+) -> Result<(AgentSummary, TicketSummary), TechReply> {
+    let key = agent.to_owned();
+    let found = shared
+        .store
+        .run(move |db| Ok((db.find_agent(&key)?, db.ticket(ticket)?)))
+        .await
+        .map_err(store_error)?;
+    if found.0.revoked {
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!("agent {} is revoked", found.0.id),
+        ));
+    }
+    Ok(found)
+}
+
+/// Appends a timeline entry, logging (not failing) if the store refuses.
+pub(super) async fn record(
+    shared: &Shared,
+    ticket: u64,
+    actor: &str,
+    kind: &'static str,
+    detail: String,
+) {
+    let actor = actor.to_owned();
+    let result = shared
+        .store
+        .run(move |db| {
+            db.add_event(
+                ticket,
+                &NewEvent {
+                    actor: &actor,
+                    kind,
+                    detail: &detail,
+                    evidence_sha256: None,
+                },
+            )
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(ticket, error = %e, "timeline entry not recorded");
+    }
+}
+
+/// The technician-facing error when an agent could not be asked at all.
+pub(super) fn call_failed(e: CallError) -> TechReply {
+    let code = match e {
+        CallError::Offline(_) => ErrorCode::AgentOffline,
+        CallError::Timeout { .. } => ErrorCode::Timeout,
+        CallError::Transport { .. } => ErrorCode::AgentFailed,
+    };
+    error(code, e.to_string())
+}

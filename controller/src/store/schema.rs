@@ -1,0 +1,85 @@
+//! Schema migrations, applied in order and tracked in `PRAGMA user_version`.
+//!
+//! SQL here sticks to what SQLite and PostgreSQL both accept (no AUTOINCREMENT, no
+//! SQLite-only types), so a second store implementation can reuse it.
+
+/// Each entry moves the schema from version `index` to `index + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE agents (
+    id              TEXT PRIMARY KEY,
+    hostname        TEXT NOT NULL,
+    os              TEXT NOT NULL,
+    kernel          TEXT NOT NULL DEFAULT '',
+    agent_version   TEXT NOT NULL DEFAULT '',
+    cert_sha256     TEXT NOT NULL,
+    cert_not_after  BIGINT NOT NULL,
+    enrolled_at     BIGINT NOT NULL,
+    last_seen       BIGINT,
+    revoked_at      BIGINT
+);
+CREATE INDEX agents_hostname ON agents (hostname);
+
+CREATE TABLE technicians (
+    name            TEXT PRIMARY KEY,
+    tier            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    cert_sha256     TEXT,
+    cert_not_after  BIGINT,
+    revoked_at      BIGINT
+);
+
+CREATE TABLE tokens (
+    secret_sha256   TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    technician      TEXT,
+    created_at      BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL,
+    used_at         BIGINT,
+    used_by         TEXT
+);
+
+CREATE TABLE tickets (
+    number          BIGINT PRIMARY KEY,
+    title           TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    tier            TEXT NOT NULL,
+    agent_id        TEXT,
+    created_by      TEXT NOT NULL,
+    created_at      BIGINT NOT NULL
+);
+
+CREATE TABLE evidence (
+    ticket          BIGINT NOT NULL REFERENCES tickets (number),
+    sha256          TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    size_bytes      BIGINT NOT NULL,
+    agent_id        TEXT,
+    created_at      BIGINT NOT NULL,
+    PRIMARY KEY (ticket, sha256)
+);
+
+CREATE TABLE timeline (
+    ticket          BIGINT NOT NULL REFERENCES tickets (number),
+    seq             BIGINT NOT NULL,
+    at              BIGINT NOT NULL,
+    actor           TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    evidence_sha256 TEXT,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    PRIMARY KEY (ticket, seq)
+);
+"#,
+    r#"
+CREATE TABLE scripts (
+    name            TEXT PRIMARY KEY,
+    version         BIGINT NOT NULL,
+    entry_json      TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    signature       BLOB NOT NULL,
+    added_at        BIGINT NOT NULL
+);
+"#,
+];

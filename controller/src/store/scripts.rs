@@ -1,0 +1,77 @@
+//! The script catalog in the store: signed entries with their bodies.
+
+use deskside_proto::msg::script::{CatalogEntry, SignedScript};
+use rusqlite::{OptionalExtension, params};
+
+use super::sqlite::{Db, to_i64, to_u64};
+use super::{StoreError, StoreResult};
+use crate::clock::now_secs;
+
+/// A catalog row.
+#[derive(Debug, Clone)]
+pub struct StoredScript {
+    pub script: SignedScript,
+    pub added_at: u64,
+}
+
+fn decode_entry(json: &str) -> StoreResult<CatalogEntry> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Conflict(format!("a catalog entry in the database is damaged: {e}"))
+    })
+}
+
+impl Db {
+    /// Adds or replaces a script.
+    pub fn put_script(&mut self, s: &SignedScript) -> StoreResult<()> {
+        let json =
+            serde_json::to_string(&s.entry).map_err(|e| StoreError::Conflict(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO scripts (name, version, entry_json, body, signature, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (name) DO UPDATE SET version = excluded.version, entry_json = excluded.entry_json, \
+             body = excluded.body, signature = excluded.signature, added_at = excluded.added_at",
+            params![s.entry.name, i64::from(s.entry.version), json, s.body, s.signature, to_i64(now_secs())],
+        )?;
+        Ok(())
+    }
+
+    pub fn script(&mut self, name: &str) -> StoreResult<StoredScript> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT entry_json, body, signature, added_at FROM scripts WHERE name = ?1",
+                [name],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let (json, body, signature, added_at) = row.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "no script named {name:?} in the catalog; `deskside script list` shows them"
+            ))
+        })?;
+        Ok(StoredScript {
+            script: SignedScript {
+                entry: decode_entry(&json)?,
+                body,
+                signature,
+            },
+            added_at: to_u64(added_at),
+        })
+    }
+
+    pub fn scripts(&mut self) -> StoreResult<Vec<CatalogEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT entry_json FROM scripts ORDER BY name")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        rows.iter().map(|j| decode_entry(j)).collect()
+    }
+}

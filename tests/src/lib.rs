@@ -1,0 +1,251 @@
+//! Harness for end-to-end tests: a real controller on 127.0.0.1:0 in a temp data dir,
+//! real agents enrolled through the real token/CSR path, real technician profiles, all
+//! over real QUIC with mutual TLS. Also finds the built binaries for CLI tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use deskside_agent::state::{StateDir, write_atomic};
+use deskside_controller::cli::admin::make_token;
+use deskside_controller::cli::tech::login_to;
+use deskside_controller::client::TechClient;
+use deskside_controller::datadir::DataDir;
+use deskside_controller::profile::Profile;
+use deskside_controller::server::{self, Running};
+use deskside_controller::store::{Store, TokenFor};
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::{TechReply, TechRequest};
+use tokio_util::sync::CancellationToken;
+
+/// A policy that serves diagnostics unattended.
+pub const ALLOW_DIAGNOSTICS: &str = "[scopes]\ndiagnostics = \"allow\"\n";
+
+/// A controller running in this process on an ephemeral loopback port.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub data: DataDir,
+    pub running: Option<Running>,
+    pub addr: String,
+}
+
+/// An enrolled agent running its service loop in this process.
+#[derive(Debug)]
+pub struct Agent {
+    pub id: String,
+    pub state: StateDir,
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Agent {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl Cluster {
+    pub async fn start() -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let data = DataDir::new(dir.path().join("controller"));
+        data.init()?;
+        let running = server::start(&data, "127.0.0.1:0".parse()?).await?;
+        let addr = running.addr.to_string();
+        Ok(Cluster {
+            dir,
+            data,
+            running: Some(running),
+            addr,
+        })
+    }
+
+    pub fn token(&self, ttl: Duration) -> Result<String> {
+        make_token(&self.data, TokenFor::Agent, &self.addr, ttl)
+    }
+
+    pub fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.data.database())?)
+    }
+
+    /// Enrolls an agent with `policy` and starts its service.
+    pub async fn agent(&self, name: &str, policy: &str) -> Result<Agent> {
+        let state = StateDir::new(self.dir.path().join(format!("agent-{name}")));
+        let token = self.token(Duration::from_secs(600))?;
+        let enrolled = deskside_agent::enroll::enroll(&state, &token).await?;
+        write_atomic(&state.policy(), policy.as_bytes(), 0o644)?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(deskside_agent::link::run(state.clone(), cancel.clone()));
+        Ok(Agent {
+            id: enrolled.agent_id,
+            state,
+            cancel,
+            task,
+        })
+    }
+
+    /// Adds a technician and logs them in; returns a connected client.
+    pub async fn technician(&self, name: &str, tier: Tier) -> Result<(Profile, TechClient)> {
+        self.store()?
+            .blocking(|db| db.insert_technician(name, tier))?;
+        let token = make_token(
+            &self.data,
+            TokenFor::Technician(name.into()),
+            &self.addr,
+            Duration::from_secs(600),
+        )?;
+        let path = self.dir.path().join(format!("tech-{name}.toml"));
+        let profile = login_to(&token, &path).await?;
+        let client = TechClient::connect(&profile).await?;
+        Ok((profile, client))
+    }
+
+    /// Adds catalog manifests the way an admin does (`deskside script add`).
+    pub fn add_scripts(&self, manifests: &[PathBuf]) -> Result<()> {
+        deskside_controller::cli::admin::script_add(&self.data, manifests)
+    }
+
+    /// Writes a test script (manifest + sh body) into the scratch dir and adds it.
+    pub fn add_test_script(
+        &self,
+        name: &str,
+        tier: &str,
+        timeout_secs: u32,
+        params: &str,
+        body: &str,
+    ) -> Result<()> {
+        let dir = self.dir.path().join("test-catalog");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(format!("{name}.sh")), body)?;
+        let manifest = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "name = \"{name}\"\nversion = 1\ndescription = \"test script {name}\"\nchanges = \"nothing outside its temp dir\"\n\
+                 tier = \"{tier}\"\ninterpreter = \"sh\"\nos = \"linux\"\ntimeout_secs = {timeout_secs}\nbody = \"{name}.sh\"\n{params}"
+            ),
+        )?;
+        self.add_scripts(&[manifest])
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            r.stopped().await;
+        }
+    }
+}
+
+/// Waits until the controller lists `agent` as online.
+pub async fn wait_online(client: &TechClient, agent: &str) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if let TechReply::Agents(list) = client.request(&TechRequest::ListAgents).await?
+            && list.iter().any(|a| a.id == agent && a.online)
+        {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("agent {agent} did not come online within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Path of a workspace binary (`deskside`, `deskside-agent`), building it once if the
+/// test run did not (e.g. `cargo test -p deskside-tests`).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            // target/<profile>/deps/<test> → target/<profile>
+            let dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .ok_or("cannot locate the target directory")?;
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args([
+                "build",
+                "-p",
+                "deskside-controller",
+                "-p",
+                "deskside-agent",
+                "--bins",
+            ]);
+            if dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| e.to_string())?;
+            if !status.success() {
+                return Err(format!("cargo build failed: {status}"));
+            }
+            Ok(dir)
+        })
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// Runs a binary to completion; returns (status code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
+    let out = cmd.output().context("running a binary")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The agent service's control socket, as the machine's user reaches it.
+pub async fn control(agent: &Agent) -> Result<deskside_agent::control::ControlClient> {
+    let start = Instant::now();
+    loop {
+        match deskside_agent::control::ControlClient::connect(&agent.state).await {
+            Ok(c) => return Ok(c),
+            Err(e) if start.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Waits for a pending session request on the agent and returns its id.
+pub async fn pending_request(control: &mut deskside_agent::control::ControlClient) -> Result<u32> {
+    use deskside_agent::control::{ControlReply, ControlRequest};
+    let start = Instant::now();
+    loop {
+        if let ControlReply::Status(s) = control.call(&ControlRequest::Status).await?
+            && let Some(p) = s.pending.first()
+        {
+            return Ok(p.id);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            bail!("no session request reached the agent within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Processes whose environment carries `marker` (for "is the process group gone?").
+pub fn processes_with_marker(marker: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
