@@ -11,12 +11,19 @@ pub mod enroll;
 pub mod link;
 pub mod outbox;
 pub mod policy;
+pub mod redact;
 pub mod script;
 pub mod serve;
 pub mod session;
 pub mod state;
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 pub fn now_secs() -> u64 {
     SystemTime::now()

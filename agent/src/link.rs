@@ -68,7 +68,12 @@ pub async fn run(state: StateDir, cancel: CancellationToken) -> Result<()> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .context("enrollment.toml: script_public_key is not 32 hex bytes; enroll again")?;
-    let ctx = AgentCtx::new(state.clone(), script_key);
+    let ctx = AgentCtx::new(
+        state.clone(),
+        enrollment.agent_id.clone(),
+        state.read(&state.key())?,
+        script_key,
+    );
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?;
     info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
     crate::control::serve(ctx.clone(), cancel.clone())?;

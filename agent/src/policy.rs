@@ -42,6 +42,9 @@ pub struct Scopes {
 pub struct Policy {
     #[serde(default)]
     pub scopes: Scopes,
+    /// What to hide in evidence before it leaves the machine.
+    #[serde(default)]
+    pub redact: crate::redact::RedactPolicy,
 }
 
 /// The policy file written at enrollment when the machine has none: everything prompts.
@@ -54,6 +57,14 @@ diagnostics = "prompt"
 "scripts:l2" = "prompt"
 "scripts:l3" = "prompt"
 files = "prompt"
+
+# What to hide in evidence before it leaves this machine (all off by default).
+[redact]
+usernames = false
+ip_addresses = false
+mac_addresses = false
+emails = false
+patterns = []
 "#;
 
 impl Policy {

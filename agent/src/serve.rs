@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deskside_proto::findings;
-use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, Requester};
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, Requester, SignedItem};
 use deskside_proto::msg::diag::ControllerLink;
-use deskside_proto::msg::script::{RunEvent, SignedScript};
+use deskside_proto::msg::script::{OutputStream, RunEvent, RunRecord, SignedScript};
 use deskside_proto::msg::session::{Scope, SessionOutcome};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::audit::{self, AuditEntry};
 use crate::outbox::Outbox;
+use crate::policy::Policy;
+use crate::redact::Redactor;
 use crate::script::run::{RunSpec, run};
 use crate::script::verify::verify;
 use crate::session::Sessions;
@@ -24,6 +27,9 @@ use crate::state::StateDir;
 #[derive(Debug, Clone)]
 pub struct AgentCtx {
     pub state: StateDir,
+    pub agent_id: String,
+    /// The agent's private key (PEM), which signs evidence before it leaves the machine.
+    key_pem: Arc<String>,
     pub sessions: Arc<Sessions>,
     pub outbox: Arc<Outbox>,
     /// The controller's ed25519 script key, learnt at enrollment.
@@ -31,14 +37,40 @@ pub struct AgentCtx {
 }
 
 impl AgentCtx {
-    pub fn new(state: StateDir, script_key: [u8; 32]) -> AgentCtx {
+    pub fn new(
+        state: StateDir,
+        agent_id: String,
+        key_pem: String,
+        script_key: [u8; 32],
+    ) -> AgentCtx {
         let outbox = Arc::new(Outbox::default());
         AgentCtx {
             sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
             state,
+            agent_id,
+            key_pem: Arc::new(key_pem),
             outbox,
             script_key,
         }
+    }
+
+    /// Redacts (per the machine's policy), serialises and signs an evidence item.
+    fn seal(&self, kind: &str, mut value: serde_json::Value) -> Result<SignedItem, String> {
+        let policy = Policy::load(&self.state.policy())
+            .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
+        let redactor = Redactor::new(&policy.redact)?;
+        redactor.apply(&mut value);
+        let bytes =
+            serde_json::to_vec_pretty(&value).map_err(|e| format!("encoding {kind}: {e}"))?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let signature = deskside_transport::pki::sign_evidence(&self.key_pem, &digest)
+            .map_err(|e| format!("signing {kind}: {e}"))?;
+        Ok(SignedItem {
+            kind: kind.to_owned(),
+            bytes,
+            signature,
+            redaction: redactor.rules(),
+        })
     }
 
     fn audit(
@@ -162,10 +194,26 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
     ctx.sessions.set_activity(None);
     snapshot.network.controller = Some(link);
     snapshot.findings = findings::evaluate(&snapshot);
-    let detail = format!("snapshot with {} findings sent", snapshot.findings.len());
+    let sealed = serde_json::to_value(&snapshot)
+        .map_err(|e| e.to_string())
+        .and_then(|v| ctx.seal("snapshot", v));
+    let item = match sealed {
+        Ok(item) => item,
+        Err(reason) => return AgentReply::Failed { reason },
+    };
+    let detail = format!(
+        "snapshot with {} findings sent, sha256:{}{}",
+        snapshot.findings.len(),
+        hex::encode(Sha256::digest(&item.bytes)),
+        if item.redaction.is_empty() {
+            String::new()
+        } else {
+            format!(", redacted: {}", item.redaction.join(","))
+        }
+    );
     // Nothing leaves the machine unless the audit log has it first.
     match ctx.audit(who, scope, "served", detail) {
-        Ok(()) => AgentReply::Snapshot(Box::new(snapshot)),
+        Ok(()) => AgentReply::Snapshot(Box::new(item)),
         Err(reason) => AgentReply::Failed { reason },
     }
 }
@@ -190,7 +238,7 @@ async fn run_script(
         .sessions
         .authorize(who, scope)
         .and_then(|cancel| verify(&script, params, &ctx.script_key).map(|env| (cancel, env)));
-    let (cancel, env) = match checked {
+    let ((cancel, grant), env) = match checked {
         Ok(v) => v,
         Err(refusal) => {
             let _ = replies
@@ -200,6 +248,8 @@ async fn run_script(
         }
     };
     let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    let record_params = env.clone();
+    let entry = script.entry.clone();
     if let Err(reason) = ctx.audit(
         who,
         scope.as_str(),
@@ -233,8 +283,17 @@ async fn run_script(
     };
     let (tx, mut rx) = mpsc::channel::<RunEvent>(32);
     let started = Instant::now();
+    let started_at_ms = crate::now_ms();
     let runner = tokio::spawn(async move { run(spec, cancel, tx).await });
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     while let Some(event) = rx.recv().await {
+        if let RunEvent::Output { stream, data } = &event {
+            // The runner already caps each stream at MAX_OUTPUT_BYTES.
+            match stream {
+                OutputStream::Stdout => stdout.extend_from_slice(data),
+                OutputStream::Stderr => stderr.extend_from_slice(data),
+            }
+        }
         // A technician who went away does not stop the run; output is still counted.
         let _ = replies.send(AgentReply::Run(event)).await;
     }
@@ -273,9 +332,33 @@ async fn run_script(
             ""
         },
     );
+    let record = RunRecord {
+        script: name.clone(),
+        version: entry.version,
+        body_sha256: hex::encode(entry.body_sha256),
+        tier: entry.tier,
+        agent: ctx.agent_id.clone(),
+        technician: who.technician.clone(),
+        ticket: who.ticket,
+        grant,
+        params: record_params,
+        started_at_ms,
+        result: result.clone(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    let sealed = serde_json::to_value(&record)
+        .map_err(|e| e.to_string())
+        .and_then(|v| ctx.seal("script_run", v));
     let _ = ctx.audit(who, scope.as_str(), "finished", detail);
     let _ = replies
         .send(AgentReply::Run(RunEvent::Finished(result)))
+        .await;
+    let _ = replies
+        .send(match sealed {
+            Ok(item) => AgentReply::Evidence(Box::new(item)),
+            Err(reason) => AgentReply::Failed { reason },
+        })
         .await;
 }
 

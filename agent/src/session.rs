@@ -133,8 +133,13 @@ impl Sessions {
         Ok(())
     }
 
-    /// May `who` use `scope` now? Returns the token that ends the work when the session does.
-    pub fn authorize(&self, who: &Requester, scope: Scope) -> Result<CancellationToken, Refusal> {
+    /// May `who` use `scope` now? Returns the token that ends the work when the session
+    /// does, and the grant it happens under (`None` when policy allows it unattended).
+    pub fn authorize(
+        &self,
+        who: &Requester,
+        scope: Scope,
+    ) -> Result<(CancellationToken, Option<String>), Refusal> {
         self.check_enabled()?;
         let path = self.state.policy();
         match self.policy()?.decision(scope.as_str()) {
@@ -142,7 +147,7 @@ impl Sessions {
                 RefusalCode::Policy,
                 format!("the machine's policy ({}) denies {scope}", path.display()),
             )),
-            Decision::Allow => Ok(self.all().child_token()),
+            Decision::Allow => Ok((self.all().child_token(), None)),
             Decision::Prompt => {
                 let now = crate::now_secs();
                 let inner = self.lock();
@@ -181,7 +186,7 @@ impl Sessions {
                         ),
                     ));
                 }
-                Ok(active.cancel.clone())
+                Ok((active.cancel.clone(), Some(active.grant.id.clone())))
             }
         }
     }

@@ -180,6 +180,8 @@ async fn technician(
     step(6, "deskside ticket new: the user says the laptop is slow");
     let number = match client
         .request(&TechRequest::NewTicket {
+            requester: "Pat (accounting)".into(),
+            priority: "high".into(),
             title: "User reports the laptop is slow".into(),
             agent: Some(agent_id.to_owned()),
         })

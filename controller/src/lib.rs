@@ -1,6 +1,8 @@
 //! The Deskside controller as a library: the server, its store and CA, and the
 //! technician CLI. `main.rs` only parses arguments and maps errors to exit codes.
 
+pub mod adapters;
+pub mod bundle;
 pub mod ca;
 pub mod catalog;
 pub mod cli;
@@ -9,7 +11,10 @@ pub mod clock;
 pub mod datadir;
 pub mod demo;
 pub mod evidence;
+pub mod outbox;
 pub mod profile;
+pub mod report;
 pub mod server;
+pub mod sla;
 pub mod starter;
 pub mod store;

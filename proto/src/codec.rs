@@ -122,7 +122,12 @@ mod tests {
             ..Disk::default()
         });
         snap.cpu.usage_percent = 12.5;
-        let reply = AgentReply::Snapshot(Box::new(snap));
+        let reply = AgentReply::Snapshot(Box::new(crate::msg::agent::SignedItem {
+            kind: "snapshot".into(),
+            bytes: format!("{snap:?}").into_bytes(),
+            signature: vec![1; 70],
+            redaction: vec!["emails".into()],
+        }));
         let bytes = encode(&reply).unwrap_or_default();
         assert_eq!(decode::<AgentReply>(&bytes), Ok(reply));
     }

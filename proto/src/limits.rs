@@ -21,6 +21,11 @@ pub const MAX_AGENT_REQUEST_BYTES: u32 = 512 * 1024;
 /// 4 MiB leaves room without letting a peer make us allocate gigabytes.
 pub const MAX_SNAPSHOT_BYTES: u32 = 4 * 1024 * 1024;
 
+/// One evidence item from an agent as JSON: a script run keeps up to 1 MiB of each
+/// output stream, and JSON escaping of binary output can triple it. 16 MiB covers the
+/// worst case with room; a snapshot (≤ 4 MiB encoded) is far below.
+pub const MAX_EVIDENCE_BYTES: u32 = 16 * 1024 * 1024;
+
 /// Replies to technicians: a ticket with its timeline, or listings of agents/tickets.
 /// 8 MiB carries a snapshot with findings plus its evidence reference.
 pub const MAX_REPLY_BYTES: u32 = 8 * 1024 * 1024;
@@ -34,3 +39,7 @@ pub const MAX_NAME_BYTES: usize = 256;
 /// Memory one decode may claim for the collections and strings it builds. In-memory
 /// structs are larger than their encoding, so this is a multiple of the largest frame.
 pub const MAX_DECODE_MEMORY: usize = 64 * 1024 * 1024;
+
+/// Bundle files travel to the technician in chunks of this size, so one reply stays far
+/// below [`MAX_REPLY_BYTES`] whatever the evidence size.
+pub const BUNDLE_CHUNK_BYTES: usize = 1024 * 1024;

@@ -2,6 +2,8 @@
 //! real agents enrolled through the real token/CSR path, real technician profiles, all
 //! over real QUIC with mutual TLS. Also finds the built binaries for CLI tests.
 
+pub mod rt;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -87,6 +89,11 @@ impl Cluster {
         })
     }
 
+    /// Where `technician(name, …)` saved the profile (for CLI tests: DESKSIDE_PROFILE).
+    pub fn profile_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("tech-{name}.toml"))
+    }
+
     /// Adds a technician and logs them in; returns a connected client.
     pub async fn technician(&self, name: &str, tier: Tier) -> Result<(Profile, TechClient)> {
         self.store()?
@@ -97,8 +104,7 @@ impl Cluster {
             &self.addr,
             Duration::from_secs(600),
         )?;
-        let path = self.dir.path().join(format!("tech-{name}.toml"));
-        let profile = login_to(&token, &path).await?;
+        let profile = login_to(&token, &self.profile_path(name)).await?;
         let client = TechClient::connect(&profile).await?;
         Ok((profile, client))
     }

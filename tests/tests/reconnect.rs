@@ -41,6 +41,8 @@ async fn reconnect_after_controller_restart() -> Result<()> {
 
     let TechReply::Ticket(view) = tech
         .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
             title: "after restart".into(),
             agent: Some(agent.id.clone()),
         })

@@ -36,6 +36,8 @@ async fn good_agent_still_served(
 async fn new_ticket(client: &deskside_controller::client::TechClient, agent: &str) -> Result<u64> {
     match client
         .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
             title: "refusals".into(),
             agent: Some(agent.into()),
         })

@@ -137,6 +137,8 @@ async fn scripts_run_only_signed_granted_and_validated() -> Result<()> {
     wait_online(&l1, &agent.id).await?;
     let TechReply::Ticket(v) = l1
         .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
             title: "scripts".into(),
             agent: Some(agent.id.clone()),
         })
@@ -260,6 +262,8 @@ async fn timeout_and_session_end_kill_the_whole_process_group() -> Result<()> {
     wait_online(&tech, &agent.id).await?;
     let TechReply::Ticket(v) = tech
         .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
             title: "hang".into(),
             agent: Some(agent.id.clone()),
         })

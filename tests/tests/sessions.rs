@@ -15,6 +15,8 @@ use deskside_tests::{Cluster, control, pending_request, wait_online};
 async fn ticket(tech: &TechClient, agent: &str) -> Result<u64> {
     match tech
         .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
             title: "printer jams".into(),
             agent: Some(agent.into()),
         })

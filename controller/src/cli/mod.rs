@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::TechRequest;
 
 pub use render::print_json;
 
@@ -30,6 +31,8 @@ pub mod exit {
     pub const NO_SESSION: u8 = 6;
     /// The session that covered the request has expired.
     pub const SESSION_EXPIRED: u8 = 7;
+    /// `ticket verify`: the bundle fails a hash, signature or chain check.
+    pub const VERIFY_FAILED: u8 = 8;
     /// A configuration or data file is invalid (sysexits EX_DATAERR-style, as linkerd2-proxy).
     pub const BAD_CONFIG: u8 = 64;
 }
@@ -230,10 +233,16 @@ pub enum TicketCommand {
         /// Agent id or hostname the ticket is about.
         #[arg(long)]
         agent: Option<String>,
+        /// Who reported the problem.
+        #[arg(long, default_value = "")]
+        requester: String,
+        /// low, normal, high or urgent (sets the SLA targets).
+        #[arg(long, default_value = "normal")]
+        priority: String,
         #[arg(long)]
         json: bool,
     },
-    /// List tickets.
+    /// List tickets with SLA time left or breached.
     List {
         #[arg(long)]
         json: bool,
@@ -244,6 +253,43 @@ pub enum TicketCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Add a note to the timeline.
+    Note { number: u64, text: String },
+    /// Mark the ticket resolved.
+    Resolve {
+        number: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Move the ticket to the next tier with a note and build its evidence bundle.
+    Escalate {
+        number: u64,
+        #[arg(long)]
+        to: Tier,
+        #[arg(long)]
+        note: String,
+        /// Also write the bundle here (on this machine).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the evidence bundle without escalating and write it to DIR.
+    Export {
+        number: u64,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a bundle's hashes, signatures and timeline chain (works offline).
+    Verify {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push the ticket to the external ticket system now (queued, retried until it works).
+    Sync { number: u64 },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -293,9 +339,29 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Login { token } => tech::login(&token).await,
         Command::Agents { json } => tech::agents(json).await,
         Command::Ticket { command } => match command {
-            TicketCommand::New { title, agent, json } => tech::ticket_new(title, agent, json).await,
+            TicketCommand::New {
+                title,
+                agent,
+                requester,
+                priority,
+                json,
+            } => tech::ticket_new(title, agent, requester, priority, json).await,
             TicketCommand::List { json } => tech::ticket_list(json).await,
             TicketCommand::Show { number, json } => tech::ticket_show(number, json).await,
+            TicketCommand::Note { number, text } => tech::ticket_note(number, text).await,
+            TicketCommand::Resolve { number, note } => tech::ticket_resolve(number, note).await,
+            TicketCommand::Escalate {
+                number,
+                to,
+                note,
+                out,
+                json,
+            } => tech::ticket_bundle(TechRequest::Escalate { number, to, note }, out, json).await,
+            TicketCommand::Export { number, out, json } => {
+                tech::ticket_bundle(TechRequest::Export { number }, Some(out), json).await
+            }
+            TicketCommand::Verify { dir, json } => tech::ticket_verify(&dir, json),
+            TicketCommand::Sync { number } => tech::ticket_sync(number).await,
         },
         Command::Diag {
             agent,

@@ -69,23 +69,56 @@ pub fn agents(list: &[AgentSummary]) {
     }
 }
 
+/// "2h10m left", "breached 35m ago", "met".
+fn sla_text(due: u64, done_at: Option<u64>, breached: bool) -> String {
+    let now = crate::clock::now_secs();
+    let span = |secs: u64| {
+        humantime::format_duration(std::time::Duration::from_secs(secs / 60 * 60)).to_string()
+    };
+    match (done_at, breached) {
+        (Some(_), false) => "met".into(),
+        (Some(at), true) => format!("missed by {}", span(at.saturating_sub(due))),
+        (None, true) => format!("BREACHED {} ago", span(now.saturating_sub(due))),
+        (None, false) => format!("{} left", span(due.saturating_sub(now))),
+    }
+}
+
 pub fn tickets(list: &[TicketSummary]) {
     if list.is_empty() {
         println!("no tickets yet (deskside ticket new --title TEXT)");
         return;
     }
     println!(
-        "{:>5} {:<9} {:<4} {:<16} {:>8}  TITLE",
-        "#", "STATUS", "TIER", "AGENT", "EVIDENCE"
+        "{:>5} {:<9} {:<4} {:<7} {:<16} {:>4}  {:<24} TITLE",
+        "#", "STATUS", "TIER", "PRIO", "AGENT", "EVID", "SLA"
     );
     for t in list {
+        let sla = if t.status == "resolved" {
+            sla_text(
+                t.sla.resolution_due_secs,
+                t.resolved_at_secs,
+                t.sla.resolution_breached,
+            )
+        } else if t.first_response_at_secs.is_none() {
+            format!(
+                "response {}",
+                sla_text(t.sla.response_due_secs, None, t.sla.response_breached)
+            )
+        } else {
+            format!(
+                "fix {}",
+                sla_text(t.sla.resolution_due_secs, None, t.sla.resolution_breached)
+            )
+        };
         println!(
-            "{:>5} {:<9} {:<4} {:<16} {:>8}  {}",
+            "{:>5} {:<9} {:<4} {:<7} {:<16} {:>4}  {:<24} {}",
             t.number,
             t.status,
             t.tier,
+            t.priority,
             t.agent.as_deref().unwrap_or("-"),
             t.evidence_count,
+            sla,
             t.title
         );
     }

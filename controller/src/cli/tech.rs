@@ -76,7 +76,16 @@ async fn request(req: TechRequest) -> Result<TechReply> {
 }
 
 fn unexpected(reply: &TechReply) -> anyhow::Error {
-    anyhow::anyhow!("the controller sent an unexpected reply: {reply:?}")
+    let mut shown = format!("{reply:?}");
+    if shown.len() > 200 {
+        let mut end = 200;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    anyhow::anyhow!("the controller sent an unexpected reply: {shown}")
 }
 
 pub async fn agents(json: bool) -> Result<()> {
@@ -90,8 +99,21 @@ pub async fn agents(json: bool) -> Result<()> {
     }
 }
 
-pub async fn ticket_new(title: String, agent: Option<String>, json: bool) -> Result<()> {
-    match request(TechRequest::NewTicket { title, agent }).await? {
+pub async fn ticket_new(
+    title: String,
+    agent: Option<String>,
+    requester: String,
+    priority: String,
+    json: bool,
+) -> Result<()> {
+    match request(TechRequest::NewTicket {
+        title,
+        agent,
+        requester,
+        priority,
+    })
+    .await?
+    {
         TechReply::Ticket(view) if json => render::print_json(&view.ticket),
         TechReply::Ticket(view) => {
             println!("{}", view.ticket.number);
@@ -330,5 +352,151 @@ pub async fn run(
         _ if r.timed_out => Err(Exit(exit::TIMED_OUT, summary).into()),
         _ if r.cancelled => Err(Exit(exit::REFUSED, summary).into()),
         _ => Err(Exit(exit::FAILURE, summary).into()),
+    }
+}
+
+pub async fn ticket_note(number: u64, text: String) -> Result<()> {
+    match request(TechRequest::Note { number, text }).await? {
+        TechReply::Ticket(view) => {
+            println!("note added to ticket #{}", view.ticket.number);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn ticket_resolve(number: u64, note: String) -> Result<()> {
+    match request(TechRequest::Resolve { number, note }).await? {
+        TechReply::Ticket(view) => {
+            println!("ticket #{} resolved", view.ticket.number);
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub async fn ticket_sync(number: u64) -> Result<()> {
+    match request(TechRequest::Sync { number }).await? {
+        TechReply::Ticket(view) => {
+            println!(
+                "ticket #{}: {}",
+                view.ticket.number,
+                view.ticket.sync_state.as_deref().unwrap_or("no sync state")
+            );
+            Ok(())
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Escalate or export: the controller builds the bundle; with `out`, every file is also
+/// written here.
+pub async fn ticket_bundle(
+    req: TechRequest,
+    out: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<()> {
+    let profile = Profile::load(&profile::default_path()?)?;
+    if let Some(dir) = &out {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            anyhow::bail!(
+                "{} exists and is not empty; choose a new directory for the bundle",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir.join(crate::bundle::ITEMS_DIR))?;
+    }
+    let client = TechClient::connect(&profile).await?;
+    let mut write_error: Option<anyhow::Error> = None;
+    let result = client
+        .stream(&req, |reply| {
+            if let (TechReply::BundleFile { path, offset, data }, Some(dir)) = (reply, &out)
+                && write_error.is_none()
+                && let Err(e) = write_chunk(dir, path, *offset, data)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+    client.close().await;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    let summary = match result? {
+        TechReply::Bundle(s) => s,
+        other => return Err(unexpected(&other)),
+    };
+    if json {
+        return render::print_json(&summary);
+    }
+    if let Some(to) = summary.escalated_to {
+        println!("ticket #{} escalated to {to}", summary.ticket);
+    }
+    println!(
+        "bundle: {} files, {} bytes, on the controller at {}",
+        summary.files, summary.bytes, summary.location
+    );
+    if let Some(dir) = &out {
+        println!(
+            "written to {} (report: {})",
+            dir.display(),
+            dir.join(crate::bundle::REPORT_HTML).display()
+        );
+    }
+    if let Some(sync) = &summary.sync {
+        println!("external ticket system: {sync}");
+    }
+    Ok(())
+}
+
+/// Writes one bundle chunk under `dir`, refusing any path the bundle format does not have.
+fn write_chunk(dir: &std::path::Path, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let allowed = [
+        crate::bundle::EVIDENCE_JSON,
+        crate::bundle::REPORT_MD,
+        crate::bundle::REPORT_HTML,
+    ]
+    .contains(&path)
+        || path
+            .strip_prefix("items/")
+            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !allowed {
+        anyhow::bail!(
+            "the controller sent an unexpected bundle path {path:?}; refusing to write it"
+        );
+    }
+    let target = dir.join(path);
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(offset == 0)
+        .open(&target)?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+pub fn ticket_verify(dir: &std::path::Path, json: bool) -> Result<()> {
+    match crate::bundle::verify(dir) {
+        Ok(v) => {
+            if json {
+                render::print_json(
+                    &serde_json::json!({"ok": true, "ticket": v.ticket, "items": v.items, "signed": v.signed, "entries": v.entries}),
+                )?;
+            } else {
+                println!(
+                    "bundle for ticket #{} verifies: {} items ({} signed by their agent), {} timeline entries, chain intact",
+                    v.ticket, v.items, v.signed, v.entries
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if json {
+                render::print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
+            }
+            Err(Exit(exit::VERIFY_FAILED, format!("bundle does NOT verify: {e}")).into())
+        }
     }
 }

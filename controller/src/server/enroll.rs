@@ -85,6 +85,7 @@ async fn enroll(shared: &Shared, req: &EnrollRequest) -> Result<Enrollment, Enro
                 hostname: req.hostname.clone(),
                 os: req.os.clone(),
                 cert_sha256: issued.cert_sha256.clone(),
+                cert_pem: issued.cert_pem.clone(),
                 cert_not_after: issued.not_after_secs,
             };
             shared

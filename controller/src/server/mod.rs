@@ -6,9 +6,11 @@
 
 mod agents;
 mod enroll;
+mod intake;
 mod scripts;
 mod sessions;
 mod tech;
+mod tickets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +44,8 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent may take to collect and send a snapshot.
 pub const DIAG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the outbox looks for syncs that are due.
+pub const OUTBOX_POLL: Duration = Duration::from_secs(5);
 /// On shutdown, in-flight requests get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -55,6 +59,11 @@ pub(crate) struct Shared {
     pub ca: Ca,
     pub script_public_key: [u8; 32],
     pub agents: Registry,
+    pub sla: crate::sla::SlaConfig,
+    /// Where escalation and export bundles are built.
+    pub bundles: std::path::PathBuf,
+    /// The external ticket system, when `[ticketing]` configures one.
+    pub ticketing: Option<Arc<dyn crate::adapters::TicketSystem>>,
 }
 
 /// A running controller.
@@ -80,6 +89,9 @@ impl Running {
 /// Loads the data directory and starts serving on `listen`.
 pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
     let keys = data.load()?;
+    // Configuration is validated before any socket is bound.
+    let sla = crate::sla::SlaConfig::load(data.root()).map_err(anyhow::Error::msg)?;
+    let ticketing = crate::adapters::config::load(data.root())?;
     let store = Store::open(&data.database())
         .with_context(|| format!("opening {}", data.database().display()))?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
@@ -95,8 +107,14 @@ pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         agents: Registry::default(),
+        sla,
+        bundles: data.root().join("bundles"),
+        ticketing: crate::adapters::from_config(&ticketing),
     });
     let cancel = CancellationToken::new();
+    if let Some(system) = shared.ticketing.clone() {
+        crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
+    }
     let task = tokio::spawn(accept_loop(endpoint, shared, cancel.clone()));
     info!(%addr, "controller listening");
     Ok(Running { addr, cancel, task })

@@ -5,16 +5,14 @@
 use std::time::Duration;
 
 use deskside_proto::msg::agent::{AgentReply, AgentRequest};
-use deskside_proto::msg::script::{MAX_OUTPUT_BYTES, OutputStream, RunEvent, RunResult};
-use deskside_proto::msg::tech::{ErrorCode, EvidenceRef, RunReport, ScriptView, TechReply};
+use deskside_proto::msg::script::{RunEvent, RunRecord};
+use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
 use deskside_transport::framed;
 use quinn::SendStream;
-use serde::Serialize;
 use tracing::{debug, info};
 
 use super::Shared;
 use super::tech::{Tech, call_failed, error, record, refused, store_error, target};
-use crate::store::{NewEvent, NewEvidence};
 
 /// Beyond the script's own timeout, time for the agent to verify, start and report.
 const RUN_SLACK: Duration = Duration::from_secs(30);
@@ -29,22 +27,6 @@ pub(super) async fn show(shared: &Shared, name: String) -> TechReply {
         })),
         Err(e) => store_error(e),
     }
-}
-
-/// What a script run leaves on the ticket.
-#[derive(Debug, Serialize)]
-struct RunRecord<'a> {
-    script: &'a str,
-    version: u32,
-    body_sha256: String,
-    tier: String,
-    agent: &'a str,
-    technician: &'a str,
-    technician_tier: String,
-    params: &'a [(String, String)],
-    result: &'a RunResult,
-    stdout: String,
-    stderr: String,
 }
 
 async fn send(out: &mut SendStream, reply: &TechReply, live: &mut bool) {
@@ -122,8 +104,8 @@ async fn run_inner(
     let deadline = tokio::time::Instant::now()
         + Duration::from_secs(u64::from(entry.timeout_secs))
         + RUN_SLACK;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let result = loop {
+    let mut finished = None;
+    let (result, item) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let reply = match framed::recv_within::<AgentReply>(&mut from_agent, left).await {
             Ok(r) => r,
@@ -135,15 +117,18 @@ async fn run_inner(
         };
         match reply {
             AgentReply::Run(RunEvent::Output { stream, data }) => {
-                let buf = match stream {
-                    OutputStream::Stdout => &mut stdout,
-                    OutputStream::Stderr => &mut stderr,
-                };
-                let room = MAX_OUTPUT_BYTES.saturating_sub(buf.len());
-                buf.extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
                 send(out, &TechReply::RunOutput { stream, data }, live).await;
             }
-            AgentReply::Run(RunEvent::Finished(result)) => break result,
+            AgentReply::Run(RunEvent::Finished(result)) => finished = Some(result),
+            AgentReply::Evidence(item) => match finished.take() {
+                Some(result) => break (result, *item),
+                None => {
+                    return error(
+                        ErrorCode::AgentFailed,
+                        "the agent sent a run record before the run finished",
+                    );
+                }
+            },
             AgentReply::Refused(r) => {
                 record(
                     shared,
@@ -174,53 +159,30 @@ async fn run_inner(
             }
         }
     };
-    let record_json = RunRecord {
-        script: name,
-        version: entry.version,
-        body_sha256: hex::encode(entry.body_sha256),
-        tier: entry.tier.to_string(),
-        agent: &agent.id,
-        technician: &tech.name,
-        technician_tier: tech.tier.to_string(),
-        params: &params,
-        result: &result,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    let record: RunRecord = match serde_json::from_slice(&item.bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                ErrorCode::AgentFailed,
+                format!("the agent's run record is unreadable: {e}"),
+            );
+        }
     };
-    let evidence = match store_run(shared, tech, ticket, &agent.id, name, &record_json).await {
-        Ok(e) => e,
-        Err(reply) => return reply,
-    };
-    TechReply::RunFinished(Box::new(RunReport {
-        ticket,
-        agent: agent.id.clone(),
-        script: name.to_owned(),
-        version: entry.version,
-        result,
-        evidence,
-    }))
-}
-
-async fn store_run(
-    shared: &Shared,
-    tech: &Tech,
-    ticket: u64,
-    agent: &str,
-    name: &str,
-    run: &RunRecord<'_>,
-) -> Result<EvidenceRef, TechReply> {
-    let bytes =
-        serde_json::to_vec_pretty(run).map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    let size = bytes.len() as u64;
-    let blobs = shared.blobs.clone();
-    let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
-        .await
-        .map_err(|e| error(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    let r = run.result;
+    if item.kind != "script_run"
+        || record.script != name
+        || record.ticket != ticket
+        || record.result != result
+    {
+        return error(
+            ErrorCode::AgentFailed,
+            "the agent's run record does not match the run it reported",
+        );
+    }
+    let r = &result;
     let detail = format!(
-        "script {name} v{} on {agent}: exit {}{}{}{}",
-        run.version,
+        "script {name} v{} on {}: exit {}{}{}{}{}",
+        record.version,
+        agent.id,
         r.exit_code.map_or_else(
             || format!("by signal {}", r.signal.unwrap_or(0)),
             |c| c.to_string()
@@ -236,36 +198,25 @@ async fn store_run(
         } else {
             ""
         },
+        match &record.grant {
+            Some(g) => format!(" (session {g})"),
+            None => " (allowed unattended by the machine's policy)".to_owned(),
+        },
     );
-    let item = NewEvidence {
-        sha256: sha.clone(),
-        kind: "script_run".into(),
-        size_bytes: size,
-        agent_id: Some(agent.to_owned()),
+    let evidence = match super::intake::accept(
+        shared, tech, ticket, &agent.id, item, "script", detail,
+    )
+    .await
+    {
+        Ok(e) => e,
+        Err(reply) => return reply,
     };
-    let (actor, sha2) = (tech.name.clone(), sha.clone());
-    let entry = shared
-        .store
-        .run(move |db| {
-            db.add_evidence(
-                ticket,
-                &item,
-                &NewEvent {
-                    actor: &actor,
-                    kind: "script",
-                    detail: &detail,
-                    evidence_sha256: Some(&sha2),
-                },
-            )
-        })
-        .await
-        .map_err(store_error)?;
-    Ok(EvidenceRef {
-        location: shared.blobs.location(&sha),
-        sha256: sha,
-        kind: "script_run".into(),
-        size_bytes: size,
-        agent: Some(agent.to_owned()),
-        created_at_secs: entry.at_secs,
-    })
+    TechReply::RunFinished(Box::new(RunReport {
+        ticket,
+        agent: agent.id.clone(),
+        script: name.to_owned(),
+        version: entry.version,
+        result,
+        evidence,
+    }))
 }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use deskside_proto::close;
 use deskside_proto::findings;
-use deskside_proto::limits::MAX_NAME_BYTES;
-use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, RefusalCode, Requester};
+use deskside_proto::msg::agent::{
+    AgentReply, AgentRequest, Refusal, RefusalCode, Requester, SignedItem,
+};
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{
     AgentSummary, DiagReport, ErrorCode, ErrorReply, TechReply, TechRequest, TicketSummary,
-    TicketView,
 };
 use deskside_transport::framed;
 use quinn::{Connection, RecvStream, SendStream};
@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{CallError, DIAG_TIMEOUT, REQUEST_TIMEOUT, Shared};
 use crate::clock::now_ms;
-use crate::store::{NewEvent, NewEvidence, StoreError};
+use crate::store::{NewEvent, StoreError};
 
 /// The technician behind a connection.
 #[derive(Debug, Clone)]
@@ -68,6 +68,16 @@ pub(super) async fn serve(
 
 async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: RecvStream) {
     let reply = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await {
+        Ok(TechRequest::Escalate { number, to, note }) => {
+            super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send).await;
+            let _ = send.finish();
+            return;
+        }
+        Ok(TechRequest::Export { number }) => {
+            super::tickets::bundle(shared, tech, number, None, &mut send).await;
+            let _ = send.finish();
+            return;
+        }
         Ok(TechRequest::RunScript {
             agent,
             ticket,
@@ -111,13 +121,26 @@ pub(super) fn store_error(e: StoreError) -> TechReply {
 async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
     let result = match req {
         TechRequest::ListAgents => list_agents(shared).await,
-        TechRequest::NewTicket { title, agent } => new_ticket(shared, tech, title, agent).await,
-        TechRequest::ListTickets => shared
-            .store
-            .run(|db| db.tickets())
-            .await
-            .map(TechReply::Tickets),
-        TechRequest::ShowTicket { number } => show_ticket(shared, number).await,
+        TechRequest::NewTicket {
+            title,
+            agent,
+            requester,
+            priority,
+        } => {
+            return super::tickets::new(shared, tech, title, agent, requester, priority).await;
+        }
+        TechRequest::ListTickets => return super::tickets::list(shared).await,
+        TechRequest::ShowTicket { number } => return super::tickets::show(shared, number).await,
+        TechRequest::Note { number, text } => {
+            return super::tickets::note(shared, tech, number, text).await;
+        }
+        TechRequest::Resolve { number, note } => {
+            return super::tickets::resolve(shared, tech, number, note).await;
+        }
+        TechRequest::Sync { number } => return super::tickets::sync(shared, tech, number).await,
+        TechRequest::Escalate { .. } | TechRequest::Export { .. } => {
+            Ok(error(ErrorCode::BadRequest, "bundles are streamed"))
+        }
         TechRequest::Diagnostics { agent, ticket } => {
             return diagnostics(shared, tech, agent, ticket).await;
         }
@@ -166,55 +189,6 @@ async fn list_agents(shared: &Shared) -> Result<TechReply, StoreError> {
     Ok(TechReply::Agents(agents))
 }
 
-async fn new_ticket(
-    shared: &Shared,
-    tech: &Tech,
-    title: String,
-    agent: Option<String>,
-) -> Result<TechReply, StoreError> {
-    let title = title.trim().to_owned();
-    if title.is_empty() || title.len() > MAX_NAME_BYTES {
-        return Ok(error(
-            ErrorCode::BadRequest,
-            format!("a ticket title must be 1 to {MAX_NAME_BYTES} bytes"),
-        ));
-    }
-    let (by, tier) = (tech.name.clone(), tech.tier);
-    let number = shared
-        .store
-        .run(move |db| {
-            let agent_id = match agent {
-                Some(key) => Some(db.find_agent(&key)?.id),
-                None => None,
-            };
-            db.create_ticket(&title, agent_id.as_deref(), &by, tier)
-        })
-        .await?;
-    info!(ticket = number, "ticket opened");
-    show_ticket(shared, number).await
-}
-
-async fn show_ticket(shared: &Shared, number: u64) -> Result<TechReply, StoreError> {
-    let (ticket, timeline, mut evidence) = shared
-        .store
-        .run(move |db| {
-            Ok((
-                db.ticket(number)?,
-                db.timeline(number)?,
-                db.evidence(number)?,
-            ))
-        })
-        .await?;
-    for e in &mut evidence {
-        e.location = shared.blobs.location(&e.sha256);
-    }
-    Ok(TechReply::Ticket(Box::new(TicketView {
-        ticket,
-        timeline,
-        evidence,
-    })))
-}
-
 /// Asks the agent for a snapshot, stores it as evidence on the ticket, and returns it
 /// with findings. Every outcome lands on the ticket's timeline.
 async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u64) -> TechReply {
@@ -248,13 +222,13 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
             .connection(&agent.id)
             .map_or(0, |c| u64::try_from(c.rtt().as_millis()).unwrap_or(0));
         let (kind, detail, reply) = match outcome {
-            Ok(AgentReply::Snapshot(snapshot)) => {
+            Ok(AgentReply::Snapshot(item)) => {
                 return store_snapshot(
                     shared,
                     tech,
                     &agent.id,
                     ticket,
-                    *snapshot,
+                    *item,
                     sent_ms + rtt_ms / 2,
                 )
                 .await;
@@ -326,76 +300,62 @@ async fn store_snapshot(
     tech: &Tech,
     agent: &str,
     ticket: u64,
-    mut snapshot: Snapshot,
+    item: SignedItem,
     agent_started_ms: u64,
 ) -> TechReply {
+    if item.kind != "snapshot" {
+        return error(
+            ErrorCode::AgentFailed,
+            format!(
+                "agent {agent} sent a {} where a snapshot was due",
+                item.kind
+            ),
+        );
+    }
+    let mut snapshot: Snapshot = match serde_json::from_slice(&item.bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                ErrorCode::AgentFailed,
+                format!("agent {agent} sent an unreadable snapshot: {e}"),
+            );
+        }
+    };
     // The agent stamped the snapshot with its own clock when it started collecting;
     // the controller knows when that was on its clock, give or take half a round trip.
     let offset = i128::from(snapshot.collected_at_ms) - i128::from(agent_started_ms);
     snapshot.time.controller_offset_ms = i64::try_from(offset).ok();
+    // The stored item is the agent's signed bytes; the technician also gets the findings
+    // only the controller can make (clock offset).
     snapshot.findings = findings::evaluate(&snapshot);
-    let bytes = match serde_json::to_vec_pretty(&snapshot) {
-        Ok(b) => b,
-        Err(e) => return error(ErrorCode::Internal, format!("encoding snapshot: {e}")),
-    };
-    let blobs = shared.blobs.clone();
-    let size = bytes.len() as u64;
-    let sha = match tokio::task::spawn_blocking(move || blobs.put(&bytes)).await {
-        Ok(Ok(sha)) => sha,
-        Ok(Err(e)) => return error(ErrorCode::Internal, e.to_string()),
-        Err(e) => return error(ErrorCode::Internal, e.to_string()),
-    };
     let worst = snapshot
         .findings
         .first()
         .map(|f| f.severity.to_string())
         .unwrap_or_else(|| "no".into());
     let detail = format!(
-        "diagnostics snapshot from {agent} ({}), requested by {}: {} findings, worst {worst}",
+        "diagnostics snapshot from {agent} ({}), requested by {}: {} findings, worst {worst}; clock offset {} ms{}",
         snapshot.host.hostname,
         tech.name,
-        snapshot.findings.len()
+        snapshot.findings.len(),
+        snapshot.time.controller_offset_ms.unwrap_or(0),
+        if item.redaction.is_empty() {
+            String::new()
+        } else {
+            format!("; redacted on the machine: {}", item.redaction.join(","))
+        }
     );
-    let item = NewEvidence {
-        sha256: sha.clone(),
-        kind: "snapshot".into(),
-        size_bytes: size,
-        agent_id: Some(agent.to_owned()),
-    };
-    let (actor, sha2, agent_id) = (tech.name.clone(), sha.clone(), agent.to_owned());
-    let recorded = shared
-        .store
-        .run(move |db| {
-            db.touch_agent(&agent_id)?;
-            db.add_evidence(
-                ticket,
-                &item,
-                &NewEvent {
-                    actor: &actor,
-                    kind: "snapshot",
-                    detail: &detail,
-                    evidence_sha256: Some(&sha2),
-                },
-            )
-        })
-        .await;
-    let entry = match recorded {
-        Ok(e) => e,
-        Err(e) => return store_error(e),
-    };
-    info!(sha256 = %sha, findings = snapshot.findings.len(), "snapshot stored");
+    let evidence =
+        match super::intake::accept(shared, tech, ticket, agent, item, "snapshot", detail).await {
+            Ok(e) => e,
+            Err(reply) => return reply,
+        };
+    info!(sha256 = %evidence.sha256, findings = snapshot.findings.len(), "snapshot stored");
     TechReply::Diagnostics(Box::new(DiagReport {
         ticket,
         agent: agent.to_owned(),
         snapshot,
-        evidence: deskside_proto::msg::tech::EvidenceRef {
-            location: shared.blobs.location(&sha),
-            sha256: sha,
-            kind: "snapshot".into(),
-            size_bytes: size,
-            agent: Some(agent.to_owned()),
-            created_at_secs: entry.at_secs,
-        },
+        evidence,
     }))
 }
 

@@ -4,9 +4,11 @@
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
 //! the blocking pool so SQLite never stalls the reactor.
 
+mod outbox;
 mod schema;
 mod scripts;
 mod sqlite;
+mod tickets;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, Timeli
 
 pub use scripts::StoredScript;
 pub use sqlite::Db;
+pub use tickets::{GENESIS_HASH, NewTicket, PRIORITIES, entry_hash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -64,6 +67,7 @@ pub struct NewAgent {
     pub hostname: String,
     pub os: String,
     pub cert_sha256: String,
+    pub cert_pem: String,
     pub cert_not_after: u64,
 }
 
@@ -82,6 +86,10 @@ pub struct NewEvidence {
     pub kind: String,
     pub size_bytes: u64,
     pub agent_id: Option<String>,
+    /// The agent's signature over the digest (hex), when the agent made the item.
+    pub signature: Option<String>,
+    /// Redaction rules the agent applied.
+    pub redaction: Vec<String>,
 }
 
 /// One timeline event to append.

@@ -82,4 +82,29 @@ CREATE TABLE scripts (
     added_at        BIGINT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE tickets ADD COLUMN requester TEXT NOT NULL DEFAULT '';
+ALTER TABLE tickets ADD COLUMN priority TEXT NOT NULL DEFAULT 'normal';
+ALTER TABLE tickets ADD COLUMN owner TEXT;
+ALTER TABLE tickets ADD COLUMN first_response_at BIGINT;
+ALTER TABLE tickets ADD COLUMN resolved_at BIGINT;
+ALTER TABLE tickets ADD COLUMN external_ref TEXT;
+ALTER TABLE tickets ADD COLUMN sync_state TEXT;
+ALTER TABLE evidence ADD COLUMN signature TEXT;
+ALTER TABLE evidence ADD COLUMN redaction TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN cert_pem TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE outbox (
+    id              BIGINT PRIMARY KEY,
+    ticket          BIGINT NOT NULL REFERENCES tickets (number),
+    kind            TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    last_error      TEXT,
+    created_at      BIGINT NOT NULL,
+    done_at         BIGINT
+);
+CREATE INDEX outbox_due ON outbox (done_at, next_attempt_at);
+"#,
 ];

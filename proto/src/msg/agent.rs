@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Message;
-use crate::limits::{MAX_AGENT_REQUEST_BYTES, MAX_CONTROL_BYTES, MAX_SNAPSHOT_BYTES};
+use crate::limits::{MAX_AGENT_REQUEST_BYTES, MAX_CONTROL_BYTES, MAX_EVIDENCE_BYTES};
+#[cfg(doc)]
 use crate::msg::diag::Snapshot;
 use crate::msg::identity::Tier;
 use crate::msg::script::{RunEvent, SignedScript};
@@ -118,10 +119,26 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// An evidence item as the agent made it: JSON bytes, redacted on the machine, signed
+/// with the agent's own key before they leave it. The controller stores `bytes` verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedItem {
+    /// `snapshot` (a [`Snapshot`] as JSON) or `script_run` (a `RunRecord` as JSON).
+    pub kind: String,
+    pub bytes: Vec<u8>,
+    /// ECDSA P-256 (ASN.1 DER) over the SHA-256 of `bytes`, with the agent's key.
+    pub signature: Vec<u8>,
+    /// Redaction rules applied before signing, e.g. `emails`, `ip_addresses`.
+    pub redaction: Vec<String>,
+}
+
 /// The agent's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AgentReply {
-    Snapshot(Box<Snapshot>),
+    /// A diagnostics snapshot ([`SignedItem`] of kind `snapshot`).
+    Snapshot(Box<SignedItem>),
+    /// The signed record of a script run, sent after `Run(Finished)`.
+    Evidence(Box<SignedItem>),
     Session(SessionOutcome),
     /// A session ended (by the technician's request).
     Ended {
@@ -136,7 +153,7 @@ pub enum AgentReply {
 
 impl Message for AgentReply {
     const KIND: &'static str = "agent reply";
-    const MAX_BYTES: u32 = MAX_SNAPSHOT_BYTES;
+    const MAX_BYTES: u32 = MAX_EVIDENCE_BYTES;
 }
 
 /// Something the agent tells the controller on a stream it opens.

@@ -327,6 +327,30 @@ pub struct RunResult {
     pub cancelled: bool,
 }
 
+/// The evidence a script run leaves: made and signed by the agent, stored verbatim
+/// (as JSON) by the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub script: String,
+    pub version: u32,
+    /// Hex SHA-256 of the body that ran.
+    pub body_sha256: String,
+    pub tier: Tier,
+    pub agent: String,
+    pub technician: String,
+    pub ticket: u64,
+    /// The grant the run happened under; `None` when the machine's policy allows the
+    /// scope unattended.
+    pub grant: Option<String>,
+    /// Parameters as `DESKSIDE_PARAM_*` pairs, exactly as the script received them.
+    pub params: Vec<(String, String)>,
+    pub started_at_ms: u64,
+    pub result: RunResult,
+    /// Output kept (up to [`MAX_OUTPUT_BYTES`] per stream), lossily decoded as UTF-8.
+    pub stdout: String,
+    pub stderr: String,
+}
+
 /// Streamed from the agent while a script runs; the last one is `Finished`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunEvent {

@@ -16,6 +16,10 @@ pub enum TechRequest {
     NewTicket {
         title: String,
         agent: Option<String>,
+        /// Who reported the problem (free text: a name or an e-mail address).
+        requester: String,
+        /// `low`, `normal`, `high` or `urgent`.
+        priority: String,
     },
     ListTickets,
     ShowTicket {
@@ -41,6 +45,30 @@ pub enum TechRequest {
     EndSession {
         agent: String,
         ticket: u64,
+    },
+    /// A note on the timeline.
+    Note {
+        number: u64,
+        text: String,
+    },
+    Resolve {
+        number: u64,
+        note: String,
+    },
+    /// Move the ticket up a tier and build its evidence bundle; replies stream the
+    /// bundle's files ([`TechReply::BundleFile`]) then [`TechReply::Bundle`].
+    Escalate {
+        number: u64,
+        to: Tier,
+        note: String,
+    },
+    /// Build the evidence bundle without escalating; replies as for `Escalate`.
+    Export {
+        number: u64,
+    },
+    /// Queue a sync to the external ticket system now.
+    Sync {
+        number: u64,
     },
     ListScripts,
     ShowScript {
@@ -68,12 +96,37 @@ pub enum TechReply {
     Ticket(Box<TicketView>),
     Diagnostics(Box<DiagReport>),
     Session(Box<SessionReport>),
-    SessionEnded { agent: String, grant: Option<Grant> },
+    SessionEnded {
+        agent: String,
+        grant: Option<Grant>,
+    },
     Scripts(Vec<CatalogEntry>),
     Script(Box<ScriptView>),
-    RunOutput { stream: OutputStream, data: Vec<u8> },
+    RunOutput {
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
     RunFinished(Box<RunReport>),
+    /// One chunk of a bundle file; `path` is relative (`evidence.json`, `items/<sha256>`…).
+    BundleFile {
+        path: String,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Bundle(Box<BundleSummary>),
     Error(ErrorReply),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleSummary {
+    pub ticket: u64,
+    /// Where the controller keeps the bundle.
+    pub location: String,
+    pub files: u32,
+    pub bytes: u64,
+    pub escalated_to: Option<Tier>,
+    /// What happened with the external ticket system (queued, not configured…).
+    pub sync: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,12 +178,37 @@ pub struct AgentSummary {
 pub struct TicketSummary {
     pub number: u64,
     pub title: String,
+    /// `new`, `open`, `escalated` or `resolved`.
     pub status: String,
     pub tier: Tier,
+    /// `low`, `normal`, `high` or `urgent`.
+    pub priority: String,
+    /// The person who reported the problem.
+    pub requester: String,
+    /// The technician working it now.
+    pub owner: Option<String>,
     pub agent: Option<String>,
     pub created_by: String,
     pub created_at_secs: u64,
+    pub first_response_at_secs: Option<u64>,
+    pub resolved_at_secs: Option<u64>,
     pub evidence_count: u32,
+    pub sla: Sla,
+    /// The ticket in the external ticket system, e.g. `rt:42`.
+    pub external_ref: Option<String>,
+    /// Last synchronisation result with the external system.
+    pub sync_state: Option<String>,
+}
+
+/// Service-level targets of a ticket, from its priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Sla {
+    /// Unix seconds by which a technician must first act.
+    pub response_due_secs: u64,
+    /// Unix seconds by which the ticket must be resolved.
+    pub resolution_due_secs: u64,
+    pub response_breached: bool,
+    pub resolution_breached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +244,10 @@ pub struct EvidenceRef {
     pub created_at_secs: u64,
     /// Where the controller keeps it, for admins on the controller host.
     pub location: String,
+    /// The agent's signature over the SHA-256 digest (hex DER), for items the agent made.
+    pub signature: Option<String>,
+    /// Redaction rules the agent applied before the item left the machine.
+    pub redaction: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
