@@ -288,7 +288,32 @@ async fn technician(
         );
     }
 
-    step(11, "deskside ticket show: the timeline, hash-chained");
+    step(
+        11,
+        "deskside ticket escalate --to l2: the ticket moves up with a signed, verifiable evidence bundle",
+    );
+    let out = root.join("bundle-l2");
+    let escalate = TechRequest::Escalate {
+        number,
+        to: Tier::L2,
+        note: "Disk and CPU look fine; the slowness needs a desktop engineer.".into(),
+    };
+    let summary = crate::cli::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
+    let verified = crate::bundle::verify(&out)?;
+    println!(
+        "    {} files, {} bytes; every item signed by the agent ({} of {}), chain of {} entries intact",
+        summary.files, summary.bytes, verified.signed, verified.items, verified.entries
+    );
+    println!(
+        "    report: {}",
+        out.join(crate::bundle::REPORT_HTML).display()
+    );
+    println!(
+        "    check it yourself: deskside ticket verify {}",
+        out.display()
+    );
+
+    step(12, "deskside ticket show: the timeline, hash-chained");
     if let TechReply::Ticket(view) = client.request(&TechRequest::ShowTicket { number }).await? {
         for e in &view.timeline {
             println!(

@@ -303,7 +303,20 @@ fn clean_temp_dry_run_only_lists_old_files() -> Result<()> {
 #[test]
 fn clean_temp_deletes_only_old_regular_files() -> Result<()> {
     let dir = tmp_dir()?;
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    // The build may itself live under /tmp (a clone in /tmp): pick a place that is not.
+    let base = [
+        "/dev/shm",
+        env!("CARGO_TARGET_TMPDIR"),
+        env!("CARGO_MANIFEST_DIR"),
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| {
+        p.canonicalize()
+            .is_ok_and(|c| !c.starts_with("/tmp") && !c.starts_with("/var/tmp"))
+    })
+    .context("no directory outside /tmp and /var/tmp to play the victim")?;
+    let outside = tempfile::tempdir_in(base)?;
     let precious = outside.path().join("precious");
     std::fs::write(&precious, b"keep")?;
     age(&precious, 30)?;
@@ -345,7 +358,20 @@ fn clean_temp_refuses_to_leave_tmp() -> Result<()> {
     // /tmp/X/escape -> a directory elsewhere: the path matches the pattern, but resolves
     // outside /tmp, so nothing there may be deleted.
     let dir = tmp_dir()?;
-    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    // The build may itself live under /tmp (a clone in /tmp): pick a place that is not.
+    let base = [
+        "/dev/shm",
+        env!("CARGO_TARGET_TMPDIR"),
+        env!("CARGO_MANIFEST_DIR"),
+    ]
+    .into_iter()
+    .map(std::path::PathBuf::from)
+    .find(|p| {
+        p.canonicalize()
+            .is_ok_and(|c| !c.starts_with("/tmp") && !c.starts_with("/var/tmp"))
+    })
+    .context("no directory outside /tmp and /var/tmp to play the victim")?;
+    let outside = tempfile::tempdir_in(base)?;
     std::fs::create_dir(outside.path().join("victim"))?;
     let precious = outside.path().join("victim/precious");
     std::fs::write(&precious, b"keep")?;

@@ -397,35 +397,10 @@ pub async fn ticket_bundle(
     json: bool,
 ) -> Result<()> {
     let profile = Profile::load(&profile::default_path()?)?;
-    if let Some(dir) = &out {
-        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-            anyhow::bail!(
-                "{} exists and is not empty; choose a new directory for the bundle",
-                dir.display()
-            );
-        }
-        std::fs::create_dir_all(dir.join(crate::bundle::ITEMS_DIR))?;
-    }
     let client = TechClient::connect(&profile).await?;
-    let mut write_error: Option<anyhow::Error> = None;
-    let result = client
-        .stream(&req, |reply| {
-            if let (TechReply::BundleFile { path, offset, data }, Some(dir)) = (reply, &out)
-                && write_error.is_none()
-                && let Err(e) = write_chunk(dir, path, *offset, data)
-            {
-                write_error = Some(e);
-            }
-        })
-        .await;
+    let result = receive_bundle(&client, &req, out.as_deref()).await;
     client.close().await;
-    if let Some(e) = write_error {
-        return Err(e);
-    }
-    let summary = match result? {
-        TechReply::Bundle(s) => s,
-        other => return Err(unexpected(&other)),
-    };
+    let summary = result?;
     if json {
         return render::print_json(&summary);
     }
@@ -447,6 +422,41 @@ pub async fn ticket_bundle(
         println!("external ticket system: {sync}");
     }
     Ok(())
+}
+
+/// Sends an `Escalate` or `Export` request and writes the streamed bundle into `out`.
+pub async fn receive_bundle(
+    client: &TechClient,
+    req: &TechRequest,
+    out: Option<&std::path::Path>,
+) -> Result<deskside_proto::msg::tech::BundleSummary> {
+    if let Some(dir) = out {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            anyhow::bail!(
+                "{} exists and is not empty; choose a new directory for the bundle",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir.join(crate::bundle::ITEMS_DIR))?;
+    }
+    let mut write_error: Option<anyhow::Error> = None;
+    let result = client
+        .stream(req, |reply| {
+            if let (TechReply::BundleFile { path, offset, data }, Some(dir)) = (reply, out)
+                && write_error.is_none()
+                && let Err(e) = write_chunk(dir, path, *offset, data)
+            {
+                write_error = Some(e);
+            }
+        })
+        .await;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    match result? {
+        TechReply::Bundle(s) => Ok(*s),
+        other => Err(unexpected(&other)),
+    }
 }
 
 /// Writes one bundle chunk under `dir`, refusing any path the bundle format does not have.

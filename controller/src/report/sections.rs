@@ -3,11 +3,12 @@
 use deskside_proto::msg::diag::{Finding, Severity};
 use deskside_proto::msg::script::RunResult;
 
+use super::ItemSource;
 use super::{
     Block, Loaded, clip, code, diff, duration, excerpt, field, load_all, ms_time, para, short,
     size, text,
 };
-use super::{Bundle, ItemSource};
+use crate::bundle::Bundle;
 use crate::clock::format_secs;
 
 pub(super) fn document(bundle: &Bundle, items: ItemSource<'_>) -> Vec<Block> {
