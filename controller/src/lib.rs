@@ -11,6 +11,7 @@ pub mod clock;
 pub mod datadir;
 pub mod demo;
 pub mod evidence;
+pub mod metrics;
 pub mod outbox;
 pub mod profile;
 pub mod report;

@@ -2,6 +2,7 @@
 //! SQLite in a temp dir and served by `rt-server` on 127.0.0.1 (see
 //! shared/notes/request-tracker.md). Not installed → an error saying how to install it
 //! (`.ci/install-rt.sh`); CI installs it, so a missing RT fails loudly, never skips.
+//! Also the sample evidence bundle the RT and webhook tests push.
 
 use std::fs;
 use std::net::TcpListener;

@@ -173,6 +173,10 @@ pub(super) async fn serve(
         warn!(agent = id, error = %e, "recording check-in failed");
     }
     shared.agents.insert(id, conn.clone());
+    shared
+        .metrics
+        .agents_connected
+        .set(i64::try_from(shared.agents.online_count()).unwrap_or(i64::MAX));
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
         tokio::select! {
@@ -185,6 +189,10 @@ pub(super) async fn serve(
         }
     };
     shared.agents.remove(id, conn);
+    shared
+        .metrics
+        .agents_connected
+        .set(i64::try_from(shared.agents.online_count()).unwrap_or(i64::MAX));
     let agent = id.to_owned();
     let _ = shared.store.run(move |db| db.touch_agent(&agent)).await;
     info!(agent = id, %reason, "agent disconnected");

@@ -45,6 +45,7 @@ pub(super) async fn accept(
         .await
         .map_err(|e| error(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+    shared.metrics.evidence_bytes.inc_by(size);
     let signature = hex::encode(&item.signature);
     let new = NewEvidence {
         sha256: sha.clone(),

@@ -64,12 +64,15 @@ pub(crate) struct Shared {
     pub bundles: std::path::PathBuf,
     /// The external ticket system, when `[ticketing]` configures one.
     pub ticketing: Option<Arc<dyn crate::adapters::TicketSystem>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A running controller.
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `/metrics` and `/health` are served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -86,8 +89,17 @@ impl Running {
     }
 }
 
-/// Loads the data directory and starts serving on `listen`.
+/// Loads the data directory and starts serving on `listen` (no metrics endpoint).
 pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
+    start_with(data, listen, None).await
+}
+
+/// [`start`], also serving `/metrics` and `/health` on `metrics_listen`.
+pub async fn start_with(
+    data: &DataDir,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<Running> {
     let keys = data.load()?;
     // Configuration is validated before any socket is bound.
     let sla = crate::sla::SlaConfig::load(data.root()).map_err(anyhow::Error::msg)?;
@@ -110,14 +122,33 @@ pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
         sla,
         bundles: data.root().join("bundles"),
         ticketing: crate::adapters::from_config(&ticketing),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
     });
     let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {
         crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
     }
+    let metrics_addr = match metrics_listen {
+        Some(at) => Some(
+            crate::metrics::serve(
+                at,
+                shared.store.clone(),
+                shared.metrics.clone(),
+                cancel.clone(),
+            )
+            .await
+            .with_context(|| format!("serving metrics on TCP {at}"))?,
+        ),
+        None => None,
+    };
     let task = tokio::spawn(accept_loop(endpoint, shared, cancel.clone()));
-    info!(%addr, "controller listening");
-    Ok(Running { addr, cancel, task })
+    info!(%addr, ?metrics_addr, "controller listening");
+    Ok(Running {
+        addr,
+        metrics_addr,
+        cancel,
+        task,
+    })
 }
 
 async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: CancellationToken) {

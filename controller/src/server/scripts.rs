@@ -45,10 +45,11 @@ pub(super) async fn run(
     name: &str,
     params: Vec<(String, String)>,
     out: &mut SendStream,
-) {
+) -> String {
     let mut live = true;
     let reply = run_inner(shared, tech, agent, ticket, name, params, out, &mut live).await;
     send(out, &reply, &mut live).await;
+    super::tech::outcome_of(&reply)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -67,37 +67,79 @@ pub(super) async fn serve(
 }
 
 async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: RecvStream) {
-    let reply = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await {
-        Ok(TechRequest::Escalate { number, to, note }) => {
-            super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send).await;
-            let _ = send.finish();
-            return;
-        }
-        Ok(TechRequest::Export { number }) => {
-            super::tickets::bundle(shared, tech, number, None, &mut send).await;
-            let _ = send.finish();
-            return;
-        }
-        Ok(TechRequest::RunScript {
-            agent,
-            ticket,
-            script,
-            params,
-        }) => {
-            super::scripts::run(shared, tech, &agent, ticket, &script, params, &mut send).await;
-            let _ = send.finish();
-            return;
-        }
+    let started = std::time::Instant::now();
+    let (kind, outcome) = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await
+    {
         Ok(req) => {
             debug!(?req, "request");
-            dispatch(shared, tech, req).await
+            let kind = kind_of(&req);
+            let outcome = match req {
+                TechRequest::Escalate { number, to, note } => {
+                    super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send).await
+                }
+                TechRequest::Export { number } => {
+                    super::tickets::bundle(shared, tech, number, None, &mut send).await
+                }
+                TechRequest::RunScript {
+                    agent,
+                    ticket,
+                    script,
+                    params,
+                } => {
+                    super::scripts::run(shared, tech, &agent, ticket, &script, params, &mut send)
+                        .await
+                }
+                req => {
+                    let reply = dispatch(shared, tech, req).await;
+                    if let Err(e) = framed::send(&mut send, &reply).await {
+                        debug!(error = %e, "technician went away before the reply");
+                    }
+                    outcome_of(&reply)
+                }
+            };
+            (kind, outcome)
         }
-        Err(e) => error(ErrorCode::BadRequest, format!("unreadable request: {e}")),
+        Err(e) => {
+            let reply = error(ErrorCode::BadRequest, format!("unreadable request: {e}"));
+            let _ = framed::send(&mut send, &reply).await;
+            ("unreadable", outcome_of(&reply))
+        }
     };
-    if let Err(e) = framed::send(&mut send, &reply).await {
-        debug!(error = %e, "technician went away before the reply");
-    }
+    shared.metrics.observe(kind, &outcome, started.elapsed());
     let _ = send.finish();
+}
+
+/// The metric label for a request.
+fn kind_of(req: &TechRequest) -> &'static str {
+    match req {
+        TechRequest::ListAgents => "list_agents",
+        TechRequest::NewTicket { .. } => "new_ticket",
+        TechRequest::ListTickets => "list_tickets",
+        TechRequest::ShowTicket { .. } => "show_ticket",
+        TechRequest::Diagnostics { .. } => "diagnostics",
+        TechRequest::RequestSession { .. } => "request_session",
+        TechRequest::JoinSession { .. } => "join_session",
+        TechRequest::EndSession { .. } => "end_session",
+        TechRequest::Note { .. } => "note",
+        TechRequest::Resolve { .. } => "resolve",
+        TechRequest::Escalate { .. } => "escalate",
+        TechRequest::Export { .. } => "export",
+        TechRequest::Sync { .. } => "sync",
+        TechRequest::ListScripts => "list_scripts",
+        TechRequest::ShowScript { .. } => "show_script",
+        TechRequest::RunScript { .. } => "run_script",
+    }
+}
+
+/// `ok`, or the error code as it appears in JSON (`agent_refused`, …).
+pub(super) fn outcome_of(reply: &TechReply) -> String {
+    match reply {
+        TechReply::Error(e) => serde_json::to_value(e.code)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "error".into()),
+        _ => "ok".into(),
+    }
 }
 
 pub(super) fn error(code: ErrorCode, message: impl Into<String>) -> TechReply {

@@ -361,7 +361,7 @@ pub(super) async fn bundle(
     number: u64,
     escalate: Option<(Tier, String)>,
     out: &mut SendStream,
-) {
+) -> String {
     let note = escalate
         .as_ref()
         .map(|(_, n)| n.clone())
@@ -382,7 +382,7 @@ pub(super) async fn bundle(
                     Ok(state) => summary.sync = Some(state),
                     Err(reply) => {
                         let _ = framed::send(out, &reply).await;
-                        return;
+                        return super::tech::outcome_of(&reply);
                     }
                 }
             }
@@ -394,6 +394,7 @@ pub(super) async fn bundle(
         }
     };
     let _ = framed::send(out, &reply).await;
+    super::tech::outcome_of(&reply)
 }
 
 async fn stream_dir(dir: &std::path::Path, out: &mut SendStream) -> anyhow::Result<()> {

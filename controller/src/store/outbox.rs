@@ -207,6 +207,16 @@ impl Db {
         Ok(u32::try_from(attempts).unwrap_or(u32::MAX))
     }
 
+    /// Jobs not yet delivered.
+    pub fn outbox_pending(&mut self) -> StoreResult<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(to_u64(n))
+    }
+
     /// Jobs, oldest first: all of them, or one ticket's.
     pub fn outbox_jobs(&mut self, ticket: Option<u64>) -> StoreResult<Vec<OutboxJob>> {
         let mut stmt = self.conn.prepare(&format!(

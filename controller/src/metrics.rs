@@ -1,0 +1,255 @@
+//! Prometheus metrics and the health endpoint, served on their own listen address
+//! (loopback by default), apart from the QUIC port agents and technicians use.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::store::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The request kind, e.g. `diagnostics`, `run_script`.
+    pub kind: String,
+    /// `ok` or the error code, e.g. `agent_refused`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+/// Every metric the controller exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub agents_connected: Gauge,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<KindLabel, Histogram>,
+    pub evidence_bytes: Counter<u64, AtomicU64>,
+    pub outbox_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("deskside");
+        let agents_connected = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 1 ms … ~16 s: a script round trip to a diagnostics pull on a slow link.
+        let request_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 15))
+        });
+        let evidence_bytes = Counter::<u64, AtomicU64>::default();
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "agents_connected",
+            "Agents connected now",
+            agents_connected.clone(),
+        );
+        registry.register(
+            "requests",
+            "Technician requests by kind and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Technician request latency by kind",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "evidence_bytes",
+            "Evidence bytes stored",
+            evidence_bytes.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Syncs to the external ticket system still pending",
+            outbox_depth.clone(),
+        );
+        Metrics {
+            registry,
+            agents_connected,
+            requests,
+            request_seconds,
+            evidence_bytes,
+            outbox_depth,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, kind: &str, outcome: &str, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&KindLabel {
+                kind: kind.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// What the health endpoint and `deskside status` report.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub agents_connected: i64,
+    pub outbox_depth: i64,
+    pub database: String,
+}
+
+async fn health(store: &Store, metrics: &Metrics) -> Health {
+    let db = store.run(|db| db.outbox_pending()).await;
+    let (database, depth) = match db {
+        Ok(n) => ("ok".to_owned(), i64::try_from(n).unwrap_or(i64::MAX)),
+        Err(e) => (format!("error: {e}"), -1),
+    };
+    metrics.outbox_depth.set(depth.max(0));
+    Health {
+        status: if database == "ok" {
+            "ok".into()
+        } else {
+            "degraded".into()
+        },
+        version: env!("CARGO_PKG_VERSION").into(),
+        agents_connected: metrics.agents_connected.get(),
+        outbox_depth: depth,
+        database,
+    }
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn route(
+    req: Request<Incoming>,
+    store: Store,
+    metrics: Arc<Metrics>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            health(&store, &metrics).await;
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                metrics.render(),
+            )
+        }
+        (&Method::GET, "/health") => {
+            let h = health(&store, &metrics).await;
+            let status = if h.status == "ok" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(
+                status,
+                "application/json",
+                serde_json::to_string(&h).unwrap_or_default(),
+            )
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "try /metrics or /health\n".into(),
+        ),
+    })
+}
+
+/// Binds `addr` and serves `/metrics` and `/health` until `cancel`.
+pub async fn serve(
+    addr: SocketAddr,
+    store: Store,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = cancel.cancelled() => break,
+                s = listener.accept() => match s {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        warn!(error = %e, "metrics accept failed");
+                        continue;
+                    }
+                },
+            };
+            let (store, metrics) = (store.clone(), metrics.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    route(req, store.clone(), metrics.clone())
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                if let Err(e) = conn.await {
+                    debug!(error = %e, "metrics connection");
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_metrics_it_counts() {
+        let m = Metrics::default();
+        m.agents_connected.set(3);
+        m.observe("diagnostics", "ok", Duration::from_millis(120));
+        m.evidence_bytes.inc_by(42);
+        let text = m.render();
+        assert!(text.contains("deskside_agents_connected 3"), "{text}");
+        assert!(
+            text.contains("deskside_requests_total{kind=\"diagnostics\",outcome=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("deskside_evidence_bytes_total 42"), "{text}");
+        assert!(
+            text.contains("deskside_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}
