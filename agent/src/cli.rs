@@ -13,6 +13,11 @@ use crate::policy::Policy;
 use crate::state::StateDir;
 use deskside_proto::msg::session::Scope;
 
+/// A configuration or policy problem found by our own checks (exit 64).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadConfig(pub String);
+
 /// Exit statuses (also in the README).
 pub mod exit {
     pub const OK: u8 = 0;
@@ -29,8 +34,14 @@ pub mod exit {
 )]
 pub struct Cli {
     /// Agent state directory (key, certificate, policy, audit log).
-    #[arg(long, global = true, env = "DESKSIDE_AGENT_STATE", value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// Agent service config (default $DESKSIDE_AGENT_CONFIG, else /etc/deskside/agent.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr: human or json (one object per line); default from the config.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<deskside_transport::logging::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +92,19 @@ pub enum Command {
     Disable,
     /// Undo `disable`.
     Enable,
+    /// The agent's service configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate agent.toml, the environment and the machine's policy.toml without starting.
+    Check,
+    /// Print the annotated example agent.toml.
+    Example,
 }
 
 /// Parsed `--scopes` (a newtype so clap treats the list as one value).
@@ -101,8 +125,9 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
-    let state = || StateDir::resolve(cli.state.clone());
+pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
+    let state_flag = cli.state.clone().or_else(|| config.state.clone());
+    let state = || StateDir::resolve(state_flag.clone());
     match &cli.command {
         Command::Enroll { token } => {
             let state = state()?;
@@ -123,7 +148,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run => {
             let state = state()?;
             // Validate before connecting: a bad policy exits 64 now, not at the first request.
-            Policy::load(&state.policy())?;
+            let policy = Policy::load(&state.policy())?;
+            crate::redact::Redactor::new(&policy.redact)
+                .map_err(|e| BadConfig(format!("{}: {e}", state.policy().display())))?;
+            let backoff = config.backoff()?;
             let cancel = CancellationToken::new();
             let stopper = cancel.clone();
             tokio::spawn(async move {
@@ -131,7 +159,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     stopper.cancel();
                 }
             });
-            crate::link::run(state, cancel).await
+            crate::link::run_with(state, backoff, cancel).await
         }
         Command::Status { json } => status(&state()?, *json),
         Command::Diag { json } => {
@@ -158,6 +186,38 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::End => say(&state()?, ControlRequest::End, false).await,
         Command::Disable => say(&state()?, ControlRequest::Disable, false).await,
         Command::Enable => say(&state()?, ControlRequest::Enable, false).await,
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
+            print!("{}", crate::config::example());
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let state = state()?;
+            match &config.source {
+                Some(p) => println!("{}: valid", p.display()),
+                None => println!(
+                    "no agent.toml (looked at $DESKSIDE_AGENT_CONFIG and {}); built-in defaults are valid",
+                    crate::config::DEFAULT_PATH
+                ),
+            }
+            println!("  state dir   {}", state.root().display());
+            println!(
+                "  reconnect   {:?} doubling to {:?}",
+                config.reconnect_base, config.reconnect_cap
+            );
+            println!(
+                "  log         {:?}, level {}",
+                config.log_format, config.log_level
+            );
+            let policy = Policy::load(&state.policy())?;
+            crate::redact::Redactor::new(&policy.redact)
+                .map_err(|e| BadConfig(format!("{}: {e}", state.policy().display())))?;
+            println!("  policy      {}: valid", state.policy().display());
+            Ok(())
+        }
     }
 }
 

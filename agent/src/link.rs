@@ -55,8 +55,17 @@ fn write_status(state: &StateDir, status: &str, controller: &str, last_error: Op
     }
 }
 
-/// Runs the agent service until `cancel` fires.
+/// Runs the agent service until `cancel` fires, with the default reconnect timing.
 pub async fn run(state: StateDir, cancel: CancellationToken) -> Result<()> {
+    run_with(state, Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?, cancel).await
+}
+
+/// [`run`] with reconnect timing from the agent's config.
+pub async fn run_with(
+    state: StateDir,
+    mut backoff: Backoff,
+    cancel: CancellationToken,
+) -> Result<()> {
     let enrollment = state.enrollment()?;
     let config = tls::client_config(
         pki::cert_from_pem(&state.read(&state.ca())?)?,
@@ -74,7 +83,6 @@ pub async fn run(state: StateDir, cancel: CancellationToken) -> Result<()> {
         state.read(&state.key())?,
         script_key,
     );
-    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?;
     info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
     crate::control::serve(ctx.clone(), cancel.clone())?;
     // Slow probes (pending updates) warm up now, not when a technician is waiting.
@@ -179,9 +187,20 @@ async fn answer_stream(
         rtt_ms: conn.rtt().as_secs_f64() * 1000.0,
     };
     let (tx, mut rx) = mpsc::channel::<AgentReply>(32);
+    let who = req.requester();
+    let span = tracing::info_span!(
+        "request",
+        technician = %who.technician,
+        tier = %who.tier,
+        ticket = who.ticket,
+        agent = %ctx.agent_id
+    );
     let handler = {
         let ctx = ctx.clone();
-        tokio::spawn(async move { crate::serve::handle(&ctx, req, link, tx).await })
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { crate::serve::handle(&ctx, req, link, tx).await },
+            span,
+        ))
     };
     let mut delivering = true;
     while let Some(reply) = rx.recv().await {

@@ -8,17 +8,21 @@ use deskside_agent::cli::{self, Cli, Command, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run) {
-        "info"
+    // Validated before anything else happens; a bad file exits 64 naming key and reason.
+    let config =
+        match deskside_agent::config::load(cli.config.as_deref(), &|k| std::env::var(k).ok()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(exit::BAD_CONFIG);
+            }
+        };
+    let level = if matches!(cli.command, Command::Run) {
+        config.log_level.clone()
     } else {
-        "warn"
+        "warn".to_owned()
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    deskside_transport::logging::init(cli.log_format.unwrap_or(config.log_format), &level);
     // Two worker threads: the agent is mostly idle, and blocking probes use their own pool.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -31,11 +35,16 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(cli::run(cli, config)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
-            let bad_config = e.chain().any(|c| c.is::<toml::de::Error>());
+            let bad_config = e.chain().any(|c| {
+                c.is::<toml::de::Error>()
+                    || c.is::<cli::BadConfig>()
+                    || c.is::<deskside_agent::config::ConfigError>()
+                    || c.is::<deskside_agent::backoff::BackoffError>()
+            });
             ExitCode::from(if bad_config {
                 exit::BAD_CONFIG
             } else {

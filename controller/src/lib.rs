@@ -2,12 +2,14 @@
 //! technician CLI. `main.rs` only parses arguments and maps errors to exit codes.
 
 pub mod adapters;
+pub mod backup;
 pub mod bundle;
 pub mod ca;
 pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod config;
 pub mod datadir;
 pub mod demo;
 pub mod evidence;

@@ -10,16 +10,21 @@ use deskside_proto::msg::tech::ErrorCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = match cli.command {
-        Command::Serve { .. } => "info",
-        _ => "warn",
+    // Validated before anything else happens; a bad file exits 64 naming key and reason.
+    let config = match deskside_controller::config::load(cli.config.as_deref(), &|k| {
+        std::env::var(k).ok()
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::BAD_CONFIG);
+        }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let level = match cli.command {
+        Command::Serve { .. } => config.log_level.clone(),
+        _ => "warn".to_owned(),
+    };
+    deskside_transport::logging::init(cli.log_format.unwrap_or(config.log_format), &level);
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -31,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    match runtime.block_on(cli::run(cli, config)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -51,7 +56,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         Some(ErrorCode::AgentRefused) => exit::REFUSED,
         Some(ErrorCode::Timeout) => exit::TIMED_OUT,
         Some(ErrorCode::AgentOffline) => exit::OFFLINE,
-        _ if e.chain().any(|c| c.is::<toml::de::Error>()) => exit::BAD_CONFIG,
+        _ if e.chain().any(|c| {
+            c.is::<toml::de::Error>() || c.is::<deskside_controller::config::ConfigError>()
+        }) =>
+        {
+            exit::BAD_CONFIG
+        }
         _ => exit::FAILURE,
     }
 }

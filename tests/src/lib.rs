@@ -52,10 +52,19 @@ impl Agent {
 
 impl Cluster {
     pub async fn start() -> Result<Cluster> {
+        Cluster::start_with(server::Options::default()).await
+    }
+
+    /// A controller with these options (SLA, ticketing, metrics); listen stays 127.0.0.1:0.
+    pub async fn start_with(options: server::Options) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let data = DataDir::new(dir.path().join("controller"));
         data.init()?;
-        let running = server::start(&data, "127.0.0.1:0".parse()?).await?;
+        let options = server::Options {
+            listen: "127.0.0.1:0".parse()?,
+            ..options
+        };
+        let running = server::start_with(&data, &options).await?;
         let addr = running.addr.to_string();
         Ok(Cluster {
             dir,

@@ -52,26 +52,50 @@ fn json(cmd: &mut Command) -> Result<Value> {
     serde_json::from_str(&out).with_context(|| format!("stdout is not one JSON document: {out}"))
 }
 
-/// Starts `deskside serve` on port 0 and reads the address it prints.
-fn serve(data: &Path) -> Result<(Guard, String)> {
+/// Everything a child wrote on stderr, kept for the "no secrets in logs" check.
+type Logs = std::sync::Arc<std::sync::Mutex<String>>;
+
+fn keep_stderr(lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static, logs: Logs) {
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(mut l) = logs.lock() {
+                l.push_str(&line);
+                l.push('\n');
+            }
+        }
+    });
+}
+
+/// Starts `deskside serve` on port 0 (debug logs as JSON) and reads the QUIC and metrics
+/// addresses it prints.
+fn serve(data: &Path, logs: &Logs) -> Result<(Guard, String, String)> {
     let mut child = deskside(data)?
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()?;
     let stderr = child.stderr.take().context("no stderr")?;
     let guard = Guard(child);
     let mut lines = BufReader::new(stderr).lines();
+    let mut addr = None;
     while let Some(line) = lines.next().transpose()? {
         if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let (Some(a), Some(rest)) = (&addr, line.split("metrics and health on http://").nth(1)) {
+            let metrics = rest.split('/').next().unwrap_or_default().to_owned();
             // Keep draining stderr so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return Ok((guard, addr));
+            keep_stderr(lines, logs.clone());
+            return Ok((guard, a.clone(), metrics));
         }
     }
     bail!("deskside serve exited before listening")
@@ -89,7 +113,8 @@ fn contract_sequence_through_the_binaries() -> Result<()> {
     assert_eq!(code, 1, "second init must fail");
     assert!(err.contains("already initialised"), "{err}");
 
-    let (mut server, addr) = serve(&data)?;
+    let logs = Logs::default();
+    let (mut server, addr, metrics) = serve(&data, &logs)?;
 
     let token =
         ok(deskside(&data)?.args(["token", "create", "--controller", &addr, "--ttl", "10m"]))?;
@@ -112,15 +137,18 @@ fn contract_sequence_through_the_binaries() -> Result<()> {
         state.join("policy.toml"),
         "[scopes]\ndiagnostics = \"allow\"\n",
     )?;
-    let _agent = Guard(
-        Command::new(bin("deskside-agent")?)
-            .arg("--state")
-            .arg(&state)
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    let mut agent_child = Command::new(bin("deskside-agent")?)
+        .arg("--state")
+        .arg(&state)
+        .arg("run")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(stderr) = agent_child.stderr.take() {
+        keep_stderr(BufReader::new(stderr).lines(), logs.clone());
+    }
+    let _agent = Guard(agent_child);
 
     let tech_token = ok(deskside(&data)?.args([
         "tech",
@@ -261,6 +289,75 @@ fn contract_sequence_through_the_binaries() -> Result<()> {
     );
     assert_eq!(status["link"]["state"].as_str(), Some("connected"));
 
+    // The admin's glance: health and counters from the metrics endpoint.
+    let status =
+        json(Command::new(bin("deskside")?).args(["status", "--json", "--metrics", &metrics]))?;
+    assert_eq!(status["health"]["status"], "ok");
+    assert_eq!(status["health"]["agents_connected"].as_i64(), Some(1));
+    assert!(
+        status["requests_ok"].as_u64().is_some_and(|n| n >= 5),
+        "{status}"
+    );
+    assert!(
+        status["requests_failed"].as_u64().is_some_and(|n| n >= 2),
+        "{status}"
+    );
+
+    // No secret reaches a log line, even at debug level: not the tokens, not their
+    // secrets, not a private key. The controller's JSON log lines carry the request's
+    // technician, ticket and agent.
+    let logged = logs.lock().map(|l| l.clone()).unwrap_or_default();
+    let tech_token = tech_token.trim();
+    for secret in [token, tech_token] {
+        assert!(!logged.contains(secret), "a token was logged");
+        let body = secret.trim_start_matches("dsk1-");
+        assert!(
+            !logged.contains(body.get(body.len() - 40..).unwrap_or(body)),
+            "token material was logged"
+        );
+    }
+    assert!(!logged.contains("PRIVATE KEY"), "a private key was logged");
+    let key_pem = deskside_controller::profile::Profile::load(&profile)?.key_pem;
+    let key_line = key_pem.lines().nth(1).unwrap_or("-");
+    assert!(!logged.contains(key_line.trim()), "key material was logged");
+    let json_lines: Vec<Value> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        json_lines.len() > 5,
+        "the controller did not log JSON lines:\n{logged}"
+    );
+    assert!(
+        json_lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "request done"
+                && l["span"]["technician"] == "alice"
+                && l["span"]["ticket"].as_u64() == Some(number)
+                && l["span"]["agent"].as_str() == Some(agent_id.as_str())),
+        "no log line carries the technician and ticket"
+    );
+
+    // An online backup while serving, restored into a new data dir with every evidence
+    // item checked against its hash.
+    let archive = tmp.path().join("backup.tar");
+    let out = ok(deskside(&data)?.args(["backup", "--out"]).arg(&archive))?;
+    assert!(
+        out.contains("CA"),
+        "the backup summary must warn that it holds the CA key: {out}"
+    );
+    let restored = tmp.path().join("restored");
+    let out = ok(deskside(&restored)?.args(["restore"]).arg(&archive))?;
+    assert!(out.contains("1 evidence"), "{out}");
+    let stored = restored
+        .join("evidence")
+        .join(sha.get(..2).unwrap_or_default())
+        .join(&sha);
+    assert_eq!(oscheck::sha256_hex(&stored)?, sha);
+    let (code, _, err) = run(deskside(&restored)?.args(["restore"]).arg(&archive))?;
+    assert_eq!(code, 1, "restoring over a non-empty data dir must fail");
+    assert!(err.contains("not empty"), "{err}");
+
     // SIGTERM drains and exits 0.
     let pid = server.0.id().to_string();
     ok(Command::new("kill").args(["-TERM", &pid]))?;
@@ -315,6 +412,47 @@ fn bad_input_gets_clear_errors_and_exit_codes() -> Result<()> {
     assert!(err.contains("init"), "{err}");
     let (code, _, _) = run(Command::new(bin("deskside")?).args(["ticket", "show", "abc"]))?;
     assert_eq!(code, 2);
+
+    // Configuration is checked before anything starts; a bad value exits 64 naming it.
+    let bad = tmp.path().join("controller.toml");
+    std::fs::write(&bad, "listen = \"localhost:99999\"\n")?;
+    let (code, _, err) = run(Command::new(bin("deskside")?)
+        .arg("--config")
+        .arg(&bad)
+        .args(["config", "check"]))?;
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("listen") && err.contains("localhost:99999"),
+        "{err}"
+    );
+    std::fs::write(
+        &bad,
+        "[metrics]\nlisten = \"127.0.0.1:9999\"\n[sla.high]\nresponse = \"2h\"\nresolution = \"1h\"\n",
+    )?;
+    let (code, _, err) = run(Command::new(bin("deskside")?)
+        .arg("--config")
+        .arg(&bad)
+        .args(["serve", "--listen", "127.0.0.1:0"]))?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("sla.high"), "{err}");
+    let (code, out, err) = run(Command::new(bin("deskside")?).args(["config", "example"]))?;
+    assert_eq!(code, 0, "{err}");
+    let example = tmp.path().join("example.toml");
+    std::fs::write(&example, out)?;
+    let (code, out, err) = run(Command::new(bin("deskside")?)
+        .arg("--config")
+        .arg(&example)
+        .args(["config", "check"]))?;
+    assert_eq!(code, 0, "the shipped example must be valid: {err}");
+    assert!(out.contains("valid"), "{out}");
+    let agent_bad = tmp.path().join("agent.toml");
+    std::fs::write(&agent_bad, "[reconnect]\nbase = \"10s\"\ncap = \"1s\"\n")?;
+    let (code, _, err) = run(agent()?
+        .arg("--config")
+        .arg(&agent_bad)
+        .args(["config", "check"]))?;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("reconnect"), "{err}");
     let (code, _, err) = run(Command::new(bin("deskside")?).args([
         "--data",
         tmp.path().to_str().unwrap_or("."),

@@ -333,3 +333,93 @@ async fn disable_refuses_everything_until_enable_and_policy_deny_cannot_be_overr
     cluster.stop().await;
     Ok(())
 }
+
+/// The user's screen: `deskside-agent support` (the real binary) shows a code, sees the
+/// technician join, and ends the session from the keyboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_screen_shows_a_code_and_ends_the_session_on_a_key() -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let mut cluster = Cluster::start().await?;
+    let agent = cluster.agent("home-pc", DEFAULT_POLICY).await?;
+    let (_p, tech) = cluster.technician("hotline", Tier::L1).await?;
+    wait_online(&tech, &agent.id).await?;
+    let t = ticket(&tech, &agent.id).await?;
+    control(&agent).await?; // the service's socket is up
+
+    let mut screen = Command::new(deskside_tests::bin("deskside-agent")?)
+        .arg("--state")
+        .arg(agent.state.root())
+        .args(["support", "--scopes", "diagnostics", "--for", "10m"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut keys = screen
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stdin"))?;
+    let stdout = screen
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stdout"))?;
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    async fn until(
+        lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        needle: &str,
+    ) -> Result<String> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(20), lines.recv()).await {
+                Ok(Some(line)) if line.contains(needle) => return Ok(line),
+                Ok(Some(_)) => {}
+                _ => bail!("the support screen never showed {needle:?}"),
+            }
+        }
+    }
+    let line = until(&mut lines, "Your support code is").await?;
+    let code: String = line
+        .split_whitespace()
+        .find(|w| w.len() == 7 && w.contains('-'))
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(code.len(), 7, "{line}");
+
+    let mut joined = None;
+    for _ in 0..100 {
+        if let Ok(reply) = tech
+            .request(&TechRequest::JoinSession {
+                code: code.clone(),
+                ticket: t,
+            })
+            .await
+        {
+            joined = Some(reply);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(joined, Some(TechReply::Session(_))), "{joined:?}");
+    until(&mut lines, "Active session").await?;
+    until(&mut lines, "hotline (l1)").await.ok();
+
+    keys.write_all(b"e\n")?;
+    until(&mut lines, "ended").await?;
+    assert_eq!(
+        code_of(diag(&tech, &agent.id, t).await),
+        Some(ErrorCode::NoSession)
+    );
+    keys.write_all(b"q\n")?;
+    let status = tokio::task::spawn_blocking(move || screen.wait()).await??;
+    assert!(status.success());
+    agent.stop().await;
+    cluster.stop().await;
+    Ok(())
+}

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod enroll;
 pub mod error;
 pub mod framed;
+pub mod logging;
 pub mod pki;
 pub mod tls;
 

@@ -21,12 +21,21 @@ pub fn init(data: &DataDir) -> Result<()> {
     Ok(())
 }
 
-pub async fn serve(data: &DataDir, listen: SocketAddr) -> Result<()> {
-    let running = crate::server::start(data, listen).await?;
+pub async fn serve(data: &DataDir, options: &crate::server::Options) -> Result<()> {
+    if data.root().join("controller.toml").exists() {
+        tracing::warn!(
+            "{} is ignored: the controller reads its config from --config, $DESKSIDE_CONFIG or /etc/deskside/controller.toml",
+            data.root().join("controller.toml").display()
+        );
+    }
+    let running = crate::server::start_with(data, options).await?;
     eprintln!(
         "deskside controller listening on {} (UDP/QUIC); Ctrl-C to stop",
         running.addr
     );
+    if let Some(m) = running.metrics_addr {
+        eprintln!("metrics and health on http://{m}/metrics and /health");
+    }
     shutdown_signal().await?;
     info!("shutdown requested");
     running.shutdown();
@@ -158,5 +167,109 @@ pub fn script_add(data: &DataDir, files: &[std::path::PathBuf]) -> Result<()> {
             hex::encode(signed.entry.body_sha256)
         );
     }
+    Ok(())
+}
+
+/// `deskside status`: reads `/health` and `/metrics` from the running controller.
+pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
+    let fetch = move |path: &str| -> Result<String> {
+        let url = format!("http://{metrics}{path}");
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut reply = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("cannot reach the controller's metrics endpoint at {url} — is `deskside serve` running, and is --metrics its metrics address?"))?;
+        Ok(reply
+            .body_mut()
+            .with_config()
+            .limit(4 * 1024 * 1024)
+            .read_to_string()?)
+    };
+    let (health, text) = tokio::task::spawn_blocking(move || -> Result<(String, String)> {
+        Ok((fetch("/health")?, fetch("/metrics")?))
+    })
+    .await
+    .context("status worker")??;
+    let health: crate::metrics::Health =
+        serde_json::from_str(&health).context("the health endpoint answered something else")?;
+    // Sum the request counters by outcome from the exposition text.
+    let mut ok = 0u64;
+    let mut failed = 0u64;
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("deskside_requests_total{"))
+    {
+        let n: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64);
+        if line.contains("outcome=\"ok\"") {
+            ok += n
+        } else {
+            failed += n
+        }
+    }
+    if json {
+        return crate::cli::print_json(
+            &serde_json::json!({"health": health, "requests_ok": ok, "requests_failed": failed}),
+        );
+    }
+    println!("controller {} — {}", health.version, health.status);
+    println!("  agents connected: {}", health.agents_connected);
+    println!("  outbox pending:   {}", health.outbox_depth);
+    println!("  database:         {}", health.database);
+    println!("  requests:         {ok} ok, {failed} refused or failed (since start)");
+    Ok(())
+}
+
+pub fn config_check(
+    config: &crate::config::ControllerConfig,
+    data: Option<std::path::PathBuf>,
+) -> Result<()> {
+    match &config.source {
+        Some(p) => println!("{}: valid", p.display()),
+        None => println!(
+            "no config file (looked at $DESKSIDE_CONFIG and {}); built-in defaults are valid",
+            crate::config::DEFAULT_PATH
+        ),
+    }
+    println!("  listen          {}", config.listen);
+    println!("  metrics listen  {}", config.metrics_listen);
+    println!(
+        "  data            {}",
+        super::data_dir(data)?.root().display()
+    );
+    println!(
+        "  log             {:?}, level {}",
+        config.log_format, config.log_level
+    );
+    println!(
+        "  ticketing       {}",
+        match &config.ticketing.backend {
+            crate::adapters::config::Backend::None => "none".to_owned(),
+            other => format!("{other:?}")
+                .split('(')
+                .next()
+                .unwrap_or("configured")
+                .to_lowercase(),
+        }
+    );
+    Ok(())
+}
+
+pub fn backup(data: &DataDir, out: &std::path::Path) -> Result<()> {
+    let summary = crate::backup::backup(data, out)?;
+    println!("{summary}");
+    Ok(())
+}
+
+pub fn restore(archive: &std::path::Path, into: &DataDir) -> Result<()> {
+    let summary = crate::backup::restore(archive, into)?;
+    println!("{summary}");
     Ok(())
 }

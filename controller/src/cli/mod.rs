@@ -47,6 +47,12 @@ pub struct Cli {
     /// Controller data directory (CA, keys, database, evidence).
     #[arg(long, global = true, env = "DESKSIDE_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Controller config file (default $DESKSIDE_CONFIG, else /etc/deskside/controller.toml if present).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr: human or json (one object per line); default from the config.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<deskside_transport::logging::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,8 +63,12 @@ pub enum Command {
     Init,
     /// Run the controller in the foreground; Ctrl-C or SIGTERM drains and stops.
     Serve {
-        #[arg(long, default_value = "0.0.0.0:4433", value_name = "ADDR")]
-        listen: SocketAddr,
+        /// QUIC listen address (default from the config file, else 0.0.0.0:4433).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Metrics and health (HTTP) listen address (default 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
     },
     /// Enrollment tokens for agents.
     Token {
@@ -115,6 +125,30 @@ pub enum Command {
         /// A parameter, repeatable: --param host=example.org
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Controller configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Admin, on the controller host: a consistent online copy of the database, evidence
+    /// and keys in one file (it holds the CA key: keep it safe).
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Admin: put a backup into a new, empty data directory (--data), checking every file.
+    Restore {
+        #[arg(value_name = "FILE")]
+        archive: PathBuf,
+    },
+    /// The running controller at a glance: health, agents connected, outbox, request counts.
+    Status {
+        /// The controller's metrics address.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+        metrics: SocketAddr,
         #[arg(long)]
         json: bool,
     },
@@ -194,6 +228,14 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
         return Err("the KEY in KEY=VALUE is empty".into());
     }
     Ok((k.to_owned(), v.to_owned()))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the config file and environment without starting anything.
+    Check,
+    /// Print the annotated example config.
+    Example,
 }
 
 #[derive(Debug, Subcommand)]
@@ -319,14 +361,38 @@ fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// Runs a parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs a parsed command line. `config` is the loaded controller config (file, then
+/// environment); flags override it.
+pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()> {
+    let data = cli.data.clone().or_else(|| config.data.clone());
     match cli.command {
-        Command::Init => admin::init(&data_dir(cli.data)?),
-        Command::Serve { listen } => admin::serve(&data_dir(cli.data)?, listen).await,
+        Command::Init => admin::init(&data_dir(data.clone())?),
+        Command::Serve {
+            listen,
+            metrics_listen,
+        } => {
+            let options = crate::server::Options {
+                listen: listen.unwrap_or(config.listen),
+                metrics_listen: Some(metrics_listen.unwrap_or(config.metrics_listen)),
+                sla: config.sla.clone(),
+                ticketing: config.ticketing.clone(),
+            };
+            admin::serve(&data_dir(data)?, &options).await
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => admin::config_check(&config, data),
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
+            print!("{}", crate::config::example());
+            Ok(())
+        }
+        Command::Backup { out } => admin::backup(&data_dir(data)?, &out),
+        Command::Restore { archive } => admin::restore(&archive, &data_dir(data)?),
         Command::Token {
             command: TokenCommand::Create { controller, ttl },
-        } => admin::token_create(&data_dir(cli.data)?, &controller, ttl),
+        } => admin::token_create(&data_dir(data.clone())?, &controller, ttl),
         Command::Tech {
             command:
                 TechCommand::Add {
@@ -335,7 +401,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     controller,
                     ttl,
                 },
-        } => admin::tech_add(&data_dir(cli.data)?, &name, tier, &controller, ttl),
+        } => admin::tech_add(&data_dir(data.clone())?, &name, tier, &controller, ttl),
         Command::Login { token } => tech::login(&token).await,
         Command::Agents { json } => tech::agents(json).await,
         Command::Ticket { command } => match command {
@@ -385,7 +451,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Script { command } => match command {
             ScriptCommand::List { json } => tech::script_list(json).await,
             ScriptCommand::Show { name, json } => tech::script_show(name, json).await,
-            ScriptCommand::Add { files } => admin::script_add(&data_dir(cli.data)?, &files),
+            ScriptCommand::Add { files } => admin::script_add(&data_dir(data.clone())?, &files),
         },
         Command::Run {
             agent,
@@ -394,6 +460,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             params,
             json,
         } => tech::run(agent, script, ticket, params, json).await,
+        Command::Status { metrics, json } => admin::status(metrics, json).await,
         Command::Demo => crate::demo::run().await,
     }
 }

@@ -91,19 +91,42 @@ impl Running {
 
 /// Loads the data directory and starts serving on `listen` (no metrics endpoint).
 pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
-    start_with(data, listen, None).await
+    start_with(
+        data,
+        &Options {
+            listen,
+            ..Options::default()
+        },
+    )
+    .await
+}
+
+/// What a controller needs beyond its data directory, from the config file and flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen: SocketAddr,
+    /// Serve `/metrics` and `/health` here; `None` for no endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    pub sla: crate::sla::SlaConfig,
+    pub ticketing: crate::adapters::config::TicketingConfig,
+}
+
+impl Default for Options {
+    /// Loopback, an ephemeral port, no metrics endpoint, default SLA, no ticketing.
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            metrics_listen: None,
+            sla: crate::sla::SlaConfig::default(),
+            ticketing: crate::adapters::config::TicketingConfig::default(),
+        }
+    }
 }
 
 /// [`start`], also serving `/metrics` and `/health` on `metrics_listen`.
-pub async fn start_with(
-    data: &DataDir,
-    listen: SocketAddr,
-    metrics_listen: Option<SocketAddr>,
-) -> Result<Running> {
+pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
+    let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
-    // Configuration is validated before any socket is bound.
-    let sla = crate::sla::SlaConfig::load(data.root()).map_err(anyhow::Error::msg)?;
-    let ticketing = crate::adapters::config::load(data.root())?;
     let store = Store::open(&data.database())
         .with_context(|| format!("opening {}", data.database().display()))?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
@@ -119,9 +142,9 @@ pub async fn start_with(
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         agents: Registry::default(),
-        sla,
+        sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
-        ticketing: crate::adapters::from_config(&ticketing),
+        ticketing: crate::adapters::from_config(&options.ticketing),
         metrics: Arc::new(crate::metrics::Metrics::default()),
     });
     let cancel = CancellationToken::new();

@@ -61,7 +61,13 @@ pub(super) async fn serve(
             },
         };
         let (shared, tech) = (shared.clone(), tech.clone());
-        let span = info_span!("request", technician = %tech.name);
+        let span = info_span!(
+            "request",
+            technician = %tech.name,
+            kind = tracing::field::Empty,
+            ticket = tracing::field::Empty,
+            agent = tracing::field::Empty
+        );
         tokio::spawn(async move { handle(&shared, &tech, send, recv).await }.instrument(span));
     }
 }
@@ -71,8 +77,16 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
     let (kind, outcome) = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await
     {
         Ok(req) => {
-            debug!(?req, "request");
             let kind = kind_of(&req);
+            let span = tracing::Span::current();
+            span.record("kind", kind);
+            if let Some(ticket) = ticket_of(&req) {
+                span.record("ticket", ticket);
+            }
+            if let Some(agent) = agent_of(&req) {
+                span.record("agent", agent);
+            }
+            debug!(?req, "request");
             let outcome = match req {
                 TechRequest::Escalate { number, to, note } => {
                     super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send).await
@@ -105,7 +119,9 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
             ("unreadable", outcome_of(&reply))
         }
     };
-    shared.metrics.observe(kind, &outcome, started.elapsed());
+    let elapsed = started.elapsed();
+    shared.metrics.observe(kind, &outcome, elapsed);
+    info!(kind, %outcome, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "request done");
     let _ = send.finish();
 }
 
@@ -128,6 +144,34 @@ fn kind_of(req: &TechRequest) -> &'static str {
         TechRequest::ListScripts => "list_scripts",
         TechRequest::ShowScript { .. } => "show_script",
         TechRequest::RunScript { .. } => "run_script",
+    }
+}
+
+fn ticket_of(req: &TechRequest) -> Option<u64> {
+    match req {
+        TechRequest::ShowTicket { number }
+        | TechRequest::Note { number, .. }
+        | TechRequest::Resolve { number, .. }
+        | TechRequest::Escalate { number, .. }
+        | TechRequest::Export { number }
+        | TechRequest::Sync { number } => Some(*number),
+        TechRequest::Diagnostics { ticket, .. }
+        | TechRequest::RequestSession { ticket, .. }
+        | TechRequest::JoinSession { ticket, .. }
+        | TechRequest::EndSession { ticket, .. }
+        | TechRequest::RunScript { ticket, .. } => Some(*ticket),
+        _ => None,
+    }
+}
+
+fn agent_of(req: &TechRequest) -> Option<&str> {
+    match req {
+        TechRequest::Diagnostics { agent, .. }
+        | TechRequest::RequestSession { agent, .. }
+        | TechRequest::EndSession { agent, .. }
+        | TechRequest::RunScript { agent, .. } => Some(agent),
+        TechRequest::NewTicket { agent, .. } => agent.as_deref(),
+        _ => None,
     }
 }
 
