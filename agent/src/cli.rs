@@ -142,7 +142,9 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
                 "policy: {} (every scope prompts until the machine's admin edits it)",
                 state.policy().display()
             );
-            println!("next: deskside-agent run");
+            println!(
+                "next: the packaged service starts by itself; otherwise run: deskside-agent run"
+            );
             Ok(())
         }
         Command::Run => {

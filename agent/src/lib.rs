@@ -12,6 +12,7 @@ pub mod enroll;
 pub mod link;
 pub mod outbox;
 pub mod policy;
+mod process;
 pub mod redact;
 pub mod script;
 pub mod serve;

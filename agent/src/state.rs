@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+/// Where the packaged service keeps its state.
+pub const SYSTEM_STATE: &str = "/var/lib/deskside-agent";
+
 /// Files here are small (PEM, TOML); anything larger is not ours.
 const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
 
@@ -33,12 +36,15 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root and
-    /// `<data dir>/deskside-agent` for other users.
+    /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root (and for
+    /// everyone once that directory holds an enrollment), else `<data dir>/deskside-agent`.
     pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
+        let system = PathBuf::from(SYSTEM_STATE);
         let root = match flag {
             Some(p) => p,
-            None if is_root() => PathBuf::from("/var/lib/deskside-agent"),
+            // The service's own directory: root always, and desktop users too once the
+            // machine is enrolled, so `deskside-agent pending`/`approve` reach the service.
+            None if is_root() || system.join("enrollment.toml").exists() => system,
             None => dirs::data_dir()
                 .context("no data directory for this user; pass --state DIR")?
                 .join("deskside-agent"),

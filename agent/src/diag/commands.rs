@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
 use super::linux::{clip, read_line};
-use super::{ProbeError, blocking, sys};
+use super::{ProbeError, blocking};
 
 /// Log lines kept from each source (the newest).
 const LOG_LINES: usize = 20;
@@ -43,7 +43,7 @@ struct GroupGuard(Option<u32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
-            sys::kill_process_group(pgid);
+            let _ = crate::process::kill_group(pgid);
         }
     }
 }
@@ -94,7 +94,7 @@ async fn run_at(
     let mut guard = GroupGuard(child.id());
     if let (Priority::Background, Some(pgid)) = (priority, guard.0) {
         // Best effort: at worst the count runs at normal priority, as it always did.
-        if let Err(e) = sys::lower_process_group_priority(pgid) {
+        if let Err(e) = crate::process::lower_group_priority(pgid) {
             tracing::debug!(error = %e, program, "could not lower the child's priority");
         }
     }

@@ -19,48 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use deskside_proto::msg::diag::{Network, ProbeReport, SNAPSHOT_VERSION, Snapshot, Updates};
 use tokio::time::Instant;
 
-/// Probe names as they appear in [`ProbeReport::name`], in report order. Reports and
-/// tests key on them.
-pub mod probe {
-    pub const HOST: &str = "host";
-    pub const OS: &str = "os";
-    pub const CPU: &str = "cpu";
-    pub const MEMORY: &str = "memory";
-    pub const DISKS: &str = "disks";
-    pub const INTERFACES: &str = "interfaces";
-    pub const ROUTES: &str = "routes";
-    pub const DNS: &str = "dns";
-    pub const PROCESSES: &str = "processes";
-    pub const TEMPERATURES: &str = "temperatures";
-    pub const USERS: &str = "users";
-    pub const FAILED_UNITS: &str = "failed_units";
-    pub const JOURNAL: &str = "journal";
-    pub const KERNEL_LOG: &str = "kernel_log";
-    pub const REBOOT: &str = "reboot";
-    pub const UPDATES: &str = "updates";
-    pub const TIME: &str = "time";
-
-    /// Every probe [`super::collect`] runs; each gets exactly one report.
-    pub const ALL: &[&str] = &[
-        HOST,
-        OS,
-        CPU,
-        MEMORY,
-        DISKS,
-        INTERFACES,
-        ROUTES,
-        DNS,
-        PROCESSES,
-        TEMPERATURES,
-        USERS,
-        FAILED_UNITS,
-        JOURNAL,
-        KERNEL_LOG,
-        REBOOT,
-        UPDATES,
-        TIME,
-    ];
-}
+/// Probe names as they appear in [`ProbeReport::name`], in report order: defined in
+/// `proto` so the findings rules key on the same names.
+pub use deskside_proto::msg::diag::probe_names as probe;
 
 /// /proc, /sys and /etc reads come from memory and take microseconds; 2 s only trips when
 /// the machine is thrashing, and then the rest of the snapshot is still worth having.

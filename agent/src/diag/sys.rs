@@ -1,5 +1,5 @@
-//! The few libc calls diagnostics needs (affinity, statvfs, adjtimex, getifaddrs, kill,
-//! setpriority), each behind a safe function. This is the only diagnostics file allowed
+//! The few libc calls diagnostics needs (affinity, statvfs, adjtimex, getifaddrs), each
+//! behind a safe function. This is the only diagnostics file allowed
 //! `unsafe`.
 #![allow(unsafe_code)]
 
@@ -186,38 +186,6 @@ fn sockaddr_ip(sa: *const libc::sockaddr) -> Option<IpAddr> {
     }
 }
 
-/// SIGKILLs the process group `pgid` (a child we started with `process_group(0)`).
-/// Ids 0 and 1 are refused: they would mean our own group or every process we may signal.
-pub(crate) fn kill_process_group(pgid: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
-        return;
-    };
-    if pgid <= 1 {
-        return;
-    }
-    // SAFETY: kill(2) has no memory-safety preconditions; the negative id names the
-    // process group we created for the child. Failure (already gone) is fine to ignore.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-}
-
-/// Sets every process in group `pgid` (a child we started with `process_group(0)`) to
-/// nice 19, the lowest CPU priority; processes it starts later inherit that.
-pub(crate) fn lower_process_group_priority(pgid: u32) -> io::Result<()> {
-    let who = libc::id_t::from(pgid);
-    if who <= 1 {
-        // 0 would mean our own group.
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    // SAFETY: setpriority(2) takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, who, 19) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,12 +210,5 @@ mod tests {
     fn loopback_has_an_address() {
         let addrs = interface_addresses().unwrap_or_default();
         assert!(addrs.iter().any(|a| a.addr.is_loopback()));
-    }
-
-    #[test]
-    fn refuses_to_kill_group_zero_or_one() {
-        // Would kill the test runner's own group if the guard were missing.
-        kill_process_group(0);
-        kill_process_group(1);
     }
 }

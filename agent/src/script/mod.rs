@@ -1,5 +1,4 @@
 //! Remediation scripts on the agent: verify what the controller sent, then run it.
 
 pub mod run;
-mod sys;
 pub mod verify;

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::sys;
+use crate::process;
 
 /// The only PATH a script sees, whatever the agent's own environment holds.
 const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -274,7 +274,7 @@ impl ProcessGroup {
     /// this reaches only the script's leftovers (or nothing).
     fn kill(&self) {
         let Some(pgid) = self.0 else { return };
-        match sys::kill_group(pgid) {
+        match process::kill_group(pgid) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
                 tracing::warn!("cannot kill the script's process group {pgid}: {e}");
             }

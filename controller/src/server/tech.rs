@@ -360,21 +360,7 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
             }
         };
         info!(outcome = kind, %detail, "diagnostics not stored");
-        let actor = tech.name.clone();
-        let _ = shared
-            .store
-            .run(move |db| {
-                db.add_event(
-                    ticket,
-                    &NewEvent {
-                        actor: &actor,
-                        kind,
-                        detail: &detail,
-                        evidence_sha256: None,
-                    },
-                )
-            })
-            .await;
+        record(shared, ticket, &tech.name, kind, detail).await;
         reply
     }
     .instrument(span)

@@ -1,10 +1,10 @@
-//! The one libc call the script runner needs: SIGKILL a whole process group. This is the
-//! only file under `script/` allowed `unsafe`.
+//! Process groups of the children the agent starts (scripts, probe commands): kill a
+//! whole group, lower its priority. The libc calls live here, each behind a safe function.
 #![allow(unsafe_code)]
 
 use std::io;
 
-/// SIGKILLs every process in group `pgid` (a script we started with `process_group(0)`,
+/// SIGKILLs every process in group `pgid` (a child we started with `process_group(0)`,
 /// so its group id is its pid). Ids 0 and 1 are refused: 0 would mean the agent's own
 /// group, 1 is init's. Fails with `ESRCH` when the group is already empty.
 pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
@@ -20,6 +20,22 @@ pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
     // SAFETY: killpg(2) takes two integers and touches no memory of ours. `pgid` is above
     // 1, so it names exactly one process group, never the caller's own (0) or init's (1).
     let rc = unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets every process in group `pgid` (a child we started with `process_group(0)`) to
+/// nice 19, the lowest CPU priority; processes it starts later inherit that.
+pub(crate) fn lower_group_priority(pgid: u32) -> io::Result<()> {
+    let who = libc::id_t::from(pgid);
+    if who <= 1 {
+        // 0 would mean our own group.
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: setpriority(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PGRP, who, 19) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
