@@ -363,3 +363,71 @@ async fn policy_prompt_and_deny_refuse_diagnostics_with_the_policy_named() -> Re
     cluster.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_agent_and_technician_are_cut_off_and_refused() -> Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let good = cluster.agent("good", ALLOW_DIAGNOSTICS).await?;
+    let lost = cluster.agent("stolen-laptop", ALLOW_DIAGNOSTICS).await?;
+    let (_p, tech) = cluster.technician("alice", Tier::L2).await?;
+    let (_p, rogue) = cluster.technician("mallory", Tier::L1).await?;
+    wait_online(&tech, &good.id).await?;
+    wait_online(&tech, &lost.id).await?;
+    let ticket = new_ticket(&tech, &good.id).await?;
+
+    deskside_controller::cli::admin::revoke(&cluster.data, Some(&lost.id), None)?;
+    deskside_controller::cli::admin::revoke(&cluster.data, None, Some("mallory"))?;
+
+    // The stolen laptop is disconnected within a sweep, and stays out.
+    let start = std::time::Instant::now();
+    loop {
+        let TechReply::Agents(list) = tech.request(&TechRequest::ListAgents).await? else {
+            anyhow::bail!("agents")
+        };
+        let a = list
+            .iter()
+            .find(|a| a.id == lost.id)
+            .ok_or_else(|| anyhow::anyhow!("listed"))?;
+        if !a.online && a.revoked {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "revoked agent still online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let status = std::fs::read_to_string(lost.state.status_file()).unwrap_or_default();
+        if status.contains("revoked") {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(15),
+            "the agent never learnt why: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = tech
+        .request(&TechRequest::Diagnostics {
+            agent: lost.id.clone(),
+            ticket,
+        })
+        .await;
+    assert_eq!(
+        err.err()
+            .and_then(|e| e.downcast::<deskside_controller::client::Refused>().ok())
+            .map(|r| r.0.code),
+        Some(ErrorCode::Forbidden)
+    );
+
+    // The revoked technician is refused on the next request, even on an open connection.
+    let msg = err_text(rogue.request(&TechRequest::ListAgents).await.map(|_| ()));
+    assert!(msg.contains("revoked"), "{msg}");
+    good_agent_still_served(&tech, &good.id, ticket).await?;
+    good.stop().await;
+    lost.stop().await;
+    cluster.stop().await;
+    Ok(())
+}

@@ -273,3 +273,27 @@ pub fn restore(archive: &std::path::Path, into: &DataDir) -> Result<()> {
     println!("{summary}");
     Ok(())
 }
+
+/// Revokes an agent or a technician in the store; a running controller closes their
+/// connections at its next sweep (seconds) and refuses them from then on.
+pub fn revoke(data: &DataDir, agent: Option<&str>, tech: Option<&str>) -> Result<()> {
+    let store = Store::open(&data.database())?;
+    match (agent, tech) {
+        (Some(id), _) => {
+            if !store.blocking(|db| db.revoke_agent(id))? {
+                bail!("no agent {id:?}; `deskside agents` lists them");
+            }
+            println!(
+                "agent {id} revoked; it is disconnected within seconds and refused from now on"
+            );
+        }
+        (None, Some(name)) => {
+            if !store.blocking(|db| db.revoke_technician(name))? {
+                bail!("no technician {name:?}");
+            }
+            println!("technician {name} revoked; their connections close within seconds");
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}

@@ -75,6 +75,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Admin, on the controller host: manage enrolled agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// Technicians.
     Tech {
         #[command(subcommand)]
@@ -252,7 +257,15 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Revoke an agent: its connection closes within seconds and it is refused after.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TechCommand {
+    /// Revoke a technician: their connections close within seconds and they are refused after.
+    Revoke { name: String },
     /// Add a technician and print their one-time login token.
     Add {
         name: String,
@@ -390,6 +403,12 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         }
         Command::Backup { out } => admin::backup(&data_dir(data)?, &out),
         Command::Restore { archive } => admin::restore(&archive, &data_dir(data)?),
+        Command::Agent {
+            command: AgentCommand::Revoke { id },
+        } => admin::revoke(&data_dir(data.clone())?, Some(&id), None),
+        Command::Tech {
+            command: TechCommand::Revoke { name },
+        } => admin::revoke(&data_dir(data.clone())?, None, Some(&name)),
         Command::Token {
             command: TokenCommand::Create { controller, ttl },
         } => admin::token_create(&data_dir(data.clone())?, &controller, ttl),

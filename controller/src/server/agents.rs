@@ -35,6 +35,8 @@ pub struct Registry {
     links: Mutex<HashMap<String, Connection>>,
     /// Support code (digits only) → (agent id, expiry in Unix seconds).
     codes: Mutex<HashMap<String, (String, u64)>>,
+    /// Technician connections (by QUIC stable id), so revocation can close them.
+    techs: Mutex<HashMap<usize, (String, Connection)>>,
 }
 
 /// Support codes are read over the phone: compare digits only.
@@ -69,6 +71,52 @@ impl Registry {
         // A panic while holding this lock cannot leave the map inconsistent (single
         // insert/remove calls), so keep serving from it.
         self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn add_tech(&self, name: &str, conn: &Connection) {
+        self.techs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(conn.stable_id(), (name.to_owned(), conn.clone()));
+    }
+
+    pub(super) fn remove_tech(&self, conn: &Connection) {
+        self.techs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&conn.stable_id());
+    }
+
+    /// Closes the connections of revoked agents and technicians; returns how many.
+    pub(super) fn close_revoked(&self, agents: &[String], techs: &[String]) -> usize {
+        let reason = "revoked by the controller's admin";
+        let mut closed = 0;
+        for (id, conn) in self.lock().iter() {
+            if agents.contains(id) {
+                refuse(
+                    conn,
+                    close::UNKNOWN_IDENTITY,
+                    &format!("agent {id} {reason}"),
+                );
+                closed += 1;
+            }
+        }
+        for (name, conn) in self
+            .techs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            if techs.contains(name) {
+                refuse(
+                    conn,
+                    close::UNKNOWN_IDENTITY,
+                    &format!("technician {name} {reason}"),
+                );
+                closed += 1;
+            }
+        }
+        closed
     }
 
     pub fn is_online(&self, id: &str) -> bool {

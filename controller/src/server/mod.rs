@@ -44,6 +44,8 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent may take to collect and send a snapshot.
 pub const DIAG_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often revoked identities' live connections are looked for and closed.
+pub const REVOCATION_SWEEP: Duration = Duration::from_secs(2);
 /// How often the outbox looks for syncs that are due.
 pub const OUTBOX_POLL: Duration = Duration::from_secs(5);
 /// On shutdown, in-flight requests get this long to finish.
@@ -164,6 +166,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         ),
         None => None,
     };
+    tokio::spawn(revocation_sweep(shared.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, shared, cancel.clone()));
     info!(%addr, ?metrics_addr, "controller listening");
     Ok(Running {
@@ -208,6 +211,26 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
     endpoint.close(close::SHUTDOWN.into(), b"controller shutting down");
     endpoint.wait_idle().await;
     info!("controller stopped");
+}
+
+/// Closes revoked agents' and technicians' connections promptly; new connections and
+/// requests are checked against the store anyway.
+async fn revocation_sweep(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(REVOCATION_SWEEP) => {}
+        }
+        match shared.store.run(|db| db.revoked()).await {
+            Ok((agents, techs)) => {
+                let closed = shared.agents.close_revoked(&agents, &techs);
+                if closed > 0 {
+                    info!(closed, "closed revoked connections");
+                }
+            }
+            Err(e) => warn!(error = %e, "revocation sweep failed"),
+        }
+    }
 }
 
 /// Who the client certificate says the peer is, after checking the store.

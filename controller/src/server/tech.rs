@@ -49,6 +49,17 @@ pub(super) async fn serve(
         name: name.to_owned(),
         tier,
     };
+    shared.agents.add_tech(name, conn);
+    serve_streams(shared, conn, &tech, cancel).await;
+    shared.agents.remove_tech(conn);
+}
+
+async fn serve_streams(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    tech: &Tech,
+    cancel: &CancellationToken,
+) {
     loop {
         let (send, recv) = tokio::select! {
             _ = cancel.cancelled() => {
@@ -78,6 +89,25 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
     {
         Ok(req) => {
             let kind = kind_of(&req);
+            // Revocation is checked on every request, not only at connect.
+            let name = tech.name.clone();
+            let revoked = shared
+                .store
+                .run(move |db| db.technician(&name))
+                .await
+                .map(|t| t.is_none_or(|t| t.revoked));
+            if !matches!(revoked, Ok(false)) {
+                let reply = error(
+                    ErrorCode::Forbidden,
+                    format!("technician {} has been revoked", tech.name),
+                );
+                let _ = framed::send(&mut send, &reply).await;
+                let _ = send.finish();
+                shared
+                    .metrics
+                    .observe(kind, &outcome_of(&reply), started.elapsed());
+                return;
+            }
             let span = tracing::Span::current();
             span.record("kind", kind);
             if let Some(ticket) = ticket_of(&req) {

@@ -143,6 +143,37 @@ impl Db {
         Ok(())
     }
 
+    /// Revokes an agent: its certificate is refused from now on. Returns false if unknown.
+    pub fn revoke_agent(&mut self, id: &str) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
+            params![id, to_i64(now_secs())],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Revokes a technician. Returns false if unknown.
+    pub fn revoke_technician(&mut self, name: &str) -> StoreResult<bool> {
+        let n = self.conn.execute(
+            "UPDATE technicians SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
+            params![name, to_i64(now_secs())],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Ids of revoked agents and names of revoked technicians.
+    pub fn revoked(&mut self) -> StoreResult<(Vec<String>, Vec<String>)> {
+        let mut a = self
+            .conn
+            .prepare("SELECT id FROM agents WHERE revoked_at IS NOT NULL")?;
+        let agents = a.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut t = self
+            .conn
+            .prepare("SELECT name FROM technicians WHERE revoked_at IS NOT NULL")?;
+        let techs = t.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok((agents, techs))
+    }
+
     /// The certificate (PEM) the controller issued to an agent.
     pub fn agent_cert(&mut self, id: &str) -> StoreResult<String> {
         self.conn
