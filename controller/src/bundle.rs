@@ -70,6 +70,10 @@ pub struct BundleAgent {
     pub cert_pem: String,
 }
 
+/// Largest item `verify` reads: agents send at most 16 MiB per item
+/// (`deskside_proto::limits::MAX_EVIDENCE_BYTES`); anything bigger was not made by one.
+const MAX_ITEM_BYTES: u64 = deskside_proto::limits::MAX_EVIDENCE_BYTES as u64;
+
 /// Largest `evidence.json` `verify` reads: a ticket with thousands of entries is a few MiB.
 const MAX_EVIDENCE_JSON_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -253,6 +257,14 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
             return Err(bad(format!("{at}: not a SHA-256 name")));
         }
         let path = dir.join(ITEMS_DIR).join(&item.sha256);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| bad(format!("{at}: missing ({e})")))?
+            .len();
+        if size > MAX_ITEM_BYTES {
+            return Err(bad(format!(
+                "{at}: {size} bytes, over the {MAX_ITEM_BYTES}-byte limit for one item"
+            )));
+        }
         let bytes = std::fs::read(&path).map_err(|e| bad(format!("{at}: missing ({e})")))?;
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         if hex::encode(digest) != item.sha256 {
