@@ -66,14 +66,14 @@ fn check<M: Message>(bytes: &[u8]) {
 }
 
 fn check_frame<M: Message>(frame: &[u8]) {
-    if let Some(header) = frame.first_chunk::<HEADER_LEN>() {
-        if let Ok(len) = payload_len::<M>(*header) {
-            assert!(
-                len <= M::MAX_BYTES as usize,
-                "{}: limit not applied",
-                M::KIND
-            );
-        }
+    if let Some(header) = frame.first_chunk::<HEADER_LEN>()
+        && let Ok(len) = payload_len::<M>(*header)
+    {
+        assert!(
+            len <= M::MAX_BYTES as usize,
+            "{}: limit not applied",
+            M::KIND
+        );
     }
     if let Ok(msg) = decode_frame::<M>(frame) {
         let again = encode_frame(&msg).expect("a decoded frame re-encodes within its limit");
