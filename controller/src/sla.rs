@@ -1,8 +1,7 @@
-//! Service levels: response and resolution targets per priority, from `[sla]` in the data
-//! directory's `controller.toml` (defaults below), and the due/breached view of a ticket.
+//! Service levels: response and resolution targets per priority, from `[sla]` in the
+//! controller's config file (defaults below), and the due/breached view of a ticket.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use deskside_proto::msg::tech::{Sla, TicketSummary};
@@ -82,24 +81,6 @@ impl SlaConfig {
             config.targets.insert(key, target);
         }
         Ok(config)
-    }
-
-    /// Reads `[sla]` from `<data>/controller.toml`; defaults when the file or table is absent.
-    pub fn load(data_root: &Path) -> Result<SlaConfig, String> {
-        let path = data_root.join("controller.toml");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(SlaConfig::default());
-        };
-        let doc: toml::Table = text
-            .parse()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        match doc.get("sla") {
-            None => Ok(SlaConfig::default()),
-            Some(toml::Value::Table(t)) => {
-                SlaConfig::from_table(t).map_err(|e| format!("{}: {e}", path.display()))
-            }
-            Some(_) => Err(format!("{}: sla must be a table", path.display())),
-        }
     }
 
     pub fn target(&self, priority: &str) -> Target {

@@ -1,4 +1,4 @@
-//! The `[ticketing]` section of `<data dir>/controller.toml`: which external ticket
+//! The `[ticketing]` section of the controller's config file: which external ticket
 //! system escalations are pushed to, and how to reach it. Parsed and validated before
 //! anything connects; every error names the key and the file.
 //!
@@ -9,7 +9,7 @@
 //! [ticketing.rt]
 //! url = "http://127.0.0.1:8080"  # RT's base URL; REST 2.0 lives under /REST/2.0
 //! user = "deskside"
-//! password_file = "rt-password"  # or password = "…"; relative to the data dir
+//! password_file = "rt-password"  # or password = "…"; relative to the config file's dir
 //! timeout_secs = 30              # optional, per request
 //!
 //! [ticketing.rt.queues]
