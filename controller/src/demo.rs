@@ -301,7 +301,7 @@ async fn technician(
     let summary = crate::cli::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
     let verified = crate::bundle::verify(&out)?;
     println!(
-        "    {} files, {} bytes; every item signed by the agent ({} of {}), chain of {} entries intact",
+        "    {} files, {} bytes; {} of {} items signed on the machine by the agent (the rest are the controller's session records), chain of {} entries intact",
         summary.files, summary.bytes, verified.signed, verified.items, verified.entries
     );
     println!(

@@ -152,6 +152,26 @@ async fn request_approve_deny_no_answer_and_expiry_are_distinct() -> Result<()> 
     for needle in ["approved", "refused", "not answered", "snapshot", "expired"] {
         assert!(text.contains(needle), "timeline lacks {needle}:\n{text}");
     }
+    // Each decision is also an evidence item the timeline points at.
+    let records: Vec<_> = view
+        .evidence
+        .iter()
+        .filter(|e| e.kind == "session")
+        .collect();
+    assert_eq!(
+        records.len(),
+        3,
+        "approved, declined and unanswered each leave a session record"
+    );
+    for r in records {
+        let body = std::fs::read_to_string(&r.location)?;
+        assert!(body.contains("\"technician\": \"alice\""), "{body}");
+        assert!(
+            view.timeline
+                .iter()
+                .any(|e| e.evidence_sha256.as_deref() == Some(r.sha256.as_str()))
+        );
+    }
     let (audit, _) = deskside_agent::audit::read(&agent.state.audit_log())?;
     let outcomes: Vec<&str> = audit.iter().map(|e| e.outcome.as_str()).collect();
     for o in ["approved", "served", "refused", "no_answer"] {

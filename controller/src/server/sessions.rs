@@ -153,7 +153,7 @@ pub(super) async fn request(
     };
     let (detail, out) = session_reply(&agent.id, ticket, reply);
     if let Some(detail) = detail {
-        record(shared, ticket, &tech.name, "session", detail).await;
+        record_outcome(shared, tech, ticket, &agent.id, detail, &out).await;
     }
     out
 }
@@ -183,14 +183,8 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
     };
     let (detail, out) = session_reply(&agent.id, ticket, reply);
     if let Some(detail) = detail {
-        record(
-            shared,
-            ticket,
-            &tech.name,
-            "session",
-            format!("joined {} by the user's code: {detail}", agent.id),
-        )
-        .await;
+        let detail = format!("joined {} by the user's code: {detail}", agent.id);
+        record_outcome(shared, tech, ticket, &agent.id, detail, &out).await;
     }
     out
 }
@@ -225,5 +219,70 @@ pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) 
             format!("unexpected reply {other:?}"),
         ),
         Err(e) => call_failed(e),
+    }
+}
+
+/// A session decision is evidence too: the outcome (the grant with its scopes and expiry,
+/// or the refusal) is stored as a `session` item and the timeline entry points at it.
+/// Errors and refusals the agent did not decide stay plain timeline entries.
+async fn record_outcome(
+    shared: &Shared,
+    tech: &Tech,
+    ticket: u64,
+    agent: &str,
+    detail: String,
+    out: &TechReply,
+) {
+    let TechReply::Session(report) = out else {
+        record(shared, ticket, &tech.name, "session", detail).await;
+        return;
+    };
+    let body = serde_json::json!({
+        "kind": "session",
+        "agent": agent,
+        "ticket": ticket,
+        "technician": tech.name,
+        "technician_tier": tech.tier,
+        "outcome": report.outcome,
+        "recorded_at_secs": crate::clock::now_secs(),
+    });
+    let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    let size = bytes.len() as u64;
+    let blobs = shared.blobs.clone();
+    let stored = tokio::task::spawn_blocking(move || blobs.put(&bytes)).await;
+    let Ok(Ok(sha)) = stored else {
+        tracing::warn!(
+            ticket,
+            "session record not stored as evidence; keeping the timeline entry"
+        );
+        record(shared, ticket, &tech.name, "session", detail).await;
+        return;
+    };
+    let item = crate::store::NewEvidence {
+        sha256: sha.clone(),
+        kind: "session".into(),
+        size_bytes: size,
+        agent_id: Some(agent.to_owned()),
+        signature: None,
+        redaction: Vec::new(),
+    };
+    let actor = tech.name.clone();
+    let added = shared
+        .store
+        .run(move |db| {
+            db.add_evidence(
+                ticket,
+                &item,
+                &crate::store::NewEvent {
+                    actor: &actor,
+                    kind: "session",
+                    detail: &detail,
+                    evidence_sha256: Some(&sha),
+                },
+            )
+        })
+        .await;
+    if let Err(e) = added {
+        tracing::warn!(ticket, error = %e, "session record not recorded");
     }
 }
