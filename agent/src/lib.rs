@@ -17,6 +17,7 @@ pub mod redact;
 pub mod script;
 pub mod serve;
 pub mod session;
+pub mod spool;
 pub mod state;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use deskside_proto::close;
-use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn};
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn, NoticeAck};
 use deskside_proto::msg::diag::ControllerLink;
 use deskside_transport::{TransportError, endpoint, framed, pki, tls};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,9 @@ pub const RECONNECT_CAP: Duration = Duration::from_secs(60);
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// A request frame must arrive whole within this after the stream opens.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the controller may take to store an item sent as a reply (verify, write,
+/// commit) before it is left to the spool's pump to deliver again.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What `deskside-agent status` reads: the service's view of its link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +85,7 @@ pub async fn run_with(
         enrollment.agent_id.clone(),
         state.read(&state.key())?,
         script_key,
-    );
+    )?;
     info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
     crate::control::serve(ctx.clone(), cancel.clone())?;
     // Slow probes (pending updates) warm up now, not when a technician is waiting.
@@ -203,7 +206,13 @@ async fn answer_stream(
         ))
     };
     let mut delivering = true;
+    // Evidence in a reply is also in the spool: it is forgotten only when the controller
+    // acknowledges it on this stream; otherwise the pump delivers it again later.
+    let mut claim = None;
     while let Some(reply) = rx.recv().await {
+        if let AgentReply::Snapshot(item) | AgentReply::Evidence(item) = &reply {
+            claim = Some(ctx.outbox.adopt(&item.key));
+        }
         // Keep draining after a failed write so the handler never blocks on us.
         if delivering && let Err(e) = framed::send(&mut send, &reply).await {
             warn!(error = %e, "reply not delivered");
@@ -212,4 +221,12 @@ async fn answer_stream(
     }
     let _ = handler.await;
     let _ = send.finish();
+    if let Some(claim) = claim.filter(|_| delivering) {
+        match framed::recv_within::<NoticeAck>(&mut recv, RECEIPT_TIMEOUT).await {
+            Ok(ack) => claim.settle(&ack).await,
+            Err(e) => {
+                debug!(key = claim.key(), error = %e, "no receipt; the spool will deliver it again");
+            }
+        }
+    }
 }

@@ -1,71 +1,184 @@
-//! Notices for the controller (support codes, sessions ended or decided), queued here and
-//! delivered in order whenever the link is up; each is removed only once acknowledged.
+//! What the agent must tell the controller — support codes, sessions that ended, and
+//! evidence whose direct delivery was not acknowledged — kept in the on-disk
+//! [`Spool`] and delivered in order whenever the link is up. Each item is removed only
+//! once the controller acknowledges it (after its own durable commit).
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use deskside_proto::msg::agent::{AgentNotice, NoticeAck};
+use deskside_proto::msg::agent::{AgentNotice, Delivery, NoticeAck, Requester, SignedItem};
 use deskside_transport::{TransportError, framed};
-use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-/// Notices kept while offline; past this the oldest go (they are informational — the
-/// agent's own audit log keeps the full record).
-pub const MAX_QUEUED_NOTICES: usize = 1000;
+use crate::spool::{Spool, SpoolError, new_key};
+
 /// The controller acknowledges after a durable write; this bounds a stuck one.
-const ACK_TIMEOUT: Duration = Duration::from_secs(15);
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the controller asks for a retry (its store failed), wait this long.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outbox {
-    queue: Mutex<VecDeque<AgentNotice>>,
-    notify: Notify,
+    spool: Arc<Spool>,
+}
+
+/// An item being delivered by one path; released to the pump if dropped undelivered.
+#[derive(Debug)]
+pub struct Claim {
+    spool: Arc<Spool>,
+    key: String,
+    settled: bool,
+}
+
+impl Claim {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Keeps the item claimed for whoever sends the reply carrying it: the stream's
+    /// writer adopts it with [`Outbox::adopt`] (and releases it if the reply fails).
+    pub fn pass_on(mut self) {
+        self.settled = true;
+    }
+
+    /// Takes the item back out of the spool: it will not be sent.
+    pub async fn discard(mut self) {
+        let (spool, key) = (self.spool.clone(), self.key.clone());
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(&key)).await {
+            warn!(error = %e, "discarded item not removed from the spool");
+        }
+        self.settled = true;
+    }
+
+    /// The controller answered: `Recorded` or `Rejected` end the item's life here;
+    /// `Retry` leaves it for the pump.
+    pub async fn settle(mut self, ack: &NoticeAck) {
+        match ack {
+            NoticeAck::Recorded => debug!(key = %self.key, "delivered"),
+            NoticeAck::Rejected { reason } => {
+                warn!(key = %self.key, %reason, "the controller refused an item for good; dropping it");
+            }
+            NoticeAck::Retry { reason } => {
+                info!(key = %self.key, %reason, "the controller asked to retry later");
+                return;
+            }
+        }
+        let (spool, key) = (self.spool.clone(), self.key.clone());
+        let removed = tokio::task::spawn_blocking(move || spool.remove(&key)).await;
+        match removed {
+            Ok(Ok(())) => self.settled = true,
+            Ok(Err(e)) => warn!(error = %e, "delivered item not removed from the spool"),
+            Err(e) => warn!(error = %e, "spool removal did not run"),
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.spool.release(&self.key);
+        }
+    }
 }
 
 impl Outbox {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AgentNotice>> {
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn open(dir: &Path) -> Result<Outbox, SpoolError> {
+        Ok(Outbox {
+            spool: Arc::new(Spool::open(dir)?),
+        })
     }
 
+    /// Queues a small notice. Blocks for one small synced write.
     pub fn push(&self, notice: AgentNotice) {
-        let mut q = self.lock();
-        if q.len() >= MAX_QUEUED_NOTICES {
-            warn!("notice queue full; dropping the oldest");
-            q.pop_front();
+        let delivery = Delivery {
+            key: new_key(),
+            notice,
+        };
+        if let Err(e) = self.spool.put(&delivery, false) {
+            warn!(error = %e, "notice not queued for the controller");
         }
-        q.push_back(notice);
-        drop(q);
-        self.notify.notify_one();
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    /// `Err` with the reason when no further evidence can be kept.
+    pub fn room(&self) -> Result<(), SpoolError> {
+        self.spool.room()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Items and bytes waiting for the controller.
+    pub fn usage(&self) -> (usize, u64) {
+        self.spool.usage()
     }
 
-    /// Delivers queued notices over `conn` until it fails; returns the error.
+    /// Evidence waiting in the spool: (key, who asked, kind). Blocking.
+    pub fn waiting_evidence(&self) -> Vec<(String, Requester, String)> {
+        self.spool
+            .peek_all()
+            .into_iter()
+            .filter_map(|d| match d.notice {
+                AgentNotice::Evidence { requester, item } => Some((d.key, requester, item.kind)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Spools `item` durably before it is sent as a reply; the returned claim keeps the
+    /// pump off it until the reply's acknowledgement settles it (or it is dropped).
+    pub async fn keep(&self, requester: &Requester, item: &SignedItem) -> Result<Claim, String> {
+        let delivery = Delivery {
+            key: item.key.clone(),
+            notice: AgentNotice::Evidence {
+                requester: requester.clone(),
+                item: Box::new(item.clone()),
+            },
+        };
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.put(&delivery, true))
+            .await
+            .map_err(|e| format!("the spool writer stopped: {e}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(Claim {
+            spool: self.spool.clone(),
+            key: item.key.clone(),
+            settled: false,
+        })
+    }
+
+    /// Re-takes the claim on `key` that [`Outbox::keep`] made, for the path delivering it.
+    pub fn adopt(&self, key: &str) -> Claim {
+        Claim {
+            spool: self.spool.clone(),
+            key: key.to_owned(),
+            settled: false,
+        }
+    }
+
+    /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
         loop {
-            let notified = self.notify.notified();
-            let next = self.lock().front().cloned();
-            let Some(notice) = next else {
-                notified.await;
+            let changed = self.spool.changed();
+            let spool = self.spool.clone();
+            let next = match tokio::task::spawn_blocking(move || spool.next()).await {
+                Ok(next) => next,
+                Err(e) => {
+                    warn!(error = %e, "spool reader stopped");
+                    None
+                }
+            };
+            let Some(delivery) = next else {
+                changed.await;
                 continue;
             };
-            match framed::request::<_, NoticeAck>(conn, &notice, ACK_TIMEOUT).await {
+            let claim = self.adopt(&delivery.key);
+            match framed::request::<_, NoticeAck>(conn, &delivery, ACK_TIMEOUT).await {
                 Ok(ack) => {
-                    if let NoticeAck::Rejected { reason } = ack {
-                        warn!(%reason, "controller rejected a notice; dropping it");
-                    }
-                    debug!("notice delivered");
-                    let mut q = self.lock();
-                    if q.front() == Some(&notice) {
-                        q.pop_front();
+                    let retry = matches!(ack, NoticeAck::Retry { .. });
+                    claim.settle(&ack).await;
+                    if retry {
+                        tokio::time::sleep(RETRY_DELAY).await;
                     }
                 }
+                // Dropping the claim hands the item back for the next connection.
                 Err(e) => return e,
             }
         }

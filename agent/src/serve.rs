@@ -37,21 +37,54 @@ pub struct AgentCtx {
 }
 
 impl AgentCtx {
+    /// Opens the agent's spool (keeping what an earlier run left undelivered).
     pub fn new(
         state: StateDir,
         agent_id: String,
         key_pem: String,
         script_key: [u8; 32],
-    ) -> AgentCtx {
-        let outbox = Arc::new(Outbox::default());
-        AgentCtx {
+    ) -> anyhow::Result<AgentCtx> {
+        use anyhow::Context as _;
+        let outbox =
+            Arc::new(Outbox::open(&state.spool_dir()).with_context(|| {
+                format!("opening the spool in {}", state.spool_dir().display())
+            })?);
+        let ctx = AgentCtx {
             sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
             state,
             agent_id,
             key_pem: Arc::new(key_pem),
             outbox,
             script_key,
+        };
+        ctx.audit_recovered()?;
+        Ok(ctx)
+    }
+
+    /// An agent that died after spooling an item but before auditing it left the item
+    /// unaudited: write the entry now, before the item leaves the machine.
+    fn audit_recovered(&self) -> anyhow::Result<()> {
+        let waiting = self.outbox.waiting_evidence();
+        if waiting.is_empty() {
+            return Ok(());
         }
+        let log = match std::fs::read(self.state.audit_log()) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(anyhow::anyhow!("reading the audit log: {e}")),
+        };
+        for (key, who, kind) in waiting {
+            if !log.contains(&key) {
+                self.audit(
+                    &who,
+                    "delivery",
+                    "recovered",
+                    format!("{kind} spooled before the agent stopped, key {key}; delivering it"),
+                )
+                .map_err(anyhow::Error::msg)?;
+            }
+        }
+        Ok(())
     }
 
     /// Redacts (per the machine's policy), serialises and signs an evidence item.
@@ -66,6 +99,7 @@ impl AgentCtx {
         let signature = deskside_transport::pki::sign_evidence(&self.key_pem, &digest)
             .map_err(|e| format!("signing {kind}: {e}"))?;
         Ok(SignedItem {
+            key: crate::spool::new_key(),
             kind: kind.to_owned(),
             bytes,
             signature,
@@ -186,6 +220,9 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
     if let Err(refusal) = ctx.sessions.authorize(who, Scope::Diagnostics) {
         return refused(ctx, who, scope, refusal);
     }
+    if let Err(full) = ctx.outbox.room() {
+        return failed(ctx, who, scope, full.to_string());
+    }
     ctx.sessions.set_activity(Some(format!(
         "{} is reading this machine's diagnostics",
         who.technician
@@ -202,8 +239,9 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
         Err(reason) => return AgentReply::Failed { reason },
     };
     let detail = format!(
-        "snapshot with {} findings sent, sha256:{}{}",
+        "snapshot with {} findings sent, key {}, sha256:{}{}",
         snapshot.findings.len(),
+        item.key,
         hex::encode(Sha256::digest(&item.bytes)),
         if item.redaction.is_empty() {
             String::new()
@@ -211,11 +249,43 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
             format!(", redacted: {}", item.redaction.join(","))
         }
     );
-    // Nothing leaves the machine unless the audit log has it first.
-    match ctx.audit(who, scope, "served", detail) {
+    match keep_and_audit(ctx, who, scope, &item, "served", detail).await {
         Ok(()) => AgentReply::Snapshot(Box::new(item)),
         Err(reason) => AgentReply::Failed { reason },
     }
+}
+
+/// The spool has `item` before anything is sent (a lost link or a crash cannot lose
+/// it), and the audit log has it before it leaves the machine. An item spooled but not
+/// yet audited when the agent died is audited at the next start (see
+/// [`AgentCtx::audit_recovered`]).
+async fn keep_and_audit(
+    ctx: &AgentCtx,
+    who: &Requester,
+    scope: &str,
+    item: &SignedItem,
+    outcome: &str,
+    detail: String,
+) -> Result<(), String> {
+    let claim = match ctx.outbox.keep(who, item).await {
+        Ok(claim) => claim,
+        Err(reason) => {
+            let reason = format!("{} not sent: {reason}", item.kind);
+            let _ = ctx.audit(who, scope, "failed", reason.clone());
+            return Err(reason);
+        }
+    };
+    if let Err(reason) = ctx.audit(who, scope, outcome, detail) {
+        claim.discard().await;
+        return Err(reason);
+    }
+    claim.pass_on();
+    Ok(())
+}
+
+fn failed(ctx: &AgentCtx, who: &Requester, scope: &str, reason: String) -> AgentReply {
+    let _ = ctx.audit(who, scope, "failed", reason.clone());
+    AgentReply::Failed { reason }
 }
 
 fn refused(ctx: &AgentCtx, who: &Requester, scope: &str, refusal: Refusal) -> AgentReply {
@@ -234,6 +304,12 @@ async fn run_script(
 ) {
     let scope = Scope::for_script(script.entry.tier);
     let name = script.entry.name.clone();
+    if let Err(full) = ctx.outbox.room() {
+        let _ = replies
+            .send(failed(ctx, who, scope.as_str(), full.to_string()))
+            .await;
+        return;
+    }
     let checked = ctx
         .sessions
         .authorize(who, scope)
@@ -350,16 +426,20 @@ async fn run_script(
     let sealed = serde_json::to_value(&record)
         .map_err(|e| e.to_string())
         .and_then(|v| ctx.seal("script_run", v));
-    let _ = ctx.audit(who, scope.as_str(), "finished", detail);
+    let evidence = match sealed {
+        Ok(item) => {
+            let detail = format!("{detail}, key {}", item.key);
+            match keep_and_audit(ctx, who, scope.as_str(), &item, "finished", detail).await {
+                Ok(()) => AgentReply::Evidence(Box::new(item)),
+                Err(reason) => AgentReply::Failed { reason },
+            }
+        }
+        Err(reason) => failed(ctx, who, scope.as_str(), reason),
+    };
     let _ = replies
         .send(AgentReply::Run(RunEvent::Finished(result)))
         .await;
-    let _ = replies
-        .send(match sealed {
-            Ok(item) => AgentReply::Evidence(Box::new(item)),
-            Err(reason) => AgentReply::Failed { reason },
-        })
-        .await;
+    let _ = replies.send(evidence).await;
 }
 
 /// Creates `dir` readable by the agent's user only.

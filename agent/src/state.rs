@@ -90,6 +90,10 @@ impl StateDir {
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
     }
+    /// Results and notices waiting for the controller (see `spool`).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.root.join("spool")
+    }
     /// Private working directory for script runs.
     pub fn run_dir(&self) -> PathBuf {
         self.root.join("run")

@@ -5,7 +5,7 @@
 //! encoding must be a fixed point (decode then encode gives the same bytes).
 
 use deskside_proto::frame::{HEADER_LEN, decode_frame, encode_frame, payload_len};
-use deskside_proto::msg::agent::{AgentNotice, AgentReply, AgentRequest, CheckIn, NoticeAck};
+use deskside_proto::msg::agent::{Delivery, AgentReply, AgentRequest, CheckIn, NoticeAck};
 use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken};
 use deskside_proto::msg::hello::{Hello, HelloReply};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
@@ -22,7 +22,7 @@ pub const KINDS: [&str; 12] = [
     CheckIn::KIND,
     AgentRequest::KIND,
     AgentReply::KIND,
-    AgentNotice::KIND,
+    Delivery::KIND,
     NoticeAck::KIND,
     TechRequest::KIND,
     TechReply::KIND,
@@ -39,7 +39,7 @@ pub fn decode_message(selector: u8, bytes: &[u8]) {
         5 => check::<CheckIn>(bytes),
         6 => check::<AgentRequest>(bytes),
         7 => check::<AgentReply>(bytes),
-        8 => check::<AgentNotice>(bytes),
+        8 => check::<Delivery>(bytes),
         9 => check::<NoticeAck>(bytes),
         10 => check::<TechRequest>(bytes),
         _ => check::<TechReply>(bytes),

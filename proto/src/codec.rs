@@ -123,6 +123,7 @@ mod tests {
         });
         snap.cpu.usage_percent = 12.5;
         let reply = AgentReply::Snapshot(Box::new(crate::msg::agent::SignedItem {
+            key: "0123456789abcdef0123456789abcdef".into(),
             kind: "snapshot".into(),
             bytes: format!("{snap:?}").into_bytes(),
             signature: vec![1; 70],

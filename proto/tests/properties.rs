@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use deskside_proto::frame::{self, HEADER_LEN};
 use deskside_proto::msg::agent::{
-    AgentNotice, AgentReply, AgentRequest, CheckIn, NoticeAck, Requester,
+    AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Requester,
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
 use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken, TokenKind};
@@ -306,7 +306,7 @@ fn decode_as_every_message(bytes: &[u8]) -> Result<(), TestCaseError> {
     decodes_sanely::<CheckIn>(bytes)?;
     decodes_sanely::<AgentRequest>(bytes)?;
     decodes_sanely_bitwise::<AgentReply>(bytes)?;
-    decodes_sanely::<AgentNotice>(bytes)?;
+    decodes_sanely::<Delivery>(bytes)?;
     decodes_sanely::<NoticeAck>(bytes)?;
     decodes_sanely::<TechRequest>(bytes)?;
     decodes_sanely_bitwise::<TechReply>(bytes)?;
@@ -408,7 +408,7 @@ proptest! {
         check::<CheckIn>(header, len)?;
         check::<AgentRequest>(header, len)?;
         check::<AgentReply>(header, len)?;
-        check::<AgentNotice>(header, len)?;
+        check::<Delivery>(header, len)?;
         check::<NoticeAck>(header, len)?;
         check::<TechRequest>(header, len)?;
         check::<TechReply>(header, len)?;

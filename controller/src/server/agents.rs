@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use deskside_proto::close;
 use deskside_proto::limits::MAX_NAME_BYTES;
-use deskside_proto::msg::agent::{AgentNotice, AgentReply, AgentRequest, CheckIn, NoticeAck};
+use deskside_proto::msg::agent::{
+    AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, valid_key,
+};
 use deskside_transport::{TransportError, framed};
 use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
@@ -165,21 +167,38 @@ impl Registry {
         req: &AgentRequest,
         limit: Duration,
     ) -> Result<AgentReply, CallError> {
+        let (reply, mut send) = self.call_open(id, req, limit).await?;
+        let _ = send.finish();
+        Ok(reply)
+    }
+
+    /// [`Registry::call`] that leaves the request's sending side open: a reply carrying
+    /// evidence is acknowledged on it once stored (see `intake::acknowledge`).
+    pub async fn call_open(
+        &self,
+        id: &str,
+        req: &AgentRequest,
+        limit: Duration,
+    ) -> Result<(AgentReply, SendStream), CallError> {
         let conn = self
             .connection(id)
             .ok_or_else(|| CallError::Offline(id.to_owned()))?;
-        framed::request::<_, AgentReply>(&conn, req, limit)
-            .await
-            .map_err(|e| match e {
-                TransportError::Timeout { .. } => CallError::Timeout {
-                    agent: id.to_owned(),
-                    secs: limit.as_secs(),
-                },
-                source => CallError::Transport {
-                    agent: id.to_owned(),
-                    source,
-                },
-            })
+        let exchange = async {
+            let (mut send, mut recv) = conn.open_bi().await?;
+            framed::send(&mut send, req).await?;
+            let reply = framed::recv_within::<AgentReply>(&mut recv, limit).await?;
+            Ok::<_, TransportError>((reply, send))
+        };
+        exchange.await.map_err(|e| match e {
+            TransportError::Timeout { .. } => CallError::Timeout {
+                agent: id.to_owned(),
+                secs: limit.as_secs(),
+            },
+            source => CallError::Transport {
+                agent: id.to_owned(),
+                source,
+            },
+        })
     }
 }
 
@@ -246,16 +265,37 @@ pub(super) async fn serve(
     info!(agent = id, %reason, "agent disconnected");
 }
 
-/// One notice from the agent, acknowledged once recorded.
+/// One delivery from the agent's spool, acknowledged once recorded (or recorded before:
+/// the key makes redelivery harmless).
 async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvStream) {
-    let ack = match framed::recv_within::<AgentNotice>(&mut recv, super::REQUEST_TIMEOUT).await {
-        Err(e) => NoticeAck::Rejected {
-            reason: format!("unreadable notice: {e}"),
-        },
-        Ok(AgentNotice::SupportCode {
+    let delivery = match framed::recv_within::<Delivery>(&mut recv, super::REQUEST_TIMEOUT).await {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(agent = id, error = %e, "unreadable delivery");
+            let _ = send.reset(close::BAD_FRAME.into());
+            return;
+        }
+    };
+    let ack = if !valid_key(&delivery.key) {
+        NoticeAck::Rejected {
+            reason: "malformed idempotency key".into(),
+        }
+    } else {
+        record_notice(shared, id, &delivery.key, delivery.notice).await
+    };
+    let _ = framed::send(&mut send, &ack).await;
+    let _ = send.finish();
+}
+
+async fn record_notice(shared: &Shared, id: &str, key: &str, notice: AgentNotice) -> NoticeAck {
+    match notice {
+        AgentNotice::Evidence { requester, item } => {
+            super::intake::late(shared, id, &requester, *item).await
+        }
+        AgentNotice::SupportCode {
             code,
             expires_at_secs,
-        }) => {
+        } => {
             let latest = crate::clock::now_secs() + deskside_proto::msg::session::SUPPORT_CODE_SECS;
             shared
                 .agents
@@ -263,17 +303,20 @@ async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvS
             info!(agent = id, "the user offered a support code");
             NoticeAck::Recorded
         }
-        Ok(AgentNotice::SessionEnded { grant, by }) => {
+        AgentNotice::SessionEnded { grant, by } => {
             let detail = format!(
                 "session {} with {} on {id} ended ({by})",
                 grant.id, grant.technician
             );
             let (actor, ticket) = (format!("agent {id}"), grant.ticket);
+            let (agent, key) = (id.to_owned(), key.to_owned());
             let recorded = shared
                 .store
                 .run(move |db| {
                     db.ticket(ticket)?;
-                    db.add_event(
+                    db.add_delivered_event(
+                        &agent,
+                        &key,
                         ticket,
                         &crate::store::NewEvent {
                             actor: &actor,
@@ -286,12 +329,11 @@ async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvS
                 .await;
             match recorded {
                 Ok(_) => NoticeAck::Recorded,
-                Err(e) => NoticeAck::Rejected {
+                Err(crate::store::StoreError::NotFound(reason)) => NoticeAck::Rejected { reason },
+                Err(e) => NoticeAck::Retry {
                     reason: e.to_string(),
                 },
             }
         }
-    };
-    let _ = framed::send(&mut send, &ack).await;
-    let _ = send.finish();
+    }
 }

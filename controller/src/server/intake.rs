@@ -1,51 +1,116 @@
 //! Evidence intake: an item the agent made and signed is checked against the agent's
 //! enrolled certificate, stored byte-exact in the blob store, and only then recorded on
-//! the ticket (the commit is the acknowledgement).
+//! the ticket under the item's idempotency key — the commit is the acknowledgement, and
+//! a redelivered key is acknowledged again without being recorded twice.
+//!
+//! Items arrive two ways: as the reply to a request ([`accept`], then [`acknowledge`] on
+//! the request's stream), or later from the agent's spool when that reply or its
+//! acknowledgement was lost ([`late`]).
 
-use deskside_proto::msg::agent::SignedItem;
+use deskside_proto::msg::agent::{NoticeAck, Requester, SignedItem, valid_key};
+use deskside_proto::msg::diag::Snapshot;
+use deskside_proto::msg::script::RunRecord;
 use deskside_proto::msg::tech::{ErrorCode, EvidenceRef, TechReply};
+use deskside_transport::framed;
 use sha2::{Digest, Sha256};
+use tracing::{info, warn};
 
 use super::Shared;
-use super::tech::{Tech, error, store_error};
-use crate::store::{NewEvent, NewEvidence};
+use super::tech::{error, record};
+use crate::store::{Delivered, NewEvent, NewEvidence, StoreError};
 
-/// Verifies `item` as coming from `agent`, stores it, and records `detail` on the ticket.
+/// Why an item was not stored, and whether the agent should offer it again.
+#[derive(Debug)]
+pub(super) struct Refused {
+    pub code: ErrorCode,
+    pub reason: String,
+    /// Delivering it again cannot help (bad signature, no such ticket).
+    pub permanent: bool,
+}
+
+impl Refused {
+    fn permanent(code: ErrorCode, reason: String) -> Refused {
+        Refused {
+            code,
+            reason,
+            permanent: true,
+        }
+    }
+
+    fn transient(reason: String) -> Refused {
+        warn!(%reason, "evidence not stored this time");
+        Refused {
+            code: ErrorCode::Internal,
+            reason,
+            permanent: false,
+        }
+    }
+
+    pub fn reply(&self) -> TechReply {
+        error(self.code, self.reason.clone())
+    }
+
+    pub fn ack(&self) -> NoticeAck {
+        if self.permanent {
+            NoticeAck::Rejected {
+                reason: self.reason.clone(),
+            }
+        } else {
+            NoticeAck::Retry {
+                reason: self.reason.clone(),
+            }
+        }
+    }
+}
+
+fn from_store(e: StoreError) -> Refused {
+    match e {
+        StoreError::NotFound(m) => Refused::permanent(ErrorCode::NotFound, m),
+        other => Refused::transient(other.to_string()),
+    }
+}
+
+/// Verifies `item` as coming from `agent`, stores it, and records `detail` on the ticket
+/// with `actor` as who asked for it. A key recorded before returns the earlier record.
 pub(super) async fn accept(
     shared: &Shared,
-    tech: &Tech,
+    actor: &str,
     ticket: u64,
     agent: &str,
     item: SignedItem,
     timeline_kind: &'static str,
     detail: String,
-) -> Result<EvidenceRef, TechReply> {
+) -> Result<EvidenceRef, Refused> {
+    if !valid_key(&item.key) {
+        return Err(Refused::permanent(
+            ErrorCode::AgentFailed,
+            format!("evidence from {agent} rejected: malformed idempotency key"),
+        ));
+    }
     let digest: [u8; 32] = Sha256::digest(&item.bytes).into();
     let id = agent.to_owned();
     let cert_pem = shared
         .store
         .run(move |db| db.agent_cert(&id))
         .await
-        .map_err(store_error)?;
+        .map_err(from_store)?;
     let cert = deskside_transport::pki::cert_from_pem(&cert_pem).map_err(|e| {
-        error(
-            ErrorCode::Internal,
-            format!("agent {agent}'s certificate on record is unusable: {e}"),
-        )
+        Refused::transient(format!(
+            "agent {agent}'s certificate on record is unusable: {e}"
+        ))
     })?;
     if let Err(e) = deskside_transport::pki::verify_evidence(&cert, &digest, &item.signature) {
         let reason = format!("evidence from {agent} rejected: {e}");
-        super::tech::record(shared, ticket, &tech.name, "rejected", reason.clone()).await;
-        return Err(error(ErrorCode::AgentFailed, reason));
+        record(shared, ticket, actor, "rejected", reason.clone()).await;
+        return Err(Refused::permanent(ErrorCode::AgentFailed, reason));
     }
     let size = item.bytes.len() as u64;
     let blobs = shared.blobs.clone();
     let bytes = item.bytes;
     let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
         .await
-        .map_err(|e| error(ErrorCode::Internal, e.to_string()))?
-        .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
-    shared.metrics.evidence_bytes.inc_by(size);
+        .map_err(|e| Refused::transient(e.to_string()))?
+        .map_err(|e| Refused::transient(e.to_string()))?;
     let signature = hex::encode(&item.signature);
     let new = NewEvidence {
         sha256: sha.clone(),
@@ -55,12 +120,19 @@ pub(super) async fn accept(
         signature: Some(signature.clone()),
         redaction: item.redaction.clone(),
     };
-    let (actor, sha2, agent_id) = (tech.name.clone(), sha.clone(), agent.to_owned());
-    let entry = shared
+    let (actor, sha2, agent_id, key) = (
+        actor.to_owned(),
+        sha.clone(),
+        agent.to_owned(),
+        item.key.clone(),
+    );
+    let delivered = shared
         .store
         .run(move |db| {
             db.touch_agent(&agent_id)?;
-            db.add_evidence(
+            db.add_delivered_evidence(
+                &agent_id,
+                &key,
                 ticket,
                 &new,
                 &NewEvent {
@@ -72,15 +144,106 @@ pub(super) async fn accept(
             )
         })
         .await
-        .map_err(store_error)?;
+        .map_err(from_store)?;
+    let at_secs = match delivered {
+        Delivered::New(entry) => {
+            shared.metrics.evidence_bytes.inc_by(size);
+            entry.at_secs
+        }
+        Delivered::Duplicate {
+            received_at_secs, ..
+        } => {
+            info!(agent, key = %item.key, "evidence delivered again; recorded once already");
+            received_at_secs
+        }
+    };
     Ok(EvidenceRef {
         location: shared.blobs.location(&sha),
         sha256: sha,
         kind: item.kind,
         size_bytes: size,
         agent: Some(agent.to_owned()),
-        created_at_secs: entry.at_secs,
+        created_at_secs: at_secs,
         signature: Some(signature),
         redaction: item.redaction,
     })
+}
+
+/// Tells the agent, on the request's stream, what became of the evidence it replied
+/// with; without this it delivers the item again from its spool.
+pub(super) async fn acknowledge(send: &mut quinn::SendStream, ack: &NoticeAck) {
+    let _ = framed::send(send, ack).await;
+    let _ = send.finish();
+}
+
+/// Evidence delivered from the agent's spool after its direct delivery was lost: stored
+/// on the ticket the original request named, with a timeline entry that says so.
+pub(super) async fn late(
+    shared: &Shared,
+    agent: &str,
+    requester: &Requester,
+    item: SignedItem,
+) -> NoticeAck {
+    let (kind, detail) = match describe_late(agent, requester, &item) {
+        Ok(v) => v,
+        Err(reason) => return NoticeAck::Rejected { reason },
+    };
+    let actor = requester.technician.clone();
+    match accept(shared, &actor, requester.ticket, agent, item, kind, detail).await {
+        Ok(evidence) => {
+            info!(agent, ticket = requester.ticket, sha256 = %evidence.sha256, "late evidence stored");
+            NoticeAck::Recorded
+        }
+        Err(refused) => refused.ack(),
+    }
+}
+
+/// The timeline kind and text for an item that arrives late.
+fn describe_late(
+    agent: &str,
+    requester: &Requester,
+    item: &SignedItem,
+) -> Result<(&'static str, String), String> {
+    let tail = format!(
+        "requested by {}; delivered from the agent's spool after the link was lost",
+        requester.technician
+    );
+    match item.kind.as_str() {
+        "snapshot" => {
+            let s: Snapshot = serde_json::from_slice(&item.bytes)
+                .map_err(|e| format!("agent {agent} sent an unreadable snapshot: {e}"))?;
+            Ok((
+                "snapshot",
+                format!(
+                    "diagnostics snapshot from {agent} ({}), {tail}: {} findings",
+                    s.host.hostname,
+                    s.findings.len()
+                ),
+            ))
+        }
+        "script_run" => {
+            let r: RunRecord = serde_json::from_slice(&item.bytes)
+                .map_err(|e| format!("agent {agent} sent an unreadable run record: {e}"))?;
+            if r.ticket != requester.ticket {
+                return Err(format!(
+                    "agent {agent}'s run record names ticket {} but was delivered for ticket {}",
+                    r.ticket, requester.ticket
+                ));
+            }
+            Ok((
+                "script",
+                format!(
+                    "script {} v{} on {agent}: exit {}, {tail}",
+                    r.script,
+                    r.version,
+                    r.result
+                        .exit_code
+                        .map_or_else(|| "by signal".to_owned(), |c| c.to_string())
+                ),
+            ))
+        }
+        other => Err(format!(
+            "agent {agent} sent evidence of unknown kind {other:?}"
+        )),
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use deskside_proto::msg::agent::{AgentReply, AgentRequest};
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck};
 use deskside_proto::msg::script::{RunEvent, RunRecord};
 use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
 use deskside_transport::framed;
@@ -99,7 +99,6 @@ async fn run_inner(
     if let Err(e) = framed::send(&mut to_agent, &req).await {
         return error(ErrorCode::AgentFailed, e.to_string());
     }
-    let _ = to_agent.finish();
     info!(agent = %agent.id, ticket, script = name, "script run requested");
 
     let deadline = tokio::time::Instant::now()
@@ -163,10 +162,8 @@ async fn run_inner(
     let record: RunRecord = match serde_json::from_slice(&item.bytes) {
         Ok(r) => r,
         Err(e) => {
-            return error(
-                ErrorCode::AgentFailed,
-                format!("the agent's run record is unreadable: {e}"),
-            );
+            let reason = format!("the agent's run record is unreadable: {e}");
+            return unusable(&mut to_agent, reason).await;
         }
     };
     if item.kind != "script_run"
@@ -174,10 +171,8 @@ async fn run_inner(
         || record.ticket != ticket
         || record.result != result
     {
-        return error(
-            ErrorCode::AgentFailed,
-            "the agent's run record does not match the run it reported",
-        );
+        let reason = "the agent's run record does not match the run it reported".to_owned();
+        return unusable(&mut to_agent, reason).await;
     }
     let r = &result;
     let detail = format!(
@@ -205,13 +200,17 @@ async fn run_inner(
         },
     );
     let evidence = match super::intake::accept(
-        shared, tech, ticket, &agent.id, item, "script", detail,
+        shared, &tech.name, ticket, &agent.id, item, "script", detail,
     )
     .await
     {
         Ok(e) => e,
-        Err(reply) => return reply,
+        Err(refused) => {
+            super::intake::acknowledge(&mut to_agent, &refused.ack()).await;
+            return refused.reply();
+        }
     };
+    super::intake::acknowledge(&mut to_agent, &NoticeAck::Recorded).await;
     TechReply::RunFinished(Box::new(RunReport {
         ticket,
         agent: agent.id.clone(),
@@ -220,4 +219,13 @@ async fn run_inner(
         result,
         evidence,
     }))
+}
+
+/// Refuses a run record for good (the agent drops it from its spool) and says why.
+async fn unusable(to_agent: &mut SendStream, reason: String) -> TechReply {
+    let ack = NoticeAck::Rejected {
+        reason: reason.clone(),
+    };
+    super::intake::acknowledge(to_agent, &ack).await;
+    error(ErrorCode::AgentFailed, reason)
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use deskside_proto::close;
 use deskside_proto::findings;
 use deskside_proto::msg::agent::{
-    AgentReply, AgentRequest, Refusal, RefusalCode, Requester, SignedItem,
+    AgentReply, AgentRequest, NoticeAck, Refusal, RefusalCode, Requester, SignedItem,
 };
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::identity::Tier;
@@ -332,24 +332,20 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
             },
         };
         let sent_ms = now_ms();
-        let outcome = shared.agents.call(&agent.id, &req, DIAG_TIMEOUT).await;
+        let outcome = shared.agents.call_open(&agent.id, &req, DIAG_TIMEOUT).await;
         let rtt_ms = shared
             .agents
             .connection(&agent.id)
             .map_or(0, |c| u64::try_from(c.rtt().as_millis()).unwrap_or(0));
         let (kind, detail, reply) = match outcome {
-            Ok(AgentReply::Snapshot(item)) => {
-                return store_snapshot(
-                    shared,
-                    tech,
-                    &agent.id,
-                    ticket,
-                    *item,
-                    sent_ms + rtt_ms / 2,
-                )
-                .await;
+            Ok((AgentReply::Snapshot(item), mut send)) => {
+                let (reply, ack) =
+                    store_snapshot(shared, tech, &agent.id, ticket, *item, sent_ms + rtt_ms / 2)
+                        .await;
+                super::intake::acknowledge(&mut send, &ack).await;
+                return reply;
             }
-            Ok(AgentReply::Refused(refusal)) => (
+            Ok((AgentReply::Refused(refusal), _)) => (
                 "refused",
                 format!(
                     "diagnostics requested by {} refused by the agent: {}",
@@ -357,7 +353,7 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
                 ),
                 refused(&agent.id, &refusal),
             ),
-            Ok(AgentReply::Failed { reason }) => (
+            Ok((AgentReply::Failed { reason }, _)) => (
                 "failed",
                 format!(
                     "diagnostics requested by {} failed on the agent: {reason}",
@@ -368,7 +364,7 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
                     format!("agent {} failed: {reason}", agent.id),
                 ),
             ),
-            Ok(other) => (
+            Ok((other, _)) => (
                 "failed",
                 format!(
                     "diagnostics requested by {}: unexpected reply {other:?}",
@@ -404,24 +400,22 @@ async fn store_snapshot(
     ticket: u64,
     item: SignedItem,
     agent_started_ms: u64,
-) -> TechReply {
+) -> (TechReply, NoticeAck) {
+    let unusable = |reason: String| {
+        let ack = NoticeAck::Rejected {
+            reason: reason.clone(),
+        };
+        (error(ErrorCode::AgentFailed, reason), ack)
+    };
     if item.kind != "snapshot" {
-        return error(
-            ErrorCode::AgentFailed,
-            format!(
-                "agent {agent} sent a {} where a snapshot was due",
-                item.kind
-            ),
-        );
+        return unusable(format!(
+            "agent {agent} sent a {} where a snapshot was due",
+            item.kind
+        ));
     }
     let mut snapshot: Snapshot = match serde_json::from_slice(&item.bytes) {
         Ok(s) => s,
-        Err(e) => {
-            return error(
-                ErrorCode::AgentFailed,
-                format!("agent {agent} sent an unreadable snapshot: {e}"),
-            );
-        }
+        Err(e) => return unusable(format!("agent {agent} sent an unreadable snapshot: {e}")),
     };
     // The agent stamped the snapshot with its own clock when it started collecting;
     // the controller knows when that was on its clock, give or take half a round trip.
@@ -448,17 +442,20 @@ async fn store_snapshot(
         }
     );
     let evidence =
-        match super::intake::accept(shared, tech, ticket, agent, item, "snapshot", detail).await {
+        match super::intake::accept(shared, &tech.name, ticket, agent, item, "snapshot", detail)
+            .await
+        {
             Ok(e) => e,
-            Err(reply) => return reply,
+            Err(refused) => return (refused.reply(), refused.ack()),
         };
     info!(sha256 = %evidence.sha256, findings = snapshot.findings.len(), "snapshot stored");
-    TechReply::Diagnostics(Box::new(DiagReport {
+    let reply = TechReply::Diagnostics(Box::new(DiagReport {
         ticket,
         agent: agent.to_owned(),
         snapshot,
         evidence,
-    }))
+    }));
+    (reply, NoticeAck::Recorded)
 }
 
 /// The technician-facing error for an agent's refusal; the code drives the CLI exit status.

@@ -4,6 +4,7 @@
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
 //! the blocking pool so SQLite never stalls the reactor.
 
+mod deliveries;
 mod outbox;
 mod schema;
 mod scripts;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, TimelineEntry};
 
+pub use deliveries::Delivered;
 pub use scripts::StoredScript;
 pub use sqlite::Db;
 pub use tickets::{GENESIS_HASH, NewTicket, PRIORITIES, entry_hash};

@@ -107,4 +107,14 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_due ON outbox (done_at, next_attempt_at);
 "#,
+    r#"
+CREATE TABLE deliveries (
+    agent_id        TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    ticket          BIGINT NOT NULL,
+    evidence_sha256 TEXT,
+    received_at     BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, key)
+);
+"#,
 ];

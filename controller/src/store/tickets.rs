@@ -205,20 +205,7 @@ impl Db {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO evidence (ticket, sha256, kind, size_bytes, agent_id, created_at, signature, redaction) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (ticket, sha256) DO NOTHING",
-            params![
-                to_i64(number),
-                item.sha256,
-                item.kind,
-                to_i64(item.size_bytes),
-                item.agent_id,
-                to_i64(now_secs()),
-                item.signature,
-                item.redaction.join(",")
-            ],
-        )?;
+        insert_evidence(&tx, number, item)?;
         let entry = append_event(&tx, number, event)?;
         tx.commit()?;
         Ok(entry)
@@ -336,7 +323,34 @@ fn next(t: Tier) -> Tier {
 
 /// Appends one chained entry. A technician's first action on a ticket is its first
 /// response (for the SLA), makes them its owner if it has none, and opens it.
-fn append_event(tx: &Transaction<'_>, number: u64, e: &NewEvent<'_>) -> StoreResult<TimelineEntry> {
+/// Inserts an evidence record (a second record of the same bytes on the ticket is a no-op).
+pub(super) fn insert_evidence(
+    tx: &Transaction<'_>,
+    number: u64,
+    item: &NewEvidence,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO evidence (ticket, sha256, kind, size_bytes, agent_id, created_at, signature, redaction) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (ticket, sha256) DO NOTHING",
+        params![
+            to_i64(number),
+            item.sha256,
+            item.kind,
+            to_i64(item.size_bytes),
+            item.agent_id,
+            to_i64(now_secs()),
+            item.signature,
+            item.redaction.join(",")
+        ],
+    )?;
+    Ok(())
+}
+
+pub(super) fn append_event(
+    tx: &Transaction<'_>,
+    number: u64,
+    e: &NewEvent<'_>,
+) -> StoreResult<TimelineEntry> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM timeline WHERE ticket = ?1 ORDER BY seq DESC LIMIT 1",

@@ -8,7 +8,7 @@ use std::path::Path;
 use deskside_fuzz::KINDS;
 use deskside_proto::frame::encode_frame;
 use deskside_proto::msg::agent::{
-    AgentNotice, AgentReply, AgentRequest, CheckIn, NoticeAck, Refusal, RefusalCode, Requester,
+    AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Refusal, RefusalCode, Requester,
     SignedItem,
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
@@ -87,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         params: vec![("host".into(), "example.org".into())],
     })?;
     seeds.add(&AgentReply::Snapshot(Box::new(SignedItem {
+        key: "5f0c2a9e8d7b6a5f4e3d2c1b0a998877".into(),
         kind: "snapshot".into(),
         bytes: br#"{"version":1,"disks":[]}"#.to_vec(),
         signature: vec![0x30; 70],
@@ -100,15 +101,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         code: RefusalCode::NoSession,
         reason: "no session covers alice on ticket 42".into(),
     }))?;
-    seeds.add(&AgentNotice::SupportCode {
-        code: "482-913".into(),
-        expires_at_secs: 1_790_000_600,
+    seeds.add(&Delivery {
+        key: "1a2b3c4d5e6f708192a3b4c5d6e7f809".into(),
+        notice: AgentNotice::SupportCode {
+            code: "482-913".into(),
+            expires_at_secs: 1_790_000_600,
+        },
     })?;
-    seeds.add(&AgentNotice::SessionEnded {
-        grant: grant(),
-        by: "user".into(),
+    seeds.add(&Delivery {
+        key: "2b3c4d5e6f708192a3b4c5d6e7f8091a".into(),
+        notice: AgentNotice::SessionEnded {
+            grant: grant(),
+            by: "user".into(),
+        },
     })?;
     seeds.add(&NoticeAck::Recorded)?;
+    seeds.add(&NoticeAck::Retry {
+        reason: "database is locked".into(),
+    })?;
     seeds.add(&TechRequest::NewTicket {
         title: "VPN drops every hour".into(),
         agent: Some("ag-1f3a".into()),

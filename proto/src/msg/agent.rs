@@ -123,6 +123,9 @@ pub struct Refusal {
 /// with the agent's own key before they leave it. The controller stores `bytes` verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedItem {
+    /// Idempotency key the agent chose when it made the item (see [`MAX_KEY_BYTES`]):
+    /// however often the item is delivered, the controller stores it once.
+    pub key: String,
     /// `snapshot` (a [`Snapshot`] as JSON) or `script_run` (a `RunRecord` as JSON).
     pub kind: String,
     pub bytes: Vec<u8>,
@@ -156,7 +159,17 @@ impl Message for AgentReply {
     const MAX_BYTES: u32 = MAX_EVIDENCE_BYTES;
 }
 
-/// Something the agent tells the controller on a stream it opens.
+/// Longest idempotency key accepted: the agent makes 32 hex digits.
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// Whether `key` is a well-formed idempotency key: 1–64 ASCII letters, digits or `-`.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_BYTES
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Something the agent tells the controller, wrapped in a [`Delivery`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AgentNotice {
     /// The user started a session: technicians may join with this code until expiry.
@@ -164,18 +177,41 @@ pub enum AgentNotice {
     /// A session ended on the agent's side: `by` is `user`, `expiry`, `disable`,
     /// `technician` or `replaced`.
     SessionEnded { grant: Grant, by: String },
+    /// Evidence the agent made whose direct delivery was not acknowledged (the link
+    /// dropped, either side restarted), sent again from the agent's on-disk spool.
+    Evidence {
+        requester: Requester,
+        item: Box<SignedItem>,
+    },
 }
 
-impl Message for AgentNotice {
-    const KIND: &'static str = "agent notice";
-    const MAX_BYTES: u32 = MAX_CONTROL_BYTES * 4;
+/// One notice on a stream the agent opens. The agent keeps it in its spool until the
+/// controller acknowledges it; the controller records each `key` once per agent, so a
+/// redelivered notice is acknowledged again but not recorded twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub key: String,
+    pub notice: AgentNotice,
 }
 
-/// The controller's acknowledgement of a notice: sent after it is durable.
+impl Message for Delivery {
+    const KIND: &'static str = "delivery";
+    /// Evidence is the largest notice.
+    const MAX_BYTES: u32 = MAX_EVIDENCE_BYTES + MAX_CONTROL_BYTES;
+}
+
+/// The controller's acknowledgement of a delivery, or of evidence sent as a reply
+/// (then on the request's own stream, after the reply). Sent only once the item is
+/// durable — or will never be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NoticeAck {
+    /// Committed, now or by an earlier delivery of the same key: the agent forgets it.
     Recorded,
+    /// Will never be accepted (bad signature, no such ticket): the agent drops it and
+    /// says so in its audit log.
     Rejected { reason: String },
+    /// Not stored this time (the controller's store failed): deliver it again later.
+    Retry { reason: String },
 }
 
 impl Message for NoticeAck {

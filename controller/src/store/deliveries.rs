@@ -1,0 +1,196 @@
+//! Exactly-once recording of what agents deliver: each (agent, idempotency key) is
+//! recorded in the same transaction as its effect, so a redelivery — after a lost
+//! acknowledgement, a crash on either side — finds the key and records nothing.
+
+use deskside_proto::msg::tech::TimelineEntry;
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::sqlite::{Db, to_i64, to_u64};
+use super::tickets::append_event;
+use super::{NewEvent, NewEvidence, StoreResult};
+use crate::clock::now_secs;
+
+/// What recording a delivered item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Recorded now, with this timeline entry.
+    New(TimelineEntry),
+    /// Recorded by an earlier delivery of the same key: on this ticket, this item.
+    Duplicate {
+        ticket: u64,
+        evidence_sha256: Option<String>,
+        received_at_secs: u64,
+    },
+}
+
+/// Claims `(agent, key)` inside `tx`; the earlier record when it was claimed before.
+fn claim(
+    tx: &Transaction<'_>,
+    agent: &str,
+    key: &str,
+    ticket: u64,
+    sha256: Option<&str>,
+) -> StoreResult<Option<Delivered>> {
+    let inserted = tx.execute(
+        "INSERT INTO deliveries (agent_id, key, ticket, evidence_sha256, received_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (agent_id, key) DO NOTHING",
+        params![agent, key, to_i64(ticket), sha256, to_i64(now_secs())],
+    )?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    let earlier = tx
+        .query_row(
+            "SELECT ticket, evidence_sha256, received_at FROM deliveries WHERE agent_id = ?1 AND key = ?2",
+            params![agent, key],
+            |r| {
+                Ok(Delivered::Duplicate {
+                    ticket: to_u64(r.get(0)?),
+                    evidence_sha256: r.get(1)?,
+                    received_at_secs: to_u64(r.get(2)?),
+                })
+            },
+        )
+        .optional()?;
+    Ok(earlier)
+}
+
+impl Db {
+    /// [`Db::add_evidence`] for an item an agent delivered under `key`: recorded once
+    /// however often it arrives. The blob must already be durable.
+    pub fn add_delivered_evidence(
+        &mut self,
+        agent: &str,
+        key: &str,
+        number: u64,
+        item: &NewEvidence,
+        event: &NewEvent<'_>,
+    ) -> StoreResult<Delivered> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(earlier) = claim(&tx, agent, key, number, Some(&item.sha256))? {
+            return Ok(earlier);
+        }
+        super::tickets::insert_evidence(&tx, number, item)?;
+        let entry = append_event(&tx, number, event)?;
+        tx.commit()?;
+        Ok(Delivered::New(entry))
+    }
+
+    /// Appends `event` for a notice an agent delivered under `key`, once.
+    pub fn add_delivered_event(
+        &mut self,
+        agent: &str,
+        key: &str,
+        number: u64,
+        event: &NewEvent<'_>,
+    ) -> StoreResult<Delivered> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(earlier) = claim(&tx, agent, key, number, None)? {
+            return Ok(earlier);
+        }
+        let entry = append_event(&tx, number, event)?;
+        tx.commit()?;
+        Ok(Delivered::New(entry))
+    }
+
+    /// How many deliveries from `agent` are recorded (for status and tests).
+    pub fn delivery_count(&self, agent: &str) -> StoreResult<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT COUNT(*) FROM deliveries WHERE agent_id = ?1",
+            params![agent],
+            |r| r.get(0),
+        )?;
+        Ok(to_u64(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewTicket;
+    use deskside_proto::msg::identity::Tier;
+
+    fn db_with_ticket() -> (tempfile::TempDir, Db, u64) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let mut db = Db::open(&dir.path().join("t.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+        let number = db
+            .create_ticket(&NewTicket {
+                title: "printer",
+                requester: "",
+                priority: "normal",
+                agent: None,
+                by: "alice",
+                tier: Tier::L1,
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        (dir, db, number)
+    }
+
+    fn evidence(sha: &str) -> NewEvidence {
+        NewEvidence {
+            sha256: sha.to_owned(),
+            kind: "snapshot".into(),
+            size_bytes: 10,
+            agent_id: Some("ag-1".into()),
+            signature: None,
+            redaction: Vec::new(),
+        }
+    }
+
+    fn event() -> NewEvent<'static> {
+        NewEvent {
+            actor: "alice",
+            kind: "snapshot",
+            detail: "d",
+            evidence_sha256: None,
+        }
+    }
+
+    #[test]
+    fn a_redelivered_item_is_recorded_once() {
+        let (_dir, mut db, t) = db_with_ticket();
+        let sha = "ab".repeat(32);
+        let first = db.add_delivered_evidence("ag-1", "k1", t, &evidence(&sha), &event());
+        assert!(matches!(first, Ok(Delivered::New(_))), "{first:?}");
+        let again = db.add_delivered_evidence("ag-1", "k1", t, &evidence(&sha), &event());
+        match again {
+            Ok(Delivered::Duplicate {
+                ticket,
+                evidence_sha256,
+                ..
+            }) => {
+                assert_eq!(ticket, t);
+                assert_eq!(evidence_sha256.as_deref(), Some(sha.as_str()));
+            }
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        let timeline = db.timeline(t).unwrap_or_else(|e| panic!("{e}"));
+        let events = timeline.iter().filter(|e| e.kind == "snapshot").count();
+        assert_eq!(events, 1, "one timeline entry for two deliveries");
+        assert_eq!(db.delivery_count("ag-1").ok(), Some(1));
+    }
+
+    #[test]
+    fn keys_are_per_agent() {
+        let (_dir, mut db, t) = db_with_ticket();
+        let a = db.add_delivered_event("ag-1", "k", t, &event());
+        let b = db.add_delivered_event("ag-2", "k", t, &event());
+        assert!(matches!(a, Ok(Delivered::New(_))), "{a:?}");
+        assert!(matches!(b, Ok(Delivered::New(_))), "{b:?}");
+        let c = db.add_delivered_event("ag-2", "k", t, &event());
+        assert!(matches!(c, Ok(Delivered::Duplicate { .. })), "{c:?}");
+    }
+
+    #[test]
+    fn a_failed_effect_does_not_claim_the_key() {
+        let (_dir, mut db, _t) = db_with_ticket();
+        // No ticket 999: the event insert fails, so the claim rolls back with it.
+        let missing = db.add_delivered_event("ag-1", "k", 999, &event());
+        assert!(missing.is_err(), "{missing:?}");
+        assert_eq!(db.delivery_count("ag-1").ok(), Some(0));
+    }
+}
