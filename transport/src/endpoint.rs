@@ -38,6 +38,42 @@ pub fn client_endpoint(target: SocketAddr) -> Result<Endpoint, TransportError> {
     Ok(Endpoint::client(bind)?)
 }
 
+/// The controller's endpoint on `listen`. Stateless resets are keyed from
+/// `reset_secret` (persistent key material of the controller) rather than a random key
+/// per process: after a crash and a restart on the same address, packets of connections
+/// from before the crash get a reset their peers can verify, so agents and technicians
+/// notice at once and reconnect, instead of after the idle timeout. The connection-ID
+/// validation key is derived the same way: a restarted endpoint must recognise its
+/// predecessor's IDs as its own to answer them with a reset rather than drop them.
+pub fn server_endpoint(
+    config: quinn::ServerConfig,
+    listen: SocketAddr,
+    reset_secret: &[u8],
+) -> Result<Endpoint, TransportError> {
+    use ring::hmac;
+    let derive = hmac::Key::new(hmac::HMAC_SHA256, reset_secret);
+    let reset_tag = hmac::sign(&derive, b"deskside stateless reset v1");
+    let reset_key = hmac::Key::new(hmac::HMAC_SHA256, reset_tag.as_ref());
+    let cid_tag = hmac::sign(&derive, b"deskside connection ids v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(cid_tag.as_ref().get(..8).unwrap_or(&[0u8; 8]));
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut endpoint_config = quinn::EndpointConfig::new(std::sync::Arc::new(reset_key));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let runtime = quinn::default_runtime().ok_or_else(|| {
+        TransportError::Io(std::io::Error::other("no async runtime for the endpoint"))
+    })?;
+    Ok(Endpoint::new(
+        endpoint_config,
+        Some(config),
+        socket,
+        runtime,
+    )?)
+}
+
 /// Dials `addr` with `config` and completes the handshake.
 pub async fn connect(
     endpoint: &Endpoint,
