@@ -13,7 +13,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{HELLO_TIMEOUT, Shared, refuse};
+use super::{Shared, refuse};
 
 /// Why a request to an agent got no reply.
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +200,7 @@ pub(super) async fn serve(
     id: &str,
     cancel: &CancellationToken,
 ) {
-    let checkin = match framed::recv_within::<CheckIn>(&mut recv, HELLO_TIMEOUT).await {
+    let checkin = match framed::recv_within::<CheckIn>(&mut recv, shared.hello_timeout).await {
         Ok(c) => c,
         Err(e) => return refuse(conn, close::BAD_FRAME, &format!("bad check-in: {e}")),
     };
@@ -248,7 +248,7 @@ pub(super) async fn serve(
 
 /// One notice from the agent, acknowledged once recorded.
 async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvStream) {
-    let ack = match framed::recv_within::<AgentNotice>(&mut recv, super::REQUEST_TIMEOUT).await {
+    let ack = match framed::recv_within::<AgentNotice>(&mut recv, shared.request_timeout).await {
         Err(e) => NoticeAck::Rejected {
             reason: format!("unreadable notice: {e}"),
         },
