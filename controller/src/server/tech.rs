@@ -101,12 +101,13 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
                         ErrorCode::Forbidden,
                         format!("technician {} has been revoked", tech.name),
                     );
-                    let _ = framed::send(&mut send, &reply).await;
-                    let _ = send.finish();
-                    shared
-                        .metrics
-                        .observe(kind, &outcome_of(&reply), started.elapsed());
-                    return;
+                    return answer_early(shared, send, kind, &reply, started).await;
+                }
+                // The one visibility check every per-ticket request goes through.
+                if let Some(number) = ticket_of(&req)
+                    && let Err(reply) = super::tickets::visible(shared, tech, number).await
+                {
+                    return answer_early(shared, send, kind, &reply, started).await;
                 }
                 let span = tracing::Span::current();
                 span.record("kind", kind);
@@ -156,6 +157,21 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
     shared.metrics.observe(kind, &outcome, elapsed);
     info!(kind, %outcome, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "request done");
     let _ = send.finish();
+}
+
+/// Replies to a request refused before it is dispatched, and counts it.
+async fn answer_early(
+    shared: &Shared,
+    mut send: SendStream,
+    kind: &'static str,
+    reply: &TechReply,
+    started: std::time::Instant,
+) {
+    let _ = framed::send(&mut send, reply).await;
+    let _ = send.finish();
+    let outcome = outcome_of(reply);
+    debug!(kind, %outcome, "refused before dispatch");
+    shared.metrics.observe(kind, &outcome, started.elapsed());
 }
 
 /// The metric label for a request.
@@ -248,7 +264,7 @@ async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
         } => {
             return super::tickets::new(shared, tech, title, agent, requester, priority).await;
         }
-        TechRequest::ListTickets => return super::tickets::list(shared).await,
+        TechRequest::ListTickets => return super::tickets::list(shared, tech).await,
         TechRequest::ShowTicket { number } => return super::tickets::show(shared, number).await,
         TechRequest::Note { number, text } => {
             return super::tickets::note(shared, tech, number, text).await;
