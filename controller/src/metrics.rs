@@ -35,6 +35,11 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +49,9 @@ pub struct Metrics {
     pub request_seconds: Family<KindLabel, Histogram>,
     pub evidence_bytes: Counter<u64, AtomicU64>,
     pub outbox_depth: Gauge,
+    /// Connections refused before their handshake, by reason (`max_connections`,
+    /// `pending_per_address`).
+    pub connections_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -57,6 +65,7 @@ impl Default for Metrics {
         });
         let evidence_bytes = Counter::<u64, AtomicU64>::default();
         let outbox_depth = Gauge::default();
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "agents_connected",
             "Agents connected now",
@@ -82,6 +91,11 @@ impl Default for Metrics {
             "Syncs to the external ticket system still pending",
             outbox_depth.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Connections refused before their handshake, by reason",
+            connections_refused.clone(),
+        );
         Metrics {
             registry,
             agents_connected,
@@ -89,6 +103,7 @@ impl Default for Metrics {
             request_seconds,
             evidence_bytes,
             outbox_depth,
+            connections_refused,
         }
     }
 }
@@ -106,6 +121,15 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a connection refused before its handshake.
+    pub fn refused(&self, reason: &str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -15,7 +15,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{HELLO_TIMEOUT, Shared, refuse};
+use super::{Shared, refuse};
 
 /// Why a request to an agent got no reply.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +219,7 @@ pub(super) async fn serve(
     id: &str,
     cancel: &CancellationToken,
 ) {
-    let checkin = match framed::recv_within::<CheckIn>(&mut recv, HELLO_TIMEOUT).await {
+    let checkin = match framed::recv_within::<CheckIn>(&mut recv, shared.hello_timeout).await {
         Ok(c) => c,
         Err(e) => return refuse(conn, close::BAD_FRAME, &format!("bad check-in: {e}")),
     };
@@ -268,11 +268,15 @@ pub(super) async fn serve(
 /// One delivery from the agent's spool, acknowledged once recorded (or recorded before:
 /// the key makes redelivery harmless).
 async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvStream) {
-    let delivery = match framed::recv_within::<Delivery>(&mut recv, super::REQUEST_TIMEOUT).await {
+    let delivery = match framed::recv_within::<Delivery>(&mut recv, shared.request_timeout).await {
         Ok(d) => d,
         Err(e) => {
             warn!(agent = id, error = %e, "unreadable delivery");
-            let _ = send.reset(close::BAD_FRAME.into());
+            let ack = NoticeAck::Rejected {
+                reason: format!("unreadable notice: {e}"),
+            };
+            let _ = framed::send(&mut send, &ack).await;
+            let _ = send.finish();
             return;
         }
     };

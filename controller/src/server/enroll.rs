@@ -9,17 +9,17 @@ use quinn::Connection;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{HELLO_TIMEOUT, REQUEST_TIMEOUT, Shared, refuse};
+use super::{Shared, refuse};
 use crate::clock::now_secs;
 use crate::store::{NewAgent, Redeem, TokenFor};
 
 pub(super) async fn serve(shared: &Shared, conn: &Connection) {
     let Ok(Ok((mut send, mut recv))) =
-        tokio::time::timeout(REQUEST_TIMEOUT, conn.accept_bi()).await
+        tokio::time::timeout(shared.request_timeout, conn.accept_bi()).await
     else {
         return refuse(conn, close::TIMED_OUT, "no enrollment request");
     };
-    let req = match framed::recv_within::<EnrollRequest>(&mut recv, REQUEST_TIMEOUT).await {
+    let req = match framed::recv_within::<EnrollRequest>(&mut recv, shared.request_timeout).await {
         Ok(r) => r,
         Err(e) => {
             let reason = format!(
@@ -41,7 +41,7 @@ pub(super) async fn serve(shared: &Shared, conn: &Connection) {
     if framed::send(&mut send, &reply).await.is_ok() {
         let _ = send.finish();
         // Let the client read the reply and close; do not hold the slot for long.
-        let _ = tokio::time::timeout(HELLO_TIMEOUT, conn.closed()).await;
+        let _ = tokio::time::timeout(shared.hello_timeout, conn.closed()).await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! certificate: none → enrollment only ([`enroll`]); an agent's → it registers and
 //! waits for requests ([`agents`]); a technician's → request streams ([`tech`]).
 
+mod admission;
 mod agents;
 mod enroll;
 mod intake;
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+pub use admission::MAX_PENDING_PER_ADDRESS;
 pub use agents::{CallError, Registry};
 
 use crate::ca::Ca;
@@ -38,9 +40,11 @@ use crate::store::Store;
 /// Most connections held at once. 20,000 agents plus technicians is the design target;
 /// past this new connections are refused rather than starving existing ones.
 pub const MAX_CONNECTIONS: usize = 25_000;
-/// A client that connects but does not say hello within this is dropped.
+/// A client that connects but does not say hello within this is dropped (default of
+/// [`Options::hello_timeout`]).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// A request frame must arrive whole within this after its stream opens.
+/// A request frame must arrive whole within this after its stream opens (default of
+/// [`Options::request_timeout`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an agent may take to collect and send a snapshot.
 pub const DIAG_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +71,10 @@ pub(crate) struct Shared {
     /// The external ticket system, when `[ticketing]` configures one.
     pub ticketing: Option<Arc<dyn crate::adapters::TicketSystem>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long a new connection may take to say hello.
+    pub hello_timeout: Duration,
+    /// How long a request (or notice) frame may take to arrive whole.
+    pub request_timeout: Duration,
 }
 
 /// A running controller.
@@ -111,16 +119,24 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     pub sla: crate::sla::SlaConfig,
     pub ticketing: crate::adapters::config::TicketingConfig,
+    /// A connection that says no hello within this is closed ([`HELLO_TIMEOUT`]).
+    pub hello_timeout: Duration,
+    /// A request stream whose frame is not whole within this gets an error reply and is
+    /// dropped ([`REQUEST_TIMEOUT`]).
+    pub request_timeout: Duration,
 }
 
 impl Default for Options {
-    /// Loopback, an ephemeral port, no metrics endpoint, default SLA, no ticketing.
+    /// Loopback, an ephemeral port, no metrics endpoint, default SLA, no ticketing, the
+    /// default timeouts.
     fn default() -> Self {
         Options {
             listen: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
             metrics_listen: None,
             sla: crate::sla::SlaConfig::default(),
             ticketing: crate::adapters::config::TicketingConfig::default(),
+            hello_timeout: HELLO_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
         }
     }
 }
@@ -152,6 +168,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         bundles: data.root().join("bundles"),
         ticketing: crate::adapters::from_config(&options.ticketing),
         metrics: Arc::new(crate::metrics::Metrics::default()),
+        hello_timeout: options.hello_timeout,
+        request_timeout: options.request_timeout,
     });
     let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {
@@ -184,6 +202,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
 async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: CancellationToken) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pending = admission::Pending::new(MAX_PENDING_PER_ADDRESS);
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -192,15 +211,32 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
                 None => break,
             },
         };
+        let remote = incoming.remote_address();
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            warn!(remote = %incoming.remote_address(), "connection limit reached; refusing");
+            warn!(%remote, "connection limit reached; refusing");
+            shared.metrics.refused("max_connections");
             incoming.refuse();
             continue;
+        };
+        let slot = match pending.admit(remote.ip()) {
+            Ok(slot) => slot,
+            Err(over) => {
+                if over.first_in_burst {
+                    warn!(
+                        %remote,
+                        limit = MAX_PENDING_PER_ADDRESS,
+                        "too many unidentified connections from this address; refusing new ones until some identify or close"
+                    );
+                }
+                shared.metrics.refused("pending_per_address");
+                incoming.refuse();
+                continue;
+            }
         };
         let shared = shared.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
-            handle(shared, incoming, cancel).await;
+            handle(shared, incoming, slot, cancel).await;
             drop(permit);
         });
     }
@@ -251,7 +287,14 @@ pub(crate) fn refuse(conn: &Connection, code: u32, reason: &str) {
     conn.close(code.into(), reason.as_bytes());
 }
 
-async fn handle(shared: Arc<Shared>, incoming: Incoming, cancel: CancellationToken) {
+/// One connection. `slot` holds its place among its address's unidentified connections
+/// until it identifies as an agent or technician (an enrolling client keeps it).
+async fn handle(
+    shared: Arc<Shared>,
+    incoming: Incoming,
+    slot: admission::PendingSlot,
+    cancel: CancellationToken,
+) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -260,12 +303,16 @@ async fn handle(shared: Arc<Shared>, incoming: Incoming, cancel: CancellationTok
             return;
         }
     };
-    let (mut send, mut recv) = match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+    let within = shared.hello_timeout;
+    let (mut send, mut recv) = match tokio::time::timeout(within, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => return,
-        Err(_) => return refuse(&conn, close::TIMED_OUT, "no hello within 10 s"),
+        Err(_) => {
+            let reason = format!("no hello within {} ms", within.as_millis());
+            return refuse(&conn, close::TIMED_OUT, &reason);
+        }
     };
-    let hello = match framed::recv_within::<Hello>(&mut recv, HELLO_TIMEOUT).await {
+    let hello = match framed::recv_within::<Hello>(&mut recv, within).await {
         Ok(h) => h,
         Err(e) => return refuse(&conn, close::BAD_FRAME, &format!("bad hello: {e}")),
     };
@@ -276,7 +323,7 @@ async fn handle(shared: Arc<Shared>, incoming: Incoming, cancel: CancellationTok
         };
         let _ = framed::send(&mut send, &reply).await;
         let _ = send.finish();
-        let _ = tokio::time::timeout(HELLO_TIMEOUT, send.stopped()).await;
+        let _ = tokio::time::timeout(within, send.stopped()).await;
         let reason = format!(
             "protocol version mismatch: the controller speaks version {PROTOCOL_VERSION}, {} speaks version {}",
             hello.software, hello.version
@@ -296,10 +343,16 @@ async fn handle(shared: Arc<Shared>, incoming: Incoming, cancel: CancellationTok
     }
     debug!(%remote, ?peer, software = %hello.software, "hello");
     match peer {
-        Peer::Anonymous => enroll::serve(&shared, &conn).await,
-        Peer::Agent { id } => agents::serve(&shared, &conn, send, recv, &id, &cancel).await,
+        Peer::Anonymous => {
+            enroll::serve(&shared, &conn).await;
+            drop(slot);
+        }
+        Peer::Agent { id } => {
+            drop(slot);
+            agents::serve(&shared, &conn, send, recv, &id, &cancel).await;
+        }
         Peer::Technician { name, tier } => {
-            drop((send, recv));
+            drop((slot, send, recv));
             tech::serve(&shared, &conn, &name, tier, &cancel).await;
         }
     }

@@ -17,7 +17,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{CallError, DIAG_TIMEOUT, REQUEST_TIMEOUT, Shared};
+use super::{CallError, DIAG_TIMEOUT, Shared};
 use crate::clock::now_ms;
 use crate::store::{NewEvent, StoreError};
 
@@ -85,74 +85,93 @@ async fn serve_streams(
 
 async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: RecvStream) {
     let started = std::time::Instant::now();
-    let (kind, outcome) = match framed::recv_within::<TechRequest>(&mut recv, REQUEST_TIMEOUT).await
-    {
-        Ok(req) => {
-            let kind = kind_of(&req);
-            // Revocation is checked on every request, not only at connect.
-            let name = tech.name.clone();
-            let revoked = shared
-                .store
-                .run(move |db| db.technician(&name))
-                .await
-                .map(|t| t.is_none_or(|t| t.revoked));
-            if !matches!(revoked, Ok(false)) {
-                let reply = error(
-                    ErrorCode::Forbidden,
-                    format!("technician {} has been revoked", tech.name),
-                );
-                let _ = framed::send(&mut send, &reply).await;
-                let _ = send.finish();
-                shared
-                    .metrics
-                    .observe(kind, &outcome_of(&reply), started.elapsed());
-                return;
-            }
-            let span = tracing::Span::current();
-            span.record("kind", kind);
-            if let Some(ticket) = ticket_of(&req) {
-                span.record("ticket", ticket);
-            }
-            if let Some(agent) = agent_of(&req) {
-                span.record("agent", agent);
-            }
-            debug!(?req, "request");
-            let outcome = match req {
-                TechRequest::Escalate { number, to, note } => {
-                    super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send).await
+    let (kind, outcome) =
+        match framed::recv_within::<TechRequest>(&mut recv, shared.request_timeout).await {
+            Ok(req) => {
+                let kind = kind_of(&req);
+                // Revocation is checked on every request, not only at connect.
+                let name = tech.name.clone();
+                let revoked = shared
+                    .store
+                    .run(move |db| db.technician(&name))
+                    .await
+                    .map(|t| t.is_none_or(|t| t.revoked));
+                if !matches!(revoked, Ok(false)) {
+                    let reply = error(
+                        ErrorCode::Forbidden,
+                        format!("technician {} has been revoked", tech.name),
+                    );
+                    return answer_early(shared, send, kind, &reply, started).await;
                 }
-                TechRequest::Export { number } => {
-                    super::tickets::bundle(shared, tech, number, None, &mut send).await
+                // The one visibility check every per-ticket request goes through.
+                if let Some(number) = ticket_of(&req)
+                    && let Err(reply) = super::tickets::visible(shared, tech, number).await
+                {
+                    return answer_early(shared, send, kind, &reply, started).await;
                 }
-                TechRequest::RunScript {
-                    agent,
-                    ticket,
-                    script,
-                    params,
-                } => {
-                    super::scripts::run(shared, tech, &agent, ticket, &script, params, &mut send)
-                        .await
+                let span = tracing::Span::current();
+                span.record("kind", kind);
+                if let Some(ticket) = ticket_of(&req) {
+                    span.record("ticket", ticket);
                 }
-                req => {
-                    let reply = dispatch(shared, tech, req).await;
-                    if let Err(e) = framed::send(&mut send, &reply).await {
-                        debug!(error = %e, "technician went away before the reply");
+                if let Some(agent) = agent_of(&req) {
+                    span.record("agent", agent);
+                }
+                debug!(?req, "request");
+                let outcome = match req {
+                    TechRequest::Escalate { number, to, note } => {
+                        super::tickets::bundle(shared, tech, number, Some((to, note)), &mut send)
+                            .await
                     }
-                    outcome_of(&reply)
-                }
-            };
-            (kind, outcome)
-        }
-        Err(e) => {
-            let reply = error(ErrorCode::BadRequest, format!("unreadable request: {e}"));
-            let _ = framed::send(&mut send, &reply).await;
-            ("unreadable", outcome_of(&reply))
-        }
-    };
+                    TechRequest::Export { number } => {
+                        super::tickets::bundle(shared, tech, number, None, &mut send).await
+                    }
+                    TechRequest::RunScript {
+                        agent,
+                        ticket,
+                        script,
+                        params,
+                    } => {
+                        super::scripts::run(
+                            shared, tech, &agent, ticket, &script, params, &mut send,
+                        )
+                        .await
+                    }
+                    req => {
+                        let reply = dispatch(shared, tech, req).await;
+                        if let Err(e) = framed::send(&mut send, &reply).await {
+                            debug!(error = %e, "technician went away before the reply");
+                        }
+                        outcome_of(&reply)
+                    }
+                };
+                (kind, outcome)
+            }
+            Err(e) => {
+                let reply = error(ErrorCode::BadRequest, format!("unreadable request: {e}"));
+                let _ = framed::send(&mut send, &reply).await;
+                ("unreadable", outcome_of(&reply))
+            }
+        };
     let elapsed = started.elapsed();
     shared.metrics.observe(kind, &outcome, elapsed);
     info!(kind, %outcome, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "request done");
     let _ = send.finish();
+}
+
+/// Replies to a request refused before it is dispatched, and counts it.
+async fn answer_early(
+    shared: &Shared,
+    mut send: SendStream,
+    kind: &'static str,
+    reply: &TechReply,
+    started: std::time::Instant,
+) {
+    let _ = framed::send(&mut send, reply).await;
+    let _ = send.finish();
+    let outcome = outcome_of(reply);
+    debug!(kind, %outcome, "refused before dispatch");
+    shared.metrics.observe(kind, &outcome, started.elapsed());
 }
 
 /// The metric label for a request.
@@ -245,7 +264,7 @@ async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
         } => {
             return super::tickets::new(shared, tech, title, agent, requester, priority).await;
         }
-        TechRequest::ListTickets => return super::tickets::list(shared).await,
+        TechRequest::ListTickets => return super::tickets::list(shared, tech).await,
         TechRequest::ShowTicket { number } => return super::tickets::show(shared, number).await,
         TechRequest::Note { number, text } => {
             return super::tickets::note(shared, tech, number, text).await;

@@ -64,8 +64,14 @@ pub(super) async fn new(
     }
 }
 
-pub(super) async fn list(shared: &Shared) -> TechReply {
-    match shared.store.run(|db| db.tickets()).await {
+/// The tickets `tech` may see (see `store::visibility`).
+pub(super) async fn list(shared: &Shared, tech: &Tech) -> TechReply {
+    let (name, tier) = (tech.name.clone(), tech.tier);
+    match shared
+        .store
+        .run(move |db| db.visible_tickets(&name, tier))
+        .await
+    {
         Ok(mut tickets) => {
             let now = now_secs();
             tickets.iter_mut().for_each(|t| shared.sla.apply(t, now));
@@ -73,6 +79,18 @@ pub(super) async fn list(shared: &Shared) -> TechReply {
         }
         Err(e) => store_error(e),
     }
+}
+
+/// Refuses a ticket `tech` may not see with the reply a missing ticket gets, so that the
+/// reply does not reveal the ticket exists. Every per-ticket request passes here first.
+pub(super) async fn visible(shared: &Shared, tech: &Tech, number: u64) -> Result<(), TechReply> {
+    let (name, tier) = (tech.name.clone(), tech.tier);
+    shared
+        .store
+        .run(move |db| db.visible_ticket(number, &name, tier))
+        .await
+        .map(|_| ())
+        .map_err(store_error)
 }
 
 pub(super) async fn show(shared: &Shared, number: u64) -> TechReply {

@@ -10,6 +10,7 @@ mod schema;
 mod scripts;
 mod sqlite;
 mod tickets;
+mod visibility;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -47,11 +47,11 @@ fn parse_tier(s: &str) -> Tier {
     s.parse().unwrap_or(Tier::L1)
 }
 
-const TICKET_SELECT: &str = "SELECT t.number, t.title, t.status, t.tier, t.agent_id, t.created_by, t.created_at, \
+pub(super) const TICKET_SELECT: &str = "SELECT t.number, t.title, t.status, t.tier, t.agent_id, t.created_by, t.created_at, \
      (SELECT COUNT(*) FROM evidence e WHERE e.ticket = t.number), t.priority, t.requester, t.owner, \
      t.first_response_at, t.resolved_at, t.external_ref, t.sync_state FROM tickets t";
 
-fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketSummary> {
+pub(super) fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketSummary> {
     Ok(TicketSummary {
         number: to_u64(r.get(0)?),
         title: r.get(1)?,
