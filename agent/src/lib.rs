@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod policy;
 mod process;
 pub mod redact;
+pub mod renew;
 pub mod script;
 pub mod serve;
 pub mod session;

@@ -70,12 +70,8 @@ pub async fn run_with(
     cancel: CancellationToken,
 ) -> Result<()> {
     let enrollment = state.enrollment()?;
-    let config = tls::client_config(
-        pki::cert_from_pem(&state.read(&state.ca())?)?,
-        pki::cert_from_pem(&state.read(&state.cert())?)?,
-        pki::key_from_pem(&state.read(&state.key())?)?,
-    )
-    .context("loading the agent's certificate and key")?;
+    // Checked once up front: a broken state dir is an error, not a reconnect loop.
+    client_config(&state)?;
     let script_key: [u8; 32] = hex::decode(&enrollment.script_public_key)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -92,7 +88,12 @@ pub async fn run_with(
     crate::diag::warm_up();
     loop {
         let started = Instant::now();
-        let error = match session(&ctx, &enrollment.controller, config.clone(), &cancel).await {
+        // Read per connection: renewal replaces the certificate while the agent runs.
+        let attempt = match client_config(&state) {
+            Ok(config) => session(&ctx, &enrollment.controller, config, &cancel).await,
+            Err(e) => Err(e),
+        };
+        let error = match attempt {
             Ok(reason) => {
                 info!(%reason, "disconnected");
                 Some(reason)
@@ -122,6 +123,15 @@ pub async fn run_with(
     }
 }
 
+fn client_config(state: &StateDir) -> Result<quinn::ClientConfig> {
+    tls::client_config(
+        pki::cert_from_pem(&state.read(&state.ca())?)?,
+        pki::cert_from_pem(&state.read(&state.cert())?)?,
+        pki::key_from_pem(&state.read(&state.key())?)?,
+    )
+    .context("loading the agent's certificate and key")
+}
+
 /// One connection, from dial to loss. Returns why it ended.
 async fn session(
     ctx: &AgentCtx,
@@ -148,6 +158,12 @@ async fn session(
         let (outbox, conn) = (ctx.outbox.clone(), conn.clone());
         tokio::spawn(async move { outbox.pump(&conn).await })
     };
+    let renewing = CancellationToken::new();
+    tokio::spawn(crate::renew::keep_renewed(
+        ctx.clone(),
+        conn.clone(),
+        renewing.clone(),
+    ));
     let reason = loop {
         tokio::select! {
             _ = cancel.cancelled() => {
@@ -164,6 +180,7 @@ async fn session(
         }
     };
     pump.abort();
+    renewing.cancel();
     ep.wait_idle().await;
     Ok(reason)
 }

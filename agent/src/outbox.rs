@@ -63,6 +63,9 @@ impl Claim {
                 info!(key = %self.key, %reason, "the controller asked to retry later");
                 return;
             }
+            NoticeAck::Renewed { .. } => {
+                warn!(key = %self.key, "the controller answered a delivery with a certificate; dropping the item");
+            }
         }
         let (spool, key) = (self.spool.clone(), self.key.clone());
         let removed = tokio::task::spawn_blocking(move || spool.remove(&key)).await;

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 use deskside_proto::msg::identity::Identity;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -19,8 +20,9 @@ use deskside_transport::SERVER_NAME;
 pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// The controller's own certificate; re-issued by `init`-time tooling well before expiry.
 pub const SERVER_VALIDITY: Duration = Duration::from_secs(825 * 24 * 3600);
-/// Agent and technician certificates. Short enough that a lost laptop's certificate
-/// dies on its own; renewal over the live link is planned.
+/// Agent and technician certificates, by default (`[certificates] validity`). Short
+/// enough that a lost laptop's certificate dies on its own; clients renew over the live
+/// link once two thirds of it are over.
 pub const CLIENT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
 /// Tolerated clock difference between the controller and a fresh client.
 const BACKDATE: Duration = Duration::from_secs(300);
@@ -50,7 +52,8 @@ pub struct Issued {
 
 fn validity(params: &mut CertificateParams, for_: Duration) {
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    // Never a large share of a short life: renewal is timed from not-before.
+    params.not_before = now - BACKDATE.min(for_ / 10);
     params.not_after = now + for_;
 }
 
@@ -137,18 +140,53 @@ impl Ca {
             .map_err(|e| CaError::BadCsr(e.to_string()))
     }
 
-    /// Certifies the key in `csr_pem` as `identity`.
-    pub fn issue_client(&self, csr_pem: &str, identity: &Identity) -> Result<Issued, CaError> {
+    /// Certifies the key in `csr_pem` as `identity` for `valid_for`.
+    pub fn issue_client(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        valid_for: Duration,
+    ) -> Result<Issued, CaError> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        self.certify(&csr, identity, valid_for)
+    }
+
+    /// Renewal: certifies `identity` again, for the very key of `current` (the
+    /// certificate the client is connected with) — a CSR for any other key is refused.
+    pub fn renew_client(
+        &self,
+        csr_pem: &str,
+        identity: &Identity,
+        current: &[u8],
+        valid_for: Duration,
+    ) -> Result<Issued, CaError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(current)
+            .map_err(|e| CaError::BadCsr(format!("the current certificate is unreadable: {e}")))?;
+        if csr.public_key.der_bytes() != cert.public_key().subject_public_key.data.as_ref() {
+            return Err(CaError::BadCsr(
+                "renewal must keep the key of the current certificate".into(),
+            ));
+        }
+        self.certify(&csr, identity, valid_for)
+    }
+
+    fn certify(
+        &self,
+        csr: &CertificateSigningRequestParams,
+        identity: &Identity,
+        valid_for: Duration,
+    ) -> Result<Issued, CaError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = named(&identity.common_name());
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, CLIENT_VALIDITY);
-        let not_after = SystemTime::now() + CLIENT_VALIDITY;
+        validity(&mut params, valid_for);
+        let not_after = SystemTime::now() + valid_for;
         let cert = params.signed_by(&csr.public_key, &self.issuer)?;
         Ok(Issued {
             cert_sha256: hex::encode(deskside_transport::pki::fingerprint(cert.der())),
@@ -168,7 +206,7 @@ mod tests {
         let ca = Ca::load(&made.cert_pem, &made.key_pem)?;
         let csr = deskside_transport::pki::new_key_and_csr("laptop-7")?;
         let who = Identity::Agent { id: "ag-1".into() };
-        let issued = ca.issue_client(&csr.csr_pem, &who)?;
+        let issued = ca.issue_client(&csr.csr_pem, &who, CLIENT_VALIDITY)?;
         let der = deskside_transport::pki::cert_from_pem(&issued.cert_pem)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&der)?;
         let cn = parsed
@@ -188,10 +226,31 @@ mod tests {
         assert!(matches!(
             ca.issue_client(
                 "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
-                &who
+                &who,
+                CLIENT_VALIDITY
             ),
             Err(CaError::BadCsr(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn renewal_certifies_the_same_key_only() -> anyhow::Result<()> {
+        let made = new_ca()?;
+        let ca = Ca::load(&made.cert_pem, &made.key_pem)?;
+        let who = Identity::Agent { id: "ag-1".into() };
+        let first = deskside_transport::pki::new_key_and_csr("pc")?;
+        let issued = ca.issue_client(&first.csr_pem, &who, CLIENT_VALIDITY)?;
+        let current = deskside_transport::pki::cert_from_pem(&issued.cert_pem)?;
+        let again = deskside_transport::pki::csr_for_key(&first.key_pem, "pc")?;
+        let renewed = ca.renew_client(&again, &who, &current, Duration::from_secs(3600))?;
+        assert_ne!(renewed.cert_sha256, issued.cert_sha256);
+        let other = deskside_transport::pki::new_key_and_csr("pc")?;
+        let refused = ca.renew_client(&other.csr_pem, &who, &current, CLIENT_VALIDITY);
+        assert!(
+            matches!(&refused, Err(CaError::BadCsr(m)) if m.contains("keep the key")),
+            "{refused:?}"
+        );
         Ok(())
     }
 }

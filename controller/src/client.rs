@@ -47,6 +47,44 @@ impl TechClient {
         Ok(TechClient { endpoint: ep, conn })
     }
 
+    /// Connects with the profile at `path`, first renewing its certificate over the
+    /// connection when two thirds of its life are over (the profile is rewritten; the
+    /// key and the pinned CA stay). A failed renewal is reported and the command goes on:
+    /// the current certificate is still valid.
+    pub async fn connect_renewing(path: &std::path::Path) -> Result<TechClient> {
+        let mut profile = Profile::load(path)?;
+        let client = TechClient::connect(&profile).await?;
+        let cert = deskside_transport::pki::cert_from_pem(&profile.cert_pem)?;
+        let window = deskside_transport::pki::validity(&cert)?;
+        if crate::clock::now_secs() >= deskside_transport::pki::renew_at(window) {
+            match client.renew(&profile).await {
+                Ok((cert_pem, not_after_secs)) => {
+                    profile.cert_pem = cert_pem;
+                    profile.cert_not_after_secs = not_after_secs;
+                    profile.save(path)?;
+                    tracing::info!(not_after_secs, "technician certificate renewed");
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "certificate renewal failed"),
+            }
+        }
+        Ok(client)
+    }
+
+    /// Asks the controller to certify the profile's key again.
+    pub async fn renew(&self, profile: &Profile) -> Result<(String, u64)> {
+        let csr_pem = deskside_transport::pki::csr_for_key(&profile.key_pem, &profile.name)?;
+        match self
+            .request(&TechRequest::RenewCertificate { csr_pem })
+            .await?
+        {
+            TechReply::Renewed {
+                cert_pem,
+                not_after_secs,
+            } => Ok((cert_pem, not_after_secs)),
+            other => anyhow::bail!("unexpected reply to a renewal: {other:?}"),
+        }
+    }
+
     /// Sends one request; an error reply becomes [`Refused`].
     pub async fn request(&self, req: &TechRequest) -> Result<TechReply> {
         let reply = framed::request::<_, TechReply>(&self.conn, req, REPLY_TIMEOUT).await?;

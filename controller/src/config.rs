@@ -6,6 +6,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use deskside_agent::config::{FileKeys, env_invalid, parse_log_format};
 
@@ -46,7 +47,14 @@ pub mod env {
 }
 
 const SOCKET_ADDR_HINT: &str = "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
-const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [sla], [ticketing]";
+const TOP_KEYS: &str =
+    "expected listen, data, [metrics], [log], [certificates], [sla], [ticketing]";
+const CERTIFICATE_KEYS: &str = "expected validity";
+/// Shortest accepted `certificates.validity`: clients renew at two thirds of it, and a
+/// laptop asleep over a weekend must not come back expired.
+pub const MIN_CLIENT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest accepted `certificates.validity`: well inside the CA's own ten years.
+pub const MAX_CLIENT_VALIDITY: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 const METRICS_KEYS: &str = "expected listen";
 const LOG_KEYS: &str = "expected format, level";
 
@@ -84,6 +92,8 @@ pub struct ControllerConfig {
     pub log_level: String,
     pub sla: SlaConfig,
     pub ticketing: TicketingConfig,
+    /// Validity of agent and technician certificates (`[certificates] validity`).
+    pub client_validity: Duration,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -98,6 +108,7 @@ impl Default for ControllerConfig {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             sla: SlaConfig::default(),
             ticketing: TicketingConfig::default(),
+            client_validity: crate::ca::CLIENT_VALIDITY,
             source: None,
         }
     }
@@ -199,6 +210,30 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                         "format" => config.log_format = f.log_format("log.format", v)?,
                         "level" => config.log_level = f.log_level("log.level", v)?,
                         other => return Err(f.unknown(&format!("log.{other}"), LOG_KEYS).into()),
+                    }
+                }
+            }
+            "certificates" => {
+                for (k, v) in f.table("certificates", value)? {
+                    match k.as_str() {
+                        "validity" => {
+                            let d = f.duration("certificates.validity", v)?;
+                            if !(MIN_CLIENT_VALIDITY..=MAX_CLIENT_VALIDITY).contains(&d) {
+                                return Err(f
+                                    .invalid(
+                                        "certificates.validity",
+                                        v,
+                                        "must be between 7 days and 2 years",
+                                    )
+                                    .into());
+                            }
+                            config.client_validity = d;
+                        }
+                        other => {
+                            return Err(f
+                                .unknown(&format!("certificates.{other}"), CERTIFICATE_KEYS)
+                                .into());
+                        }
                     }
                 }
             }
@@ -525,6 +560,25 @@ l3 = "Specialists"
         let top = example().replace("#data = ", "data = ");
         let c = parse(&top, &path)?;
         assert_eq!(c.data, Some(PathBuf::from("/var/lib/deskside")));
+        Ok(())
+    }
+
+    #[test]
+    fn certificate_validity_is_read_and_bounded() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("c.toml");
+        let c = parse("[certificates]\nvalidity = \"30d\"\n", &path)?;
+        assert_eq!(c.client_validity, Duration::from_secs(30 * 24 * 3600));
+        let short = parse("[certificates]\nvalidity = \"1h\"\n", &path);
+        assert!(
+            short
+                .as_ref()
+                .err()
+                .is_some_and(|e| e.to_string().contains("between 7 days and 2 years")),
+            "{short:?}"
+        );
+        let odd = parse("[certificates]\nrenew = \"1d\"\n", &path);
+        assert!(odd.is_err(), "{odd:?}");
         Ok(())
     }
 }

@@ -149,6 +149,7 @@ async fn hostile_enrollments_and_clients_are_refused_with_reasons() -> Result<()
         &Identity::Technician {
             name: "alice".into(),
         },
+        deskside_controller::ca::CLIENT_VALIDITY,
     )?;
     let ours = std::fs::read_to_string(cluster.data.root().join("ca.crt"))?;
     let config = tls::client_config(
@@ -176,6 +177,7 @@ async fn hostile_enrollments_and_clients_are_refused_with_reasons() -> Result<()
         &Identity::Technician {
             name: "mallory".into(),
         },
+        deskside_controller::ca::CLIENT_VALIDITY,
     )?;
     let config = tls::client_config(
         pki::cert_from_pem(&ours)?,
@@ -193,6 +195,7 @@ async fn hostile_enrollments_and_clients_are_refused_with_reasons() -> Result<()
         &Identity::Agent {
             id: good.id.clone(),
         },
+        deskside_controller::ca::CLIENT_VALIDITY,
     )?;
     let config = tls::client_config(
         pki::cert_from_pem(&ours)?,

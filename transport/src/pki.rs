@@ -32,6 +32,38 @@ pub fn new_key_and_csr(label: &str) -> Result<KeyAndCsr, TransportError> {
     })
 }
 
+/// A CSR for the key already in `key_pem`: certificate renewal keeps the machine's key
+/// (evidence it signed stays verifiable; the key still never leaves the machine).
+pub fn csr_for_key(key_pem: &str, label: &str) -> Result<String, TransportError> {
+    let key = KeyPair::from_pem(key_pem).map_err(|e| TransportError::Pki(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, label);
+    params.distinguished_name = dn;
+    params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|e| TransportError::Pki(e.to_string()))
+}
+
+/// A certificate's validity window in Unix seconds: (not before, not after).
+pub fn validity(cert: &CertificateDer<'_>) -> Result<(u64, u64), TransportError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TransportError::Pki(format!("unreadable certificate: {e}")))?;
+    let v = parsed.validity();
+    let secs = |t: i64| u64::try_from(t).unwrap_or(0);
+    Ok((
+        secs(v.not_before.timestamp()),
+        secs(v.not_after.timestamp()),
+    ))
+}
+
+/// When a certificate valid over `(not_before, not_after)` should be renewed: once two
+/// thirds of its life are over, leaving a third for a machine that is offline a while.
+pub fn renew_at((not_before, not_after): (u64, u64)) -> u64 {
+    not_before + not_after.saturating_sub(not_before) / 3 * 2
+}
+
 /// SHA-256 of a certificate's DER bytes: what tokens pin.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> [u8; 32] {
     Sha256::digest(cert.as_ref()).into()

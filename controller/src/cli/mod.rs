@@ -389,6 +389,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 metrics_listen: Some(metrics_listen.unwrap_or(config.metrics_listen)),
                 sla: config.sla.clone(),
                 ticketing: config.ticketing.clone(),
+                client_validity: config.client_validity,
                 ..crate::server::Options::default()
             };
             admin::serve(&data_dir(data)?, &options).await

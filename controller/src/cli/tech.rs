@@ -68,8 +68,7 @@ fn hostname() -> String {
 }
 
 async fn request(req: TechRequest) -> Result<TechReply> {
-    let profile = Profile::load(&profile::default_path()?)?;
-    let client = TechClient::connect(&profile).await?;
+    let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let reply = client.request(&req).await;
     client.close().await;
     reply
@@ -280,8 +279,7 @@ pub async fn run(
     params: Vec<(String, String)>,
     json: bool,
 ) -> Result<()> {
-    let profile = Profile::load(&profile::default_path()?)?;
-    let client = TechClient::connect(&profile).await?;
+    let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let req = TechRequest::RunScript {
         agent,
         ticket,
@@ -396,8 +394,7 @@ pub async fn ticket_bundle(
     out: Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<()> {
-    let profile = Profile::load(&profile::default_path()?)?;
-    let client = TechClient::connect(&profile).await?;
+    let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let result = receive_bundle(&client, &req, out.as_deref()).await;
     client.close().await;
     let summary = result?;

@@ -250,7 +250,7 @@ pub(super) async fn serve(
             reason = conn.closed() => break TransportError::explain(&reason),
             _ = cancel.cancelled() => break "controller shutting down".to_owned(),
             stream = conn.accept_bi() => match stream {
-                Ok((send, recv)) => notice(shared, id, send, recv).await,
+                Ok((send, recv)) => notice(shared, conn, id, send, recv).await,
                 Err(e) => break TransportError::explain(&e),
             },
         }
@@ -267,7 +267,13 @@ pub(super) async fn serve(
 
 /// One delivery from the agent's spool, acknowledged once recorded (or recorded before:
 /// the key makes redelivery harmless).
-async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvStream) {
+async fn notice(
+    shared: &Shared,
+    conn: &Connection,
+    id: &str,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
     let delivery = match framed::recv_within::<Delivery>(&mut recv, shared.request_timeout).await {
         Ok(d) => d,
         Err(e) => {
@@ -285,14 +291,21 @@ async fn notice(shared: &Shared, id: &str, mut send: SendStream, mut recv: RecvS
             reason: "malformed idempotency key".into(),
         }
     } else {
-        record_notice(shared, id, &delivery.key, delivery.notice).await
+        record_notice(shared, conn, id, &delivery.key, delivery.notice).await
     };
     let _ = framed::send(&mut send, &ack).await;
     let _ = send.finish();
 }
 
-async fn record_notice(shared: &Shared, id: &str, key: &str, notice: AgentNotice) -> NoticeAck {
+async fn record_notice(
+    shared: &Shared,
+    conn: &Connection,
+    id: &str,
+    key: &str,
+    notice: AgentNotice,
+) -> NoticeAck {
     match notice {
+        AgentNotice::Renew { csr_pem } => super::renew::agent(shared, conn, id, &csr_pem).await,
         AgentNotice::Evidence { requester, item } => {
             super::intake::late(shared, id, &requester, *item).await
         }

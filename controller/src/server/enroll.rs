@@ -74,7 +74,7 @@ async fn enroll(shared: &Shared, req: &EnrollRequest) -> Result<Enrollment, Enro
     };
     let issued = shared
         .ca
-        .issue_client(&req.csr_pem, &identity)
+        .issue_client(&req.csr_pem, &identity, shared.client_validity)
         .map_err(|e| EnrollRefusal::BadCsr {
             reason: e.to_string(),
         })?;

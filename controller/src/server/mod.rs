@@ -8,6 +8,7 @@ mod admission;
 mod agents;
 mod enroll;
 mod intake;
+mod renew;
 mod scripts;
 mod sessions;
 mod tech;
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub hello_timeout: Duration,
     /// How long a request (or notice) frame may take to arrive whole.
     pub request_timeout: Duration,
+    /// Validity of the client certificates issued at enrollment and renewal.
+    pub client_validity: Duration,
 }
 
 /// A running controller.
@@ -124,6 +127,8 @@ pub struct Options {
     /// A request stream whose frame is not whole within this gets an error reply and is
     /// dropped ([`REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
+    /// How long agent and technician certificates are valid (`[certificates] validity`).
+    pub client_validity: Duration,
 }
 
 impl Default for Options {
@@ -136,6 +141,7 @@ impl Default for Options {
             sla: crate::sla::SlaConfig::default(),
             ticketing: crate::adapters::config::TicketingConfig::default(),
             hello_timeout: HELLO_TIMEOUT,
+            client_validity: crate::ca::CLIENT_VALIDITY,
             request_timeout: REQUEST_TIMEOUT,
         }
     }
@@ -169,6 +175,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         ticketing: crate::adapters::from_config(&options.ticketing),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         hello_timeout: options.hello_timeout,
+        client_validity: options.client_validity,
         request_timeout: options.request_timeout,
     });
     let cancel = CancellationToken::new();
@@ -374,13 +381,15 @@ async fn identify(shared: &Shared, conn: &Connection) -> Result<Peer, String> {
             let lookup = id.clone();
             let creds = shared
                 .store
-                .run(move |db| db.agent_credentials(&lookup))
+                .run(move |db| db.agent_credentials_of(&lookup))
                 .await
                 .map_err(|e| e.to_string())?;
             match creds {
                 None => Err(format!("agent {id} is not enrolled with this controller")),
-                Some((_, true)) => Err(format!("agent {id} has been revoked; enroll it again")),
-                Some((sha, false)) if sha != fingerprint => Err(format!(
+                Some(c) if c.revoked => {
+                    Err(format!("agent {id} has been revoked; enroll it again"))
+                }
+                Some(c) if !c.accepts(&fingerprint) => Err(format!(
                     "the certificate presented for agent {id} is not the one issued to it"
                 )),
                 Some(_) => Ok(Peer::Agent { id }),
@@ -396,9 +405,14 @@ async fn identify(shared: &Shared, conn: &Connection) -> Result<Peer, String> {
             match tech {
                 None => Err(format!("technician {name} is unknown to this controller")),
                 Some(t) if t.revoked => Err(format!("technician {name} has been revoked")),
-                Some(t) if t.cert_sha256.as_deref() != Some(fingerprint.as_str()) => Err(format!(
-                    "the certificate presented for technician {name} is not the one issued to them; log in again"
-                )),
+                Some(t)
+                    if t.cert_sha256.as_deref() != Some(fingerprint.as_str())
+                        && t.prev_cert_sha256.as_deref() != Some(fingerprint.as_str()) =>
+                {
+                    Err(format!(
+                        "the certificate presented for technician {name} is not the one issued to them; log in again"
+                    ))
+                }
                 Some(t) => Ok(Peer::Technician { name, tier: t.tier }),
             }
         }

@@ -26,6 +26,8 @@ use crate::store::{NewEvent, StoreError};
 pub(super) struct Tech {
     pub name: String,
     pub tier: Tier,
+    /// The technician's connection (its certificate proves the key for renewal).
+    pub conn: Connection,
 }
 
 impl Tech {
@@ -48,6 +50,7 @@ pub(super) async fn serve(
     let tech = Tech {
         name: name.to_owned(),
         tier,
+        conn: conn.clone(),
     };
     shared.agents.add_tech(name, conn);
     serve_streams(shared, conn, &tech, cancel).await;
@@ -193,6 +196,7 @@ fn kind_of(req: &TechRequest) -> &'static str {
         TechRequest::ListScripts => "list_scripts",
         TechRequest::ShowScript { .. } => "show_script",
         TechRequest::RunScript { .. } => "run_script",
+        TechRequest::RenewCertificate { .. } => "renew_certificate",
     }
 }
 
@@ -311,6 +315,9 @@ async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
         TechRequest::ShowScript { name } => return super::scripts::show(shared, name).await,
         TechRequest::RunScript { .. } => {
             Ok(error(ErrorCode::BadRequest, "script runs are streamed"))
+        }
+        TechRequest::RenewCertificate { csr_pem } => {
+            return super::renew::technician(shared, &tech.conn, &tech.name, &csr_pem).await;
         }
     };
     result.unwrap_or_else(store_error)

@@ -4,6 +4,7 @@
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
 //! the blocking pool so SQLite never stalls the reactor.
 
+mod certs;
 mod deliveries;
 mod outbox;
 mod schema;
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, TimelineEntry};
 
+pub use certs::Credentials;
 pub use deliveries::Delivered;
 pub use scripts::StoredScript;
 pub use sqlite::Db;
@@ -79,6 +81,8 @@ pub struct Technician {
     pub name: String,
     pub tier: Tier,
     pub cert_sha256: Option<String>,
+    /// The certificate renewal replaced, still accepted until it expires.
+    pub prev_cert_sha256: Option<String>,
     pub revoked: bool,
 }
 

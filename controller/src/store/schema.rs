@@ -117,4 +117,8 @@ CREATE TABLE deliveries (
     PRIMARY KEY (agent_id, key)
 );
 "#,
+    r#"
+ALTER TABLE agents ADD COLUMN prev_cert_sha256 TEXT;
+ALTER TABLE technicians ADD COLUMN prev_cert_sha256 TEXT;
+"#,
 ];

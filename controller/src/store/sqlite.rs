@@ -300,7 +300,7 @@ impl Db {
         Ok(self
             .conn
             .query_row(
-                "SELECT name, tier, cert_sha256, revoked_at IS NOT NULL FROM technicians WHERE name = ?1",
+                "SELECT name, tier, cert_sha256, revoked_at IS NOT NULL, prev_cert_sha256 FROM technicians WHERE name = ?1",
                 [name],
                 |r| {
                     Ok(Technician {
@@ -308,6 +308,7 @@ impl Db {
                         tier: parse_tier(&r.get::<_, String>(1)?),
                         cert_sha256: r.get(2)?,
                         revoked: r.get(3)?,
+                        prev_cert_sha256: r.get(4)?,
                     })
                 },
             )

@@ -183,6 +183,9 @@ pub enum AgentNotice {
         requester: Requester,
         item: Box<SignedItem>,
     },
+    /// The agent's certificate nears expiry: certify the same key again (a CSR signed
+    /// by it). Sent directly, never spooled; answered with [`NoticeAck::Renewed`].
+    Renew { csr_pem: String },
 }
 
 /// One notice on a stream the agent opens. The agent keeps it in its spool until the
@@ -212,6 +215,11 @@ pub enum NoticeAck {
     Rejected { reason: String },
     /// Not stored this time (the controller's store failed): deliver it again later.
     Retry { reason: String },
+    /// The answer to [`AgentNotice::Renew`]: the new certificate for the same key.
+    Renewed {
+        cert_pem: String,
+        not_after_secs: u64,
+    },
 }
 
 impl Message for NoticeAck {

@@ -82,6 +82,10 @@ pub enum TechRequest {
         script: String,
         params: Vec<(String, String)>,
     },
+    /// The technician's certificate nears expiry: certify the same key again.
+    RenewCertificate {
+        csr_pem: String,
+    },
 }
 
 impl Message for TechRequest {
@@ -107,6 +111,11 @@ pub enum TechReply {
         data: Vec<u8>,
     },
     RunFinished(Box<RunReport>),
+    /// The new certificate for the same key (answers `RenewCertificate`).
+    Renewed {
+        cert_pem: String,
+        not_after_secs: u64,
+    },
     /// One chunk of a bundle file; `path` is relative (`evidence.json`, `items/<sha256>`…).
     BundleFile {
         path: String,
