@@ -286,10 +286,24 @@ async fn notice(
             return;
         }
     };
+    let agent = id.to_owned();
+    let revoked = shared
+        .store
+        .run(move |db| db.agent_credentials_of(&agent))
+        .await
+        .map(|c| c.is_none_or(|c| c.revoked));
     let ack = if !valid_key(&delivery.key) {
         NoticeAck::Rejected {
             reason: "malformed idempotency key".into(),
         }
+    } else if revoked.unwrap_or(false) {
+        // Checked per delivery, not only by the periodic sweep.
+        refuse(
+            conn,
+            close::UNKNOWN_IDENTITY,
+            &format!("agent {id} has been revoked"),
+        );
+        return;
     } else {
         record_notice(shared, conn, id, &delivery.key, delivery.notice).await
     };
