@@ -45,9 +45,10 @@ fn main() -> ExitCode {
         "warn".to_owned()
     };
     deskside_transport::logging::init(cli.log_format.unwrap_or(config.log_format), &level);
-    // Two worker threads: the agent is mostly idle, and blocking probes use their own pool.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread drives the link, sessions and the control socket: the agent is idle
+    // nearly always and its async work is small; what blocks (probes, file hashing) goes
+    // to the blocking pool. Worker threads would only add stacks and wake-ups.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
