@@ -220,6 +220,24 @@ fn build(release: bool) -> Result<PathBuf> {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // Under `cargo run` this process carries the package's own CARGO_PKG_*/CARGO_MANIFEST_*
+    // variables; build scripts that track those (ring's) would see them change and
+    // rebuild everything below them, twice.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
     cmd.current_dir(workspace()).args([
         "build",
         "-p",
