@@ -77,6 +77,18 @@ pub fn context_switches(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
+/// Child processes of `pid` (all its threads' children).
+pub fn children(pid: u32) -> Result<usize> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("children");
+        if let Ok(list) = read_path(&path) {
+            total += list.split_whitespace().count();
+        }
+    }
+    Ok(total)
+}
+
 /// Number of threads of `pid`.
 pub fn threads(pid: u32) -> Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/task"))?.count())
@@ -122,6 +134,7 @@ mod tests {
         cpu_ticks(me).expect("cpu");
         assert!(context_switches(me).expect("switches") > 0);
         assert!(threads(me).expect("threads") >= 1);
+        children(me).expect("children");
     }
 
     #[test]
