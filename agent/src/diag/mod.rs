@@ -205,6 +205,8 @@ pub async fn collect() -> Snapshot {
             .unwrap_or(usize::MAX)
     });
     snapshot.probes = reports;
+    // Every probe's temporaries are gone now; give their memory back to the kernel.
+    sys::release_free_memory();
     snapshot
 }
 

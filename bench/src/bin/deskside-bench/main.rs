@@ -1,0 +1,263 @@
+//! `deskside-bench`: Deskside measured against what an engineer would otherwise use (ssh,
+//! scp, sos, inxi) on the same machine in the same run, plus the agent swarm; writes
+//! docs/PERFORMANCE.md. `smoke` runs every measure with tiny sizes so CI keeps it working.
+
+mod deskside;
+mod fleet;
+mod machine;
+mod procfs;
+mod report;
+mod run;
+mod sshd;
+mod stats;
+mod swarm;
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::run::Plan;
+use crate::swarm::SwarmPlan;
+
+/// The full bulk-transfer file.
+const BULK_BYTES: u64 = 256 * 1024 * 1024;
+/// The smoke's bulk-transfer file.
+const SMOKE_BULK_BYTES: u64 = 8 * 1024 * 1024;
+/// The slow baselines (inxi ~0.6 s, a CLI process each run) run at most this often.
+const MAX_SLOW_RUNS: usize = 20;
+/// `sos report` takes seconds per run.
+const SOS_RUNS: usize = 3;
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Everything at full size with release binaries; writes the markdown report.
+    All {
+        /// Where the report goes.
+        #[arg(long, default_value_os_t = default_out())]
+        out: PathBuf,
+        /// Runs per timed measure.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        /// Agents the swarm simulates (fan-out min(N, 1000), reconnect min(N, 10000)).
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        swarm_agents: u64,
+        /// Take `deskside`, `deskside-agent` (and `deskside-swarm`) from here instead of
+        /// building them.
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Every measure with tiny sizes (3 runs, 20 swarm agents, 8 MiB); prints the report.
+    Smoke {
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn default_out() -> PathBuf {
+    workspace().join("docs").join("PERFORMANCE.md")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(cli: Cli) -> Result<()> {
+    let command = format!(
+        "cargo run --release -p deskside-bench --bin deskside-bench -- {}",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    match cli.command {
+        Mode::All {
+            out,
+            runs,
+            swarm_agents,
+            bin_dir,
+        } => {
+            setup()?;
+            let bins = match bin_dir {
+                Some(d) => d,
+                None => build(true)?,
+            };
+            let runs = usize::try_from(runs).context("--runs too large")?;
+            let plan = Plan {
+                runs,
+                slow_runs: runs.min(MAX_SLOW_RUNS),
+                sos_runs: runs.min(SOS_RUNS),
+                settle: Duration::from_secs(10),
+                idle_window: Duration::from_secs(60),
+                bulk_bytes: BULK_BYTES,
+                swarm: SwarmPlan {
+                    agents: swarm_agents,
+                    fanout: swarm_agents.min(1000),
+                    reconnect: swarm_agents.min(10_000),
+                    idle_secs: 30,
+                },
+            };
+            let text = report(&plan, &bins, command).await?;
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
+        }
+        Mode::Smoke { bin_dir } => {
+            let bins = match bin_dir {
+                Some(d) => d,
+                None => build(false)?,
+            };
+            let plan = Plan {
+                runs: 3,
+                slow_runs: 3,
+                sos_runs: 1,
+                settle: Duration::from_secs(1),
+                idle_window: Duration::from_secs(3),
+                bulk_bytes: SMOKE_BULK_BYTES,
+                swarm: SwarmPlan {
+                    agents: 20,
+                    fanout: 20,
+                    reconnect: 20,
+                    idle_secs: 3,
+                },
+            };
+            let text = report(&plan, &bins, command).await?;
+            let out = tempfile::Builder::new()
+                .prefix("deskside-bench-smoke-")
+                .suffix(".md")
+                .tempfile()?
+                .keep()?
+                .1;
+            std::fs::write(&out, &text)?;
+            println!("{text}\n(smoke report also in {})", out.display());
+        }
+    }
+    Ok(())
+}
+
+async fn report(plan: &Plan, bins: &Path, command: String) -> Result<String> {
+    let machine = machine::Machine::describe(&workspace());
+    let (rows, setup) = run::all(plan, bins).await?;
+    let report = report::Report {
+        machine,
+        command,
+        runs: format!(
+            "{} per timed measure over an open connection and for ssh; {} for the CLI \
+             processes, inxi and the ssh diag command; {} for sos",
+            plan.runs, plan.slow_runs, plan.sos_runs
+        ),
+        setup,
+        rows,
+    };
+    Ok(report.markdown())
+}
+
+/// `all` needs ssh, scp, inxi and sos: runs bench/setup.sh when root, else says to.
+fn setup() -> Result<()> {
+    let script = workspace().join("bench").join("setup.sh");
+    if sshd::is_root() {
+        let status = Command::new("bash").arg(&script).status()?;
+        if !status.success() {
+            bail!("{} failed ({status})", script.display());
+        }
+    } else if sshd::which("inxi").is_none()
+        || sshd::which("sos").is_none()
+        || sshd::which("sshd").is_none()
+    {
+        bail!(
+            "the baselines are not installed: run `sudo {}` first",
+            script.display()
+        );
+    }
+    Ok(())
+}
+
+/// Builds `deskside`, `deskside-agent` and this crate's binaries; returns their dir.
+/// `release` forces release builds; otherwise the profile this binary was built with.
+fn build(release: bool) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let here = exe.parent().context("cannot locate the target directory")?;
+    let release = release || here.ends_with("release");
+    let dir = if release {
+        here.parent()
+            .context("cannot locate the target directory")?
+            .join("release")
+    } else {
+        here.to_path_buf()
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    // Under `cargo run` this process carries the package's own CARGO_PKG_*/CARGO_MANIFEST_*
+    // variables; build scripts that track those (ring's) would see them change and
+    // rebuild everything below them, twice.
+    for (key, _) in std::env::vars_os() {
+        let name = key.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref())
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.current_dir(workspace()).args([
+        "build",
+        "-p",
+        "deskside-controller",
+        "-p",
+        "deskside-agent",
+        "-p",
+        "deskside-bench",
+        "--bins",
+    ]);
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!(
+        "building the binaries ({})…",
+        if release { "release" } else { "debug" }
+    );
+    let status = cmd.status()?;
+    if !status.success() {
+        bail!("cargo build failed ({status})");
+    }
+    Ok(dir)
+}
