@@ -186,6 +186,19 @@ pub fn bin(name: &str) -> Result<PathBuf> {
                 .ok_or("cannot locate the target directory")?;
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
+            // A test binary carries its package's CARGO_PKG_*/CARGO_MANIFEST_* variables;
+            // build scripts that track those (ring's) would see them change and rebuild
+            // everything above them.
+            for (key, _) in std::env::vars_os() {
+                let name = key.to_string_lossy();
+                if name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_MANIFEST_")
+                    || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"]
+                        .contains(&name.as_ref())
+                {
+                    cmd.env_remove(&key);
+                }
+            }
             cmd.args([
                 "build",
                 "-p",
