@@ -135,8 +135,12 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     let server_der = pki::cert_from_pem(&keys.server_cert_pem)?;
     let server_key = pki::key_from_pem(&keys.server_key_pem)?;
     let config = tls::server_config(ca_der.clone(), vec![server_der, ca_der], server_key)?;
-    let endpoint =
-        Endpoint::server(config, listen).with_context(|| format!("listening on UDP {listen}"))?;
+    let endpoint = deskside_transport::endpoint::server_endpoint(
+        listen,
+        keys.server_key_pem.as_bytes(),
+        config,
+    )
+    .with_context(|| format!("listening on UDP {listen}"))?;
     let addr = endpoint.local_addr()?;
     let shared = Arc::new(Shared {
         store,
