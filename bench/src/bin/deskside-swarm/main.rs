@@ -27,6 +27,8 @@ use crate::swarm::{Platform, Swarm};
 const CONNECT_LIMIT: Duration = Duration::from_secs(600);
 /// How often the controller's connected-agents gauge is read while waiting.
 const POLL: Duration = Duration::from_millis(250);
+/// How often progress is shown while waiting for agents.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -125,8 +127,11 @@ fn raise_nofile() {
 }
 
 /// Waits until the controller lists `want` agents connected; returns how many it saw.
-async fn wait_connected(c: &Controller, want: u64, limit: Duration) -> u64 {
+/// Every [`PROGRESS_EVERY`] it shows the controller's count next to the swarm's own
+/// (agents that finished their check-in), so a lag between the two is visible.
+async fn wait_connected(c: &Controller, swarm: &Swarm, want: u64, limit: Duration) -> u64 {
     let started = Instant::now();
+    let mut shown = Instant::now();
     let mut seen = 0;
     while started.elapsed() < limit {
         if let Ok(n) = c.agents_connected().await {
@@ -134,6 +139,15 @@ async fn wait_connected(c: &Controller, want: u64, limit: Duration) -> u64 {
             if n >= want {
                 break;
             }
+        }
+        if shown.elapsed() >= PROGRESS_EVERY {
+            shown = Instant::now();
+            eprintln!(
+                "  {:>5.1} s: controller lists {seen}/{want}, swarm has {} checked in, {} attempts",
+                started.elapsed().as_secs_f64(),
+                swarm.counters.connected.load(Ordering::Relaxed),
+                swarm.counters.attempts.load(Ordering::Relaxed)
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -182,7 +196,7 @@ async fn run(args: Args) -> Result<()> {
 
     let started = Instant::now();
     let mut swarm = Swarm::start(enrolled, ctl.addr, fixed, &platform)?;
-    let connected = wait_connected(&ctl, n as u64, CONNECT_LIMIT).await;
+    let connected = wait_connected(&ctl, &swarm, n as u64, CONNECT_LIMIT).await;
     let connect_secs = started.elapsed().as_secs_f64();
     eprintln!("{connected}/{n} connected in {connect_secs:.1} s");
 
@@ -288,7 +302,7 @@ async fn crash_and_reconnect(
         "controller killed and restarted in {:.1} s; waiting for {want} agents",
         killed.elapsed().as_secs_f64()
     );
-    let back = wait_connected(ctl, want, CONNECT_LIMIT).await;
+    let back = wait_connected(ctl, swarm, want, CONNECT_LIMIT).await;
     let secs = killed.elapsed().as_secs_f64();
     stop.cancel();
     let peak = sampler.await.unwrap_or(0);
