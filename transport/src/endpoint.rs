@@ -1,11 +1,13 @@
 //! Client endpoints, connecting, and the protocol-version hello every connection opens with.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deskside_proto::PROTOCOL_VERSION;
 use deskside_proto::msg::hello::{Hello, HelloReply};
-use quinn::{ClientConfig, Connection, Endpoint, RecvStream, SendStream};
+use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, RecvStream, SendStream};
+use sha2::{Digest, Sha256};
 
 use crate::{SERVER_NAME, TransportError, framed};
 
@@ -13,6 +15,56 @@ use crate::{SERVER_NAME, TransportError, framed};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The hello is two small frames; an answer later than this means a stuck controller.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shortest gap between two stateless resets. quinn's default (20 ms, 50 a second) means
+/// a controller back from a crash takes minutes to tell 10,000 agents their old
+/// connections are gone; 1 ms lets it tell 1,000 a second. A reset is always smaller than
+/// the packet that caused it, so this cannot amplify traffic.
+pub const MIN_RESET_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The controller's endpoint settings, stable across restarts: the stateless-reset key and
+/// the connection-ID key both derive from `secret` (the server's private key), so a
+/// controller restarted after a crash recognises its predecessor's connection IDs and
+/// resets them at once. Without it, agents only notice when their idle timeout (60 s)
+/// expires, and then all come back together.
+pub fn server_endpoint_config(secret: &[u8]) -> EndpointConfig {
+    let derive = |label: &[u8]| -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(label);
+        h.update(secret);
+        h.finalize().into()
+    };
+    let reset = derive(b"deskside quic stateless reset v1");
+    let cid = derive(b"deskside quic connection id v1");
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(cid.get(..8).unwrap_or(&[0; 8]));
+    let cid_key = u64::from_le_bytes(cid_key);
+    let mut config = EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        &reset,
+    )));
+    config
+        .cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        })
+        .min_reset_interval(MIN_RESET_INTERVAL);
+    config
+}
+
+/// A server endpoint on `listen` with [`server_endpoint_config`].
+pub fn server_endpoint(
+    listen: SocketAddr,
+    secret: &[u8],
+    config: quinn::ServerConfig,
+) -> Result<Endpoint, TransportError> {
+    let socket = std::net::UdpSocket::bind(listen)?;
+    Ok(Endpoint::new(
+        server_endpoint_config(secret),
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )?)
+}
 
 /// Resolves `HOST:PORT` to the first address it names.
 pub async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
@@ -36,42 +88,6 @@ pub fn client_endpoint(target: SocketAddr) -> Result<Endpoint, TransportError> {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     };
     Ok(Endpoint::client(bind)?)
-}
-
-/// The controller's endpoint on `listen`. Stateless resets are keyed from
-/// `reset_secret` (persistent key material of the controller) rather than a random key
-/// per process: after a crash and a restart on the same address, packets of connections
-/// from before the crash get a reset their peers can verify, so agents and technicians
-/// notice at once and reconnect, instead of after the idle timeout. The connection-ID
-/// validation key is derived the same way: a restarted endpoint must recognise its
-/// predecessor's IDs as its own to answer them with a reset rather than drop them.
-pub fn server_endpoint(
-    config: quinn::ServerConfig,
-    listen: SocketAddr,
-    reset_secret: &[u8],
-) -> Result<Endpoint, TransportError> {
-    use ring::hmac;
-    let derive = hmac::Key::new(hmac::HMAC_SHA256, reset_secret);
-    let reset_tag = hmac::sign(&derive, b"deskside stateless reset v1");
-    let reset_key = hmac::Key::new(hmac::HMAC_SHA256, reset_tag.as_ref());
-    let cid_tag = hmac::sign(&derive, b"deskside connection ids v1");
-    let mut cid_key = [0u8; 8];
-    cid_key.copy_from_slice(cid_tag.as_ref().get(..8).unwrap_or(&[0u8; 8]));
-    let cid_key = u64::from_le_bytes(cid_key);
-    let mut endpoint_config = quinn::EndpointConfig::new(std::sync::Arc::new(reset_key));
-    endpoint_config.cid_generator(move || {
-        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-    });
-    let socket = std::net::UdpSocket::bind(listen)?;
-    let runtime = quinn::default_runtime().ok_or_else(|| {
-        TransportError::Io(std::io::Error::other("no async runtime for the endpoint"))
-    })?;
-    Ok(Endpoint::new(
-        endpoint_config,
-        Some(config),
-        socket,
-        runtime,
-    )?)
 }
 
 /// Dials `addr` with `config` and completes the handshake.

@@ -30,9 +30,22 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+/// Which end of a connection a transport config is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Agents and technicians: they sit behind NAT and keep the path alive.
+    Client,
+    /// The controller sends no keep-alives of its own: every client already sends one
+    /// each [`KEEP_ALIVE`], which keeps both idle timers running, and with 20,000 agents
+    /// the controller's own would double the packets it handles while nothing happens.
+    Server,
+}
+
+fn transport_config(side: Side) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.keep_alive_interval(Some(KEEP_ALIVE));
+    if side == Side::Client {
+        t.keep_alive_interval(Some(KEEP_ALIVE));
+    }
     // 60 s always fits a VarInt; the fallback keeps quinn's default rather than panic.
     if let Ok(idle) = IDLE_TIMEOUT.try_into() {
         t.max_idle_timeout(Some(idle));
@@ -70,7 +83,7 @@ pub fn server_config(
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicServerConfig::try_from(tls).map_err(tls_err)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(Side::Server));
     Ok(config)
 }
 
@@ -113,7 +126,7 @@ fn finish_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, T
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(tls).map_err(tls_err)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(Side::Client));
     Ok(config)
 }
 

@@ -1,6 +1,7 @@
 //! `deskside`: the controller's admin commands and the technician CLI.
 
 pub mod admin;
+pub mod diag_all;
 mod render;
 pub mod tech;
 
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::TechRequest;
 
@@ -100,12 +101,37 @@ pub enum Command {
         #[command(subcommand)]
         command: TicketCommand,
     },
-    /// Pull a diagnostics snapshot from an agent and store it on a ticket.
+    /// Pull a diagnostics snapshot from an agent (or every selected agent with --all) and
+    /// store it on a ticket.
+    ///
+    /// With --all, the exit status is 0 when every selected agent stored a snapshot, else
+    /// the worst outcome: 1 if any pull failed, else 3 if any agent refused, else 5 if
+    /// some were offline; an empty selection exits 1.
+    #[command(group(ArgGroup::new("target").required(true).args(["agent", "all"])))]
     Diag {
         /// Agent id or hostname.
-        agent: String,
+        agent: Option<String>,
+        /// Every enrolled agent (narrowed by --match and --os); offline ones are skipped
+        /// and reported.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         ticket: u64,
+        /// With --all: a glob on the hostname or agent id, e.g. 'pc-04*'.
+        #[arg(long = "match", value_name = "HOSTNAME_GLOB", requires = "all")]
+        hostname_glob: Option<String>,
+        /// With --all: the OS name contains this (any case), e.g. debian, 'ubuntu 24'.
+        #[arg(long, value_name = "PATTERN", requires = "all")]
+        os: Option<String>,
+        /// With --all: pulls in flight at once over the one connection (1 to 64).
+        #[arg(
+            long,
+            value_name = "C",
+            default_value_t = diag_all::DEFAULT_CONCURRENCY,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(diag_all::MAX_CONCURRENCY)),
+            requires = "all"
+        )]
+        concurrency: u32,
         #[arg(long)]
         json: bool,
     },
@@ -451,10 +477,23 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             TicketCommand::Sync { number } => tech::ticket_sync(number).await,
         },
         Command::Diag {
-            agent,
+            agent: Some(agent),
+            all: false,
             ticket,
             json,
+            ..
         } => tech::diag(agent, ticket, json).await,
+        Command::Diag {
+            ticket,
+            hostname_glob,
+            os,
+            concurrency,
+            json,
+            ..
+        } => {
+            let selection = diag_all::Selection { hostname_glob, os };
+            diag_all::run(ticket, selection, concurrency, json).await
+        }
         Command::Session { command } => match command {
             SessionCommand::Request {
                 agent,

@@ -74,7 +74,7 @@ async fn request(req: TechRequest) -> Result<TechReply> {
     reply
 }
 
-fn unexpected(reply: &TechReply) -> anyhow::Error {
+pub(super) fn unexpected(reply: &TechReply) -> anyhow::Error {
     let mut shown = format!("{reply:?}");
     if shown.len() > 200 {
         let mut end = 200;

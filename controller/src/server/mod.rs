@@ -158,9 +158,9 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     let server_key = pki::key_from_pem(&keys.server_key_pem)?;
     let config = tls::server_config(ca_der.clone(), vec![server_der, ca_der], server_key)?;
     let endpoint = deskside_transport::endpoint::server_endpoint(
-        config,
         listen,
         keys.server_key_pem.as_bytes(),
+        config,
     )
     .with_context(|| format!("listening on UDP {listen}"))?;
     let addr = endpoint.local_addr()?;
