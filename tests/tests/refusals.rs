@@ -227,7 +227,8 @@ async fn hostile_enrollments_and_clients_are_refused_with_reasons() -> Result<()
     );
     let reason = deskside_transport::TransportError::explain(&conn.closed().await);
     assert!(
-        reason.contains("version 1") && reason.contains("version 99"),
+        reason.contains(&format!("version {}", deskside_proto::PROTOCOL_VERSION))
+            && reason.contains("version 99"),
         "{reason}"
     );
 
