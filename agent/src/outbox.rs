@@ -44,11 +44,19 @@ impl Claim {
 
     /// Takes the item back out of the spool: it will not be sent.
     pub async fn discard(mut self) {
-        let (spool, key) = (self.spool.clone(), self.key.clone());
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || spool.remove(&key)).await {
+        if let Err(e) = self.remove().await {
             warn!(error = %e, "discarded item not removed from the spool");
         }
         self.settled = true;
+    }
+
+    /// Removes the item from the spool, off the reactor (the directory is synced).
+    async fn remove(&self) -> Result<(), String> {
+        let (spool, key) = (self.spool.clone(), self.key.clone());
+        match tokio::task::spawn_blocking(move || spool.remove(&key)).await {
+            Ok(removed) => removed.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("spool removal did not run: {e}")),
+        }
     }
 
     /// The controller answered: `Recorded` or `Rejected` end the item's life here;
@@ -67,12 +75,9 @@ impl Claim {
                 warn!(key = %self.key, "the controller answered a delivery with a certificate; dropping the item");
             }
         }
-        let (spool, key) = (self.spool.clone(), self.key.clone());
-        let removed = tokio::task::spawn_blocking(move || spool.remove(&key)).await;
-        match removed {
-            Ok(Ok(())) => self.settled = true,
-            Ok(Err(e)) => warn!(error = %e, "delivered item not removed from the spool"),
-            Err(e) => warn!(error = %e, "spool removal did not run"),
+        match self.remove().await {
+            Ok(()) => self.settled = true,
+            Err(e) => warn!(error = %e, "delivered item not removed from the spool"),
         }
     }
 }

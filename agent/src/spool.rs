@@ -77,6 +77,19 @@ struct Inner {
     next_seq: u64,
 }
 
+impl Inner {
+    /// `Err` when an item of `size` bytes would not fit.
+    fn fits(&self, size: u64) -> Result<(), SpoolError> {
+        if self.entries.len() >= MAX_SPOOL_ITEMS || self.bytes + size > MAX_SPOOL_BYTES {
+            return Err(SpoolError::Full {
+                items: self.entries.len(),
+                mib: self.bytes / (1024 * 1024),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
@@ -128,14 +141,8 @@ impl Spool {
 
     /// `Err` with the reason when the spool cannot take another item.
     pub fn room(&self) -> Result<(), SpoolError> {
-        let inner = self.lock();
-        if inner.entries.len() >= MAX_SPOOL_ITEMS || inner.bytes >= MAX_SPOOL_BYTES {
-            return Err(SpoolError::Full {
-                items: inner.entries.len(),
-                mib: inner.bytes / (1024 * 1024),
-            });
-        }
-        Ok(())
+        // Room for at least one more byte.
+        self.lock().fits(1)
     }
 
     /// Items and bytes waiting.
@@ -165,12 +172,7 @@ impl Spool {
         let size = bytes.len() as u64;
         let name = {
             let mut inner = self.lock();
-            if inner.entries.len() >= MAX_SPOOL_ITEMS || inner.bytes + size > MAX_SPOOL_BYTES {
-                return Err(SpoolError::Full {
-                    items: inner.entries.len(),
-                    mib: inner.bytes / (1024 * 1024),
-                });
-            }
+            inner.fits(size)?;
             let seq = inner.next_seq;
             inner.next_seq += 1;
             // Count it now so concurrent writers cannot overshoot the bound together.
