@@ -225,6 +225,28 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// A loopback address with a UDP port free right now, for a controller that must come
+/// back on the same address after a restart.
+pub fn free_udp_addr() -> Result<String> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
+}
+
+/// `deskside --data DIR serve --listen ADDR` (metrics on an ephemeral port), for tests
+/// that run the controller as its own process to kill and restart it.
+pub fn serve_command(data: &Path, listen: &str) -> Result<Command> {
+    let mut c = Command::new(bin("deskside")?);
+    c.arg("--data").arg(data).args([
+        "serve",
+        "--listen",
+        listen,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    Ok(c)
+}
+
 /// Runs a binary to completion; returns (status code, stdout, stderr).
 pub fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
     let out = cmd.output().context("running a binary")?;

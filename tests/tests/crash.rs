@@ -2,8 +2,7 @@
 //! port tells its agents at once that their old connections are gone, so they reconnect
 //! instead of waiting out their idle timeout all together.
 
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -12,7 +11,7 @@ use deskside_agent::state::{StateDir, write_atomic};
 use deskside_controller::cli::admin::make_token;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::store::TokenFor;
-use deskside_tests::{ALLOW_DIAGNOSTICS, bin};
+use deskside_tests::{ALLOW_DIAGNOSTICS, free_udp_addr, serve_command};
 use deskside_transport::tls::IDLE_TIMEOUT;
 use tokio_util::sync::CancellationToken;
 
@@ -28,10 +27,7 @@ impl Drop for Serve {
 
 fn serve(data: &DataDir, addr: &str) -> Result<Serve> {
     Ok(Serve(
-        Command::new(bin("deskside")?)
-            .arg("--data")
-            .arg(data.root())
-            .args(["serve", "--listen", addr, "--metrics-listen", "127.0.0.1:0"])
+        serve_command(data.root(), addr)?
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -61,18 +57,12 @@ async fn connected_since(state: &StateDir, since_secs: u64, limit: Duration) -> 
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_reconnects_after_a_controller_crash_before_its_idle_timeout() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = DataDir::new(dir.path().join("controller"));
     data.init()?;
-    let addr = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let addr = free_udp_addr()?;
     let mut controller = serve(&data, &addr)?;
 
     let token = make_token(&data, TokenFor::Agent, &addr, Duration::from_secs(600))?;
@@ -92,7 +82,7 @@ async fn agent_reconnects_after_a_controller_crash_before_its_idle_timeout() -> 
 
     // A crash: no CONNECTION_CLOSE reaches the agent. The controller comes straight back
     // on the same port with the same data directory.
-    let crashed_at = now_secs() + 1;
+    let crashed_at = deskside_controller::clock::now_secs() + 1;
     drop(controller);
     tokio::time::sleep(Duration::from_secs(1)).await;
     controller = serve(&data, &addr)?;

@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -99,10 +98,6 @@ impl Drop for Proc {
             let _ = c.wait();
         }
     }
-}
-
-fn free_udp_port() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Keys of the evidence items the agent's audit log says it produced.
@@ -271,22 +266,14 @@ async fn run_faults(rounds: u32, seed: u64, rng: &mut StdRng, dir: &std::path::P
          tier = \"l1\"\ninterpreter = \"sh\"\nos = \"linux\"\ntimeout_secs = 30\nbody = \"upload.sh\"\n",
     )?;
     script_add(&data, &[catalog.join("upload.toml")])?;
-    let addr = format!("127.0.0.1:{}", free_udp_port()?);
+    let addr = deskside_tests::free_udp_addr()?;
 
-    let (controller_bin, data_root) = (bin("deskside")?, data.root().to_path_buf());
-    let listen = addr.clone();
+    let (data_root, listen) = (data.root().to_path_buf(), addr.clone());
     let mut controller = Proc {
         name: "controller",
         child: None,
         cmd: Box::new(move || {
-            let mut c = Command::new(&controller_bin);
-            c.arg("--data").arg(&data_root).args([
-                "serve",
-                "--listen",
-                &listen,
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ]);
+            let mut c = deskside_tests::serve_command(&data_root, &listen)?;
             c.env("RUST_LOG", "info");
             Ok(c)
         }),
