@@ -223,18 +223,16 @@ pub(super) async fn serve(
         Ok(c) => c,
         Err(e) => return refuse(conn, close::BAD_FRAME, &format!("bad check-in: {e}")),
     };
-    let (agent, c) = (id.to_owned(), checkin.clone());
+    let c = &checkin;
     if let Err(e) = shared
-        .store
-        .run(move |db| {
-            db.check_in(
-                &agent,
-                clip(&c.hostname),
-                clip(&c.os),
-                clip(&c.kernel),
-                clip(&c.agent_version),
-            )
-        })
+        .seen
+        .check_in(
+            id,
+            clip(&c.hostname),
+            clip(&c.os),
+            clip(&c.kernel),
+            clip(&c.agent_version),
+        )
         .await
     {
         warn!(agent = id, error = %e, "recording check-in failed");
@@ -260,8 +258,7 @@ pub(super) async fn serve(
         .metrics
         .agents_connected
         .set(i64::try_from(shared.agents.online_count()).unwrap_or(i64::MAX));
-    let agent = id.to_owned();
-    let _ = shared.store.run(move |db| db.touch_agent(&agent)).await;
+    shared.seen.touch(id).await;
     info!(agent = id, %reason, "agent disconnected");
 }
 

@@ -129,7 +129,6 @@ pub(super) async fn accept(
     let delivered = shared
         .store
         .run(move |db| {
-            db.touch_agent(&agent_id)?;
             db.add_delivered_evidence(
                 &agent_id,
                 &key,
@@ -145,6 +144,7 @@ pub(super) async fn accept(
         })
         .await
         .map_err(from_store)?;
+    shared.seen.touch(agent).await;
     let at_secs = match delivered {
         Delivered::New(entry) => {
             shared.metrics.evidence_bytes.inc_by(size);
