@@ -155,8 +155,11 @@ impl Cluster {
     }
 }
 
-/// Waits until the controller lists `agent` as online.
+/// Waits until the controller lists `agent` as online. An agent whose controller was
+/// killed learns it at its next keep-alive (the new process answers with a stateless
+/// reset), so allow one keep-alive interval plus the reconnect.
 pub async fn wait_online(client: &TechClient, agent: &str) -> Result<()> {
+    let bound = deskside_transport::tls::KEEP_ALIVE + Duration::from_secs(20);
     let start = Instant::now();
     loop {
         if let TechReply::Agents(list) = client.request(&TechRequest::ListAgents).await?
@@ -164,8 +167,8 @@ pub async fn wait_online(client: &TechClient, agent: &str) -> Result<()> {
         {
             return Ok(());
         }
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("agent {agent} did not come online within 20 s");
+        if start.elapsed() > bound {
+            bail!("agent {agent} did not come online within {bound:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
