@@ -111,21 +111,17 @@ fn read_chunks(
     let mut left = size;
     while left > 0 {
         let want = usize::try_from(left).map_or(CHUNK_BYTES, |l| l.min(CHUNK_BYTES));
-        let mut buf = vec![0u8; want];
-        let mut got = 0;
-        while got < want {
-            let slot = buf.get_mut(got..).unwrap_or_default();
-            match file.read(slot) {
-                Ok(0) => {
-                    return Err(format!(
-                        "{path} shrank while it was being read ({} of {size} bytes); collect it again",
-                        size - left + got as u64
-                    ));
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading {path}: {e}")),
-            }
+        // Read into spare capacity: no zeroing of a buffer the file overwrites anyway.
+        let mut buf = Vec::with_capacity(want);
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        if got < want {
+            return Err(format!(
+                "{path} shrank while it was being read ({} of {size} bytes); collect it again",
+                size - left + got as u64
+            ));
         }
         hasher.update(&buf);
         left -= want as u64;

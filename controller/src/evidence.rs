@@ -135,6 +135,7 @@ impl BlobStore for DirBlobs {
             tmp,
             hasher: Sha256::new(),
             written: 0,
+            flushed: 0,
         }))
     }
 
@@ -176,7 +177,13 @@ struct DirBlobWriter {
     tmp: PathBuf,
     hasher: Sha256,
     written: u64,
+    /// Bytes already handed to the disk by [`crate::writeback::start`].
+    flushed: u64,
 }
+
+/// How much of a streamed blob may wait in the page cache before its writeback starts:
+/// the final `fsync` then has at most this much left to write.
+const WRITEBACK_BYTES: u64 = 8 * 1024 * 1024;
 
 impl BlobWriter for DirBlobWriter {
     fn write(&mut self, bytes: &[u8]) -> Result<(), BlobError> {
@@ -187,6 +194,10 @@ impl BlobWriter for DirBlobWriter {
         file.write_all(bytes).map_err(io(&self.tmp))?;
         self.hasher.update(bytes);
         self.written += bytes.len() as u64;
+        if self.written - self.flushed >= WRITEBACK_BYTES {
+            crate::writeback::start(file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
         Ok(())
     }
 

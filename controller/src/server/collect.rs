@@ -17,6 +17,7 @@ use deskside_proto::msg::tech::{CollectReport, ErrorCode, EvidenceRef, TechReply
 use deskside_transport::framed;
 use quinn::{RecvStream, SendStream};
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -202,13 +203,15 @@ async fn collect_inner(
             return Err(abandon(&mut to_agent, &mut from_agent, reason).await);
         }
     };
+    let received_ms = started.elapsed().as_millis();
     let stored = store(shared, tech, &id, ticket, path, declared, writer, item).await;
     match stored {
         Ok((manifest, evidence, manifest_evidence)) => {
             super::intake::acknowledge(&mut to_agent, &NoticeAck::Recorded).await;
             let elapsed = started.elapsed();
             let mib_s = declared as f64 / 1_048_576.0 / elapsed.as_secs_f64().max(1e-6);
-            info!(sha256 = %evidence.sha256, bytes = declared, mib_s, "file stored");
+            let total_ms = elapsed.as_millis();
+            info!(sha256 = %evidence.sha256, bytes = declared, received_ms, total_ms, mib_s, "file stored");
             Ok(CollectReport {
                 ticket,
                 agent: id,
@@ -279,33 +282,30 @@ async fn receive(
         while received < declared {
             let want = usize::try_from(declared - received)
                 .map_or(WRITE_CHUNK_BYTES, |left| left.min(WRITE_CHUNK_BYTES));
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                let slot = buf.get_mut(filled..).unwrap_or_default();
-                let n = match tokio::time::timeout(STALL_TIMEOUT, from_agent.read(slot)).await {
+            // Filled through spare capacity: no zeroing of bytes the stream overwrites.
+            let mut buf = Vec::with_capacity(want);
+            while buf.len() < want {
+                let at = received + buf.len() as u64;
+                let mut piece = (&mut *from_agent).take((want - buf.len()) as u64);
+                let n = match tokio::time::timeout(STALL_TIMEOUT, piece.read_buf(&mut buf)).await {
                     Err(_) => {
                         return Err(format!(
-                            "agent {agent} stopped sending {path} for {} s at {} of {declared} bytes",
-                            STALL_TIMEOUT.as_secs(),
-                            received + filled as u64
+                            "agent {agent} stopped sending {path} for {} s at {at} of {declared} bytes",
+                            STALL_TIMEOUT.as_secs()
                         ));
                     }
                     Ok(Err(e)) => {
                         return Err(format!(
-                            "agent {agent} broke off {path} at {} of {declared} bytes: {e}",
-                            received + filled as u64
+                            "agent {agent} broke off {path} at {at} of {declared} bytes: {e}"
                         ));
                     }
-                    Ok(Ok(None)) => {
-                        return Err(format!(
-                            "agent {agent} ended {path} after {} of the {declared} bytes it announced",
-                            received + filled as u64
-                        ));
-                    }
-                    Ok(Ok(Some(n))) => n,
+                    Ok(Ok(n)) => n,
                 };
-                filled += n;
+                if n == 0 {
+                    return Err(format!(
+                        "agent {agent} ended {path} after {at} of the {declared} bytes it announced"
+                    ));
+                }
             }
             received += want as u64;
             if tx.send(buf).await.is_err() {
