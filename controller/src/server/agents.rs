@@ -11,6 +11,7 @@ use deskside_proto::msg::agent::{
     AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, valid_key,
 };
 use deskside_transport::{TransportError, framed};
+use prometheus_client::metrics::gauge::Gauge;
 use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -47,8 +48,15 @@ fn digits(code: &str) -> String {
 }
 
 impl Registry {
-    fn insert(&self, id: &str, conn: Connection) {
-        let old = self.lock().insert(id.to_owned(), conn);
+    /// Registers `conn` for `id` and sets `gauge` to the count while still holding the
+    /// map, so concurrent connects and disconnects cannot leave it stale.
+    fn insert(&self, id: &str, conn: Connection, gauge: &Gauge) {
+        let old = {
+            let mut links = self.lock();
+            let old = links.insert(id.to_owned(), conn);
+            gauge.set(i64::try_from(links.len()).unwrap_or(i64::MAX));
+            old
+        };
         if let Some(old) = old {
             refuse(
                 &old,
@@ -58,8 +66,9 @@ impl Registry {
         }
     }
 
-    /// Removes `id` only if it still maps to `conn` (a newer connection may have won).
-    fn remove(&self, id: &str, conn: &Connection) {
+    /// Removes `id` only if it still maps to `conn` (a newer connection may have won);
+    /// sets `gauge` as [`Registry::insert`] does.
+    fn remove(&self, id: &str, conn: &Connection, gauge: &Gauge) {
         let mut links = self.lock();
         if links
             .get(id)
@@ -67,6 +76,7 @@ impl Registry {
         {
             links.remove(id);
         }
+        gauge.set(i64::try_from(links.len()).unwrap_or(i64::MAX));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
@@ -223,27 +233,23 @@ pub(super) async fn serve(
         Ok(c) => c,
         Err(e) => return refuse(conn, close::BAD_FRAME, &format!("bad check-in: {e}")),
     };
-    let (agent, c) = (id.to_owned(), checkin.clone());
+    let c = &checkin;
     if let Err(e) = shared
-        .store
-        .run(move |db| {
-            db.check_in(
-                &agent,
-                clip(&c.hostname),
-                clip(&c.os),
-                clip(&c.kernel),
-                clip(&c.agent_version),
-            )
-        })
+        .seen
+        .check_in(
+            id,
+            clip(&c.hostname),
+            clip(&c.os),
+            clip(&c.kernel),
+            clip(&c.agent_version),
+        )
         .await
     {
         warn!(agent = id, error = %e, "recording check-in failed");
     }
-    shared.agents.insert(id, conn.clone());
     shared
-        .metrics
-        .agents_connected
-        .set(i64::try_from(shared.agents.online_count()).unwrap_or(i64::MAX));
+        .agents
+        .insert(id, conn.clone(), &shared.metrics.agents_connected);
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
         tokio::select! {
@@ -255,13 +261,10 @@ pub(super) async fn serve(
             },
         }
     };
-    shared.agents.remove(id, conn);
     shared
-        .metrics
-        .agents_connected
-        .set(i64::try_from(shared.agents.online_count()).unwrap_or(i64::MAX));
-    let agent = id.to_owned();
-    let _ = shared.store.run(move |db| db.touch_agent(&agent)).await;
+        .agents
+        .remove(id, conn, &shared.metrics.agents_connected);
+    shared.seen.touch(id).await;
     info!(agent = id, %reason, "agent disconnected");
 }
 

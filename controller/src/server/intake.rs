@@ -105,12 +105,14 @@ pub(super) async fn accept(
         return Err(Refused::permanent(ErrorCode::AgentFailed, reason));
     }
     let size = item.bytes.len() as u64;
+    let sha = hex::encode(digest);
     let blobs = shared.blobs.clone();
     let bytes = item.bytes;
-    let sha = tokio::task::spawn_blocking(move || blobs.put(&bytes))
-        .await
-        .map_err(|e| Refused::transient(e.to_string()))?
-        .map_err(|e| Refused::transient(e.to_string()))?;
+    // The blob and the row are made durable at the same time, and the item is
+    // acknowledged only once both are. A crash between the two leaves no
+    // acknowledgement, so the agent delivers again: the blob is written again and the
+    // row, already there, is matched by its key.
+    let put = tokio::task::spawn_blocking(move || blobs.put(&bytes));
     let signature = hex::encode(&item.signature);
     let new = NewEvidence {
         sha256: sha.clone(),
@@ -126,25 +128,25 @@ pub(super) async fn accept(
         agent.to_owned(),
         item.key.clone(),
     );
-    let delivered = shared
-        .store
-        .run(move |db| {
-            db.touch_agent(&agent_id)?;
-            db.add_delivered_evidence(
-                &agent_id,
-                &key,
-                ticket,
-                &new,
-                &NewEvent {
-                    actor: &actor,
-                    kind: timeline_kind,
-                    detail: &detail,
-                    evidence_sha256: Some(&sha2),
-                },
-            )
-        })
-        .await
-        .map_err(from_store)?;
+    let commit = shared.store.run(move |db| {
+        db.add_delivered_evidence(
+            &agent_id,
+            &key,
+            ticket,
+            &new,
+            &NewEvent {
+                actor: &actor,
+                kind: timeline_kind,
+                detail: &detail,
+                evidence_sha256: Some(&sha2),
+            },
+        )
+    });
+    let (put, delivered) = tokio::join!(put, commit);
+    put.map_err(|e| Refused::transient(e.to_string()))?
+        .map_err(|e| Refused::transient(e.to_string()))?;
+    let delivered = delivered.map_err(from_store)?;
+    shared.seen.touch(agent).await;
     let at_secs = match delivered {
         Delivered::New(entry) => {
             shared.metrics.evidence_bytes.inc_by(size);

@@ -11,6 +11,7 @@ mod enroll;
 mod intake;
 mod renew;
 mod scripts;
+mod seen;
 mod sessions;
 mod tech;
 mod tickets;
@@ -63,6 +64,8 @@ const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub store: Store,
+    /// Check-ins and last-seen times, committed in batches.
+    pub seen: seen::Seen,
     pub blobs: Arc<dyn BlobStore>,
     pub ca: Ca,
     pub script_public_key: [u8; 32],
@@ -172,6 +175,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     .with_context(|| format!("listening on UDP {listen}"))?;
     let addr = endpoint.local_addr()?;
     let shared = Arc::new(Shared {
+        seen: seen::Seen::start(store.clone()),
         store,
         blobs: Arc::new(DirBlobs::new(data.evidence())),
         ca: keys.ca,
@@ -265,6 +269,7 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
     }
     endpoint.close(close::SHUTDOWN.into(), b"controller shutting down");
     endpoint.wait_idle().await;
+    shared.seen.flush().await;
     info!("controller stopped");
 }
 

@@ -99,6 +99,24 @@ pub struct NewEvidence {
     pub redaction: Vec<String>,
 }
 
+/// An agent seen by the server: its check-in when it connects, or a later moment it
+/// was seen (a delivery, its disconnect).
+#[derive(Debug, Clone)]
+pub enum Sighting {
+    CheckIn {
+        id: String,
+        hostname: String,
+        os: String,
+        kernel: String,
+        version: String,
+        at_secs: u64,
+    },
+    Seen {
+        id: String,
+        at_secs: u64,
+    },
+}
+
 /// One timeline event to append.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {

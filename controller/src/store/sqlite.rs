@@ -8,7 +8,9 @@ use deskside_proto::msg::tech::AgentSummary;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::schema::MIGRATIONS;
-use super::{NewAgent, Redeem, StoreError, StoreResult, Technician, TokenFor, TokenRecord};
+use super::{
+    NewAgent, Redeem, Sighting, StoreError, StoreResult, Technician, TokenFor, TokenRecord,
+};
 use crate::clock::now_secs;
 
 /// Writers wait this long for the lock before reporting "database is locked".
@@ -196,26 +198,39 @@ impl Db {
             .optional()?)
     }
 
-    pub fn check_in(
-        &mut self,
-        id: &str,
-        hostname: &str,
-        os: &str,
-        kernel: &str,
-        version: &str,
-    ) -> StoreResult<()> {
-        self.conn.execute(
-            "UPDATE agents SET hostname = ?2, os = ?3, kernel = ?4, agent_version = ?5, last_seen = ?6 WHERE id = ?1",
-            params![id, hostname, os, kernel, version, to_i64(now_secs())],
-        )?;
-        Ok(())
-    }
-
-    pub fn touch_agent(&mut self, id: &str) -> StoreResult<()> {
-        self.conn.execute(
-            "UPDATE agents SET last_seen = ?2 WHERE id = ?1",
-            params![id, to_i64(now_secs())],
-        )?;
+    /// Records check-ins and last-seen times in one transaction (one commit for the batch).
+    /// A row for an agent that no longer exists is skipped.
+    pub fn record_sightings(&mut self, sightings: &[Sighting]) -> StoreResult<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut check_in = tx.prepare_cached(
+                "UPDATE agents SET hostname = ?2, os = ?3, kernel = ?4, agent_version = ?5, last_seen = ?6 WHERE id = ?1",
+            )?;
+            let mut seen = tx.prepare_cached("UPDATE agents SET last_seen = ?2 WHERE id = ?1")?;
+            for s in sightings {
+                match s {
+                    Sighting::CheckIn {
+                        id,
+                        hostname,
+                        os,
+                        kernel,
+                        version,
+                        at_secs,
+                    } => check_in.execute(params![
+                        id,
+                        hostname,
+                        os,
+                        kernel,
+                        version,
+                        to_i64(*at_secs)
+                    ])?,
+                    Sighting::Seen { id, at_secs } => {
+                        seen.execute(params![id, to_i64(*at_secs)])?
+                    }
+                };
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 

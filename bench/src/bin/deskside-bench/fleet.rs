@@ -12,6 +12,7 @@ use deskside_controller::client::TechClient;
 use deskside_controller::profile::Profile;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 
+use crate::Bins;
 use crate::sshd::check;
 
 /// The catalog script the round trip runs: its body is `/bin/true`.
@@ -27,7 +28,7 @@ const POLICY: &str =
 #[derive(Debug)]
 pub struct Fleet {
     dir: tempfile::TempDir,
-    bins: PathBuf,
+    bins: Bins,
     controller: Child,
     agent: Child,
     pub agent_id: String,
@@ -35,7 +36,7 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub async fn start(bins: &Path) -> Result<Fleet> {
+    pub async fn start(bins: &Bins) -> Result<Fleet> {
         let dir = tempfile::Builder::new()
             .prefix("deskside-bench-")
             .tempdir()?;
@@ -46,7 +47,7 @@ impl Fleet {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
         };
         let deskside = || {
-            let mut c = Command::new(bins.join("deskside"));
+            let mut c = Command::new(bins.dir.join("deskside"));
             c.arg("--data").arg(&data);
             c
         };
@@ -64,7 +65,7 @@ impl Fleet {
             .context("starting deskside serve")?;
         // Until the agent exists, a placeholder child keeps Drop simple.
         let mut fleet = Fleet {
-            bins: bins.to_path_buf(),
+            bins: bins.clone(),
             controller,
             agent: Command::new("true").spawn()?,
             agent_id: String::new(),
@@ -77,7 +78,7 @@ impl Fleet {
         )?;
         let state = fleet.dir.path().join("agent");
         let enrolled = run(
-            Command::new(bins.join("deskside-agent"))
+            Command::new(&bins.agent)
                 .arg("--state")
                 .arg(&state)
                 .args(["enroll", &token]),
@@ -90,7 +91,7 @@ impl Fleet {
             .to_owned();
         std::fs::write(state.join("policy.toml"), POLICY)?;
         let _ = fleet.agent.wait();
-        fleet.agent = Command::new(bins.join("deskside-agent"))
+        fleet.agent = Command::new(&bins.agent)
             .arg("--state")
             .arg(&state)
             .arg("run")
@@ -136,7 +137,7 @@ impl Fleet {
 
     /// The technician CLI with this fleet's profile.
     pub fn deskside(&self) -> Command {
-        let mut c = Command::new(self.bins.join("deskside"));
+        let mut c = Command::new(self.bins.dir.join("deskside"));
         c.env("DESKSIDE_PROFILE", self.profile());
         c
     }
@@ -181,7 +182,7 @@ impl Fleet {
                  timeout_secs = 30\nbody = \"bench-true.sh\"\n"
             ),
         )?;
-        let out = Command::new(self.bins.join("deskside"))
+        let out = Command::new(self.bins.dir.join("deskside"))
             .arg("--data")
             .arg(data)
             .args(["script", "add"])

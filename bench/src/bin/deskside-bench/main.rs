@@ -118,7 +118,7 @@ async fn bench(cli: Cli) -> Result<()> {
         } => {
             setup()?;
             let bins = match bin_dir {
-                Some(d) => d,
+                Some(d) => Bins::in_dir(d),
                 None => build(true)?,
             };
             let runs = usize::try_from(runs).context("--runs too large")?;
@@ -145,7 +145,7 @@ async fn bench(cli: Cli) -> Result<()> {
         }
         Mode::Smoke { bin_dir } => {
             let bins = match bin_dir {
-                Some(d) => d,
+                Some(d) => Bins::in_dir(d),
                 None => build(false)?,
             };
             let plan = Plan {
@@ -191,7 +191,7 @@ async fn bench(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn report(plan: &Plan, bins: &Path, command: String) -> Result<String> {
+async fn report(plan: &Plan, bins: &Bins, command: String) -> Result<String> {
     let machine = machine::Machine::describe(&workspace());
     let (rows, setup) = run::all(plan, bins).await?;
     let report = report::Report {
@@ -228,24 +228,32 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-/// Builds `deskside`, `deskside-agent` and this crate's binaries; returns their dir.
-/// `release` forces release builds; otherwise the profile this binary was built with.
-fn build(release: bool) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let here = exe.parent().context("cannot locate the target directory")?;
-    let release = release || here.ends_with("release");
-    let dir = if release {
-        here.parent()
-            .context("cannot locate the target directory")?
-            .join("release")
-    } else {
-        here.to_path_buf()
-    };
+/// The binaries measured.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `deskside`, `deskside-swarm`.
+    pub dir: PathBuf,
+    /// `deskside-agent`: from the size-optimised `agent` profile in release runs, as
+    /// the package ships it.
+    pub agent: PathBuf,
+}
+
+impl Bins {
+    fn in_dir(dir: PathBuf) -> Bins {
+        Bins {
+            agent: dir.join("deskside-agent"),
+            dir,
+        }
+    }
+}
+
+/// Scrubs the variables `cargo run` gave this process from a nested cargo command.
+/// Under `cargo run` this process carries the package's own CARGO_PKG_*/CARGO_MANIFEST_*
+/// variables; build scripts that track those (ring's) would see them change and rebuild
+/// everything below them, twice.
+fn cargo() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    // Under `cargo run` this process carries the package's own CARGO_PKG_*/CARGO_MANIFEST_*
-    // variables; build scripts that track those (ring's) would see them change and
-    // rebuild everything below them, twice.
     for (key, _) in std::env::vars_os() {
         let name = key.to_string_lossy();
         if name.starts_with("CARGO_PKG_")
@@ -261,7 +269,26 @@ fn build(release: bool) -> Result<PathBuf> {
             cmd.env_remove(&key);
         }
     }
-    cmd.current_dir(workspace()).args([
+    cmd.current_dir(workspace());
+    cmd
+}
+
+/// Builds `deskside`, `deskside-agent` and this crate's binaries.
+/// `release` forces release builds (and the agent's `agent` profile); otherwise the
+/// profile this binary was built with.
+fn build(release: bool) -> Result<Bins> {
+    let exe = std::env::current_exe()?;
+    let here = exe.parent().context("cannot locate the target directory")?;
+    let release = release || here.ends_with("release");
+    let dir = if release {
+        here.parent()
+            .context("cannot locate the target directory")?
+            .join("release")
+    } else {
+        here.to_path_buf()
+    };
+    let mut cmd = cargo();
+    cmd.args([
         "build",
         "-p",
         "deskside-controller",
@@ -282,5 +309,27 @@ fn build(release: bool) -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build failed ({status})");
     }
-    Ok(dir)
+    if !release {
+        return Ok(Bins::in_dir(dir));
+    }
+    eprintln!("building the agent as it ships (profile `agent`)…");
+    let status = cargo()
+        .args([
+            "build",
+            "--profile",
+            "agent",
+            "-p",
+            "deskside-agent",
+            "--bins",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --profile agent failed ({status})");
+    }
+    let agent = dir
+        .parent()
+        .context("cannot locate the target directory")?
+        .join("agent")
+        .join("deskside-agent");
+    Ok(Bins { dir, agent })
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::Bins;
 use crate::deskside::{self, Idle};
 use crate::fleet::Fleet;
 use crate::report::Row;
@@ -43,7 +44,7 @@ pub struct Plan {
 }
 
 /// Measures everything; returns the table rows and the setup lines (ssh negotiation).
-pub async fn all(plan: &Plan, bins: &Path) -> Result<(Vec<Row>, Vec<String>)> {
+pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
     let mut rows = Vec::new();
     let mut setup = Vec::new();
     let scratch = tempfile::Builder::new()
@@ -137,7 +138,7 @@ pub async fn all(plan: &Plan, bins: &Path) -> Result<(Vec<Row>, Vec<String>)> {
     drop(fleet);
 
     eprintln!("swarm…");
-    rows.extend(swarm_rows(bins, plan.swarm));
+    rows.extend(swarm_rows(&bins.dir, plan.swarm));
     Ok((rows, setup))
 }
 
@@ -171,7 +172,8 @@ fn idle_rows(agent: &Idle, controller_rss: u64, quiet: Duration) -> Vec<Row> {
             ))
             .met(agent.rss_bytes <= AGENT_IDLE_RSS_TARGET)
             .how(format!(
-                "VmRSS from /proc/PID/status of the release `deskside-agent run` process, \
+                "VmRSS from /proc/PID/status of the `deskside-agent run` process as packaged \
+                 (in `all`: profile `agent`, size-optimised with whole-program LTO), \
                  connected, after the settle period; threads: {}; smaps_rollup: {}",
                 agent.threads, agent.smaps
             )),
