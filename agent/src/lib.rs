@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod backoff;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod consent;
 pub mod control;

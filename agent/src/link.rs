@@ -202,6 +202,23 @@ async fn answer_stream(
             return;
         }
     };
+    let req = match req {
+        AgentRequest::CollectFile {
+            requester,
+            path,
+            max_bytes,
+        } => {
+            let span = tracing::info_span!(
+                "collect",
+                technician = %requester.technician,
+                ticket = requester.ticket,
+                agent = %ctx.agent_id
+            );
+            let served = crate::collect::serve(ctx, requester, path, max_bytes, send, recv);
+            return tracing::Instrument::instrument(served, span).await;
+        }
+        other => other,
+    };
     let link = ControllerLink {
         address: conn.remote_address().to_string(),
         rtt_ms: conn.rtt().as_secs_f64() * 1000.0,

@@ -95,19 +95,31 @@ impl AgentCtx {
         redactor.apply(&mut value);
         let bytes =
             serde_json::to_vec_pretty(&value).map_err(|e| format!("encoding {kind}: {e}"))?;
+        let mut item = self.sign_item(kind, bytes)?;
+        item.redaction = redactor.rules();
+        Ok(item)
+    }
+
+    /// Signs `bytes` as an evidence item of `kind`, unredacted, under a new key.
+    pub(crate) fn sign_item(&self, kind: &str, bytes: Vec<u8>) -> Result<SignedItem, String> {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let signature = deskside_transport::pki::sign_evidence(&self.key_pem, &digest)
-            .map_err(|e| format!("signing {kind}: {e}"))?;
+        let signature = self.sign_digest(&digest, kind)?;
         Ok(SignedItem {
             key: crate::spool::new_key(),
             kind: kind.to_owned(),
             bytes,
             signature,
-            redaction: redactor.rules(),
+            redaction: Vec::new(),
         })
     }
 
-    fn audit(
+    /// The agent's evidence signature over a SHA-256 digest of `what`.
+    pub(crate) fn sign_digest(&self, digest: &[u8; 32], what: &str) -> Result<Vec<u8>, String> {
+        deskside_transport::pki::sign_evidence(&self.key_pem, digest)
+            .map_err(|e| format!("signing {what}: {e}"))
+    }
+
+    pub(crate) fn audit(
         &self,
         who: &Requester,
         scope: &str,
@@ -191,6 +203,10 @@ pub async fn handle(
         } => {
             return run_script(ctx, &requester, *script, &params, replies).await;
         }
+        // Served on the stream itself by `crate::collect` (raw bytes, not framed replies).
+        AgentRequest::CollectFile { .. } => AgentReply::Failed {
+            reason: "file requests are answered on their own stream".into(),
+        },
     };
     let _ = replies.send(reply).await;
 }
@@ -283,12 +299,17 @@ async fn keep_and_audit(
     Ok(())
 }
 
-fn failed(ctx: &AgentCtx, who: &Requester, scope: &str, reason: String) -> AgentReply {
+pub(crate) fn failed(ctx: &AgentCtx, who: &Requester, scope: &str, reason: String) -> AgentReply {
     let _ = ctx.audit(who, scope, "failed", reason.clone());
     AgentReply::Failed { reason }
 }
 
-fn refused(ctx: &AgentCtx, who: &Requester, scope: &str, refusal: Refusal) -> AgentReply {
+pub(crate) fn refused(
+    ctx: &AgentCtx,
+    who: &Requester,
+    scope: &str,
+    refusal: Refusal,
+) -> AgentReply {
     match ctx.audit(who, scope, "refused", refusal.reason.clone()) {
         Ok(()) => AgentReply::Refused(refusal),
         Err(reason) => AgentReply::Failed { reason },

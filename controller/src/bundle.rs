@@ -74,6 +74,27 @@ pub struct BundleAgent {
 /// (`deskside_proto::limits::MAX_EVIDENCE_BYTES`); anything bigger was not made by one.
 const MAX_ITEM_BYTES: u64 = deskside_proto::limits::MAX_EVIDENCE_BYTES as u64;
 
+/// Largest collected file `verify` hashes: the most `[evidence] max_file_bytes` allows.
+const MAX_FILE_ITEM_BYTES: u64 = crate::config::MAX_COLLECT_LIMIT;
+
+/// SHA-256 of a file, read in pieces.
+fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(buf.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
 /// Largest `evidence.json` `verify` reads: a ticket with thousands of entries is a few MiB.
 const MAX_EVIDENCE_JSON_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -114,7 +135,6 @@ pub fn write(
     c: Contents,
     blobs: &dyn crate::evidence::BlobStore,
 ) -> Result<(Bundle, Vec<String>), BundleError> {
-    use sha2::{Digest, Sha256};
     if dir.exists() {
         return Err(BundleError::Invalid(format!(
             "{} already exists; bundles are never overwritten",
@@ -127,18 +147,23 @@ pub fn write(
     let mut items = Vec::new();
     let mut bytes_of = std::collections::HashMap::new();
     for e in &c.evidence {
-        let bytes = blobs.get(&e.sha256)?;
+        let rel = format!("{ITEMS_DIR}/{}", e.sha256);
+        let path = dir.join(&rel);
+        // Copied in pieces (a collected file may be a GiB), hashed on the way.
+        let copied = blobs.copy_to(&e.sha256, &path)?;
         // The blob store is content-addressed; a mismatch means the disk was tampered with.
-        if hex::encode(Sha256::digest(&bytes)) != e.sha256 {
+        if copied != e.sha256 {
             return Err(BundleError::Invalid(format!(
                 "stored evidence {} no longer matches its hash; the controller's evidence store was altered",
                 e.sha256
             )));
         }
-        let rel = format!("{ITEMS_DIR}/{}", e.sha256);
-        let path = dir.join(&rel);
-        std::fs::write(&path, &bytes).map_err(io(&path))?;
         files.push(rel);
+        // The report reads snapshots and run records; collected files stay on disk.
+        if e.kind != deskside_proto::msg::files::FILE_KIND {
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            bytes_of.insert(e.sha256.clone(), bytes);
+        }
         items.push(BundleItem {
             sha256: e.sha256.clone(),
             kind: e.kind.clone(),
@@ -148,7 +173,6 @@ pub fn write(
             signature: e.signature.clone(),
             redaction: e.redaction.clone(),
         });
-        bytes_of.insert(e.sha256.clone(), bytes);
     }
     let bundle = Bundle {
         format: BUNDLE_FORMAT,
@@ -197,7 +221,6 @@ pub struct Verified {
 /// certificate, itself checked against the bundled CA), and the timeline chain. The error
 /// names the first item or entry that fails.
 pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
-    use sha2::{Digest, Sha256};
     use std::io::Read;
     let bad = BundleError::Invalid;
     let path = dir.join(EVIDENCE_JSON);
@@ -260,13 +283,17 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         let size = std::fs::metadata(&path)
             .map_err(|e| bad(format!("{at}: missing ({e})")))?
             .len();
-        if size > MAX_ITEM_BYTES {
+        let limit = if item.kind == deskside_proto::msg::files::FILE_KIND {
+            MAX_FILE_ITEM_BYTES
+        } else {
+            MAX_ITEM_BYTES
+        };
+        if size > limit {
             return Err(bad(format!(
-                "{at}: {size} bytes, over the {MAX_ITEM_BYTES}-byte limit for one item"
+                "{at}: {size} bytes, over the {limit}-byte limit for one item"
             )));
         }
-        let bytes = std::fs::read(&path).map_err(|e| bad(format!("{at}: missing ({e})")))?;
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let digest = hash_file(&path).map_err(|e| bad(format!("{at}: missing ({e})")))?;
         if hex::encode(digest) != item.sha256 {
             return Err(bad(format!(
                 "{at}: the file's SHA-256 is {} (altered)",

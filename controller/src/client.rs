@@ -110,7 +110,9 @@ impl TechClient {
         loop {
             let reply = framed::recv_within::<TechReply>(&mut recv, STREAM_IDLE).await?;
             match reply {
-                TechReply::RunOutput { .. } | TechReply::BundleFile { .. } => each(&reply),
+                TechReply::RunOutput { .. }
+                | TechReply::BundleFile { .. }
+                | TechReply::CollectProgress { .. } => each(&reply),
                 TechReply::Error(e) => return Err(Refused(e).into()),
                 other => return Ok(other),
             }

@@ -48,8 +48,12 @@ pub mod env {
 
 const SOCKET_ADDR_HINT: &str = "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
 const TOP_KEYS: &str =
-    "expected listen, data, [metrics], [log], [certificates], [sla], [ticketing]";
+    "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing]";
 const CERTIFICATE_KEYS: &str = "expected validity";
+const EVIDENCE_KEYS: &str = "expected max_file_bytes";
+/// Largest accepted `evidence.max_file_bytes`: a file this size already takes minutes
+/// to move; past it, copy the disk some other way.
+pub const MAX_COLLECT_LIMIT: u64 = 64 * 1024 * 1024 * 1024;
 /// Shortest accepted `certificates.validity`: clients renew at two thirds of it, and a
 /// laptop asleep over a weekend must not come back expired.
 pub const MIN_CLIENT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -94,6 +98,8 @@ pub struct ControllerConfig {
     pub ticketing: TicketingConfig,
     /// Validity of agent and technician certificates (`[certificates] validity`).
     pub client_validity: Duration,
+    /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`).
+    pub max_collect_bytes: u64,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -109,6 +115,7 @@ impl Default for ControllerConfig {
             sla: SlaConfig::default(),
             ticketing: TicketingConfig::default(),
             client_validity: crate::ca::CLIENT_VALIDITY,
+            max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             source: None,
         }
     }
@@ -237,6 +244,31 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                     }
                 }
             }
+            "evidence" => {
+                for (k, v) in f.table("evidence", value)? {
+                    match k.as_str() {
+                        "max_file_bytes" => {
+                            let limit = v
+                                .as_integer()
+                                .and_then(|n| u64::try_from(n).ok())
+                                .filter(|n| (1..=MAX_COLLECT_LIMIT).contains(n))
+                                .ok_or_else(|| {
+                                    f.invalid(
+                                        "evidence.max_file_bytes",
+                                        v,
+                                        format!("must be a whole number of bytes from 1 to {MAX_COLLECT_LIMIT}"),
+                                    )
+                                })?;
+                            config.max_collect_bytes = limit;
+                        }
+                        other => {
+                            return Err(f
+                                .unknown(&format!("evidence.{other}"), EVIDENCE_KEYS)
+                                .into());
+                        }
+                    }
+                }
+            }
             "sla" => {
                 config.sla = SlaConfig::from_table(f.table("sla", value)?).map_err(|message| {
                     ConfigError::Sla {
@@ -320,6 +352,26 @@ mod tests {
         let path = dir.join("controller.toml");
         std::fs::write(&path, text)?;
         Ok(path)
+    }
+
+    #[test]
+    fn evidence_file_limit_is_read_and_bounded() -> anyhow::Result<()> {
+        let path = Path::new("/etc/deskside/controller.toml");
+        assert_eq!(
+            parse("", path)?.max_collect_bytes,
+            deskside_proto::limits::MAX_COLLECT_BYTES
+        );
+        let c = parse("[evidence]\nmax_file_bytes = 1048576\n", path)?;
+        assert_eq!(c.max_collect_bytes, 1_048_576);
+        for bad in ["0", "-1", "\"1G\"", "68719476737"] {
+            let text = format!("[evidence]\nmax_file_bytes = {bad}\n");
+            let e = parse(&text, path)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("evidence.max_file_bytes"), "{bad}: {e}");
+        }
+        Ok(())
     }
 
     fn load_err(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {

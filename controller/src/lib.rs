@@ -21,3 +21,4 @@ pub mod server;
 pub mod sla;
 pub mod starter;
 pub mod store;
+mod writeback;

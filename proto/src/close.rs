@@ -21,6 +21,9 @@ pub const BUSY: u32 = 7;
 pub const SHUTDOWN: u32 = 8;
 /// A newer connection for the same agent replaced this one.
 pub const REPLACED: u32 = 9;
+/// A bulk transfer (a collected file) was abandoned part-way: the sender could not read
+/// on, or the receiver refused what it was sent. Only that stream is lost.
+pub const TRANSFER_ABORTED: u32 = 10;
 
 /// A short name for a close code, for error messages.
 pub fn describe(code: u64) -> &'static str {
@@ -35,6 +38,7 @@ pub fn describe(code: u64) -> &'static str {
         7 => "busy",
         8 => "shutting down",
         9 => "replaced by a newer connection",
+        10 => "transfer aborted",
         _ => "unknown reason",
     }
 }

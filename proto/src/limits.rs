@@ -43,3 +43,8 @@ pub const MAX_DECODE_MEMORY: usize = 64 * 1024 * 1024;
 /// Bundle files travel to the technician in chunks of this size, so one reply stays far
 /// below [`MAX_REPLY_BYTES`] whatever the evidence size.
 pub const BUNDLE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Default limit on one file collected as evidence (`deskside collect`): large logs,
+/// crash dumps and core files fit; a disk image does not. The controller's
+/// `[evidence] max_file_bytes` changes it; the bytes stream to disk, never into memory.
+pub const MAX_COLLECT_BYTES: u64 = 1024 * 1024 * 1024;

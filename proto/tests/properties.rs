@@ -11,14 +11,15 @@ use proptest::prelude::*;
 
 use deskside_proto::frame::{self, HEADER_LEN};
 use deskside_proto::msg::agent::{
-    AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Requester,
+    AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Requester, SignedItem,
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
 use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken, TokenKind};
+use deskside_proto::msg::files::{FileManifest, FileRefusal};
 use deskside_proto::msg::hello::{Hello, HelloReply};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::Scope;
-use deskside_proto::msg::tech::{DiagReport, EvidenceRef, TechReply, TechRequest};
+use deskside_proto::msg::tech::{CollectReport, DiagReport, EvidenceRef, TechReply, TechRequest};
 use deskside_proto::{DecodeError, Message, decode, encode};
 
 // ---------------------------------------------------------------------------------------
@@ -74,6 +75,125 @@ fn agent_request() -> impl Strategy<Value = AgentRequest> {
     requester().prop_map(|requester| AgentRequest::Diagnostics { requester })
 }
 
+/// Absolute paths as technicians type them, and some that are not.
+fn file_path() -> impl Strategy<Value = String> {
+    prop_oneof!["(/[a-zA-Z0-9._ -]{1,20}){1,6}", text()]
+}
+
+fn collect_request() -> impl Strategy<Value = AgentRequest> {
+    (requester(), file_path(), any::<u64>()).prop_map(|(requester, path, max_bytes)| {
+        AgentRequest::CollectFile {
+            requester,
+            path,
+            max_bytes,
+        }
+    })
+}
+
+prop_compose! {
+    fn file_manifest()(
+        path in file_path(),
+        size_bytes in any::<u64>(),
+        sha256 in "[0-9a-f]{64}",
+        file_signature in "[0-9a-f]{140,144}",
+        modified_at_secs in any::<i64>(),
+        mode in any::<u32>(),
+        uid in any::<u32>(),
+        gid in any::<u32>(),
+        hostname in name(),
+        agent in name(),
+        technician in name(),
+        ticket in any::<u64>(),
+        collected_at_ms in any::<u64>(),
+    ) -> FileManifest {
+        FileManifest {
+            path, size_bytes, sha256, file_signature, modified_at_secs, mode, uid, gid,
+            hostname, agent, technician, ticket, collected_at_ms,
+        }
+    }
+}
+
+fn file_refusal() -> impl Strategy<Value = FileRefusal> {
+    prop_oneof![
+        file_path().prop_map(|path| FileRefusal::RelativePath { path }),
+        file_path().prop_map(|path| FileRefusal::NotFound { path }),
+        file_path().prop_map(|path| FileRefusal::Symlink { path }),
+        (file_path(), text()).prop_map(|(path, what)| FileRefusal::NotRegular { path, what }),
+        (file_path(), text()).prop_map(|(path, reason)| FileRefusal::Unreadable { path, reason }),
+        (file_path(), any::<u64>(), any::<u64>()).prop_map(|(path, size_bytes, limit_bytes)| {
+            FileRefusal::TooLarge {
+                path,
+                size_bytes,
+                limit_bytes,
+            }
+        }),
+    ]
+}
+
+/// The agent's side of a collect: the header, the signed manifest, or a refusal.
+fn collect_reply() -> impl Strategy<Value = AgentReply> {
+    prop_oneof![
+        any::<u64>().prop_map(|size_bytes| AgentReply::FileStart { size_bytes }),
+        (file_manifest(), "[0-9a-f]{32}", vec(any::<u8>(), 64..73)).prop_map(
+            |(m, key, signature)| {
+                AgentReply::FileSent(Box::new(SignedItem {
+                    key,
+                    kind: "file_manifest".into(),
+                    bytes: serde_json::to_vec(&m).unwrap_or_default(),
+                    signature,
+                    redaction: vec![],
+                }))
+            }
+        ),
+        file_refusal().prop_map(AgentReply::FileRefused),
+    ]
+}
+
+fn evidence_ref(kind: &'static str) -> impl Strategy<Value = EvidenceRef> {
+    ("[0-9a-f]{64}", any::<u64>(), name()).prop_map(move |(sha, size_bytes, agent)| EvidenceRef {
+        location: format!("/var/lib/deskside/evidence/{sha}"),
+        sha256: sha,
+        kind: kind.into(),
+        size_bytes,
+        agent: Some(agent),
+        created_at_secs: 1_790_000_000,
+        signature: Some("3045".into()),
+        redaction: vec![],
+    })
+}
+
+/// The controller's side of a collect: progress and the final report.
+fn collect_tech_reply() -> impl Strategy<Value = TechReply> {
+    prop_oneof![
+        (any::<u64>(), any::<u64>()).prop_map(|(received_bytes, total_bytes)| {
+            TechReply::CollectProgress {
+                received_bytes,
+                total_bytes,
+            }
+        }),
+        (
+            any::<u64>(),
+            name(),
+            file_manifest(),
+            evidence_ref("file"),
+            evidence_ref("file_manifest"),
+            any::<u64>()
+        )
+            .prop_map(
+                |(ticket, agent, manifest, evidence, manifest_evidence, elapsed_ms)| {
+                    TechReply::Collected(Box::new(CollectReport {
+                        ticket,
+                        agent,
+                        manifest,
+                        evidence,
+                        manifest_evidence,
+                        elapsed_ms,
+                    }))
+                }
+            ),
+    ]
+}
+
 fn tech_request() -> impl Strategy<Value = TechRequest> {
     prop_oneof![
         Just(TechRequest::ListAgents),
@@ -112,6 +232,13 @@ fn tech_request() -> impl Strategy<Value = TechRequest> {
                 ticket,
                 script,
                 params,
+            }
+        }),
+        (name(), any::<u64>(), file_path()).prop_map(|(agent, ticket, path)| {
+            TechRequest::Collect {
+                agent,
+                ticket,
+                path,
             }
         }),
     ]
@@ -240,6 +367,9 @@ fn mutated_encoding() -> impl Strategy<Value = Vec<u8>> {
         check_in().prop_map(|m| encode(&m)),
         tech_request().prop_map(|m| encode(&m)),
         agent_request().prop_map(|m| encode(&m)),
+        collect_request().prop_map(|m| encode(&m)),
+        collect_reply().prop_map(|m| encode(&m)),
+        collect_tech_reply().prop_map(|m| encode(&m)),
         diag_reply().prop_map(|m| encode(&m)),
         enroll_token().prop_map(|m| encode(&m)),
     ]
@@ -454,6 +584,21 @@ proptest! {
     }
 
     #[test]
+    fn agent_collect_request_round_trips(msg in collect_request()) {
+        round_trips(&msg)?;
+    }
+
+    #[test]
+    fn agent_collect_replies_round_trip(msg in collect_reply()) {
+        round_trips(&msg)?;
+    }
+
+    #[test]
+    fn collect_progress_and_report_round_trip(msg in collect_tech_reply()) {
+        round_trips(&msg)?;
+    }
+
+    #[test]
     fn snapshot_round_trips_inside_a_diagnostics_reply(msg in diag_reply()) {
         round_trips(&msg)?;
     }
@@ -478,6 +623,12 @@ proptest! {
     #[test]
     fn truncated_tech_request_frames_are_errors(msg in tech_request()) {
         truncations_are_errors(&msg)?;
+    }
+
+    #[test]
+    fn truncated_collect_frames_are_errors(request in collect_request(), reply in collect_reply()) {
+        truncations_are_errors(&request)?;
+        truncations_are_errors(&reply)?;
     }
 
     // A snapshot frame runs to kilobytes: checking every cut of every case is quadratic,

@@ -55,6 +55,11 @@ pub fn server_endpoint_config(secret: &[u8]) -> EndpointConfig {
     config
 }
 
+/// Kernel receive buffer of the controller's UDP socket: 8 MiB absorbs a burst of
+/// bulk transfers (a collected file) without drops; it is kernel memory used only
+/// while datagrams wait, shared by every connection.
+pub const SERVER_RECV_BUFFER: usize = 8 * 1024 * 1024;
+
 /// A server endpoint on `listen` with [`server_endpoint_config`].
 pub fn server_endpoint(
     listen: SocketAddr,
@@ -62,6 +67,12 @@ pub fn server_endpoint(
     config: quinn::ServerConfig,
 ) -> Result<Endpoint, TransportError> {
     let socket = std::net::UdpSocket::bind(listen)?;
+    // Datagrams that arrive while the endpoint is busy wait here; when it overflows they
+    // are dropped and the sender's congestion control backs off. The kernel caps the
+    // size at net.core.rmem_max; a smaller buffer still works, only slower.
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(SERVER_RECV_BUFFER) {
+        tracing::debug!(error = %e, "UDP receive buffer left at the system default");
+    }
     Ok(Endpoint::new(
         server_endpoint_config(secret),
         Some(config),

@@ -1,6 +1,7 @@
 //! `deskside`: the controller's admin commands and the technician CLI.
 
 pub mod admin;
+pub mod collect;
 pub mod diag_all;
 mod render;
 pub mod tech;
@@ -156,6 +157,18 @@ pub enum Command {
         /// A parameter, repeatable: --param host=example.org
         #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
         params: Vec<(String, String)>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Collect a regular file from an agent's machine and store it on a ticket as signed
+    /// evidence (needs the `files` scope: a session or the machine's policy).
+    Collect {
+        /// Agent id or hostname.
+        agent: String,
+        /// Absolute path of a regular file on that machine.
+        path: String,
+        #[arg(long)]
+        ticket: u64,
         #[arg(long)]
         json: bool,
     },
@@ -416,6 +429,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 sla: config.sla.clone(),
                 ticketing: config.ticketing.clone(),
                 client_validity: config.client_validity,
+                max_collect_bytes: config.max_collect_bytes,
                 ..crate::server::Options::default()
             };
             admin::serve(&data_dir(data)?, &options).await
@@ -520,6 +534,12 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             params,
             json,
         } => tech::run(agent, script, ticket, params, json).await,
+        Command::Collect {
+            agent,
+            path,
+            ticket,
+            json,
+        } => collect::collect(agent, path, ticket, json).await,
         Command::Status { metrics, json } => admin::status(metrics, json).await,
         Command::Demo => crate::demo::run().await,
     }

@@ -6,6 +6,7 @@
 
 mod admission;
 mod agents;
+mod collect;
 mod enroll;
 mod intake;
 mod renew;
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub request_timeout: Duration,
     /// Validity of the client certificates issued at enrollment and renewal.
     pub client_validity: Duration,
+    /// Largest file `deskside collect` stores.
+    pub max_collect_bytes: u64,
 }
 
 /// A running controller.
@@ -132,6 +135,9 @@ pub struct Options {
     pub request_timeout: Duration,
     /// How long agent and technician certificates are valid (`[certificates] validity`).
     pub client_validity: Duration,
+    /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`); the agent
+    /// refuses larger ones before sending a byte.
+    pub max_collect_bytes: u64,
 }
 
 impl Default for Options {
@@ -146,6 +152,7 @@ impl Default for Options {
             hello_timeout: HELLO_TIMEOUT,
             client_validity: crate::ca::CLIENT_VALIDITY,
             request_timeout: REQUEST_TIMEOUT,
+            max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
         }
     }
 }
@@ -181,6 +188,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         hello_timeout: options.hello_timeout,
         client_validity: options.client_validity,
         request_timeout: options.request_timeout,
+        max_collect_bytes: options.max_collect_bytes,
     });
     let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {

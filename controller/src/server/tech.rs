@@ -140,6 +140,13 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
                         )
                         .await
                     }
+                    TechRequest::Collect {
+                        agent,
+                        ticket,
+                        path,
+                    } => {
+                        super::collect::collect(shared, tech, &agent, ticket, path, &mut send).await
+                    }
                     req => {
                         let reply = dispatch(shared, tech, req).await;
                         if let Err(e) = framed::send(&mut send, &reply).await {
@@ -197,6 +204,7 @@ fn kind_of(req: &TechRequest) -> &'static str {
         TechRequest::ShowScript { .. } => "show_script",
         TechRequest::RunScript { .. } => "run_script",
         TechRequest::RenewCertificate { .. } => "renew_certificate",
+        TechRequest::Collect { .. } => "collect",
     }
 }
 
@@ -212,7 +220,8 @@ fn ticket_of(req: &TechRequest) -> Option<u64> {
         | TechRequest::RequestSession { ticket, .. }
         | TechRequest::JoinSession { ticket, .. }
         | TechRequest::EndSession { ticket, .. }
-        | TechRequest::RunScript { ticket, .. } => Some(*ticket),
+        | TechRequest::RunScript { ticket, .. }
+        | TechRequest::Collect { ticket, .. } => Some(*ticket),
         _ => None,
     }
 }
@@ -222,7 +231,8 @@ fn agent_of(req: &TechRequest) -> Option<&str> {
         TechRequest::Diagnostics { agent, .. }
         | TechRequest::RequestSession { agent, .. }
         | TechRequest::EndSession { agent, .. }
-        | TechRequest::RunScript { agent, .. } => Some(agent),
+        | TechRequest::RunScript { agent, .. }
+        | TechRequest::Collect { agent, .. } => Some(agent),
         TechRequest::NewTicket { agent, .. } => agent.as_deref(),
         _ => None,
     }
@@ -316,6 +326,7 @@ async fn dispatch(shared: &Shared, tech: &Tech, req: TechRequest) -> TechReply {
         TechRequest::RunScript { .. } => {
             Ok(error(ErrorCode::BadRequest, "script runs are streamed"))
         }
+        TechRequest::Collect { .. } => Ok(error(ErrorCode::BadRequest, "files are streamed")),
         TechRequest::RenewCertificate { csr_pem } => {
             return super::renew::technician(shared, &tech.conn, &tech.name, &csr_pem).await;
         }

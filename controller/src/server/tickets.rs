@@ -432,30 +432,34 @@ async fn stream_dir(dir: &std::path::Path, out: &mut SendStream) -> anyhow::Resu
     items.sort();
     paths.extend(items);
     for rel in paths {
-        let bytes = tokio::fs::read(dir.join(&rel)).await?;
+        use tokio::io::AsyncReadExt;
+        // Read in chunks: an item may be a collected file of a GiB.
+        let mut file = tokio::fs::File::open(dir.join(&rel)).await?;
         let mut offset = 0u64;
-        for chunk in bytes.chunks(BUNDLE_CHUNK_BYTES) {
-            framed::send(
-                out,
-                &TechReply::BundleFile {
-                    path: rel.clone(),
-                    offset,
-                    data: chunk.to_vec(),
-                },
-            )
-            .await?;
-            offset += chunk.len() as u64;
-        }
-        if bytes.is_empty() {
-            framed::send(
-                out,
-                &TechReply::BundleFile {
-                    path: rel.clone(),
-                    offset: 0,
-                    data: Vec::new(),
-                },
-            )
-            .await?;
+        loop {
+            let mut chunk = Vec::with_capacity(BUNDLE_CHUNK_BYTES);
+            (&mut file)
+                .take(BUNDLE_CHUNK_BYTES as u64)
+                .read_to_end(&mut chunk)
+                .await?;
+            let last = chunk.len() < BUNDLE_CHUNK_BYTES;
+            // An empty file still gets one (empty) chunk so the technician creates it.
+            if !chunk.is_empty() || offset == 0 {
+                let len = chunk.len() as u64;
+                framed::send(
+                    out,
+                    &TechReply::BundleFile {
+                        path: rel.clone(),
+                        offset,
+                        data: chunk,
+                    },
+                )
+                .await?;
+                offset += len;
+            }
+            if last {
+                break;
+            }
         }
     }
     Ok(())

@@ -78,6 +78,37 @@ impl Db {
         Ok(Delivered::New(entry))
     }
 
+    /// Several items an agent delivered together under `key` (a collected file and its
+    /// signed manifest), each with its timeline entry, in one transaction: all or none.
+    /// The first item names the delivery. Every blob must already be durable.
+    pub fn add_delivered_evidence_set(
+        &mut self,
+        agent: &str,
+        key: &str,
+        number: u64,
+        items: &[(NewEvidence, NewEvent<'_>)],
+    ) -> StoreResult<Delivered> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let first = items.first().map(|(e, _)| e.sha256.as_str());
+        if let Some(earlier) = claim(&tx, agent, key, number, first)? {
+            return Ok(earlier);
+        }
+        let mut last = None;
+        for (item, event) in items {
+            super::tickets::insert_evidence(&tx, number, item)?;
+            last = Some(append_event(&tx, number, event)?);
+        }
+        let Some(entry) = last else {
+            return Err(super::StoreError::Conflict(
+                "a delivery with no items records nothing".into(),
+            ));
+        };
+        tx.commit()?;
+        Ok(Delivered::New(entry))
+    }
+
     /// Appends `event` for a notice an agent delivered under `key`, once.
     pub fn add_delivered_event(
         &mut self,

@@ -12,6 +12,7 @@ use deskside_proto::msg::agent::{
     SignedItem,
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
+use deskside_proto::msg::files::FileRefusal;
 use deskside_proto::msg::enroll::{
     EnrollRefusal, EnrollReply, EnrollRequest, EnrollToken, Enrollment, TokenKind,
 };
@@ -153,6 +154,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             redaction: vec![],
         },
     })))?;
+    // Collecting a file (protocol 3): request, header, manifest, refusal, progress.
+    seeds.add(&AgentRequest::CollectFile {
+        requester: Requester {
+            technician: "alice".into(),
+            tier: Tier::L1,
+            ticket: 42,
+        },
+        path: "/var/log/syslog".into(),
+        max_bytes: 1 << 30,
+    })?;
+    seeds.add(&AgentReply::FileStart {
+        size_bytes: 268_435_456,
+    })?;
+    seeds.add(&AgentReply::FileSent(Box::new(SignedItem {
+        key: "3c4d5e6f708192a3b4c5d6e7f8091a2b".into(),
+        kind: "file_manifest".into(),
+        bytes: br#"{"path":"/var/log/syslog","size_bytes":5,"sha256":"2cf2"}"#.to_vec(),
+        signature: vec![0x30, 0x45, 0x02, 0x21],
+        redaction: vec![],
+    })))?;
+    seeds.add(&AgentReply::FileRefused(FileRefusal::TooLarge {
+        path: "/var/crash/core".into(),
+        size_bytes: 4 << 30,
+        limit_bytes: 1 << 30,
+    }))?;
+    seeds.add(&TechRequest::Collect {
+        agent: "ws-0042".into(),
+        ticket: 42,
+        path: "/var/log/syslog".into(),
+    })?;
+    seeds.add(&TechReply::CollectProgress {
+        received_bytes: 1 << 20,
+        total_bytes: 1 << 28,
+    })?;
     seeds.add(&TechReply::Error(ErrorReply {
         code: ErrorCode::Forbidden,
         message: "tier l1 may not run l2 scripts".into(),

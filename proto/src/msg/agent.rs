@@ -7,6 +7,9 @@ use crate::codec::Message;
 use crate::limits::{MAX_AGENT_REQUEST_BYTES, MAX_CONTROL_BYTES, MAX_EVIDENCE_BYTES};
 #[cfg(doc)]
 use crate::msg::diag::Snapshot;
+#[cfg(doc)]
+use crate::msg::files::FileManifest;
+use crate::msg::files::FileRefusal;
 use crate::msg::identity::Tier;
 use crate::msg::script::{RunEvent, SignedScript};
 use crate::msg::session::{Grant, Scope, SessionAsk, SessionOutcome};
@@ -58,6 +61,14 @@ pub enum AgentRequest {
         script: Box<SignedScript>,
         params: Vec<(String, String)>,
     },
+    /// Send the regular file at the absolute `path`, if it is at most `max_bytes` long:
+    /// [`AgentReply::FileStart`], the raw bytes, then [`AgentReply::FileSent`] (see
+    /// [`crate::msg::files`]).
+    CollectFile {
+        requester: Requester,
+        path: String,
+        max_bytes: u64,
+    },
 }
 
 impl AgentRequest {
@@ -66,7 +77,8 @@ impl AgentRequest {
             AgentRequest::Diagnostics { requester }
             | AgentRequest::JoinSession { requester, .. }
             | AgentRequest::EndSession { requester }
-            | AgentRequest::RunScript { requester, .. } => requester.clone(),
+            | AgentRequest::RunScript { requester, .. }
+            | AgentRequest::CollectFile { requester, .. } => requester.clone(),
             AgentRequest::RequestSession(ask) => Requester {
                 technician: ask.technician.clone(),
                 tier: ask.tier,
@@ -80,6 +92,7 @@ impl AgentRequest {
         match self {
             AgentRequest::Diagnostics { .. } => Some(Scope::Diagnostics),
             AgentRequest::RunScript { script, .. } => Some(Scope::for_script(script.entry.tier)),
+            AgentRequest::CollectFile { .. } => Some(Scope::Files),
             _ => None,
         }
     }
@@ -152,6 +165,15 @@ pub enum AgentReply {
     Failed {
         reason: String,
     },
+    /// The file will follow as exactly `size_bytes` raw bytes on this stream.
+    FileStart {
+        size_bytes: u64,
+    },
+    /// After the raw bytes: the signed [`FileManifest`] (a [`SignedItem`] of kind
+    /// `file_manifest`).
+    FileSent(Box<SignedItem>),
+    /// The agent will not send the file (missing, not regular, too large…).
+    FileRefused(FileRefusal),
 }
 
 impl Message for AgentReply {

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod diag;
 pub mod enroll;
+pub mod files;
 pub mod hello;
 pub mod identity;
 pub mod script;

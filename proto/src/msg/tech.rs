@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Message;
 use crate::limits::{MAX_REPLY_BYTES, MAX_REQUEST_BYTES};
 use crate::msg::diag::Snapshot;
+use crate::msg::files::FileManifest;
 use crate::msg::identity::Tier;
 use crate::msg::script::{CatalogEntry, OutputStream, RunResult};
 use crate::msg::session::{Grant, Scope, SessionOutcome};
@@ -86,6 +87,14 @@ pub enum TechRequest {
     RenewCertificate {
         csr_pem: String,
     },
+    /// Collect the regular file at the absolute `path` on the agent's machine as evidence.
+    /// Replies: any number of [`TechReply::CollectProgress`], then
+    /// [`TechReply::Collected`] (or an error).
+    Collect {
+        agent: String,
+        ticket: u64,
+        path: String,
+    },
 }
 
 impl Message for TechRequest {
@@ -123,7 +132,28 @@ pub enum TechReply {
         data: Vec<u8>,
     },
     Bundle(Box<BundleSummary>),
+    /// How much of a collected file the controller has stored so far.
+    CollectProgress {
+        received_bytes: u64,
+        total_bytes: u64,
+    },
+    Collected(Box<CollectReport>),
     Error(ErrorReply),
+}
+
+/// A file collected from an agent and stored on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectReport {
+    pub ticket: u64,
+    pub agent: String,
+    /// What the agent signed about the file.
+    pub manifest: FileManifest,
+    /// The file's bytes as stored (kind `file`).
+    pub evidence: EvidenceRef,
+    /// The signed manifest as stored (kind `file_manifest`).
+    pub manifest_evidence: EvidenceRef,
+    /// From the request reaching the controller to the file being durable.
+    pub elapsed_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -292,4 +322,7 @@ pub enum ErrorCode {
     SessionExpired,
     /// The agent is disabled locally by its user.
     AgentDisabled,
+    /// The agent will not send the file named: not absolute, missing, not a regular
+    /// file, a symbolic link, unreadable or over the size limit (the message says which).
+    FileUnavailable,
 }

@@ -138,6 +138,17 @@ pub fn has_collect(fleet: &Fleet) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// The size of the blob the controller stored under `sha256`, after hashing it again.
+pub fn stored_blob(fleet: &Fleet, sha256: &str) -> Result<u64> {
+    let prefix = sha256.get(..2).unwrap_or_default();
+    let path = fleet.data_dir().join("evidence").join(prefix).join(sha256);
+    let got = crate::tools::sha256_file(&path)?;
+    if got != sha256 {
+        bail!("the stored blob {} hashes to {got}", path.display());
+    }
+    Ok(std::fs::metadata(&path)?.len())
+}
+
 /// `deskside collect AGENT PATH --ticket N`: the time it took, after checking that the
 /// controller's answer names the file's SHA-256 (hashed and stored on the ticket).
 pub fn collect(fleet: &Fleet, path: &Path, sha256: &str) -> Result<Duration> {

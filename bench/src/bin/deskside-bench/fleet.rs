@@ -147,6 +147,11 @@ impl Fleet {
     }
 
     /// A scratch directory that lives as long as the fleet.
+    /// The controller's data directory (database, evidence blobs).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("controller")
+    }
+
     pub fn scratch(&self) -> &Path {
         self.dir.path()
     }

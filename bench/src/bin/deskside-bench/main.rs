@@ -62,6 +62,14 @@ enum Mode {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// Only the bulk evidence transfer (`deskside collect` vs scp) at the full size, or
+    /// `--mib`; prints the row. A quick check without the ten-minute `all`.
+    Bulk {
+        #[arg(long, default_value_t = BULK_BYTES / (1024 * 1024), value_parser = clap::value_parser!(u64).range(1..=16_384))]
+        mib: u64,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
 }
 
 fn workspace() -> PathBuf {
@@ -163,6 +171,21 @@ async fn bench(cli: Cli) -> Result<()> {
                 .1;
             std::fs::write(&out, &text)?;
             println!("{text}\n(smoke report also in {})", out.display());
+        }
+        Mode::Bulk { mib, bin_dir } => {
+            let bins = match bin_dir {
+                Some(d) => d,
+                None => build(true)?,
+            };
+            let rows = run::bulk(&bins, mib * 1024 * 1024).await?;
+            let report = report::Report {
+                machine: machine::Machine::describe(&workspace()),
+                command,
+                runs: "one transfer each".into(),
+                setup: Vec::new(),
+                rows,
+            };
+            println!("{}", report.markdown());
         }
     }
     Ok(())

@@ -302,6 +302,21 @@ fn script_row(script: &Samples, ssh: Result<(&Samples, &Samples), &String>) -> R
     row
 }
 
+/// Only the bulk transfer: a release controller and agent, the private sshd, one file.
+pub async fn bulk(bins: &Path, bytes: u64) -> Result<Vec<Row>> {
+    eprintln!("starting a release controller and agent…");
+    let fleet = Fleet::start(bins).await?;
+    let sshd = Sshd::start();
+    if let Err(e) = &sshd {
+        eprintln!("ssh baseline unavailable: {e:#}");
+    }
+    eprintln!("bulk transfer ({})…", size(bytes));
+    let row = bulk_row(&fleet, sshd.as_ref().ok(), bytes)?;
+    drop(sshd);
+    drop(fleet);
+    Ok(vec![row])
+}
+
 fn bulk_row(fleet: &Fleet, sshd: Option<&Sshd>, bytes: u64) -> Result<Row> {
     let target = "≥ 2× scp";
     let how = format!(
@@ -335,6 +350,7 @@ fn bulk_row(fleet: &Fleet, sshd: Option<&Sshd>, bytes: u64) -> Result<Row> {
     }
     let took = deskside::collect(fleet, &src, &sha)?;
     let _ = std::fs::remove_file(&src);
+    let stored = deskside::stored_blob(fleet, &sha)?;
     Ok(Row::new(
         "bulk evidence transfer",
         format!("{:.0} MiB/s ({})", rate(took), ms(took)),
@@ -344,8 +360,12 @@ fn bulk_row(fleet: &Fleet, sshd: Option<&Sshd>, bytes: u64) -> Result<Row> {
     .ratio(ratio(scp, took))
     .met(scp.as_secs_f64() / took.as_secs_f64() >= 2.0)
     .how(format!(
-        "{how} Deskside: `deskside collect AGENT PATH --ticket N`, timed end to end; its \
-         answer must name the file's SHA-256 (stored on the ticket)."
+        "{how} Deskside: the agent reads the same file where sshd serves it, pulled with \
+         `deskside collect AGENT PATH --ticket N` run as a technician CLI process (process \
+         start, mutual-TLS handshake, transfer, hashing on both sides, fsync and commit on \
+         the controller), timed end to end; its answer must name the source's SHA-256, and \
+         the blob the controller stored ({}) is hashed again and compared (not timed).",
+        size(stored)
     )))
 }
 

@@ -1,0 +1,377 @@
+//! Collecting a file as evidence (the `files` scope): the same gate as diagnostics and
+//! scripts (kill switch, the machine's policy, the user's grant), then the regular file
+//! at an absolute path is read, hashed and streamed raw on the request's own stream, and
+//! a signed manifest follows. Nothing of it goes through the spool: a transfer that
+//! loses its link fails, and the technician asks again.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::time::Duration;
+
+use bytes::Bytes;
+use deskside_proto::close;
+use deskside_proto::msg::agent::{AgentReply, NoticeAck, Requester};
+use deskside_proto::msg::files::{FileManifest, FileRefusal, MANIFEST_KIND, plain_absolute};
+use deskside_proto::msg::session::Scope;
+use deskside_transport::framed;
+use quinn::{RecvStream, SendStream};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::serve::{AgentCtx, failed, refused};
+
+/// One read from the file and one write to the stream. Large, so that a 256 MiB file is
+/// a few hundred system calls and QUIC packets are filled back to back.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// Chunks read ahead of the network: bounds the agent's memory per transfer to
+/// `CHUNK_BYTES * (READ_AHEAD + 2)`.
+const READ_AHEAD: usize = 4;
+/// How long the controller may take to make the file durable and say so.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+const SCOPE: &str = "files";
+
+/// An open, checked regular file and what its `fstat` said.
+#[derive(Debug)]
+struct Opened {
+    file: File,
+    meta: std::fs::Metadata,
+}
+
+/// Opens `path` without following a final symbolic link and without blocking on a
+/// FIFO, then checks what was opened (not what the name pointed to a moment before).
+fn open_regular(path: &str, max_bytes: u64) -> Result<Opened, FileRefusal> {
+    if !plain_absolute(path) {
+        return Err(FileRefusal::RelativePath {
+            path: path.to_owned(),
+        });
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match (e.kind(), e.raw_os_error()) {
+            (std::io::ErrorKind::NotFound, _) => FileRefusal::NotFound {
+                path: path.to_owned(),
+            },
+            (_, Some(libc::ELOOP)) => FileRefusal::Symlink {
+                path: path.to_owned(),
+            },
+            _ => FileRefusal::Unreadable {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            },
+        })?;
+    let meta = file.metadata().map_err(|e| FileRefusal::Unreadable {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a named pipe (FIFO)"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a special file"
+        };
+        return Err(FileRefusal::NotRegular {
+            path: path.to_owned(),
+            what: what.to_owned(),
+        });
+    }
+    if meta.len() > max_bytes {
+        return Err(FileRefusal::TooLarge {
+            path: path.to_owned(),
+            size_bytes: meta.len(),
+            limit_bytes: max_bytes,
+        });
+    }
+    Ok(Opened { file, meta })
+}
+
+/// Reads exactly `size` bytes in chunks, hashing as it goes, and hands each chunk to
+/// the network side. Runs on a blocking thread. Returns the SHA-256 of what was sent.
+fn read_chunks(
+    mut file: File,
+    size: u64,
+    path: &str,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<[u8; 32], String> {
+    let mut hasher = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(CHUNK_BYTES, |l| l.min(CHUNK_BYTES));
+        // Read into spare capacity: no zeroing of a buffer the file overwrites anyway.
+        let mut buf = Vec::with_capacity(want);
+        let got = (&mut file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| format!("reading {path}: {e}"))?;
+        if got < want {
+            return Err(format!(
+                "{path} shrank while it was being read ({} of {size} bytes); collect it again",
+                size - left + got as u64
+            ));
+        }
+        hasher.update(&buf);
+        left -= want as u64;
+        if out.blocking_send(Bytes::from(buf)).is_err() {
+            return Err("the transfer was abandoned".into());
+        }
+    }
+    Ok(hasher.finalize().into())
+}
+
+/// Serves one `CollectFile` request on its stream.
+pub async fn serve(
+    ctx: &AgentCtx,
+    who: Requester,
+    path: String,
+    max_bytes: u64,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
+    let outcome = transfer(ctx, &who, &path, max_bytes, &mut send).await;
+    ctx.sessions.set_activity(None);
+    let (sha, size) = match outcome {
+        Ok(sent) => sent,
+        Err(Stop::Reply(reply)) => {
+            let _ = framed::send(&mut send, &reply).await;
+            let _ = send.finish();
+            return;
+        }
+        Err(Stop::Aborted(reason)) => {
+            let _ = send.reset(close::TRANSFER_ABORTED.into());
+            let _ = ctx.audit(&who, SCOPE, "failed", reason);
+            return;
+        }
+    };
+    let _ = send.finish();
+    let (outcome, detail) = match framed::recv_within::<NoticeAck>(&mut recv, RECEIPT_TIMEOUT).await
+    {
+        Ok(NoticeAck::Recorded) => ("served", "stored by the controller".to_owned()),
+        Ok(NoticeAck::Rejected { reason } | NoticeAck::Retry { reason }) => (
+            "failed",
+            format!("the controller did not store it: {reason}"),
+        ),
+        Ok(other) => ("failed", format!("unexpected receipt {other:?}")),
+        Err(e) => ("failed", format!("no receipt from the controller: {e}")),
+    };
+    let _ = ctx.audit(
+        &who,
+        SCOPE,
+        outcome,
+        format!("file {path}: {size} bytes, sha256:{sha}; {detail}"),
+    );
+}
+
+/// Why a transfer stopped early: before any byte (a reply says why) or part-way (the
+/// stream is reset; the audit log says why).
+enum Stop {
+    Reply(AgentReply),
+    Aborted(String),
+}
+
+async fn transfer(
+    ctx: &AgentCtx,
+    who: &Requester,
+    path: &str,
+    max_bytes: u64,
+    send: &mut SendStream,
+) -> Result<(String, u64), Stop> {
+    let (cancel, grant) = ctx
+        .sessions
+        .authorize(who, Scope::Files)
+        .map_err(|r| Stop::Reply(refused(ctx, who, SCOPE, r)))?;
+    let p = path.to_owned();
+    let opened = tokio::task::spawn_blocking(move || open_regular(&p, max_bytes))
+        .await
+        .map_err(|e| Stop::Reply(failed(ctx, who, SCOPE, format!("opening {path}: {e}"))))?;
+    let Opened { file, meta } = match opened {
+        Ok(o) => o,
+        Err(refusal) => {
+            let _ = ctx.audit(who, SCOPE, "refused", refusal.to_string());
+            return Err(Stop::Reply(AgentReply::FileRefused(refusal)));
+        }
+    };
+    let size = meta.len();
+    let session = grant.map_or_else(
+        || "allowed unattended by the machine's policy".to_owned(),
+        |g| format!("session {g}"),
+    );
+    ctx.audit(
+        who,
+        SCOPE,
+        "started",
+        format!("sending file {path} ({size} bytes, {session})"),
+    )
+    .map_err(|reason| Stop::Reply(AgentReply::Failed { reason }))?;
+    ctx.sessions.set_activity(Some(format!(
+        "{} is collecting the file {path}",
+        who.technician
+    )));
+    framed::send(send, &AgentReply::FileStart { size_bytes: size })
+        .await
+        .map_err(|e| Stop::Aborted(format!("file {path}: {e}")))?;
+    let digest = stream_file(file, size, path, send, &cancel).await?;
+    let sha = hex::encode(digest);
+    let file_signature = ctx
+        .sign_digest(&digest, path)
+        .map_err(|e| Stop::Aborted(format!("file {path}: {e}")))?;
+    let manifest = FileManifest {
+        path: path.to_owned(),
+        size_bytes: size,
+        sha256: sha.clone(),
+        file_signature: hex::encode(file_signature),
+        modified_at_secs: meta.mtime(),
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        hostname: crate::host_identity().0,
+        agent: ctx.agent_id.clone(),
+        technician: who.technician.clone(),
+        ticket: who.ticket,
+        collected_at_ms: crate::now_ms(),
+    };
+    let item = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| ctx.sign_item(MANIFEST_KIND, bytes))
+        .map_err(|e| Stop::Aborted(format!("file {path}: manifest: {e}")))?;
+    framed::send(send, &AgentReply::FileSent(Box::new(item)))
+        .await
+        .map_err(|e| Stop::Aborted(format!("file {path}: {e}")))?;
+    Ok((sha, size))
+}
+
+/// Reads on a blocking thread, writes on this task, with a few chunks in between.
+async fn stream_file(
+    file: File,
+    size: u64,
+    path: &str,
+    send: &mut SendStream,
+    cancel: &CancellationToken,
+) -> Result<[u8; 32], Stop> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(READ_AHEAD);
+    let p = path.to_owned();
+    let reader = tokio::task::spawn_blocking(move || read_chunks(file, size, &p, &tx));
+    let mut written = 0u64;
+    let sent = loop {
+        let chunk = tokio::select! {
+            c = rx.recv() => c,
+            _ = cancel.cancelled() => break Err(format!("file {path}: the session ended after {written} of {size} bytes")),
+        };
+        let Some(chunk) = chunk else {
+            break Ok(());
+        };
+        written += chunk.len() as u64;
+        if let Err(e) = send.write_chunk(chunk).await {
+            break Err(format!("file {path}: sending: {e}"));
+        }
+    };
+    // Dropping the receiver makes a reader that is still going stop at its next chunk.
+    drop(rx);
+    let read = reader
+        .await
+        .map_err(|e| Stop::Aborted(format!("file {path}: the reader stopped: {e}")))?;
+    sent.map_err(Stop::Aborted)?;
+    let digest = read.map_err(|reason| {
+        warn!(%reason, "file not sent");
+        Stop::Aborted(reason)
+    })?;
+    debug!(path, size, "file sent");
+    Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(path: &str, max: u64) -> Option<FileRefusal> {
+        open_regular(path, max).err()
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_plain_regular_file() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"hello")?;
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link)?;
+        let fifo = dir.path().join("p");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()?
+                .success()
+        );
+        let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+        assert!(matches!(
+            refusal("etc/passwd", 10),
+            Some(FileRefusal::RelativePath { .. })
+        ));
+        assert!(matches!(
+            refusal(&s(&dir.path().join("nope")), 10),
+            Some(FileRefusal::NotFound { .. })
+        ));
+        assert!(matches!(
+            refusal(&s(&link), 10),
+            Some(FileRefusal::Symlink { .. })
+        ));
+        assert!(matches!(
+            refusal(&s(dir.path()), 10),
+            Some(FileRefusal::NotRegular { .. })
+        ));
+        assert!(matches!(
+            refusal(&s(&fifo), 10),
+            Some(FileRefusal::NotRegular { .. })
+        ));
+        assert!(matches!(
+            refusal("/dev/zero", 10),
+            Some(FileRefusal::NotRegular { .. })
+        ));
+        assert!(matches!(
+            refusal(&s(&file), 4),
+            Some(FileRefusal::TooLarge {
+                size_bytes: 5,
+                limit_bytes: 4,
+                ..
+            })
+        ));
+        assert!(open_regular(&s(&file), 5).is_ok());
+        Ok(())
+    }
+
+    #[test]
+    fn reads_exactly_the_size_and_hashes_it() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..(CHUNK_BYTES * 2 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&path, &data)?;
+        let (tx, mut rx) = mpsc::channel(64);
+        let digest = read_chunks(File::open(&path)?, data.len() as u64, "f", &tx)
+            .map_err(anyhow::Error::msg)?;
+        drop(tx);
+        let mut got = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, data);
+        assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&data)));
+        let (tx, _rx) = mpsc::channel(64);
+        let short = read_chunks(File::open(&path)?, data.len() as u64 + 1, "f", &tx);
+        assert!(short.is_err());
+        Ok(())
+    }
+}

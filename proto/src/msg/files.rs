@@ -1,0 +1,105 @@
+//! Collecting a file from the agent's machine as evidence (the `files` scope).
+//!
+//! On the request's stream the agent answers [`crate::msg::agent::AgentReply::FileStart`]
+//! naming the size, then exactly that many raw bytes (no framing: bulk data at disk
+//! speed), then the signed [`FileManifest`] as an evidence item of kind
+//! [`MANIFEST_KIND`]. The controller counts and hashes the bytes as they arrive and
+//! acknowledges on the same stream once file and manifest are durable.
+
+use serde::{Deserialize, Serialize};
+
+/// Evidence kind of a collected file's bytes, stored verbatim.
+pub const FILE_KIND: &str = "file";
+/// Evidence kind of the agent's signed description of a collected file.
+pub const MANIFEST_KIND: &str = "file_manifest";
+
+/// What the agent says about a file it sent, signed with its key (as JSON, in a
+/// [`crate::msg::agent::SignedItem`] of kind [`MANIFEST_KIND`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileManifest {
+    /// The absolute path as requested.
+    pub path: String,
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the bytes sent, computed while reading them.
+    pub sha256: String,
+    /// The agent's signature over that SHA-256 digest (hex, ECDSA P-256 ASN.1 DER): the
+    /// file item verifies on its own, like every other evidence item.
+    pub file_signature: String,
+    /// Last modification, Unix seconds.
+    pub modified_at_secs: i64,
+    /// Permission bits and file type as `st_mode`.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    pub agent: String,
+    pub technician: String,
+    pub ticket: u64,
+    /// When the agent finished reading, Unix milliseconds on the agent's clock.
+    pub collected_at_ms: u64,
+}
+
+/// Why the agent will not send a file. Each names the path and what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FileRefusal {
+    #[error("{path:?} is not an absolute path; give the full path, e.g. /var/log/syslog")]
+    RelativePath { path: String },
+    #[error("{path} does not exist on the machine")]
+    NotFound { path: String },
+    #[error(
+        "{path} is a symbolic link; symbolic links are not followed, give the path it points to"
+    )]
+    Symlink { path: String },
+    #[error("{path} is {what}, not a regular file; only regular files can be collected")]
+    NotRegular { path: String, what: String },
+    #[error("{path} cannot be read by the agent: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error(
+        "{path} is {size_bytes} bytes, over the {limit_bytes}-byte limit for one collected file"
+    )]
+    TooLarge {
+        path: String,
+        size_bytes: u64,
+        limit_bytes: u64,
+    },
+}
+
+/// `true` when `path` is absolute and free of `.`/`..` components and NUL bytes: what the
+/// agent opens is exactly what the technician named.
+pub fn plain_absolute(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains('\0')
+        && path.split('/').all(|part| part != "." && part != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_absolute_paths() {
+        assert!(plain_absolute("/var/log/syslog"));
+        assert!(plain_absolute("/"));
+        for bad in [
+            "var/log",
+            "",
+            "./x",
+            "/var/../etc/shadow",
+            "/a/./b",
+            "/a\0b",
+        ] {
+            assert!(!plain_absolute(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_name_path_size_and_limit() {
+        let e = FileRefusal::TooLarge {
+            path: "/big".into(),
+            size_bytes: 2048,
+            limit_bytes: 1024,
+        };
+        let text = e.to_string();
+        assert!(text.contains("/big") && text.contains("2048") && text.contains("1024"));
+    }
+}
