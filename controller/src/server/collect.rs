@@ -475,7 +475,6 @@ async fn store(
     let recorded = shared
         .store
         .run(move |db| {
-            db.touch_agent(&agent_id)?;
             db.add_delivered_evidence_set(
                 &agent_id,
                 &key,
@@ -504,6 +503,7 @@ async fn store(
         })
         .await
         .map_err(|e| transient(e.to_string()))?;
+    shared.seen.touch(agent).await;
     let at_secs = match recorded {
         Delivered::New(entry) => {
             shared.metrics.evidence_bytes.inc_by(received);

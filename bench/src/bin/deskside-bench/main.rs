@@ -174,7 +174,7 @@ async fn bench(cli: Cli) -> Result<()> {
         }
         Mode::Bulk { mib, bin_dir } => {
             let bins = match bin_dir {
-                Some(d) => d,
+                Some(d) => Bins::in_dir(d),
                 None => build(true)?,
             };
             let rows = run::bulk(&bins, mib * 1024 * 1024).await?;

@@ -303,7 +303,7 @@ fn script_row(script: &Samples, ssh: Result<(&Samples, &Samples), &String>) -> R
 }
 
 /// Only the bulk transfer: a release controller and agent, the private sshd, one file.
-pub async fn bulk(bins: &Path, bytes: u64) -> Result<Vec<Row>> {
+pub async fn bulk(bins: &Bins, bytes: u64) -> Result<Vec<Row>> {
     eprintln!("starting a release controller and agent…");
     let fleet = Fleet::start(bins).await?;
     let sshd = Sshd::start();
