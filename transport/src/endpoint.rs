@@ -19,11 +19,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Shortest gap between two stateless resets. quinn's default (20 ms, 50 a second) means
 /// a controller back from a crash takes minutes to tell 10,000 agents their old
 /// connections are gone. At 1 ms, with 10,000 agents' keep-alives arriving ~400 a second
-/// at random, about a third landed within a millisecond of another and were ignored;
-/// those agents waited for loss-detection probes (backing off) or the idle timeout, and
-/// the last came back after 80 s. 50 µs allows 20,000 a second. A reset is always
-/// smaller than the packet that caused it, so this cannot amplify traffic; each costs
-/// one HMAC.
+/// at random, roughly a third land within a millisecond of another (Poisson arrivals)
+/// and are ignored, leaving those agents to loss-detection probes or the idle timeout.
+/// 50 µs allows 20,000 a second. A reset is always smaller than the packet that caused
+/// it, so this cannot amplify traffic; each costs one HMAC.
 pub const MIN_RESET_INTERVAL: Duration = Duration::from_micros(50);
 
 /// The controller's endpoint settings, stable across restarts: the stateless-reset key and
