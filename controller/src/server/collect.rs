@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use super::Shared;
 use super::tech::{Tech, call_failed, error, record, refused, target};
 use crate::evidence::BlobWriter;
-use crate::store::{Delivered, NewEvent, NewEvidence};
+use crate::store::{NewEvent, NewEvidence};
 
 /// How long the agent may take to check the request and open the file, and to send its
 /// manifest once the bytes are in.
@@ -503,16 +503,7 @@ async fn store(
         })
         .await
         .map_err(|e| transient(e.to_string()))?;
-    shared.seen.touch(agent).await;
-    let at_secs = match recorded {
-        Delivered::New(entry) => {
-            shared.metrics.evidence_bytes.inc_by(received);
-            entry.at_secs
-        }
-        Delivered::Duplicate {
-            received_at_secs, ..
-        } => received_at_secs,
-    };
+    let at_secs = super::intake::recorded(shared, agent, &item.key, recorded, received).await;
     let as_ref = |n: NewEvidence| EvidenceRef {
         location: shared.blobs.location(&n.sha256),
         sha256: n.sha256,

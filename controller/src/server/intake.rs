@@ -146,19 +146,7 @@ pub(super) async fn accept(
     put.map_err(|e| Refused::transient(e.to_string()))?
         .map_err(|e| Refused::transient(e.to_string()))?;
     let delivered = delivered.map_err(from_store)?;
-    shared.seen.touch(agent).await;
-    let at_secs = match delivered {
-        Delivered::New(entry) => {
-            shared.metrics.evidence_bytes.inc_by(size);
-            entry.at_secs
-        }
-        Delivered::Duplicate {
-            received_at_secs, ..
-        } => {
-            info!(agent, key = %item.key, "evidence delivered again; recorded once already");
-            received_at_secs
-        }
-    };
+    let at_secs = recorded(shared, agent, &item.key, delivered, size).await;
     Ok(EvidenceRef {
         location: shared.blobs.location(&sha),
         sha256: sha,
@@ -169,6 +157,33 @@ pub(super) async fn accept(
         signature: Some(signature),
         redaction: item.redaction,
     })
+}
+
+/// After an agent's delivery is recorded: the agent was seen now, new evidence counts
+/// toward the stored bytes, and the answer is when the item was first recorded.
+pub(super) async fn recorded(
+    shared: &Shared,
+    agent: &str,
+    key: &str,
+    delivered: Delivered,
+    bytes: u64,
+) -> u64 {
+    shared.seen.touch(agent).await;
+    match delivered {
+        Delivered::New(entry) => {
+            shared.metrics.evidence_bytes.inc_by(bytes);
+            entry.at_secs
+        }
+        Delivered::Duplicate {
+            received_at_secs, ..
+        } => {
+            info!(
+                agent,
+                key, "evidence delivered again; recorded once already"
+            );
+            received_at_secs
+        }
+    }
 }
 
 /// Tells the agent, on the request's stream, what became of the evidence it replied
