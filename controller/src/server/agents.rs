@@ -135,10 +135,6 @@ impl Registry {
         self.lock().contains_key(id)
     }
 
-    pub fn online_count(&self) -> usize {
-        self.lock().len()
-    }
-
     /// The connection to `id`, for its round-trip time and similar.
     pub fn connection(&self, id: &str) -> Option<Connection> {
         self.lock().get(id).cloned()
