@@ -166,18 +166,31 @@ impl Outbox {
         loop {
             let changed = self.spool.changed();
             let spool = self.spool.clone();
-            let next = match tokio::task::spawn_blocking(move || spool.next()).await {
+            // The claim is made where the item is claimed, on the blocking thread: if
+            // this task is aborted (its connection ended) while waiting, tokio drops the
+            // finished result, and with it the claim, which hands the item back. An item
+            // read there but its claim made here stayed claimed until the agent restarted.
+            let next = tokio::task::spawn_blocking(move || {
+                spool.next().map(|delivery| {
+                    let claim = Claim {
+                        spool: spool.clone(),
+                        key: delivery.key.clone(),
+                        settled: false,
+                    };
+                    (delivery, claim)
+                })
+            });
+            let next = match next.await {
                 Ok(next) => next,
                 Err(e) => {
                     warn!(error = %e, "spool reader stopped");
                     None
                 }
             };
-            let Some(delivery) = next else {
+            let Some((delivery, claim)) = next else {
                 changed.await;
                 continue;
             };
-            let claim = self.adopt(&delivery.key);
             match framed::request::<_, NoticeAck>(conn, &delivery, ACK_TIMEOUT).await {
                 Ok(ack) => {
                     let retry = matches!(ack, NoticeAck::Retry { .. });
