@@ -411,8 +411,9 @@ fn swarm_rows(bins: &Path, plan: SwarmPlan) -> Vec<Row> {
             Row::new(
                 "swarm: reconnect after a controller restart",
                 format!(
-                    "{}/{} back in {:.1} s (peak {} attempts/s)",
-                    r.reconnect.back, r.reconnect.agents, r.reconnect.all_back_secs, r.reconnect.peak_attempts_per_sec
+                    "{}/{} back in {:.1} s (peak {} attempts/s); {} told by a stateless reset, {} only by their idle timeout",
+                    r.reconnect.back, r.reconnect.agents, r.reconnect.all_back_secs, r.reconnect.peak_attempts_per_sec,
+                    r.reconnect.lost_by_reset, r.reconnect.lost_by_idle_timeout
                 ),
                 "all back ≤ 60 s (10,000 agents), no thundering herd",
             )
@@ -421,7 +422,7 @@ fn swarm_rows(bins: &Path, plan: SwarmPlan) -> Vec<Row> {
                     && r.reconnect.agents >= 10_000
                     && r.reconnect.all_back_secs <= 60.0,
             )
-            .how("agents reconnect with jittered exponential backoff; the peak shows the backoff spreads the load"),
+            .how("SIGKILL, then the same port and data: agents notice at their next keep-alive (25 s), answered by a stateless reset, and reconnect with jittered exponential backoff; the peak shows the load spread"),
         ],
         Err(e) => vec![Row::new("swarm (20,000 agents, 1,000 fan-out, 10,000 reconnect)", format!("{e:#}"), "see the swarm rows")],
     }

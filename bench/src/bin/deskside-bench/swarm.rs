@@ -37,6 +37,10 @@ pub struct Reconnect {
     pub all_back_secs: f64,
     pub peak_attempts_per_sec: u64,
     pub back: u64,
+    /// Agents that learned of the restart from a stateless reset (at their next
+    /// keep-alive) rather than from their idle timeout.
+    pub lost_by_reset: u64,
+    pub lost_by_idle_timeout: u64,
 }
 
 /// How the swarm is asked to run.
@@ -100,7 +104,8 @@ mod tests {
  "controller_rss_bytes": 123456789, "controller_cpu_pct_idle": 1.2, "idle_secs": 30,
  "swarm_rss_bytes": 456789012,
  "fanout": {"agents": 1000, "concurrency": 64, "parallel_secs": 3.2, "sequential_secs": 9.8, "stored": 1000},
- "reconnect": {"agents": 1000, "all_back_secs": 21.0, "peak_attempts_per_sec": 120, "back": 1000}}"#;
+ "reconnect": {"agents": 1000, "all_back_secs": 21.0, "peak_attempts_per_sec": 120, "back": 1000,
+   "lost_by_reset": 998, "lost_by_idle_timeout": 2, "lost_otherwise": 0}}"#;
 
     #[test]
     fn parses_the_interface_sample() {
@@ -115,6 +120,8 @@ mod tests {
         assert!((r.fanout.parallel_secs - 3.2).abs() < 1e-9);
         assert_eq!(r.reconnect.back, 1000);
         assert_eq!(r.reconnect.peak_attempts_per_sec, 120);
+        assert_eq!(r.reconnect.lost_by_reset, 998);
+        assert_eq!(r.reconnect.lost_by_idle_timeout, 2);
     }
 
     #[test]

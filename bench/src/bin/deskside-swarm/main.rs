@@ -56,6 +56,9 @@ struct Args {
     controller_bin: Option<PathBuf>,
     #[arg(long)]
     json: bool,
+    /// Keep the controller's data dir and log (its path is printed) instead of deleting them.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +90,11 @@ struct ReconnectReport {
     all_back_secs: f64,
     peak_attempts_per_sec: u64,
     back: u64,
+    /// How the agents learned the controller was gone: a stateless reset answering
+    /// their next keep-alive, or only the idle timeout (the reset never reached them).
+    lost_by_reset: u64,
+    lost_by_idle_timeout: u64,
+    lost_otherwise: u64,
 }
 
 fn main() -> ExitCode {
@@ -234,8 +242,15 @@ async fn run(args: Args) -> Result<()> {
     {
         tokio::time::sleep(POLL).await;
     }
+    let c = &swarm.counters;
+    let losses = || [&c.lost_reset, &c.lost_idle, &c.lost_other].map(|n| n.load(Ordering::Relaxed));
+    let before_crash = losses();
     let (all_back_secs, peak_attempts_per_sec, back) =
         crash_and_reconnect(&mut ctl, &swarm, k as u64).await?;
+    let [lost_by_reset, lost_by_idle_timeout, lost_otherwise] = {
+        let ([r1, i1, o1], [r0, i0, o0]) = (losses(), before_crash);
+        [r1 - r0, i1 - i0, o1 - o0]
+    };
 
     let report = Report {
         agents: n,
@@ -258,6 +273,9 @@ async fn run(args: Args) -> Result<()> {
             all_back_secs,
             peak_attempts_per_sec,
             back,
+            lost_by_reset,
+            lost_by_idle_timeout,
+            lost_otherwise,
         },
     };
     print_table(&report);
@@ -266,6 +284,9 @@ async fn run(args: Args) -> Result<()> {
     }
     swarm.stop().await;
     ctl.kill();
+    if args.keep {
+        eprintln!("kept {}", tmp.keep().display());
+    }
     Ok(())
 }
 
@@ -340,5 +361,9 @@ fn print_table(r: &Report) {
         r.reconnect.all_back_secs,
         r.reconnect.back,
         r.reconnect.peak_attempts_per_sec
+    );
+    eprintln!(
+        "  noticed the restart by: stateless reset {}, idle timeout {}, other {}",
+        r.reconnect.lost_by_reset, r.reconnect.lost_by_idle_timeout, r.reconnect.lost_otherwise
     );
 }

@@ -40,6 +40,23 @@ pub struct Counters {
     pub attempts: AtomicU64,
     /// Agents connected and checked in right now.
     pub connected: AtomicU64,
+    /// Connections ended by a stateless reset: the peer no longer knew them.
+    pub lost_reset: AtomicU64,
+    /// Connections ended by the idle timeout: nothing heard for that long.
+    pub lost_idle: AtomicU64,
+    /// Connections ended any other way (closed by the peer, refused, …).
+    pub lost_other: AtomicU64,
+}
+
+impl Counters {
+    fn lost(&self, e: &quinn::ConnectionError) {
+        let counter = match e {
+            quinn::ConnectionError::Reset => &self.lost_reset,
+            quinn::ConnectionError::TimedOut => &self.lost_idle,
+            _ => &self.lost_other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One client endpoint and the gate on its connection attempts.
@@ -205,7 +222,10 @@ impl SimAgent {
                 }
                 stream = conn.accept_bi() => match stream {
                     Ok((send, recv)) => answer::serve_stream(fixed, &self.me, &conn, send, recv).await,
-                    Err(_) => break,
+                    Err(e) => {
+                        counters.lost(&e);
+                        break;
+                    }
                 },
             }
         }
