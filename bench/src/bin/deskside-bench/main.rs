@@ -23,6 +23,8 @@ use clap::{Parser, Subcommand};
 use crate::run::Plan;
 use crate::swarm::SwarmPlan;
 
+/// The agent ships statically linked against musl (see `[profile.agent]` in Cargo.toml).
+const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 /// The full bulk-transfer file.
 const BULK_BYTES: u64 = 256 * 1024 * 1024;
 /// The smoke's bulk-transfer file.
@@ -233,8 +235,8 @@ fn setup() -> Result<()> {
 pub struct Bins {
     /// `deskside`, `deskside-swarm`.
     pub dir: PathBuf,
-    /// `deskside-agent`: from the size-optimised `agent` profile in release runs, as
-    /// the package ships it.
+    /// `deskside-agent`: in release runs the static, size-optimised build (`agent`
+    /// profile, [`AGENT_TARGET`]), as the package ships it.
     pub agent: PathBuf,
 }
 
@@ -312,23 +314,22 @@ fn build(release: bool) -> Result<Bins> {
     if !release {
         return Ok(Bins::in_dir(dir));
     }
-    eprintln!("building the agent as it ships (profile `agent`)…");
+    eprintln!("building the agent as it ships (profile `agent`, static {AGENT_TARGET})…");
     let status = cargo()
-        .args([
-            "build",
-            "--profile",
-            "agent",
-            "-p",
-            "deskside-agent",
-            "--bins",
-        ])
+        .args(["build", "--profile", "agent", "--target", AGENT_TARGET])
+        .args(["-p", "deskside-agent", "--bins"])
         .status()?;
     if !status.success() {
-        bail!("cargo build --profile agent failed ({status})");
+        bail!(
+            "cargo build --profile agent --target {AGENT_TARGET} failed ({status}); the \
+             agent ships as a static binary: `rustup target add {AGENT_TARGET}` and install \
+             musl-gcc (Debian: apt-get install musl-tools), as .ci/package does"
+        );
     }
     let agent = dir
         .parent()
         .context("cannot locate the target directory")?
+        .join(AGENT_TARGET)
         .join("agent")
         .join("deskside-agent");
     Ok(Bins { dir, agent })

@@ -173,7 +173,7 @@ fn idle_rows(agent: &Idle, controller_rss: u64, quiet: Duration) -> Vec<Row> {
             .met(agent.rss_bytes <= AGENT_IDLE_RSS_TARGET)
             .how(format!(
                 "VmRSS from /proc/PID/status of the `deskside-agent run` process as packaged \
-                 (in `all`: profile `agent`, size-optimised with whole-program LTO), \
+                 (in `all`: profile `agent`, size-optimised with whole-program LTO, static musl), \
                  connected, after the settle period; threads: {}; smaps_rollup: {}",
                 agent.threads, agent.smaps
             )),
