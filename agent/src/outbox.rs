@@ -32,6 +32,15 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// A claim on `key`, which the spool already holds as claimed.
+    fn new(spool: Arc<Spool>, key: String) -> Claim {
+        Claim {
+            spool,
+            key,
+            settled: false,
+        }
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -145,20 +154,12 @@ impl Outbox {
             .await
             .map_err(|e| format!("the spool writer stopped: {e}"))?
             .map_err(|e| e.to_string())?;
-        Ok(Claim {
-            spool: self.spool.clone(),
-            key: item.key.clone(),
-            settled: false,
-        })
+        Ok(Claim::new(self.spool.clone(), item.key.clone()))
     }
 
     /// Re-takes the claim on `key` that [`Outbox::keep`] made, for the path delivering it.
     pub fn adopt(&self, key: &str) -> Claim {
-        Claim {
-            spool: self.spool.clone(),
-            key: key.to_owned(),
-            settled: false,
-        }
+        Claim::new(self.spool.clone(), key.to_owned())
     }
 
     /// Delivers spooled items over `conn` until it fails; returns the error.
@@ -172,11 +173,7 @@ impl Outbox {
             // read there but its claim made here stayed claimed until the agent restarted.
             let next = tokio::task::spawn_blocking(move || {
                 spool.next().map(|delivery| {
-                    let claim = Claim {
-                        spool: spool.clone(),
-                        key: delivery.key.clone(),
-                        settled: false,
-                    };
+                    let claim = Claim::new(spool.clone(), delivery.key.clone());
                     (delivery, claim)
                 })
             });
