@@ -59,7 +59,7 @@ impl Claim {
         self.settled = true;
     }
 
-    /// Removes the item from the spool, off the reactor (the directory is synced).
+    /// Removes the item from the spool, off the reactor.
     async fn remove(&self) -> Result<(), String> {
         let (spool, key) = (self.spool.clone(), self.key.clone());
         match tokio::task::spawn_blocking(move || spool.remove(&key)).await {
@@ -139,9 +139,11 @@ impl Outbox {
             .collect()
     }
 
-    /// Spools `item` durably before it is sent as a reply; the returned claim keeps the
-    /// pump off it until the reply's acknowledgement settles it (or it is dropped).
-    pub async fn keep(&self, requester: &Requester, item: &SignedItem) -> Result<Claim, String> {
+    /// Reserves room for `item` in the spool and starts writing it there, off the
+    /// reactor; the reply carrying it may go out meanwhile (see [`crate::spool`]). The
+    /// returned claim keeps the pump off it until the reply's acknowledgement settles it
+    /// (or it is dropped). `Err` when the spool has no room.
+    pub fn keep(&self, requester: &Requester, item: &SignedItem) -> Result<Claim, String> {
         let delivery = Delivery {
             key: item.key.clone(),
             notice: AgentNotice::Evidence {
@@ -149,11 +151,16 @@ impl Outbox {
                 item: Box::new(item.clone()),
             },
         };
-        let spool = self.spool.clone();
-        tokio::task::spawn_blocking(move || spool.put(&delivery, true))
-            .await
-            .map_err(|e| format!("the spool writer stopped: {e}"))?
+        let pending = self
+            .spool
+            .begin(&delivery, true)
             .map_err(|e| e.to_string())?;
+        let (spool, key) = (self.spool.clone(), item.key.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = spool.finish(pending) {
+                warn!(%key, error = %e, "evidence has no copy in the spool; if this delivery fails it is lost");
+            }
+        });
         Ok(Claim::new(self.spool.clone(), item.key.clone()))
     }
 

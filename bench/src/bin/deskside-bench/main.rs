@@ -64,6 +64,14 @@ enum Mode {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// Only the script round trip (`/bin/true` over an open connection vs fresh and
+    /// multiplexed ssh); prints the row.
+    Script {
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
     /// Only the bulk evidence transfer (`deskside collect` vs scp) at the full size, or
     /// `--mib`; prints the row. A quick check without the ten-minute `all`.
     Bulk {
@@ -173,6 +181,22 @@ async fn bench(cli: Cli) -> Result<()> {
                 .1;
             std::fs::write(&out, &text)?;
             println!("{text}\n(smoke report also in {})", out.display());
+        }
+        Mode::Script { runs, bin_dir } => {
+            let bins = match bin_dir {
+                Some(d) => Bins::in_dir(d),
+                None => build(true)?,
+            };
+            let runs = usize::try_from(runs).context("--runs too large")?;
+            let rows = run::script(&bins, runs).await?;
+            let report = report::Report {
+                machine: machine::Machine::describe(&workspace()),
+                command,
+                runs: format!("{runs} each"),
+                setup: Vec::new(),
+                rows,
+            };
+            println!("{}", report.markdown());
         }
         Mode::Bulk { mib, bin_dir } => {
             let bins = match bin_dir {

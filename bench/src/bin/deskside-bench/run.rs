@@ -302,6 +302,26 @@ fn script_row(script: &Samples, ssh: Result<(&Samples, &Samples), &String>) -> R
     row
 }
 
+/// Only the script round trip: a release controller and agent, `runs` runs over one open
+/// connection, then fresh and multiplexed `ssh host true` against the private sshd.
+pub async fn script(bins: &Bins, runs: usize) -> Result<Vec<Row>> {
+    eprintln!("starting a release controller and agent…");
+    let fleet = Fleet::start(bins).await?;
+    let client = fleet.client().await?;
+    eprintln!("script round trips × {runs}…");
+    let script = deskside::script_client(&client, &fleet, runs).await?;
+    drop(client);
+    let sshd = Sshd::start();
+    let ssh = match &sshd {
+        Ok(s) => Ok((tools::ssh_true(s, runs)?, tools::ssh_true_mux(s, runs)?)),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let row = script_row(&script, ssh.as_ref().map(|(f, m)| (f, m)));
+    drop(sshd);
+    drop(fleet);
+    Ok(vec![row])
+}
+
 /// Only the bulk transfer: a release controller and agent, the private sshd, one file.
 pub async fn bulk(bins: &Bins, bytes: u64) -> Result<Vec<Row>> {
     eprintln!("starting a release controller and agent…");
