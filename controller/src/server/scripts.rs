@@ -12,7 +12,7 @@ use quinn::SendStream;
 use tracing::{debug, info};
 
 use super::Shared;
-use super::tech::{Tech, call_failed, error, record, refused, store_error, target};
+use super::tech::{Tech, call_failed, error, record, refused, store_error, target_and};
 
 /// Beyond the script's own timeout, time for the agent to verify, start and report.
 const RUN_SLACK: Duration = Duration::from_secs(30);
@@ -63,14 +63,11 @@ async fn run_inner(
     out: &mut SendStream,
     live: &mut bool,
 ) -> TechReply {
-    let (agent, _) = match target(shared, agent, ticket).await {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
     let script_name = name.to_owned();
-    let stored = match shared.store.run(move |db| db.script(&script_name)).await {
-        Ok(s) => s.script,
-        Err(e) => return store_error(e),
+    let found = target_and(shared, agent, ticket, move |db| db.script(&script_name)).await;
+    let (agent, stored) = match found {
+        Ok((agent, _, stored)) => (agent, stored.script),
+        Err(reply) => return reply,
     };
     let entry = stored.entry.clone();
     if entry.tier > tech.tier {

@@ -19,7 +19,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{CallError, DIAG_TIMEOUT, Shared};
 use crate::clock::now_ms;
-use crate::store::{NewEvent, StoreError};
+use crate::store::{Db, NewEvent, StoreError};
 
 /// The technician behind a connection.
 #[derive(Debug, Clone)]
@@ -92,24 +92,7 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
         match framed::recv_within::<TechRequest>(&mut recv, shared.request_timeout).await {
             Ok(req) => {
                 let kind = kind_of(&req);
-                // Revocation is checked on every request, not only at connect.
-                let name = tech.name.clone();
-                let revoked = shared
-                    .store
-                    .run(move |db| db.technician(&name))
-                    .await
-                    .map(|t| t.is_none_or(|t| t.revoked));
-                if !matches!(revoked, Ok(false)) {
-                    let reply = error(
-                        ErrorCode::Forbidden,
-                        format!("technician {} has been revoked", tech.name),
-                    );
-                    return answer_early(shared, send, kind, &reply, started).await;
-                }
-                // The one visibility check every per-ticket request goes through.
-                if let Some(number) = ticket_of(&req)
-                    && let Err(reply) = super::tickets::visible(shared, tech, number).await
-                {
+                if let Err(reply) = gate(shared, tech, ticket_of(&req)).await {
                     return answer_early(shared, send, kind, &reply, started).await;
                 }
                 let span = tracing::Span::current();
@@ -167,6 +150,33 @@ async fn handle(shared: &Shared, tech: &Tech, mut send: SendStream, mut recv: Re
     shared.metrics.observe(kind, &outcome, elapsed);
     info!(kind, %outcome, elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX), "request done");
     let _ = send.finish();
+}
+
+/// Every request passes here first, in one store call: revocation is checked on every
+/// request, not only at connect; and a per-ticket request for a ticket `tech` may not
+/// see gets the reply a missing ticket gets, so the reply does not reveal it exists.
+async fn gate(shared: &Shared, tech: &Tech, ticket: Option<u64>) -> Result<(), TechReply> {
+    let (name, tier) = (tech.name.clone(), tech.tier);
+    let checked = shared
+        .store
+        .run(move |db| {
+            let revoked = db.technician(&name).map(|t| t.is_none_or(|t| t.revoked));
+            if !matches!(revoked, Ok(false)) {
+                return Ok(None);
+            }
+            Ok(Some(match ticket {
+                Some(number) => db.visible_ticket(number, &name, tier).map(|_| ()),
+                None => Ok(()),
+            }))
+        })
+        .await;
+    match checked {
+        Ok(Some(visible)) => visible.map_err(store_error),
+        Ok(None) | Err(_) => Err(error(
+            ErrorCode::Forbidden,
+            format!("technician {} has been revoked", tech.name),
+        )),
+    }
 }
 
 /// Replies to a request refused before it is dispatched, and counts it.
@@ -516,19 +526,35 @@ pub(super) async fn target(
     agent: &str,
     ticket: u64,
 ) -> Result<(AgentSummary, TicketSummary), TechReply> {
+    target_and(shared, agent, ticket, |_| Ok(()))
+        .await
+        .map(|(agent, ticket, ())| (agent, ticket))
+}
+
+/// [`target`], then `more` in the same store call (one trip to the database thread).
+pub(super) async fn target_and<T, F>(
+    shared: &Shared,
+    agent: &str,
+    ticket: u64,
+    more: F,
+) -> Result<(AgentSummary, TicketSummary, T), TechReply>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Db) -> Result<T, StoreError> + Send + 'static,
+{
     let key = agent.to_owned();
-    let found = shared
+    let (agent, ticket, more) = shared
         .store
-        .run(move |db| Ok((db.find_agent(&key)?, db.ticket(ticket)?)))
+        .run(move |db| Ok((db.find_agent(&key)?, db.ticket(ticket)?, more(db))))
         .await
         .map_err(store_error)?;
-    if found.0.revoked {
+    if agent.revoked {
         return Err(error(
             ErrorCode::Forbidden,
-            format!("agent {} is revoked", found.0.id),
+            format!("agent {} is revoked", agent.id),
         ));
     }
-    Ok(found)
+    Ok((agent, ticket, more.map_err(store_error)?))
 }
 
 /// Appends a timeline entry, logging (not failing) if the store refuses.

@@ -81,18 +81,6 @@ pub(super) async fn list(shared: &Shared, tech: &Tech) -> TechReply {
     }
 }
 
-/// Refuses a ticket `tech` may not see with the reply a missing ticket gets, so that the
-/// reply does not reveal the ticket exists. Every per-ticket request passes here first.
-pub(super) async fn visible(shared: &Shared, tech: &Tech, number: u64) -> Result<(), TechReply> {
-    let (name, tier) = (tech.name.clone(), tech.tier);
-    shared
-        .store
-        .run(move |db| db.visible_ticket(number, &name, tier))
-        .await
-        .map(|_| ())
-        .map_err(store_error)
-}
-
 pub(super) async fn show(shared: &Shared, number: u64) -> TechReply {
     match view(shared, number).await {
         Ok(v) => TechReply::Ticket(Box::new(v)),
