@@ -139,11 +139,9 @@ impl Outbox {
             .collect()
     }
 
-    /// Reserves room for `item` in the spool and starts writing it there, off the
-    /// reactor; the reply carrying it may go out meanwhile (see [`crate::spool`]). The
-    /// returned claim keeps the pump off it until the reply's acknowledgement settles it
-    /// (or it is dropped). `Err` when the spool has no room.
-    pub fn keep(&self, requester: &Requester, item: &SignedItem) -> Result<Claim, String> {
+    /// Spools `item` durably before it is sent as a reply; the returned claim keeps the
+    /// pump off it until the reply's acknowledgement settles it (or it is dropped).
+    pub async fn keep(&self, requester: &Requester, item: &SignedItem) -> Result<Claim, String> {
         let delivery = Delivery {
             key: item.key.clone(),
             notice: AgentNotice::Evidence {
@@ -151,16 +149,11 @@ impl Outbox {
                 item: Box::new(item.clone()),
             },
         };
-        let pending = self
-            .spool
-            .begin(&delivery, true)
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || spool.put(&delivery, true))
+            .await
+            .map_err(|e| format!("the spool writer stopped: {e}"))?
             .map_err(|e| e.to_string())?;
-        let (spool, key) = (self.spool.clone(), item.key.clone());
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = spool.finish(pending) {
-                warn!(%key, error = %e, "evidence has no copy in the spool; if this delivery fails it is lost");
-            }
-        });
         Ok(Claim::new(self.spool.clone(), item.key.clone()))
     }
 

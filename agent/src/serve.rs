@@ -271,10 +271,10 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
     }
 }
 
-/// The audit log has `item` before it leaves the machine, and the spool is writing it
-/// meanwhile, so a lost link cannot lose it once that write is done (the spool's own
-/// docs say why sending before then is safe). An item spooled but not yet audited when
-/// the agent died is audited at the next start (see [`AgentCtx::audit_recovered`]).
+/// The spool has `item` before anything is sent (a lost link or a crash cannot lose
+/// it), and the audit log has it before it leaves the machine. An item spooled but not
+/// yet audited when the agent died is audited at the next start (see
+/// [`AgentCtx::audit_recovered`]).
 async fn keep_and_audit(
     ctx: &AgentCtx,
     who: &Requester,
@@ -283,7 +283,7 @@ async fn keep_and_audit(
     outcome: &str,
     detail: String,
 ) -> Result<(), String> {
-    let claim = match ctx.outbox.keep(who, item) {
+    let claim = match ctx.outbox.keep(who, item).await {
         Ok(claim) => claim,
         Err(reason) => {
             let reason = format!("{} not sent: {reason}", item.kind);

@@ -1,21 +1,17 @@
 //! The agent's on-disk spool: every result and notice the controller must receive is
-//! written here (synced, then renamed into place, then the directory synced), and
-//! removed only when the controller acknowledges a durable commit. A link that drops, a
-//! controller that restarts, an agent killed mid-upload: whatever was spooled is
-//! delivered when the link returns, once — each item carries an idempotency key the
-//! controller records with it.
-//!
-//! Notices are spooled before they are sent. A reply carrying evidence is sent while its
-//! spool write runs ([`Spool::begin`], [`Spool::finish`]): until the write is durable,
-//! an agent that dies has lost the item either way, and the copy on the wire can only
-//! add a chance that the controller has it. A removal is not synced: an item that comes
-//! back after a power cut is delivered again and matched by its key.
+//! written here (synced, then renamed into place, then the directory synced) before it
+//! is sent, and removed only when the controller acknowledges a durable commit (the
+//! removal is not synced: an item that comes back after a power cut is delivered again
+//! and matched by its key). A link
+//! that drops, a controller that restarts, an agent killed mid-upload: whatever was
+//! spooled is delivered when the link returns, once — each item carries an idempotency
+//! key the controller records with it.
 //!
 //! Bounded by [`MAX_SPOOL_BYTES`] and [`MAX_SPOOL_ITEMS`]. When full, new work that
 //! would produce evidence is refused with a reason (see [`Spool::room`]); what is already
 //! spooled is never dropped to make room.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -79,38 +75,21 @@ struct Inner {
     entries: BTreeMap<String, Entry>,
     /// Keys being delivered right now (as a reply or by the pump): not handed out again.
     claimed: HashSet<String>,
-    /// Key → size of items whose write has begun but not finished; counted in `bytes`.
-    writing: HashMap<String, u64>,
-    /// Keys removed while still being written: [`Spool::finish`] deletes their file.
-    dropped: HashSet<String>,
     bytes: u64,
     next_seq: u64,
 }
 
 impl Inner {
-    fn items(&self) -> usize {
-        self.entries.len() + self.writing.len()
-    }
-
     /// `Err` when an item of `size` bytes would not fit.
     fn fits(&self, size: u64) -> Result<(), SpoolError> {
-        if self.items() >= MAX_SPOOL_ITEMS || self.bytes + size > MAX_SPOOL_BYTES {
+        if self.entries.len() >= MAX_SPOOL_ITEMS || self.bytes + size > MAX_SPOOL_BYTES {
             return Err(SpoolError::Full {
-                items: self.items(),
+                items: self.entries.len(),
                 mib: self.bytes / (1024 * 1024),
             });
         }
         Ok(())
     }
-}
-
-/// An item with room reserved in the spool, not yet written: hand it to
-/// [`Spool::finish`] (blocking).
-#[derive(Debug)]
-pub struct Pending {
-    name: String,
-    key: String,
-    bytes: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -171,20 +150,12 @@ impl Spool {
     /// Items and bytes waiting.
     pub fn usage(&self) -> (usize, u64) {
         let inner = self.lock();
-        (inner.items(), inner.bytes)
+        (inner.entries.len(), inner.bytes)
     }
 
     /// Writes `delivery` durably. With `claimed`, the pump leaves it alone until
     /// [`Spool::release`] — the caller is delivering it directly. Blocking (fsync).
     pub fn put(&self, delivery: &Delivery, claimed: bool) -> Result<(), SpoolError> {
-        let pending = self.begin(delivery, claimed)?;
-        self.finish(pending)
-    }
-
-    /// Reserves room for `delivery` (or says why there is none) without touching the
-    /// disk; [`Spool::finish`] writes it. With `claimed`, the pump leaves it alone
-    /// until [`Spool::release`], and [`Spool::remove`] may come before the write ends.
-    pub fn begin(&self, delivery: &Delivery, claimed: bool) -> Result<Pending, SpoolError> {
         if !valid_key(&delivery.key) {
             return Err(SpoolError::Encode(format!(
                 "invalid idempotency key {:?}",
@@ -201,52 +172,38 @@ impl Spool {
             )));
         }
         let size = bytes.len() as u64;
-        let mut inner = self.lock();
-        if inner.writing.contains_key(&delivery.key) {
-            return Err(SpoolError::Encode(format!(
-                "key {} is already being written",
-                delivery.key
-            )));
-        }
-        inner.fits(size)?;
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        // Counted now so concurrent writers cannot overshoot the bound together.
-        inner.bytes += size;
-        inner.writing.insert(delivery.key.clone(), size);
-        if claimed {
-            inner.claimed.insert(delivery.key.clone());
-        }
-        Ok(Pending {
-            name: format!("{seq:020}-{}{SUFFIX}", delivery.key),
-            key: delivery.key.clone(),
-            bytes,
-        })
-    }
-
-    /// Writes a reserved item durably and hands it to the pump (unless it is claimed,
-    /// or was removed meanwhile, in which case its file is deleted). Blocking (fsync).
-    pub fn finish(&self, pending: Pending) -> Result<(), SpoolError> {
-        let Pending { name, key, bytes } = pending;
-        let written = self.write_file(&name, &bytes);
-        let mut inner = self.lock();
-        let size = inner.writing.remove(&key).unwrap_or(bytes.len() as u64);
-        let dropped = inner.dropped.remove(&key);
-        if written.is_err() || dropped {
-            inner.bytes -= size;
-            inner.claimed.remove(&key);
-            drop(inner);
-            if dropped && written.is_ok() {
-                let path = self.dir.join(&name);
-                fs::remove_file(&path).map_err(io(&path))?;
+        let name = {
+            let mut inner = self.lock();
+            inner.fits(size)?;
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            // Count it now so concurrent writers cannot overshoot the bound together.
+            inner.bytes += size;
+            format!("{seq:020}-{}{SUFFIX}", delivery.key)
+        };
+        match self.write_file(&name, &bytes) {
+            Ok(()) => {
+                let mut inner = self.lock();
+                if claimed {
+                    inner.claimed.insert(delivery.key.clone());
+                }
+                inner.entries.insert(
+                    name,
+                    Entry {
+                        key: delivery.key.clone(),
+                        size,
+                    },
+                );
+                drop(inner);
+                debug!(key = %delivery.key, size, "spooled");
+                self.notify.notify_one();
+                Ok(())
             }
-            return written;
+            Err(e) => {
+                self.lock().bytes -= size;
+                Err(e)
+            }
         }
-        inner.entries.insert(name, Entry { key, size });
-        drop(inner);
-        debug!(size, "spooled");
-        self.notify.notify_one();
-        Ok(())
     }
 
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), SpoolError> {
@@ -272,10 +229,6 @@ impl Spool {
         let found = {
             let mut inner = self.lock();
             inner.claimed.remove(key);
-            if inner.writing.contains_key(key) {
-                inner.dropped.insert(key.to_owned());
-                return Ok(());
-            }
             let name = inner
                 .entries
                 .iter()
@@ -431,52 +384,6 @@ mod tests {
         assert!(spool.next().is_none());
         spool.release("direct");
         assert_eq!(spool.next().map(|d| d.key).as_deref(), Some("direct"));
-    }
-
-    #[test]
-    fn an_item_acknowledged_before_its_write_ends_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let spool = open(dir.path());
-        let pending = spool
-            .begin(&notice("fast"), true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(spool.usage().0, 1, "room is taken before the write");
-        assert!(
-            spool.begin(&notice("fast"), true).is_err(),
-            "one write per key at a time"
-        );
-        spool.remove("fast").unwrap_or_else(|e| panic!("{e}"));
-        spool.finish(pending).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(spool.usage(), (0, 0));
-        assert!(spool.next().is_none());
-        let left: Vec<_> = fs::read_dir(dir.path())
-            .unwrap_or_else(|e| panic!("{e}"))
-            .filter_map(Result::ok)
-            .map(|d| d.file_name())
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
-        drop(spool);
-        assert_eq!(
-            open(dir.path()).usage(),
-            (0, 0),
-            "and nothing after a restart"
-        );
-    }
-
-    #[test]
-    fn an_item_released_before_its_write_ends_goes_to_the_pump_once_written() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let spool = open(dir.path());
-        let pending = spool
-            .begin(&notice("lost"), true)
-            .unwrap_or_else(|e| panic!("{e}"));
-        spool.release("lost");
-        assert!(spool.next().is_none(), "not before it is on disk");
-        spool.finish(pending).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(spool.next().map(|d| d.key).as_deref(), Some("lost"));
-        drop(spool);
-        let reopened = open(dir.path());
-        assert_eq!(reopened.next().map(|d| d.key).as_deref(), Some("lost"));
     }
 
     #[test]

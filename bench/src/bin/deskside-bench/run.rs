@@ -310,6 +310,11 @@ pub async fn script(bins: &Bins, runs: usize) -> Result<Vec<Row>> {
     let client = fleet.client().await?;
     eprintln!("script round trips × {runs}…");
     let script = deskside::script_client(&client, &fleet, runs).await?;
+    eprintln!(
+        "deskside: p50 {:.3} ms, p99 {:.3} ms",
+        script.p50().as_secs_f64() * 1e3,
+        script.p99().as_secs_f64() * 1e3
+    );
     drop(client);
     let sshd = Sshd::start();
     let ssh = match &sshd {
