@@ -3,7 +3,7 @@
 //! [`Spool`] and delivered in order whenever the link is up. Each item is removed only
 //! once the controller acknowledges it (after its own durable commit).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,21 +21,25 @@ const RETRY_DELAY: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Outbox {
     spool: Arc<Spool>,
+    /// Made durable before an item leaves the spool (see [`crate::audit::sync`]).
+    audit_log: Arc<PathBuf>,
 }
 
 /// An item being delivered by one path; released to the pump if dropped undelivered.
 #[derive(Debug)]
 pub struct Claim {
     spool: Arc<Spool>,
+    audit_log: Arc<PathBuf>,
     key: String,
     settled: bool,
 }
 
 impl Claim {
     /// A claim on `key`, which the spool already holds as claimed.
-    fn new(spool: Arc<Spool>, key: String) -> Claim {
+    fn new(spool: Arc<Spool>, audit_log: Arc<PathBuf>, key: String) -> Claim {
         Claim {
             spool,
+            audit_log,
             key,
             settled: false,
         }
@@ -59,11 +63,17 @@ impl Claim {
         self.settled = true;
     }
 
-    /// Removes the item from the spool, off the reactor.
+    /// Removes the item from the spool, off the reactor, once the audit log is durable:
+    /// its entry for the item may have been written unsynced.
     async fn remove(&self) -> Result<(), String> {
-        let (spool, key) = (self.spool.clone(), self.key.clone());
-        match tokio::task::spawn_blocking(move || spool.remove(&key)).await {
-            Ok(removed) => removed.map_err(|e| e.to_string()),
+        let (spool, audit_log, key) =
+            (self.spool.clone(), self.audit_log.clone(), self.key.clone());
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::audit::sync(&audit_log).map_err(|e| format!("{e:#}"))?;
+            spool.remove(&key).map_err(|e| e.to_string())
+        });
+        match removed.await {
+            Ok(removed) => removed,
             Err(e) => Err(format!("spool removal did not run: {e}")),
         }
     }
@@ -100,9 +110,11 @@ impl Drop for Claim {
 }
 
 impl Outbox {
-    pub fn open(dir: &Path) -> Result<Outbox, SpoolError> {
+    /// The spool in `dir`; `audit_log` is synced before any item leaves it.
+    pub fn open(dir: &Path, audit_log: PathBuf) -> Result<Outbox, SpoolError> {
         Ok(Outbox {
             spool: Arc::new(Spool::open(dir)?),
+            audit_log: Arc::new(audit_log),
         })
     }
 
@@ -154,26 +166,30 @@ impl Outbox {
             .await
             .map_err(|e| format!("the spool writer stopped: {e}"))?
             .map_err(|e| e.to_string())?;
-        Ok(Claim::new(self.spool.clone(), item.key.clone()))
+        Ok(self.claim(item.key.clone()))
+    }
+
+    fn claim(&self, key: String) -> Claim {
+        Claim::new(self.spool.clone(), self.audit_log.clone(), key)
     }
 
     /// Re-takes the claim on `key` that [`Outbox::keep`] made, for the path delivering it.
     pub fn adopt(&self, key: &str) -> Claim {
-        Claim::new(self.spool.clone(), key.to_owned())
+        self.claim(key.to_owned())
     }
 
     /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
         loop {
             let changed = self.spool.changed();
-            let spool = self.spool.clone();
+            let (spool, audit_log) = (self.spool.clone(), self.audit_log.clone());
             // The claim is made where the item is claimed, on the blocking thread: if
             // this task is aborted (its connection ended) while waiting, tokio drops the
             // finished result, and with it the claim, which hands the item back. An item
             // read there but its claim made here stayed claimed until the agent restarted.
             let next = tokio::task::spawn_blocking(move || {
                 spool.next().map(|delivery| {
-                    let claim = Claim::new(spool.clone(), delivery.key.clone());
+                    let claim = Claim::new(spool.clone(), audit_log, delivery.key.clone());
                     (delivery, claim)
                 })
             });

@@ -45,10 +45,10 @@ impl AgentCtx {
         script_key: [u8; 32],
     ) -> anyhow::Result<AgentCtx> {
         use anyhow::Context as _;
-        let outbox =
-            Arc::new(Outbox::open(&state.spool_dir()).with_context(|| {
-                format!("opening the spool in {}", state.spool_dir().display())
-            })?);
+        let outbox = Arc::new(
+            Outbox::open(&state.spool_dir(), state.audit_log())
+                .with_context(|| format!("opening the spool in {}", state.spool_dir().display()))?,
+        );
         let ctx = AgentCtx {
             sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
             state,
@@ -126,6 +126,29 @@ impl AgentCtx {
         outcome: &str,
         detail: String,
     ) -> Result<(), String> {
+        self.write_audit(who, scope, outcome, detail, audit::append)
+    }
+
+    /// [`AgentCtx::audit`] for an item the spool holds durably, without waiting for the
+    /// disk: the outbox syncs the log before the item leaves the spool.
+    fn audit_spooled(
+        &self,
+        who: &Requester,
+        scope: &str,
+        outcome: &str,
+        detail: String,
+    ) -> Result<(), String> {
+        self.write_audit(who, scope, outcome, detail, audit::append_unsynced)
+    }
+
+    fn write_audit(
+        &self,
+        who: &Requester,
+        scope: &str,
+        outcome: &str,
+        detail: String,
+        append: fn(&std::path::Path, &AuditEntry) -> anyhow::Result<()>,
+    ) -> Result<(), String> {
         let entry = AuditEntry {
             at_secs: crate::now_secs(),
             technician: who.technician.clone(),
@@ -136,7 +159,7 @@ impl AgentCtx {
             detail,
         };
         info!(technician = %entry.technician, ticket = entry.ticket, scope, outcome, detail = %entry.detail, "request");
-        audit::append(&self.state.audit_log(), &entry).map_err(|e| {
+        append(&self.state.audit_log(), &entry).map_err(|e| {
             warn!(error = %format!("{e:#}"), "audit log write failed");
             format!("the agent cannot write its audit log, so it serves nothing: {e:#}")
         })
@@ -272,9 +295,10 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
 }
 
 /// The spool has `item` before anything is sent (a lost link or a crash cannot lose
-/// it), and the audit log has it before it leaves the machine. An item spooled but not
-/// yet audited when the agent died is audited at the next start (see
-/// [`AgentCtx::audit_recovered`]).
+/// it), and the audit log has it before it leaves the machine. That entry is not waited
+/// for on disk: the spool keeps the item until the log is synced, and an item spooled
+/// but not audited when the agent or the machine died is audited at the next start (see
+/// [`AgentCtx::audit_recovered`]), so a crash never leaves an item sent and unaudited.
 async fn keep_and_audit(
     ctx: &AgentCtx,
     who: &Requester,
@@ -291,7 +315,7 @@ async fn keep_and_audit(
             return Err(reason);
         }
     };
-    if let Err(reason) = ctx.audit(who, scope, outcome, detail) {
+    if let Err(reason) = ctx.audit_spooled(who, scope, outcome, detail) {
         claim.discard().await;
         return Err(reason);
     }

@@ -69,6 +69,9 @@ enum Mode {
     Script {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         runs: u64,
+        /// Leave out the ssh baselines (a quick before/after of Deskside alone).
+        #[arg(long)]
+        no_ssh: bool,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
@@ -182,13 +185,17 @@ async fn bench(cli: Cli) -> Result<()> {
             std::fs::write(&out, &text)?;
             println!("{text}\n(smoke report also in {})", out.display());
         }
-        Mode::Script { runs, bin_dir } => {
+        Mode::Script {
+            runs,
+            no_ssh,
+            bin_dir,
+        } => {
             let bins = match bin_dir {
                 Some(d) => Bins::in_dir(d),
                 None => build(true)?,
             };
             let runs = usize::try_from(runs).context("--runs too large")?;
-            let rows = run::script(&bins, runs).await?;
+            let rows = run::script(&bins, runs, !no_ssh).await?;
             let report = report::Report {
                 machine: machine::Machine::describe(&workspace()),
                 command,

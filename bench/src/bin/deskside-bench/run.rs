@@ -304,7 +304,7 @@ fn script_row(script: &Samples, ssh: Result<(&Samples, &Samples), &String>) -> R
 
 /// Only the script round trip: a release controller and agent, `runs` runs over one open
 /// connection, then fresh and multiplexed `ssh host true` against the private sshd.
-pub async fn script(bins: &Bins, runs: usize) -> Result<Vec<Row>> {
+pub async fn script(bins: &Bins, runs: usize, with_ssh: bool) -> Result<Vec<Row>> {
     eprintln!("starting a release controller and agent…");
     let fleet = Fleet::start(bins).await?;
     let client = fleet.client().await?;
@@ -316,7 +316,11 @@ pub async fn script(bins: &Bins, runs: usize) -> Result<Vec<Row>> {
         script.p99().as_secs_f64() * 1e3
     );
     drop(client);
-    let sshd = Sshd::start();
+    let sshd = if with_ssh {
+        Sshd::start()
+    } else {
+        Err(anyhow::anyhow!("left out (--no-ssh)"))
+    };
     let ssh = match &sshd {
         Ok(s) => Ok((tools::ssh_true(s, runs)?, tools::ssh_true_mux(s, runs)?)),
         Err(e) => Err(format!("{e:#}")),
