@@ -2,10 +2,9 @@
 //! written here (synced, then renamed into place, then the directory synced) before it
 //! is sent, and removed only when the controller acknowledges a durable commit (the
 //! removal is not synced: an item that comes back after a power cut is delivered again
-//! and matched by its key). A link
-//! that drops, a controller that restarts, an agent killed mid-upload: whatever was
-//! spooled is delivered when the link returns, once — each item carries an idempotency
-//! key the controller records with it.
+//! and matched by its key). A link that drops, a controller that restarts, an agent
+//! killed mid-upload: whatever was spooled is delivered when the link returns, once —
+//! each item carries an idempotency key the controller records with it.
 //!
 //! Bounded by [`MAX_SPOOL_BYTES`] and [`MAX_SPOOL_ITEMS`]. When full, new work that
 //! would produce evidence is refused with a reason (see [`Spool::room`]); what is already
