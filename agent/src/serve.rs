@@ -129,18 +129,9 @@ impl AgentCtx {
         self.write_audit(who, scope, outcome, detail, audit::append)
     }
 
-    /// [`AgentCtx::audit`] for an item the spool holds durably, without waiting for the
-    /// disk: the outbox syncs the log before the item leaves the spool.
-    fn audit_spooled(
-        &self,
-        who: &Requester,
-        scope: &str,
-        outcome: &str,
-        detail: String,
-    ) -> Result<(), String> {
-        self.write_audit(who, scope, outcome, detail, audit::append_unsynced)
-    }
-
+    /// Writes an audit entry with `append`: [`audit::append`], or
+    /// [`audit::append_unsynced`] for an item the spool holds durably (the outbox syncs
+    /// the log before the item leaves the spool).
     fn write_audit(
         &self,
         who: &Requester,
@@ -315,7 +306,7 @@ async fn keep_and_audit(
             return Err(reason);
         }
     };
-    if let Err(reason) = ctx.audit_spooled(who, scope, outcome, detail) {
+    if let Err(reason) = ctx.write_audit(who, scope, outcome, detail, audit::append_unsynced) {
         claim.discard().await;
         return Err(reason);
     }
