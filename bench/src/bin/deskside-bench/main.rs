@@ -190,38 +190,38 @@ async fn bench(cli: Cli) -> Result<()> {
             no_ssh,
             bin_dir,
         } => {
-            let bins = match bin_dir {
-                Some(d) => Bins::in_dir(d),
-                None => build(true)?,
-            };
+            let bins = release_bins(bin_dir)?;
             let runs = usize::try_from(runs).context("--runs too large")?;
             let rows = run::script(&bins, runs, !no_ssh).await?;
-            let report = report::Report {
-                machine: machine::Machine::describe(&workspace()),
-                command,
-                runs: format!("{runs} each"),
-                setup: Vec::new(),
-                rows,
-            };
-            println!("{}", report.markdown());
+            print_rows(command, format!("{runs} each"), rows);
         }
         Mode::Bulk { mib, bin_dir } => {
-            let bins = match bin_dir {
-                Some(d) => Bins::in_dir(d),
-                None => build(true)?,
-            };
+            let bins = release_bins(bin_dir)?;
             let rows = run::bulk(&bins, mib * 1024 * 1024).await?;
-            let report = report::Report {
-                machine: machine::Machine::describe(&workspace()),
-                command,
-                runs: "one transfer each".into(),
-                setup: Vec::new(),
-                rows,
-            };
-            println!("{}", report.markdown());
+            print_rows(command, "one transfer each".into(), rows);
         }
     }
     Ok(())
+}
+
+/// The binaries in `--bin-dir`, or release builds of them.
+fn release_bins(bin_dir: Option<PathBuf>) -> Result<Bins> {
+    match bin_dir {
+        Some(d) => Ok(Bins::in_dir(d)),
+        None => build(true),
+    }
+}
+
+/// Prints the rows of a one-measure mode as a report of their own.
+fn print_rows(command: String, runs: String, rows: Vec<report::Row>) {
+    let report = report::Report {
+        machine: machine::Machine::describe(&workspace()),
+        command,
+        runs,
+        setup: Vec::new(),
+        rows,
+    };
+    println!("{}", report.markdown());
 }
 
 async fn report(plan: &Plan, bins: &Bins, command: String) -> Result<String> {
