@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use deskside_proto::close;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck, SignedItem, valid_key};
 use deskside_proto::msg::files::{
@@ -17,7 +18,6 @@ use deskside_proto::msg::tech::{CollectReport, ErrorCode, EvidenceRef, TechReply
 use deskside_transport::framed;
 use quinn::{RecvStream, SendStream};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -31,7 +31,7 @@ use crate::store::{NewEvent, NewEvidence};
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest silence in the middle of the bytes before the transfer is abandoned.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Bytes gathered from the stream before they go to the blob writer in one piece.
+/// Bytes gathered from the stream before they go to the blob writer as one piece.
 const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
 /// Pieces queued for the blob writer: bounds memory per transfer to a few MiB.
 const WRITE_QUEUE: usize = 4;
@@ -268,11 +268,13 @@ async fn receive(
     live: &mut bool,
 ) -> Result<Box<dyn BlobWriter>, String> {
     let blobs = shared.blobs.clone();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
     let writer = tokio::task::spawn_blocking(move || {
         let mut w = blobs.begin().map_err(|e| e.to_string())?;
         while let Some(piece) = rx.blocking_recv() {
-            w.write(&piece).map_err(|e| e.to_string())?;
+            for chunk in &piece {
+                w.write(chunk).map_err(|e| e.to_string())?;
+            }
         }
         Ok::<_, String>(w)
     });
@@ -280,35 +282,41 @@ async fn receive(
     let mut last_progress = Instant::now();
     let read = async {
         while received < declared {
-            let want = usize::try_from(declared - received)
-                .map_or(WRITE_CHUNK_BYTES, |left| left.min(WRITE_CHUNK_BYTES));
-            // Filled through spare capacity: no zeroing of bytes the stream overwrites.
-            let mut buf = Vec::with_capacity(want);
-            while buf.len() < want {
-                let at = received + buf.len() as u64;
-                let mut piece = (&mut *from_agent).take((want - buf.len()) as u64);
-                let n = match tokio::time::timeout(STALL_TIMEOUT, piece.read_buf(&mut buf)).await {
+            // The stream's own buffers, handed on as they are: the writer copies them
+            // once, into its staging buffer.
+            let mut piece = Vec::new();
+            let mut gathered = 0;
+            while gathered < WRITE_CHUNK_BYTES && received < declared {
+                let left = usize::try_from(declared - received).unwrap_or(usize::MAX);
+                let chunk = match tokio::time::timeout(
+                    STALL_TIMEOUT,
+                    from_agent.read_chunk(left, true),
+                )
+                .await
+                {
                     Err(_) => {
                         return Err(format!(
-                            "agent {agent} stopped sending {path} for {} s at {at} of {declared} bytes",
+                            "agent {agent} stopped sending {path} for {} s at {received} of {declared} bytes",
                             STALL_TIMEOUT.as_secs()
                         ));
                     }
                     Ok(Err(e)) => {
                         return Err(format!(
-                            "agent {agent} broke off {path} at {at} of {declared} bytes: {e}"
+                            "agent {agent} broke off {path} at {received} of {declared} bytes: {e}"
                         ));
                     }
-                    Ok(Ok(n)) => n,
+                    Ok(Ok(None)) => {
+                        return Err(format!(
+                            "agent {agent} ended {path} after {received} of the {declared} bytes it announced"
+                        ));
+                    }
+                    Ok(Ok(Some(chunk))) => chunk.bytes,
                 };
-                if n == 0 {
-                    return Err(format!(
-                        "agent {agent} ended {path} after {at} of the {declared} bytes it announced"
-                    ));
-                }
+                gathered += chunk.len();
+                received += chunk.len() as u64;
+                piece.push(chunk);
             }
-            received += want as u64;
-            if tx.send(buf).await.is_err() {
+            if tx.send(piece).await.is_err() {
                 // The writer stopped; its error says why.
                 break;
             }
