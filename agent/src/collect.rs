@@ -26,8 +26,9 @@ use crate::serve::{AgentCtx, failed, refused};
 /// One read from the file and one write to the stream. Large, so that a 256 MiB file is
 /// a few hundred system calls and QUIC packets are filled back to back.
 pub const CHUNK_BYTES: usize = 1024 * 1024;
-/// Chunks read ahead of the network: bounds the agent's memory per transfer to
-/// `CHUNK_BYTES * (READ_AHEAD + 2)`.
+/// Chunks read ahead of the network. Per transfer the reader holds at most
+/// `CHUNK_BYTES * (READ_AHEAD + 2)`, plus up to [`SPARE_CHUNKS`] buffers waiting to be
+/// reused, besides what QUIC keeps until the controller acknowledges it.
 const READ_AHEAD: usize = 4;
 /// How long the controller may take to make the file durable and say so.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
