@@ -435,3 +435,39 @@ async fn revoked_agent_and_technician_are_cut_off_and_refused() -> Result<()> {
     cluster.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_is_reported_as_one_not_as_a_revocation() -> Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let (_p, tech) = cluster.technician("alice", Tier::L2).await?;
+    let alter = |sql: &str| -> Result<()> {
+        let db = rusqlite::Connection::open(cluster.data.database())?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.execute_batch(sql)?;
+        Ok(())
+    };
+
+    // The column every request's revocation check reads is gone: the store cannot say
+    // whether alice is revoked. She is refused, and told why.
+    alter("ALTER TABLE technicians RENAME COLUMN revoked_at TO revoked_at_gone")?;
+    let refused = tech
+        .request(&TechRequest::ListAgents)
+        .await
+        .err()
+        .and_then(|e| e.downcast::<deskside_controller::client::Refused>().ok())
+        .map(|r| r.0);
+    let Some(refused) = refused else {
+        anyhow::bail!("a request was served while the store could not check revocation");
+    };
+    assert_eq!(refused.code, ErrorCode::Internal, "{refused:?}");
+    assert!(!refused.message.contains("has been revoked"), "{refused:?}");
+    assert!(refused.message.contains("no such column"), "{refused:?}");
+
+    // Once the store is whole again, the same connection is served.
+    alter("ALTER TABLE technicians RENAME COLUMN revoked_at_gone TO revoked_at")?;
+    let TechReply::Agents(_) = tech.request(&TechRequest::ListAgents).await? else {
+        anyhow::bail!("agents");
+    };
+    cluster.stop().await;
+    Ok(())
+}

@@ -160,8 +160,7 @@ async fn gate(shared: &Shared, tech: &Tech, ticket: Option<u64>) -> Result<(), T
     let checked = shared
         .store
         .run(move |db| {
-            let revoked = db.technician(&name).map(|t| t.is_none_or(|t| t.revoked));
-            if !matches!(revoked, Ok(false)) {
+            if db.technician(&name)?.is_none_or(|t| t.revoked) {
                 return Ok(None);
             }
             Ok(Some(match ticket {
@@ -172,10 +171,12 @@ async fn gate(shared: &Shared, tech: &Tech, ticket: Option<u64>) -> Result<(), T
         .await;
     match checked {
         Ok(Some(visible)) => visible.map_err(store_error),
-        Ok(None) | Err(_) => Err(error(
+        Ok(None) => Err(error(
             ErrorCode::Forbidden,
             format!("technician {} has been revoked", tech.name),
         )),
+        // Refused all the same, but not called a revocation: the store could not say.
+        Err(e) => Err(store_error(e)),
     }
 }
 
