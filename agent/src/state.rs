@@ -134,7 +134,7 @@ fn is_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// Reads a small text file, refusing anything over [`MAX_STATE_FILE_BYTES`].
+/// Reads a small text file, refusing anything over `MAX_STATE_FILE_BYTES` (1 MiB).
 pub fn read_bounded(path: &Path) -> Result<String> {
     let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut text = String::new();

@@ -1,7 +1,7 @@
 //! Diagnostics collection: sysinfo plus Linux probes, run concurrently off the reactor,
 //! each under its own time limit. A probe that fails or times out leaves an error entry.
 //! Pending updates are the exception: counting them takes seconds, so they are counted in
-//! the background and snapshots report the last count (see [`updates`]).
+//! the background and snapshots report the last count (see the `updates` module).
 
 mod commands;
 mod linux;
