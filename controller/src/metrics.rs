@@ -45,6 +45,8 @@ pub struct ReasonLabel {
 pub struct Metrics {
     registry: Registry,
     pub agents_connected: Gauge,
+    /// Technician connections open now (a command-line call is one while it runs).
+    pub technicians_connected: Gauge,
     pub requests: Family<RequestLabels, Counter>,
     pub request_seconds: Family<KindLabel, Histogram>,
     pub evidence_bytes: Counter<u64, AtomicU64>,
@@ -58,6 +60,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("deskside");
         let agents_connected = Gauge::default();
+        let technicians_connected = Gauge::default();
         let requests = Family::<RequestLabels, Counter>::default();
         // 1 ms … ~16 s: a script round trip to a diagnostics pull on a slow link.
         let request_seconds = Family::<KindLabel, Histogram>::new_with_constructor(|| {
@@ -70,6 +73,11 @@ impl Default for Metrics {
             "agents_connected",
             "Agents connected now",
             agents_connected.clone(),
+        );
+        registry.register(
+            "technicians_connected",
+            "Technician connections open now",
+            technicians_connected.clone(),
         );
         registry.register(
             "requests",
@@ -99,6 +107,7 @@ impl Default for Metrics {
         Metrics {
             registry,
             agents_connected,
+            technicians_connected,
             requests,
             request_seconds,
             evidence_bytes,
@@ -148,6 +157,9 @@ pub struct Health {
     pub status: String,
     pub version: String,
     pub agents_connected: i64,
+    /// Absent from controllers older than the field.
+    #[serde(default)]
+    pub technicians_connected: i64,
     pub outbox_depth: i64,
     pub database: String,
 }
@@ -167,6 +179,7 @@ async fn health(store: &Store, metrics: &Metrics) -> Health {
         },
         version: env!("CARGO_PKG_VERSION").into(),
         agents_connected: metrics.agents_connected.get(),
+        technicians_connected: metrics.technicians_connected.get(),
         outbox_depth: depth,
         database,
     }
@@ -263,10 +276,12 @@ mod tests {
     fn renders_the_metrics_it_counts() {
         let m = Metrics::default();
         m.agents_connected.set(3);
+        m.technicians_connected.set(2);
         m.observe("diagnostics", "ok", Duration::from_millis(120));
         m.evidence_bytes.inc_by(42);
         let text = m.render();
         assert!(text.contains("deskside_agents_connected 3"), "{text}");
+        assert!(text.contains("deskside_technicians_connected 2"), "{text}");
         assert!(
             text.contains("deskside_requests_total{kind=\"diagnostics\",outcome=\"ok\"} 1"),
             "{text}"

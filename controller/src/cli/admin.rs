@@ -220,10 +220,11 @@ pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
         );
     }
     println!("controller {} — {}", health.version, health.status);
-    println!("  agents connected: {}", health.agents_connected);
-    println!("  outbox pending:   {}", health.outbox_depth);
-    println!("  database:         {}", health.database);
-    println!("  requests:         {ok} ok, {failed} refused or failed (since start)");
+    println!("  agents connected:      {}", health.agents_connected);
+    println!("  technicians connected: {}", health.technicians_connected);
+    println!("  outbox pending:        {}", health.outbox_depth);
+    println!("  database:              {}", health.database);
+    println!("  requests:              {ok} ok, {failed} refused or failed (since start)");
     Ok(())
 }
 

@@ -85,18 +85,16 @@ impl Registry {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn add_tech(&self, name: &str, conn: &Connection) {
-        self.techs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(conn.stable_id(), (name.to_owned(), conn.clone()));
+    pub(super) fn add_tech(&self, name: &str, conn: &Connection, gauge: &Gauge) {
+        let mut techs = self.techs.lock().unwrap_or_else(|p| p.into_inner());
+        techs.insert(conn.stable_id(), (name.to_owned(), conn.clone()));
+        gauge.set(i64::try_from(techs.len()).unwrap_or(i64::MAX));
     }
 
-    pub(super) fn remove_tech(&self, conn: &Connection) {
-        self.techs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&conn.stable_id());
+    pub(super) fn remove_tech(&self, conn: &Connection, gauge: &Gauge) {
+        let mut techs = self.techs.lock().unwrap_or_else(|p| p.into_inner());
+        techs.remove(&conn.stable_id());
+        gauge.set(i64::try_from(techs.len()).unwrap_or(i64::MAX));
     }
 
     /// Closes the connections of revoked agents and technicians; returns how many.

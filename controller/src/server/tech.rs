@@ -52,9 +52,13 @@ pub(super) async fn serve(
         tier,
         conn: conn.clone(),
     };
-    shared.agents.add_tech(name, conn);
+    shared
+        .agents
+        .add_tech(name, conn, &shared.metrics.technicians_connected);
     serve_streams(shared, conn, &tech, cancel).await;
-    shared.agents.remove_tech(conn);
+    shared
+        .agents
+        .remove_tech(conn, &shared.metrics.technicians_connected);
 }
 
 async fn serve_streams(
