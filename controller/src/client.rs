@@ -16,13 +16,11 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STREAM_IDLE: Duration = Duration::from_secs(3700);
 const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
 
-/// How long [`TechClient::close`] lets the close frame go out.
-const CLOSE_GRACE: Duration = Duration::from_millis(10);
-
 /// An open connection to the controller as a technician.
 #[derive(Debug)]
 pub struct TechClient {
-    endpoint: Endpoint,
+    /// Held for as long as the connection: the socket and its driver.
+    _endpoint: Endpoint,
     conn: Connection,
 }
 
@@ -47,7 +45,10 @@ impl TechClient {
                 profile.controller, profile.name
             )
         })?;
-        Ok(TechClient { endpoint: ep, conn })
+        Ok(TechClient {
+            _endpoint: ep,
+            conn,
+        })
     }
 
     /// Connects with the profile at `path`, first renewing its certificate over the
@@ -119,12 +120,8 @@ impl TechClient {
         }
     }
 
-    /// Closes the connection and gives the close frame time to leave. Waiting for the
-    /// endpoint to go idle would hold every CLI command for QUIC's closing period (three
-    /// probe timeouts, ~80 ms even on loopback) just to answer a peer that lost the
-    /// frame; such a controller drops the connection at its idle timeout anyway.
+    /// Closes the connection once its close frame has left (see [`endpoint::close`]).
     pub async fn close(self) {
-        self.conn.close(deskside_proto::close::DONE.into(), b"done");
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
+        endpoint::close(&self.conn, deskside_proto::close::DONE.into(), b"done").await;
     }
 }

@@ -294,6 +294,21 @@ fn contract_sequence_through_the_binaries() -> Result<()> {
         json(Command::new(bin("deskside")?).args(["status", "--json", "--metrics", &metrics]))?;
     assert_eq!(status["health"]["status"], "ok");
     assert_eq!(status["health"]["agents_connected"].as_i64(), Some(1));
+    // Every command above was a process that connected, asked and exited. Each told the
+    // controller it was done before it exited: none is left to its 60-s idle timeout.
+    let mut techs = status["health"]["technicians_connected"].as_i64();
+    let since = Instant::now();
+    while techs != Some(0) && since.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        let again =
+            json(Command::new(bin("deskside")?).args(["status", "--json", "--metrics", &metrics]))?;
+        techs = again["health"]["technicians_connected"].as_i64();
+    }
+    assert_eq!(
+        techs,
+        Some(0),
+        "technician connections outlived their commands"
+    );
     assert!(
         status["requests_ok"].as_u64().is_some_and(|n| n >= 5),
         "{status}"

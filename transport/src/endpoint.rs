@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deskside_proto::PROTOCOL_VERSION;
 use deskside_proto::msg::hello::{Hello, HelloReply};
-use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, RecvStream, SendStream};
+use quinn::{ClientConfig, Connection, Endpoint, EndpointConfig, RecvStream, SendStream, VarInt};
 use sha2::{Digest, Sha256};
 
 use crate::{SERVER_NAME, TransportError, framed};
@@ -15,6 +15,9 @@ use crate::{SERVER_NAME, TransportError, framed};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The hello is two small frames; an answer later than this means a stuck controller.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest [`close`] waits for the close frame to leave.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(10);
 
 /// Shortest gap between two stateless resets: none. quinn's default (20 ms, 50 a second)
 /// means a controller back from a crash takes minutes to tell 10,000 agents their old
@@ -128,6 +131,26 @@ pub async fn connect(
         Ok(Err(e)) => Err(connect_err(TransportError::explain(&e))),
         Ok(Ok(conn)) => Ok(conn),
     }
+}
+
+/// Closes `conn` for a client about to exit, and returns once the close frame has been
+/// handed to the socket (at most [`CLOSE_GRACE`]). Waiting for the endpoint to go idle
+/// instead would hold every command for QUIC's closing period (three probe timeouts,
+/// ~80 ms even on loopback) just to answer a peer that lost the frame, and such a peer
+/// drops the connection at its idle timeout anyway. Exiting at once, before the frame
+/// left, would leave the controller holding the connection for that whole timeout.
+pub async fn close(conn: &Connection, code: VarInt, reason: &[u8]) {
+    conn.close(code, reason);
+    // A closed connection sends nothing but its close frame, and quinn counts a datagram
+    // as it hands it to the socket. Read after `close`, so if the frame left in between
+    // this waits out the grace, as a plain timeout would.
+    let before = conn.stats().udp_tx.datagrams;
+    let sent = async {
+        while conn.stats().udp_tx.datagrams == before {
+            tokio::task::yield_now().await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, sent).await;
 }
 
 /// Sends the hello on a new stream and checks the controller's version. Returns the

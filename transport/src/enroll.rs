@@ -48,8 +48,7 @@ pub async fn enroll(
         os: truncate(os),
     };
     let reply = framed::request::<_, EnrollReply>(&conn, &req, ENROLL_TIMEOUT).await;
-    conn.close(deskside_proto::close::DONE.into(), b"enrolled");
-    ep.wait_idle().await;
+    endpoint::close(&conn, deskside_proto::close::DONE.into(), b"enrolled").await;
     let enrollment = match reply? {
         EnrollReply::Issued(e) => *e,
         EnrollReply::Refused(r) => return Err(EnrollError::Refused(r)),
