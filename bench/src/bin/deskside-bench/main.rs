@@ -64,8 +64,8 @@ enum Mode {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
-    /// Only the script round trip (`/bin/true` over an open connection vs fresh and
-    /// multiplexed ssh); prints the row.
+    /// Only the script round trip (`/bin/true` over an open connection, and as
+    /// `deskside run` processes, vs fresh and multiplexed ssh); prints the rows.
     Script {
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         runs: u64,

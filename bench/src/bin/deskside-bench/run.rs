@@ -119,17 +119,7 @@ pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
         ssh.as_ref().map(|s| &s.2),
     ));
     rows.push(script_row(&script, ssh.as_ref().map(|s| (&s.0, &s.1))));
-    rows.push(
-        Row::new(
-            "script round trip via the CLI (reference)",
-            script_cli.show(),
-            "—",
-        )
-        .how(
-            "`deskside run AGENT bench-true --ticket N` as a process: process start, TLS \
-             handshake, run, result stored",
-        ),
-    );
+    rows.push(script_cli_row(&script_cli));
 
     eprintln!("bulk transfer ({})…", size(plan.bulk_bytes));
     rows.push(bulk_row(&fleet, sshd.as_ref().ok(), plan.bulk_bytes)?);
@@ -304,8 +294,21 @@ fn script_row(script: &Samples, ssh: Result<(&Samples, &Samples), &String>) -> R
     row
 }
 
+fn script_cli_row(script_cli: &Samples) -> Row {
+    Row::new(
+        "script round trip via the CLI (reference)",
+        script_cli.show(),
+        "—",
+    )
+    .how(
+        "`deskside run AGENT bench-true --ticket N` as a process: process start, TLS \
+         handshake, run, result stored",
+    )
+}
+
 /// Only the script round trip: a release controller and agent, `runs` runs over one open
-/// connection, then fresh and multiplexed `ssh host true` against the private sshd.
+/// connection and up to 50 `deskside run` processes, then fresh and multiplexed
+/// `ssh host true` against the private sshd.
 pub async fn script(bins: &Bins, runs: usize, with_ssh: bool) -> Result<Vec<Row>> {
     eprintln!("starting a release controller and agent…");
     let fleet = Fleet::start(bins).await?;
@@ -319,6 +322,12 @@ pub async fn script(bins: &Bins, runs: usize, with_ssh: bool) -> Result<Vec<Row>
         script.p99().as_secs_f64() * 1e3
     );
     drop(client);
+    let script_cli = deskside::script_cli(&fleet, runs.min(50))?;
+    eprintln!(
+        "deskside run as a process: p50 {:.3} ms, p99 {:.3} ms",
+        script_cli.p50().as_secs_f64() * 1e3,
+        script_cli.p99().as_secs_f64() * 1e3
+    );
     let sshd = if with_ssh {
         Sshd::start()
     } else {
@@ -331,7 +340,7 @@ pub async fn script(bins: &Bins, runs: usize, with_ssh: bool) -> Result<Vec<Row>
     let row = script_row(&script, ssh.as_ref().map(|(f, m)| (f, m)));
     drop(sshd);
     drop(fleet);
-    Ok(vec![row])
+    Ok(vec![row, script_cli_row(&script_cli)])
 }
 
 /// Only the bulk transfer: a release controller and agent, the private sshd, one file.
