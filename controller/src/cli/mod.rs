@@ -188,7 +188,8 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         archive: PathBuf,
     },
-    /// The running controller at a glance: health, agents connected, outbox, request counts.
+    /// The running controller at a glance: health, agents and technicians connected,
+    /// outbox, request counts.
     Status {
         /// The controller's metrics address.
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
