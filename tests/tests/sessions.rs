@@ -443,3 +443,71 @@ async fn support_screen_shows_a_code_and_ends_the_session_on_a_key() -> Result<(
     cluster.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_whose_sender_cannot_be_checked_is_deferred_not_taken() -> Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let agent = cluster.agent("desk", DEFAULT_POLICY).await?;
+    let (_p, tech) = cluster.technician("hotline", Tier::L1).await?;
+    wait_online(&tech, &agent.id).await?;
+    let t = ticket(&tech, &agent.id).await?;
+    let alter = |sql: &str| -> Result<()> {
+        let db = rusqlite::Connection::open(cluster.data.database())?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.execute_batch(sql)?;
+        Ok(())
+    };
+    let tech = &tech;
+    let join = move |code: String| async move {
+        tech.request(&TechRequest::JoinSession { code, ticket: t })
+            .await
+    };
+
+    // The column every delivery's revocation check reads is gone. The user's support
+    // code reaches the controller as a notice; it must not be taken while the controller
+    // cannot tell whether this machine was revoked.
+    alter("ALTER TABLE agents RENAME COLUMN revoked_at TO revoked_at_gone")?;
+    let mut user = control(&agent).await?;
+    let ControlReply::Code(code) = user
+        .call(&ControlRequest::Support {
+            scopes: vec![Scope::Diagnostics],
+            duration_secs: 600,
+        })
+        .await?
+    else {
+        bail!("no code");
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            code_of(join(code.code.clone()).await),
+            Some(ErrorCode::NotFound),
+            "a code was offered by a machine whose revocation could not be checked"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Once the store is whole again, the agent's next delivery of the same notice is
+    // taken and the code works.
+    alter("ALTER TABLE agents RENAME COLUMN revoked_at_gone TO revoked_at")?;
+    let mut joined = None;
+    for _ in 0..300 {
+        match join(code.code.clone()).await {
+            Ok(reply) => {
+                joined = Some(reply);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    let Some(reply) = joined else {
+        bail!("the deferred support code never arrived");
+    };
+    assert!(
+        matches!(outcome(Ok(reply))?, SessionOutcome::Approved(_)),
+        "the user's own code must open the session"
+    );
+    agent.stop().await;
+    cluster.stop().await;
+    Ok(())
+}

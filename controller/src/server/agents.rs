@@ -293,16 +293,27 @@ async fn notice(
         NoticeAck::Rejected {
             reason: "malformed idempotency key".into(),
         }
-    } else if revoked.unwrap_or(false) {
-        // Checked per delivery, not only by the periodic sweep.
-        refuse(
-            conn,
-            close::UNKNOWN_IDENTITY,
-            &format!("agent {id} has been revoked"),
-        );
-        return;
     } else {
-        record_notice(shared, conn, id, &delivery.key, delivery.notice).await
+        match revoked {
+            // Checked per delivery, not only by the periodic sweep.
+            Ok(true) => {
+                refuse(
+                    conn,
+                    close::UNKNOWN_IDENTITY,
+                    &format!("agent {id} has been revoked"),
+                );
+                return;
+            }
+            Ok(false) => record_notice(shared, conn, id, &delivery.key, delivery.notice).await,
+            // Nothing is taken from an agent whose revocation could not be checked; it
+            // keeps the item and delivers it again.
+            Err(e) => {
+                warn!(agent = id, error = %e, "cannot check the agent's revocation; notice deferred");
+                NoticeAck::Retry {
+                    reason: format!("the controller could not check this agent's standing: {e}"),
+                }
+            }
+        }
     };
     let _ = framed::send(&mut send, &ack).await;
     let _ = send.finish();
