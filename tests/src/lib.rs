@@ -83,6 +83,15 @@ impl Cluster {
         Ok(Store::open(&self.data.database())?)
     }
 
+    /// Runs `sql` on the controller's database from outside, while it serves: how tests
+    /// break the store under it (and mend it again).
+    pub fn sql(&self, sql: &str) -> Result<()> {
+        let db = rusqlite::Connection::open(self.data.database())?;
+        db.busy_timeout(Duration::from_secs(10))?;
+        db.execute_batch(sql)?;
+        Ok(())
+    }
+
     /// Enrolls an agent with `policy` and starts its service.
     pub async fn agent(&self, name: &str, policy: &str) -> Result<Agent> {
         let state = StateDir::new(self.dir.path().join(format!("agent-{name}")));

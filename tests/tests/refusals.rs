@@ -440,16 +440,10 @@ async fn revoked_agent_and_technician_are_cut_off_and_refused() -> Result<()> {
 async fn a_store_failure_is_reported_as_one_not_as_a_revocation() -> Result<()> {
     let mut cluster = Cluster::start().await?;
     let (_p, tech) = cluster.technician("alice", Tier::L2).await?;
-    let alter = |sql: &str| -> Result<()> {
-        let db = rusqlite::Connection::open(cluster.data.database())?;
-        db.busy_timeout(Duration::from_secs(10))?;
-        db.execute_batch(sql)?;
-        Ok(())
-    };
 
     // The column every request's revocation check reads is gone: the store cannot say
     // whether alice is revoked. She is refused, and told why.
-    alter("ALTER TABLE technicians RENAME COLUMN revoked_at TO revoked_at_gone")?;
+    cluster.sql("ALTER TABLE technicians RENAME COLUMN revoked_at TO revoked_at_gone")?;
     let refused = tech
         .request(&TechRequest::ListAgents)
         .await
@@ -464,7 +458,7 @@ async fn a_store_failure_is_reported_as_one_not_as_a_revocation() -> Result<()> 
     assert!(refused.message.contains("no such column"), "{refused:?}");
 
     // Once the store is whole again, the same connection is served.
-    alter("ALTER TABLE technicians RENAME COLUMN revoked_at_gone TO revoked_at")?;
+    cluster.sql("ALTER TABLE technicians RENAME COLUMN revoked_at_gone TO revoked_at")?;
     let TechReply::Agents(_) = tech.request(&TechRequest::ListAgents).await? else {
         anyhow::bail!("agents");
     };

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use deskside_agent::control::{ControlReply, ControlRequest};
+use deskside_agent::control::{ControlClient, ControlReply, ControlRequest};
 use deskside_agent::policy::DEFAULT_POLICY;
+use deskside_agent::session::SupportCode;
 use deskside_controller::client::{Refused, TechClient};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::{GrantOrigin, Scope, SessionOutcome};
@@ -55,6 +56,20 @@ fn code_of(reply: Result<TechReply>) -> Option<ErrorCode> {
         .err()
         .and_then(|e| e.downcast::<Refused>().ok())
         .map(|r| r.0.code)
+}
+
+/// The user starts a session for diagnostics, 10 minutes, and gets a code to read out.
+async fn offer_code(user: &mut ControlClient) -> Result<SupportCode> {
+    match user
+        .call(&ControlRequest::Support {
+            scopes: vec![Scope::Diagnostics],
+            duration_secs: 600,
+        })
+        .await?
+    {
+        ControlReply::Code(code) => Ok(code),
+        other => bail!("no code: {other:?}"),
+    }
 }
 
 async fn diag(tech: &TechClient, agent: &str, ticket: u64) -> Result<TechReply> {
@@ -190,15 +205,7 @@ async fn user_started_session_by_code_and_wrong_or_reused_codes() -> Result<()> 
     wait_online(&tech, &agent.id).await?;
     let t = ticket(&tech, &agent.id).await?;
     let mut user = control(&agent).await?;
-    let ControlReply::Code(code) = user
-        .call(&ControlRequest::Support {
-            scopes: vec![Scope::Diagnostics],
-            duration_secs: 600,
-        })
-        .await?
-    else {
-        bail!("no code");
-    };
+    let code = offer_code(&mut user).await?;
     // The code reaches the controller as a notice; wait for it to be joinable.
     let mut joined = None;
     for _ in 0..100 {
@@ -451,12 +458,6 @@ async fn a_notice_whose_sender_cannot_be_checked_is_deferred_not_taken() -> Resu
     let (_p, tech) = cluster.technician("hotline", Tier::L1).await?;
     wait_online(&tech, &agent.id).await?;
     let t = ticket(&tech, &agent.id).await?;
-    let alter = |sql: &str| -> Result<()> {
-        let db = rusqlite::Connection::open(cluster.data.database())?;
-        db.busy_timeout(Duration::from_secs(10))?;
-        db.execute_batch(sql)?;
-        Ok(())
-    };
     let tech = &tech;
     let join = move |code: String| async move {
         tech.request(&TechRequest::JoinSession { code, ticket: t })
@@ -466,17 +467,9 @@ async fn a_notice_whose_sender_cannot_be_checked_is_deferred_not_taken() -> Resu
     // The column every delivery's revocation check reads is gone. The user's support
     // code reaches the controller as a notice; it must not be taken while the controller
     // cannot tell whether this machine was revoked.
-    alter("ALTER TABLE agents RENAME COLUMN revoked_at TO revoked_at_gone")?;
+    cluster.sql("ALTER TABLE agents RENAME COLUMN revoked_at TO revoked_at_gone")?;
     let mut user = control(&agent).await?;
-    let ControlReply::Code(code) = user
-        .call(&ControlRequest::Support {
-            scopes: vec![Scope::Diagnostics],
-            duration_secs: 600,
-        })
-        .await?
-    else {
-        bail!("no code");
-    };
+    let code = offer_code(&mut user).await?;
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(2) {
         assert_eq!(
@@ -489,7 +482,7 @@ async fn a_notice_whose_sender_cannot_be_checked_is_deferred_not_taken() -> Resu
 
     // Once the store is whole again, the agent's next delivery of the same notice is
     // taken and the code works.
-    alter("ALTER TABLE agents RENAME COLUMN revoked_at_gone TO revoked_at")?;
+    cluster.sql("ALTER TABLE agents RENAME COLUMN revoked_at_gone TO revoked_at")?;
     let mut joined = None;
     for _ in 0..300 {
         match join(code.code.clone()).await {
