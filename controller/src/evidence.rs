@@ -135,7 +135,6 @@ impl BlobStore for DirBlobs {
             sink: Some(sink),
             tmp,
             hasher: Sha256::new(),
-            written: 0,
         }))
     }
 
@@ -176,7 +175,6 @@ struct DirBlobWriter {
     sink: Option<Sink>,
     tmp: PathBuf,
     hasher: Sha256,
-    written: u64,
 }
 
 /// How much of a streamed blob may wait in the page cache before its writeback starts:
@@ -339,6 +337,11 @@ impl Sink {
         }
     }
 
+    /// Bytes taken so far: in the file or staged.
+    fn len(&self) -> u64 {
+        self.at + self.staged as u64
+    }
+
     /// Puts every staged byte in the file and makes the file durable.
     fn finish(mut self) -> std::io::Result<()> {
         let whole = self.staged / DIRECT_ALIGN * DIRECT_ALIGN;
@@ -366,12 +369,11 @@ impl BlobWriter for DirBlobWriter {
         })?;
         sink.write(bytes).map_err(io(&self.tmp))?;
         self.hasher.update(bytes);
-        self.written += bytes.len() as u64;
         Ok(())
     }
 
     fn written(&self) -> u64 {
-        self.written
+        self.sink.as_ref().map_or(0, Sink::len)
     }
 
     fn sha256(&self) -> String {
