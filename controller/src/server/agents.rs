@@ -42,6 +42,12 @@ pub struct Registry {
     techs: Mutex<HashMap<usize, (String, Connection)>>,
 }
 
+/// Sets a connection gauge to a map's length; callers hold the map's lock, so
+/// concurrent connects and disconnects cannot leave it stale.
+fn set_count(gauge: &Gauge, len: usize) {
+    gauge.set(i64::try_from(len).unwrap_or(i64::MAX));
+}
+
 /// Support codes are read over the phone: compare digits only.
 fn digits(code: &str) -> String {
     code.chars().filter(char::is_ascii_digit).collect()
@@ -54,7 +60,7 @@ impl Registry {
         let old = {
             let mut links = self.lock();
             let old = links.insert(id.to_owned(), conn);
-            gauge.set(i64::try_from(links.len()).unwrap_or(i64::MAX));
+            set_count(gauge, links.len());
             old
         };
         if let Some(old) = old {
@@ -76,7 +82,7 @@ impl Registry {
         {
             links.remove(id);
         }
-        gauge.set(i64::try_from(links.len()).unwrap_or(i64::MAX));
+        set_count(gauge, links.len());
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Connection>> {
@@ -88,13 +94,13 @@ impl Registry {
     pub(super) fn add_tech(&self, name: &str, conn: &Connection, gauge: &Gauge) {
         let mut techs = self.techs.lock().unwrap_or_else(|p| p.into_inner());
         techs.insert(conn.stable_id(), (name.to_owned(), conn.clone()));
-        gauge.set(i64::try_from(techs.len()).unwrap_or(i64::MAX));
+        set_count(gauge, techs.len());
     }
 
     pub(super) fn remove_tech(&self, conn: &Connection, gauge: &Gauge) {
         let mut techs = self.techs.lock().unwrap_or_else(|p| p.into_inner());
         techs.remove(&conn.stable_id());
-        gauge.set(i64::try_from(techs.len()).unwrap_or(i64::MAX));
+        set_count(gauge, techs.len());
     }
 
     /// Closes the connections of revoked agents and technicians; returns how many.
