@@ -66,18 +66,22 @@ async fn certificates_renew_over_the_live_link_before_expiry() -> Result<()> {
         other => bail!("{other:?}"),
     };
 
-    // The agent renews by itself once two thirds of the life are over.
+    // The agent renews by itself once two thirds of the life are over. It replaces the
+    // certificate, then records its expiry in the enrollment: the second write is the
+    // one that says the renewal is complete, so wait for that before reading either.
     let start = Instant::now();
-    let renewed_pem = loop {
-        let pem = std::fs::read_to_string(agent.state.cert())?;
-        if pem != first_pem {
-            break pem;
+    let enrollment = loop {
+        let enrollment = agent.state.enrollment()?;
+        if enrollment.cert_not_after_secs != first_window.1 {
+            break enrollment;
         }
         if start.elapsed() > VALIDITY * 3 {
             bail!("the agent did not renew its certificate");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let renewed_pem = std::fs::read_to_string(agent.state.cert())?;
+    assert_ne!(renewed_pem, first_pem, "the certificate was replaced");
     let (renewed_sha, renewed_window) = fingerprint_and_window(&renewed_pem)?;
     assert!(
         renewed_window.1 > first_window.1,
@@ -100,7 +104,6 @@ async fn certificates_renew_over_the_live_link_before_expiry() -> Result<()> {
         creds.accepts(&first_sha),
         "the renewed-with certificate stays accepted"
     );
-    let enrollment = agent.state.enrollment()?;
     assert_eq!(enrollment.cert_not_after_secs, renewed_window.1);
     // Still served on the connection it renewed over.
     diag_ok(&tech, &agent.id, ticket).await?;
