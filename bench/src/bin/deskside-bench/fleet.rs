@@ -31,6 +31,9 @@ pub struct Fleet {
     bins: Bins,
     controller: Child,
     agent: Child,
+    /// More real agents, for the fan-out with real collection (`add_agents`).
+    more_agents: Vec<Child>,
+    addr: String,
     pub agent_id: String,
     pub ticket: u64,
 }
@@ -68,38 +71,16 @@ impl Fleet {
             bins: bins.clone(),
             controller,
             agent: Command::new("true").spawn()?,
+            more_agents: Vec::new(),
+            addr: addr.clone(),
             agent_id: String::new(),
             ticket: 0,
             dir,
         };
-        let token = run(
-            deskside().args(["token", "create", "--controller", &addr]),
-            "deskside token create",
-        )?;
-        let state = fleet.dir.path().join("agent");
-        let enrolled = run(
-            Command::new(&bins.agent)
-                .arg("--state")
-                .arg(&state)
-                .args(["enroll", &token]),
-            "deskside-agent enroll",
-        )?;
-        fleet.agent_id = enrolled
-            .strip_prefix("enrolled as ")
-            .and_then(|r| r.split_whitespace().next())
-            .with_context(|| format!("unexpected enroll output: {enrolled}"))?
-            .to_owned();
-        std::fs::write(state.join("policy.toml"), POLICY)?;
+        let (agent_id, agent) = fleet.start_agent("agent")?;
         let _ = fleet.agent.wait();
-        fleet.agent = Command::new(&bins.agent)
-            .arg("--state")
-            .arg(&state)
-            .arg("run")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(fleet.dir.path().join("agent.log"))?)
-            .spawn()
-            .context("starting deskside-agent run")?;
+        fleet.agent = agent;
+        fleet.agent_id = agent_id;
         let tech_token = run(
             deskside().args([
                 "tech",
@@ -133,6 +114,63 @@ impl Fleet {
             .parse()
             .with_context(|| format!("unexpected ticket number {number}"))?;
         Ok(fleet)
+    }
+
+    /// Enrolls a new agent through a fresh token, in its own state directory `name`, and
+    /// starts `deskside-agent run` for it: its id and process.
+    fn start_agent(&self, name: &str) -> Result<(String, Child)> {
+        let data = self.data_dir();
+        let out = Command::new(self.bins.dir.join("deskside"))
+            .arg("--data")
+            .arg(&data)
+            .args(["token", "create", "--controller", &self.addr])
+            .output()
+            .context("running deskside token create")?;
+        check(&out, "deskside token create")?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let state = self.dir.path().join(name);
+        let out = Command::new(&self.bins.agent)
+            .arg("--state")
+            .arg(&state)
+            .args(["enroll", &token])
+            .output()
+            .context("running deskside-agent enroll")?;
+        check(&out, "deskside-agent enroll")?;
+        let enrolled = String::from_utf8_lossy(&out.stdout);
+        let id = enrolled
+            .trim()
+            .strip_prefix("enrolled as ")
+            .and_then(|r| r.split_whitespace().next())
+            .with_context(|| format!("unexpected enroll output: {enrolled}"))?
+            .to_owned();
+        std::fs::write(state.join("policy.toml"), POLICY)?;
+        let child = Command::new(&self.bins.agent)
+            .arg("--state")
+            .arg(&state)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(
+                self.dir.path().join(format!("{name}.log")),
+            )?)
+            .spawn()
+            .context("starting deskside-agent run")?;
+        Ok((id, child))
+    }
+
+    /// Enrolls and starts `n` more real agents on this machine; returns their ids and
+    /// process ids once every one of them is online.
+    pub async fn add_agents(&mut self, n: usize) -> Result<Vec<(String, u32)>> {
+        let mut added = Vec::with_capacity(n);
+        for i in 0..n {
+            let (id, child) = self.start_agent(&format!("agent-{i}"))?;
+            added.push((id, child.id()));
+            self.more_agents.push(child);
+        }
+        for (id, _) in &added {
+            self.wait_online_id(id).await?;
+        }
+        Ok(added)
     }
 
     /// The technician CLI with this fleet's profile.
@@ -192,19 +230,26 @@ impl Fleet {
     }
 
     async fn wait_online(&self) -> Result<()> {
+        self.wait_online_id(&self.agent_id).await
+    }
+
+    async fn wait_online_id(&self, id: &str) -> Result<()> {
         let client = self.client().await?;
         let start = Instant::now();
         loop {
             if let TechReply::Agents(list) = client.request(&TechRequest::ListAgents).await?
-                && list.iter().any(|a| a.id == self.agent_id && a.online)
+                && list.iter().any(|a| a.id == id && a.online)
             {
                 client.close().await;
                 return Ok(());
             }
             if start.elapsed() > ONLINE_WITHIN {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default();
-                bail!("the agent did not come online within {ONLINE_WITHIN:?}: {log}");
+                let log = if id == self.agent_id {
+                    std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+                } else {
+                    String::new()
+                };
+                bail!("agent {id} did not come online within {ONLINE_WITHIN:?}: {log}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -213,7 +258,8 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for child in [&mut self.agent, &mut self.controller] {
+        let more = self.more_agents.iter_mut();
+        for child in more.chain([&mut self.agent, &mut self.controller]) {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -6,6 +6,7 @@ mod deskside;
 mod fleet;
 mod machine;
 mod procfs;
+mod realfan;
 mod report;
 mod run;
 mod sshd;
@@ -29,6 +30,9 @@ const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 const BULK_BYTES: u64 = 256 * 1024 * 1024;
 /// The smoke's bulk-transfer file.
 const SMOKE_BULK_BYTES: u64 = 8 * 1024 * 1024;
+/// Real agents added to the fleet's one for the fan-out with real collection: on two
+/// cores, 20 collections at once already keep both busy for seconds.
+const REAL_FANOUT_MORE_AGENTS: usize = 19;
 /// The slow baselines (inxi ~0.6 s, a CLI process each run) run at most this often.
 const MAX_SLOW_RUNS: usize = 20;
 /// `sos report` takes seconds per run.
@@ -142,6 +146,7 @@ async fn bench(cli: Cli) -> Result<()> {
                 settle: Duration::from_secs(10),
                 idle_window: Duration::from_secs(60),
                 bulk_bytes: BULK_BYTES,
+                more_real_agents: REAL_FANOUT_MORE_AGENTS,
                 swarm: SwarmPlan {
                     agents: swarm_agents,
                     fanout: swarm_agents.min(1000),
@@ -168,6 +173,7 @@ async fn bench(cli: Cli) -> Result<()> {
                 settle: Duration::from_secs(1),
                 idle_window: Duration::from_secs(3),
                 bulk_bytes: SMOKE_BULK_BYTES,
+                more_real_agents: 2,
                 swarm: SwarmPlan {
                     agents: 20,
                     fanout: 20,
