@@ -4,7 +4,9 @@
 
 mod deskside;
 mod fleet;
+mod group;
 mod machine;
+mod meshcentral;
 mod procfs;
 mod realfan;
 mod report;
@@ -37,6 +39,9 @@ const REAL_FANOUT_MORE_AGENTS: usize = 19;
 const MAX_SLOW_RUNS: usize = 20;
 /// `sos report` takes seconds per run.
 const SOS_RUNS: usize = 3;
+/// The `meshcentral` mode's default wait from connected to read: `all`'s settle period
+/// (10 s) plus its idle window (60 s), when the Deskside agent's RSS is read.
+const MESHCENTRAL_SETTLE: Duration = Duration::from_secs(70);
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -86,6 +91,16 @@ enum Mode {
         mib: u64,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
+    },
+    /// Only the MeshCentral agent's idle RSS (the baseline of the agent idle row): a
+    /// MeshCentral server on 127.0.0.1 and its agent, `--runs` times; prints each figure.
+    Meshcentral {
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+        runs: u64,
+        /// Seconds from the server listing the agent as connected to the reading; `all`
+        /// waits its settle period plus its idle window, as the Deskside agent gets.
+        #[arg(long, default_value_t = MESHCENTRAL_SETTLE.as_secs(), value_parser = clap::value_parser!(u64).range(0..=3600))]
+        settle_secs: u64,
     },
 }
 
@@ -205,6 +220,18 @@ async fn bench(cli: Cli) -> Result<()> {
             let bins = release_bins(bin_dir)?;
             let rows = run::bulk(&bins, mib * 1024 * 1024).await?;
             print_rows(command, "one transfer each".into(), rows);
+        }
+        Mode::Meshcentral { runs, settle_secs } => {
+            for run in 1..=runs {
+                let idle = meshcentral::idle_rss_async(Duration::from_secs(settle_secs)).await?;
+                println!(
+                    "run {run}/{runs}: MeshCentral {} agent idle RSS {} ({} bytes)\n  {}",
+                    idle.version,
+                    stats::mib(idle.rss_bytes),
+                    idle.rss_bytes,
+                    idle.how
+                );
+            }
         }
     }
     Ok(())

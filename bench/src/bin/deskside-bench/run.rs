@@ -9,14 +9,13 @@ use anyhow::Result;
 use crate::Bins;
 use crate::deskside::{self, Idle};
 use crate::fleet::Fleet;
+use crate::meshcentral::{self, MeshIdle};
 use crate::report::Row;
 use crate::sshd::Sshd;
 use crate::stats::{Samples, mib, ms, ratio, size};
 use crate::swarm::{self, SwarmPlan};
 use crate::tools::{self, SCP_CIPHER, SSH_DIAG};
 
-/// MeshCentral's agent at idle, measured elsewhere and cited, not installed here.
-const MESHCENTRAL_IDLE_RSS: u64 = 11_500_000;
 /// Targets from the performance issue.
 const AGENT_IDLE_RSS_TARGET: u64 = 6 * 1024 * 1024;
 const AGENT_SERVED_RSS_TARGET: u64 = 8 * 1024 * 1024;
@@ -53,6 +52,10 @@ pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
         .prefix("deskside-bench-run-")
         .tempdir()?;
 
+    // Before anything of Deskside's runs, read as long after connecting as Deskside's.
+    eprintln!("baseline: MeshCentral's agent, idle…");
+    let mesh = meshcentral::idle_rss_async(plan.settle + plan.idle_window).await;
+
     eprintln!("starting a release controller and agent…");
     let mut fleet = Fleet::start(bins).await?;
     tokio::time::sleep(plan.settle).await;
@@ -60,7 +63,7 @@ pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
     eprintln!("agent idle for {:?}…", plan.idle_window);
     let agent_idle = deskside::idle(fleet.agent_pid(), plan.idle_window).await?;
     let controller_rss = crate::procfs::rss_bytes(fleet.controller_pid())?;
-    rows.extend(idle_rows(&agent_idle, controller_rss, quiet));
+    rows.extend(idle_rows(&agent_idle, controller_rss, quiet, &mesh));
 
     let client = fleet.client().await?;
     eprintln!("diag × {}…", plan.runs);
@@ -150,26 +153,42 @@ pub(crate) async fn quiet_agent(pid: u32) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn idle_rows(agent: &Idle, controller_rss: u64, quiet: Duration) -> Vec<Row> {
+fn idle_rows(
+    agent: &Idle,
+    controller_rss: u64,
+    quiet: Duration,
+    mesh: &Result<MeshIdle>,
+) -> Vec<Row> {
     let keepalive = deskside_transport::tls::KEEP_ALIVE;
     let rounds = (agent.window.as_secs() / keepalive.as_secs()).max(1);
     // For display only.
     let per_round = agent.wakeups as f64 / rounds as f64;
+    let (mesh_text, mesh_ratio, mesh_how) = match mesh {
+        Ok(m) => (
+            format!(
+                "MeshCentral {} agent (meshagent x86-64 from its npm package) {}, same run, \
+                 on this machine, connected to a MeshCentral server on 127.0.0.1",
+                m.version,
+                mib(m.rss_bytes)
+            ),
+            times(m.rss_bytes, agent.rss_bytes),
+            format!(". MeshCentral: {}", m.how),
+        ),
+        Err(e) => (
+            format!("MeshCentral: not measured: {e:#}"),
+            "—".into(),
+            String::new(),
+        ),
+    };
     vec![
         Row::new("agent idle RSS", mib(agent.rss_bytes), "≤ 6 MiB")
-            .baseline(format!(
-                "MeshCentral agent 11.5 MB = {} (*cited*, measured elsewhere)",
-                size(MESHCENTRAL_IDLE_RSS)
-            ))
-            .ratio(format!(
-                "{:.1}× smaller",
-                MESHCENTRAL_IDLE_RSS as f64 / agent.rss_bytes as f64
-            ))
+            .baseline(mesh_text)
+            .ratio(mesh_ratio)
             .met(agent.rss_bytes <= AGENT_IDLE_RSS_TARGET)
             .how(format!(
                 "VmRSS from /proc/PID/status of the `deskside-agent run` process as packaged \
                  (in `all`: profile `agent`, size-optimised with whole-program LTO, static musl), \
-                 connected, after the settle period; threads: {}; smaps_rollup: {}",
+                 connected, after the settle period; threads: {}; smaps_rollup: {}{mesh_how}",
                 agent.threads, agent.smaps
             )),
         Row::new(
@@ -202,6 +221,18 @@ fn idle_rows(agent: &Idle, controller_rss: u64, quiet: Duration) -> Vec<Row> {
         .met(controller_rss <= CONTROLLER_IDLE_RSS_TARGET)
         .how("VmRSS of the release `deskside serve` process with the one agent connected, idle"),
     ]
+}
+
+/// "N× smaller" or "N× larger": Deskside's `ours` against the baseline's `theirs`.
+fn times(theirs: u64, ours: u64) -> String {
+    // Byte counts far below 2^53.
+    #[allow(clippy::cast_precision_loss)]
+    let (theirs, ours) = (theirs as f64, ours.max(1) as f64);
+    if theirs >= ours {
+        format!("{:.1}× smaller", theirs / ours)
+    } else {
+        format!("{:.1}× larger", ours / theirs.max(1.0))
+    }
 }
 
 fn diag_rows(
