@@ -88,7 +88,8 @@ fn configure(data: &Path, port: u16) -> Result<std::sync::Arc<dyn adapters::Tick
         ),
     )?;
     let config = adapters::load(data)?;
-    adapters::from_config(&config).ok_or_else(|| anyhow!("backend webhook gave no adapter"))
+    adapters::from_config(&config, "webhook-test")
+        .ok_or_else(|| anyhow!("backend webhook gave no adapter"))
 }
 
 fn join(handle: JoinHandle<Result<Received>>) -> Result<Received> {
@@ -110,6 +111,7 @@ fn webhook_posts_signed_json_with_report_and_items() -> Result<()> {
         tier: Tier::L2,
         note: "needs L2".into(),
         bundle_dir: sample.dir.clone(),
+        sync_id: 1,
     })?;
     assert_eq!(outcome.external_ref, "webhook:127.0.0.1");
 
@@ -160,6 +162,7 @@ fn webhook_answering_500_is_an_error() -> Result<()> {
         tier: Tier::L3,
         note: String::new(),
         bundle_dir: sample.dir.clone(),
+        sync_id: 1,
     });
     let err = match result {
         Ok(o) => bail!("HTTP 500 was taken as success: {o:?}"),

@@ -115,6 +115,7 @@ impl TicketSystem for Webhook {
                 "webhook {} accepted ticket #{} for {} with {count} evidence item(s) (HTTP {})",
                 self.config.host, job.ticket.number, job.tier, reply.status
             ),
+            link: None,
         })
     }
 }
