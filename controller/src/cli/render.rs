@@ -137,6 +137,14 @@ pub fn ticket(view: &TicketView) {
     if let Some(agent) = &t.agent {
         println!("  agent {agent}");
     }
+    match (&t.external_ref, &t.sync_state) {
+        (None, None) => {}
+        (external, state) => println!(
+            "  external ticket {}; sync: {}",
+            external.as_deref().unwrap_or("not created yet"),
+            state.as_deref().unwrap_or("none yet")
+        ),
+    }
     println!("timeline:");
     for e in &view.timeline {
         println!(
