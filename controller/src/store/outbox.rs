@@ -307,6 +307,17 @@ mod tests {
             210,
         )?;
         assert!(db.outbox_claim_due(10_000, 60, 10)?.is_empty());
+        let state: Option<String> = db.conn.query_row(
+            "SELECT sync_state FROM tickets WHERE number = ?1",
+            [to_i64(n)],
+            |r| r.get(0),
+        )?;
+        let state = state.unwrap_or_default();
+        assert!(state.starts_with("synced to rt:7 at "), "{state}");
+        assert!(
+            state.ends_with("(https://rt.example.org/Ticket/Display.html?id=7)"),
+            "{state}"
+        );
         let job = db
             .outbox_jobs(None)?
             .pop()
