@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use deskside_controller::adapters::webhook::{SIGNATURE_HEADER, signature};
+use deskside_controller::adapters::webhook::{DELIVERY_HEADER, SIGNATURE_HEADER, signature};
 use deskside_controller::adapters::{self, SyncJob};
 use deskside_proto::msg::identity::Tier;
 use deskside_tests::rt::{sample_ticket, write_sample_bundle};
@@ -132,6 +132,13 @@ fn webhook_posts_signed_json_with_report_and_items() -> Result<()> {
     let mut tampered = got.body.clone();
     tampered.push(b' ');
     assert_ne!(*header, signature(SECRET.as_bytes(), &tampered));
+    assert_eq!(
+        got.headers
+            .get(&DELIVERY_HEADER.to_ascii_lowercase())
+            .map(String::as_str),
+        Some("webhook-test:51:1"),
+        "one delivery id per sync, the same on every attempt"
+    );
 
     let body: Value = serde_json::from_slice(&got.body)?;
     assert_eq!(body["ticket"]["number"], 51);

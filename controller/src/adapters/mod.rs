@@ -55,7 +55,7 @@ pub fn from_config(config: &TicketingConfig, origin: &str) -> Option<Arc<dyn Tic
     match &config.backend {
         Backend::None => None,
         Backend::Rt(rt) => Some(Arc::new(rt::RtTicketSystem::new(rt.clone(), origin))),
-        Backend::Webhook(hook) => Some(Arc::new(webhook::Webhook::new(hook.clone()))),
+        Backend::Webhook(hook) => Some(Arc::new(webhook::Webhook::new(hook.clone(), origin))),
     }
 }
 
