@@ -28,6 +28,12 @@ use super::{AdapterError, SyncJob, SyncOutcome, TicketSystem};
 
 const SYSTEM: &str = "Request Tracker";
 
+/// RT keeps a ticket's subject in 200 characters (`Tickets.Subject`) and cuts longer
+/// ones: the title is shortened so the marker at the end always survives.
+const TICKET_SUBJECT_MAX_BYTES: usize = 200;
+/// A message's subject is kept in 255 (`Attachments.Subject`).
+const MESSAGE_SUBJECT_MAX_BYTES: usize = 255;
+
 /// The prefix of an external reference to an RT ticket: `rt:42`.
 pub const REF_PREFIX: &str = "rt:";
 
@@ -45,6 +51,18 @@ pub fn ticket_marker(origin: &str, number: u64) -> String {
 /// The marker in the subject of the comment that outbox job `sync_id` posts.
 pub fn comment_marker(origin: &str, number: u64, sync_id: u64) -> String {
     format!("[deskside-sync:{origin}:{number}:{sync_id}]")
+}
+
+/// `text`, then a space and `marker`, in at most `max` bytes: `text` is cut (on a
+/// character boundary) so the marker is always whole.
+fn with_marker(text: &str, marker: &str, max: usize) -> String {
+    let budget = max.saturating_sub(marker.len() + 1);
+    let mut end = text.len().min(budget);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let kept = text.get(..end).unwrap_or_default().trim_end();
+    format!("{kept} {marker}")
 }
 
 /// Keeps what can go into a marker (and a TicketSQL string): letters, digits, `-`.
@@ -116,7 +134,7 @@ impl RtTicketSystem {
         let marker = comment_marker(&self.origin, job.ticket.number, job.sync_id);
         let already = self.client.has_message_with_subject(id, &marker)?;
         if !already {
-            let subject = format!("{} {marker}", comment_subject(job));
+            let subject = with_marker(&comment_subject(job), &marker, MESSAGE_SUBJECT_MAX_BYTES);
             self.client
                 .comment(id, &subject, &files.report_md, &attachments)?;
         }
@@ -187,11 +205,10 @@ impl RtTicketSystem {
             },
             job.ticket.priority,
         );
-        let subject = format!(
-            "[Deskside #{}] {} {}",
-            job.ticket.number,
-            job.ticket.title,
-            ticket_marker(&self.origin, job.ticket.number)
+        let subject = with_marker(
+            &format!("[Deskside #{}] {}", job.ticket.number, job.ticket.title),
+            &ticket_marker(&self.origin, job.ticket.number),
+            TICKET_SUBJECT_MAX_BYTES,
         );
         self.client.create_ticket(&queue.name, &subject, &intro)
     }
@@ -278,5 +295,20 @@ mod tests {
         assert!(!comment_marker("ab12", 4, 12).contains(&comment_marker("ab12", 4, 1)));
         assert_eq!(marker_safe("a'b c]"), "abc");
         assert_eq!(marker_safe("'"), "controller");
+    }
+
+    #[test]
+    fn a_long_subject_is_cut_before_the_marker() {
+        let marker = ticket_marker("0123456789ab", 12345);
+        let long = format!("[Deskside #12345] {}", "\u{e9}".repeat(300));
+        let subject = with_marker(&long, &marker, TICKET_SUBJECT_MAX_BYTES);
+        assert!(
+            subject.len() <= TICKET_SUBJECT_MAX_BYTES,
+            "{}",
+            subject.len()
+        );
+        assert!(subject.ends_with(&format!(" {marker}")), "{subject}");
+        assert!(subject.starts_with("[Deskside #12345] \u{e9}"), "{subject}");
+        assert_eq!(with_marker("short", "[m]", 255), "short [m]");
     }
 }
