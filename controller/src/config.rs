@@ -422,7 +422,7 @@ resolution = "2h"
 [ticketing]
 backend = "rt"
 [ticketing.rt]
-url = "http://rt.example.org"
+url = "https://rt.example.org"
 user = "deskside"
 password_file = "rt-password"
 [ticketing.rt.queues]

@@ -162,9 +162,13 @@ pub struct Health {
     pub technicians_connected: i64,
     pub outbox_depth: i64,
     pub database: String,
+    /// Config the operator chose that weakens security (e.g. ticketing over plain HTTP).
+    /// Absent from controllers older than the field.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
-async fn health(store: &Store, metrics: &Metrics) -> Health {
+async fn health(store: &Store, metrics: &Metrics, warnings: &[String]) -> Health {
     let db = store.run(|db| db.outbox_pending()).await;
     let (database, depth) = match db {
         Ok(n) => ("ok".to_owned(), i64::try_from(n).unwrap_or(i64::MAX)),
@@ -182,6 +186,7 @@ async fn health(store: &Store, metrics: &Metrics) -> Health {
         technicians_connected: metrics.technicians_connected.get(),
         outbox_depth: depth,
         database,
+        warnings: warnings.to_vec(),
     }
 }
 
@@ -198,10 +203,11 @@ async fn route(
     req: Request<Incoming>,
     store: Store,
     metrics: Arc<Metrics>,
+    warnings: Arc<[String]>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            health(&store, &metrics).await;
+            health(&store, &metrics, &warnings).await;
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -209,7 +215,7 @@ async fn route(
             )
         }
         (&Method::GET, "/health") => {
-            let h = health(&store, &metrics).await;
+            let h = health(&store, &metrics, &warnings).await;
             let status = if h.status == "ok" {
                 StatusCode::OK
             } else {
@@ -229,11 +235,13 @@ async fn route(
     })
 }
 
-/// Binds `addr` and serves `/metrics` and `/health` until `cancel`.
+/// Binds `addr` and serves `/metrics` and `/health` until `cancel`; `/health` repeats
+/// `warnings` (see [`Health::warnings`]).
 pub async fn serve(
     addr: SocketAddr,
     store: Store,
     metrics: Arc<Metrics>,
+    warnings: Arc<[String]>,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -250,10 +258,10 @@ pub async fn serve(
                     }
                 },
             };
-            let (store, metrics) = (store.clone(), metrics.clone());
+            let (store, metrics, warnings) = (store.clone(), metrics.clone(), warnings.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    route(req, store.clone(), metrics.clone())
+                    route(req, store.clone(), metrics.clone(), warnings.clone())
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::{SyncJob, TicketSystem};
+use crate::adapters::{SyncJob, SyncOutcome, TicketSystem};
 use crate::clock::now_secs;
 use crate::store::{Store, StoreError};
 
@@ -158,11 +158,18 @@ async fn run_pass(
             break;
         };
         match run_job(store, system, &job).await {
-            Ok((external_ref, detail)) => {
+            Ok(outcome) => {
+                let SyncOutcome {
+                    external_ref,
+                    detail,
+                    link,
+                } = outcome;
                 tracing::info!(ticket = job.ticket, %external_ref, "synced: {detail}");
                 let id = job.id;
                 store
-                    .run(move |db| db.outbox_done(id, &external_ref, &detail, now_secs()))
+                    .run(move |db| {
+                        db.outbox_done(id, &external_ref, link.as_deref(), &detail, now_secs())
+                    })
                     .await?;
                 summary.synced += 1;
             }
@@ -191,7 +198,7 @@ async fn run_job(
     store: &Store,
     system: &Arc<dyn TicketSystem>,
     job: &OutboxJob,
-) -> Result<(String, String), (String, Option<String>)> {
+) -> Result<SyncOutcome, (String, Option<String>)> {
     if job.kind != KIND_SYNC {
         return Err((
             format!(
@@ -219,13 +226,14 @@ async fn run_job(
         tier: payload.tier,
         note: payload.note,
         bundle_dir: payload.bundle_dir,
+        sync_id: job.id,
     };
     let system = system.clone();
     let result = tokio::task::spawn_blocking(move || system.sync(&sync))
         .await
         .map_err(|e| (format!("the ticket system adapter stopped: {e}"), None))?;
     match result {
-        Ok(outcome) => Ok((outcome.external_ref, outcome.detail)),
+        Ok(outcome) => Ok(outcome),
         Err(e) => Err((e.to_string(), e.created_ref().map(str::to_owned))),
     }
 }
@@ -237,7 +245,7 @@ mod tests {
     use deskside_proto::msg::identity::Tier;
 
     use super::*;
-    use crate::adapters::{AdapterError, SyncOutcome};
+    use crate::adapters::AdapterError;
     use crate::store::NewTicket;
 
     #[test]
@@ -281,6 +289,7 @@ mod tests {
             Ok(SyncOutcome {
                 external_ref: "rt:5".into(),
                 detail: "ok".into(),
+                link: None,
             })
         }
     }

@@ -2,6 +2,8 @@
 //! real agents enrolled through the real token/CSR path, real technician profiles, all
 //! over real QUIC with mutual TLS. Also finds the built binaries for CLI tests.
 
+pub mod daemons;
+pub mod delay_proxy;
 pub mod hostile;
 pub mod rt;
 

@@ -75,6 +75,18 @@ pub fn require_rt() -> Result<()> {
     )
 }
 
+/// A controller origin of its own for each test: the tests share one RT, and the
+/// adapter finds an unlinked ticket's RT ticket by a marker that holds the origin.
+pub fn test_origin() -> String {
+    format!("test{:016x}", rand::random::<u64>())
+}
+
+/// A sync id no other job in this process has (the outbox uses its job id).
+pub fn next_sync_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A loopback port nothing listens on (bound, then released).
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -205,6 +217,7 @@ impl RtServer {
                 l3: queue_name(Tier::L3).to_owned(),
             },
             timeout: DEFAULT_TIMEOUT,
+            insecure_http: false,
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use deskside_controller::catalog;
 use deskside_proto::msg::script::{CatalogEntry, Interpreter, ParamKind};
+use deskside_tests::daemons;
 
 /// The PATH a script gets, as on an ordinary Linux desktop.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -82,6 +83,16 @@ fn run(name: &str, params: &[(&str, &str)]) -> Result<Run> {
 
 /// [`run`], with `tools` (a directory of stand-in programs) first on PATH.
 fn run_with_tools(name: &str, params: &[(&str, &str)], tools: Option<&Path>) -> Result<Run> {
+    run_with(name, params, tools, &[])
+}
+
+/// [`run_with_tools`], with `extra` variables (e.g. `CUPS_SERVER` for a private CUPS).
+fn run_with(
+    name: &str,
+    params: &[(&str, &str)],
+    tools: Option<&Path>,
+    extra: &[(&str, &Path)],
+) -> Result<Run> {
     let (entry, body) = load(name)?;
     let path = match tools {
         Some(dir) => format!("{}:{PATH}", dir.display()),
@@ -98,6 +109,7 @@ fn run_with_tools(name: &str, params: &[(&str, &str)], tools: Option<&Path>) -> 
         .env_clear()
         .env("PATH", path)
         .envs(env)
+        .envs(extra.iter().copied())
         .current_dir(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -409,36 +421,43 @@ fn clean_temp_refuses_to_leave_tmp() -> Result<()> {
 }
 
 #[test]
-fn flush_dns_flushes_or_says_there_is_nothing_to_flush() -> Result<()> {
+fn flush_dns_sends_a_running_dnsmasq_sighup() -> Result<()> {
+    let mut dnsmasq = daemons::dnsmasq()?;
     let r = run("flush-dns", &[])?;
-    match r.code {
-        Some(0) => ensure!(r.stdout.contains("Done: flushed"), "{r}"),
-        Some(3) => ensure!(
-            r.stderr.contains("No DNS cache is running here")
-                && r.stderr.contains("nothing to flush"),
-            "{r}"
-        ),
-        _ => bail!("unexpected exit\n{r}"),
-    }
+    ensure!(r.code == Some(0), "{r}");
+    ensure!(
+        r.stdout.contains(&format!(
+            "dnsmasq is running (PID {}); sending SIGHUP",
+            dnsmasq.pid()
+        )),
+        "{r}"
+    );
+    ensure!(r.stdout.contains("Done: flushed"), "{r}");
+    // SIGHUP clears dnsmasq's cache; it does not stop it.
+    std::thread::sleep(Duration::from_millis(200));
+    ensure!(dnsmasq.is_running(), "dnsmasq died of the SIGHUP");
     Ok(())
 }
 
+/// restart-service acts only through systemd. CI and the test machines run without
+/// systemd as PID 1 (a container), so this checks the refusal path only; on a machine
+/// where systemd runs it checks the dry run instead.
 #[test]
-fn restart_service_dry_run_restarts_nothing() -> Result<()> {
+fn restart_service_dry_run_refusal_path_only() -> Result<()> {
     let r = run("restart-service", &[("service", "cups")])?;
-    match r.code {
-        Some(0) => ensure!(
+    if Path::new("/run/systemd/system").is_dir() {
+        ensure!(r.code == Some(0), "{r}");
+        ensure!(
             r.stdout
                 .contains("Dry run: would run: systemctl restart cups.service"),
             "{r}"
-        ),
-        Some(3) => ensure!(
-            r.stderr.contains("systemd is not running here")
-                || r.stderr.contains("cups is not installed here")
-                || r.stderr.contains("systemctl is not installed"),
+        );
+    } else {
+        ensure!(r.code == Some(3), "{r}");
+        ensure!(
+            r.stderr.contains("systemd is not running here (PID 1 is "),
             "{r}"
-        ),
-        _ => bail!("unexpected exit\n{r}"),
+        );
     }
     let (entry, _) = load("restart-service")?;
     for bad in ["gdm", "sshd; reboot", "", "CUPS"] {
@@ -451,20 +470,62 @@ fn restart_service_dry_run_restarts_nothing() -> Result<()> {
 }
 
 #[test]
-fn clear_print_queue_dry_run_cancels_nothing() -> Result<()> {
-    let r = run("clear-print-queue", &[])?;
-    match r.code {
-        Some(0) => ensure!(
-            r.stdout.contains("Dry run: would cancel") || r.stdout.contains("nothing to cancel"),
-            "{r}"
-        ),
-        Some(3) => ensure!(
-            r.stderr.contains("CUPS client tools are not installed")
-                || r.stderr.contains("CUPS scheduler is not running"),
-            "{r}"
-        ),
-        _ => bail!("unexpected exit\n{r}"),
+fn clear_print_queue_lists_then_cancels_jobs_in_a_real_cups() -> Result<()> {
+    // A private scheduler with one paused printer holding two jobs.
+    let cups = daemons::cups()?;
+    let dir = cups.dir.path();
+    let server = daemons::cups_server(dir);
+    let env = [("CUPS_SERVER", server.as_path())];
+    daemons::cups_tool(
+        dir,
+        "lpadmin",
+        &["-p", "office", "-v", "socket://127.0.0.1:9", "-E"],
+    )?;
+    daemons::cups_tool(dir, "cupsdisable", &["office"])?;
+    let job = dir.join("page.txt");
+    std::fs::write(&job, "test page\n")?;
+    let job = job.display().to_string();
+    for _ in 0..2 {
+        daemons::cups_tool(dir, "lp", &["-d", "office", &job])?;
     }
+
+    let r = run_with("clear-print-queue", &[], None, &env)?;
+    ensure!(r.code == Some(0), "{r}");
+    ensure!(r.stdout.contains("Queued jobs on all printers (2):"), "{r}");
+    ensure!(
+        r.stdout.contains("Dry run: would cancel these 2 job(s)"),
+        "{r}"
+    );
+    let queued = daemons::cups_tool(dir, "lpstat", &["-o"])?;
+    ensure!(
+        queued.lines().count() == 2,
+        "a dry run cancelled jobs: {queued}"
+    );
+
+    let r = run_with(
+        "clear-print-queue",
+        &[("printer", "lab"), ("dry_run", "false")],
+        None,
+        &env,
+    )?;
+    ensure!(r.code == Some(1), "{r}");
+    ensure!(r.stderr.contains("there is no printer named lab"), "{r}");
+
+    let r = run_with(
+        "clear-print-queue",
+        &[("printer", "office"), ("dry_run", "false")],
+        None,
+        &env,
+    )?;
+    ensure!(r.code == Some(0), "{r}");
+    ensure!(r.stdout.contains("Cancelling every job on office"), "{r}");
+    ensure!(
+        r.stdout
+            .contains("Done: the queue of printer office is empty."),
+        "{r}"
+    );
+    let queued = daemons::cups_tool(dir, "lpstat", &["-o"])?;
+    ensure!(queued.trim().is_empty(), "jobs left: {queued}");
     Ok(())
 }
 
@@ -620,7 +681,10 @@ fn pending_updates_lists_from_the_cache() -> Result<()> {
             ensure!(r.stdout.contains("Upgradable packages: "), "{r}");
             ensure!(r.stdout.contains("Reboot required: "), "{r}");
         }
-        Some(3) => ensure!(r.stderr.contains("no supported package manager"), "{r}"),
+        // Debian (CI) has apt: only elsewhere may the script say it has none.
+        Some(3) if !Path::new("/usr/bin/apt-get").exists() => {
+            ensure!(r.stderr.contains("no supported package manager"), "{r}")
+        }
         _ => bail!("unexpected exit\n{r}"),
     }
     Ok(())
@@ -638,7 +702,7 @@ fn repair_packages_dry_run_only_audits_and_simulates() -> Result<()> {
             );
             ensure!(r.stdout.contains("--no-download"), "{r}");
         }
-        Some(3) => ensure!(
+        Some(3) if !Path::new("/usr/bin/dpkg").exists() => ensure!(
             r.stderr.contains("Debian/Ubuntu package systems only"),
             "{r}"
         ),
@@ -648,18 +712,18 @@ fn repair_packages_dry_run_only_audits_and_simulates() -> Result<()> {
 }
 
 #[test]
-fn resync_clock_dry_run_shows_state_or_says_no_client() -> Result<()> {
+fn resync_clock_dry_run_goes_through_a_running_chronyd() -> Result<()> {
+    // A chronyd that does not control the clock (-x): the script finds it running and
+    // shows the step it would ask for.
+    let _chronyd = daemons::chronyd()?;
     let r = run("resync-clock", &[])?;
+    ensure!(r.code == Some(0), "{r}");
     ensure!(r.stdout.contains("Clock now: "), "{r}");
-    match r.code {
-        Some(0) => ensure!(r.stdout.contains("Dry run: would run: "), "{r}"),
-        Some(3) => ensure!(
-            r.stderr.contains("no time sync client is available here")
-                || r.stderr.contains("no server is configured"),
-            "{r}"
-        ),
-        _ => bail!("unexpected exit\n{r}"),
-    }
+    ensure!(r.stdout.contains("Time sync: chronyd is running"), "{r}");
+    ensure!(
+        r.stdout.contains("Dry run: would run: chronyc -a makestep"),
+        "{r}"
+    );
     Ok(())
 }
 
@@ -750,12 +814,9 @@ fn reset_network_dry_run_changes_nothing() -> Result<()> {
     let r = run("reset-network", &[])?;
     match r.code {
         Some(0) => ensure!(r.stdout.contains("Dry run: would run: "), "{r}"),
+        // A sandbox without a default route has no interface to pick. With one, some
+        // tool always resets it: CI installs dhclient (isc-dhcp-client).
         Some(1) => ensure!(r.stderr.contains("there is no default route"), "{r}"),
-        Some(3) => ensure!(
-            r.stderr.contains("no tool to reset")
-                || r.stderr.contains("ip (iproute2) is not installed"),
-            "{r}"
-        ),
         _ => bail!("unexpected exit\n{r}"),
     }
 

@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use deskside_controller::adapters::rt::{RtTicketSystem, parse_ref};
+use deskside_controller::adapters::rt::{RtTicketSystem, parse_ref, ticket_marker};
 use deskside_controller::adapters::{AdapterError, SyncJob, TicketSystem};
 use deskside_controller::clock::now_secs;
 use deskside_controller::outbox::{self, RunSummary, SyncPayload};
 use deskside_controller::store::{NewTicket, Store};
 use deskside_proto::msg::identity::Tier;
-use deskside_tests::rt::{RtServer, free_port, queue_name, sample_ticket, write_sample_bundle};
+use deskside_tests::rt::{
+    RtServer, free_port, next_sync_id, queue_name, sample_ticket, test_origin, write_sample_bundle,
+};
 use serde_json::json;
 
 fn job(
@@ -28,6 +30,7 @@ fn job(
         tier,
         note: "spooler crashes after every print job; needs desktop engineering".into(),
         bundle_dir: dir.to_owned(),
+        sync_id: next_sync_id(),
     }
 }
 
@@ -81,7 +84,7 @@ fn rt_sync_creates_ticket_with_byte_exact_attachments_in_tier_queue() -> Result<
     let scratch = tempfile::tempdir()?;
     let ticket = sample_ticket(41, "Printer spooler crashes");
     let sample = write_sample_bundle(scratch.path(), &ticket)?;
-    let system = RtTicketSystem::new(rt.config());
+    let system = RtTicketSystem::new(rt.config(), &test_origin());
 
     let outcome = system.sync(&job(ticket, Tier::L2, &sample.dir))?;
     let id = parse_ref(&outcome.external_ref)
@@ -92,7 +95,13 @@ fn rt_sync_creates_ticket_with_byte_exact_attachments_in_tier_queue() -> Result<
         .ticket(id)?
         .ok_or_else(|| anyhow!("RT has no ticket {id}"))?;
     assert_eq!(rt_ticket.queue_id, rt.queue_id(queue_name(Tier::L2))?);
-    assert_eq!(rt_ticket.subject, "[Deskside #41] Printer spooler crashes");
+    assert_eq!(
+        rt_ticket.subject,
+        format!(
+            "[Deskside #41] Printer spooler crashes {}",
+            ticket_marker(system.origin(), 41)
+        )
+    );
     assert_attachments_match(&rt, id, &sample.files, 1)?;
     // The comment's body is report.md.
     let bodies = rt.bodies(id)?;
@@ -114,7 +123,7 @@ fn rt_sync_again_comments_on_the_linked_ticket_and_moves_it() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let mut ticket = sample_ticket(42, "VPN drops every hour");
     let sample = write_sample_bundle(scratch.path(), &ticket)?;
-    let system = RtTicketSystem::new(rt.config());
+    let system = RtTicketSystem::new(rt.config(), &test_origin());
 
     let first = system.sync(&job(ticket.clone(), Tier::L2, &sample.dir))?;
     ticket.external_ref = Some(first.external_ref.clone());
@@ -147,13 +156,17 @@ fn rt_move_that_rt_ignores_is_caught_by_reading_back() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let mut ticket = sample_ticket(43, "Outlook profile corrupt");
     let sample = write_sample_bundle(scratch.path(), &ticket)?;
-    let first =
-        RtTicketSystem::new(rt.config()).sync(&job(ticket.clone(), Tier::L2, &sample.dir))?;
+    let origin = test_origin();
+    let first = RtTicketSystem::new(rt.config(), &origin).sync(&job(
+        ticket.clone(),
+        Tier::L2,
+        &sample.dir,
+    ))?;
     ticket.external_ref = Some(first.external_ref.clone());
 
     let mut config = rt.config();
     config.queues.l3 = disabled.to_owned();
-    let err = match RtTicketSystem::new(config).sync(&job(ticket, Tier::L3, &sample.dir)) {
+    let err = match RtTicketSystem::new(config, &origin).sync(&job(ticket, Tier::L3, &sample.dir)) {
         Ok(o) => bail!("a move into a disabled queue was reported as done: {o:?}"),
         Err(e) => e,
     };
@@ -207,7 +220,8 @@ async fn outbox_keeps_a_failed_rt_sync_and_delivers_it_when_rt_answers() -> Resu
 
     // RT unreachable: the attempt fails, the job stays.
     let closed = format!("http://127.0.0.1:{}", free_port()?);
-    let down: Arc<dyn TicketSystem> = Arc::new(RtTicketSystem::new(rt.config_at(&closed)));
+    let origin = test_origin();
+    let down: Arc<dyn TicketSystem> = Arc::new(RtTicketSystem::new(rt.config_at(&closed), &origin));
     assert_eq!(
         outbox::run_due_now(&store, &down).await?,
         RunSummary {
@@ -230,7 +244,7 @@ async fn outbox_keeps_a_failed_rt_sync_and_delivers_it_when_rt_answers() -> Resu
     store
         .run(move |db| db.outbox_retry_now(Some(number), now_secs()))
         .await?;
-    let up: Arc<dyn TicketSystem> = Arc::new(RtTicketSystem::new(rt.config()));
+    let up: Arc<dyn TicketSystem> = Arc::new(RtTicketSystem::new(rt.config(), &origin));
     assert_eq!(
         outbox::run_due_now(&store, &up).await?,
         RunSummary {

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use deskside_controller::adapters::webhook::{SIGNATURE_HEADER, signature};
+use deskside_controller::adapters::webhook::{DELIVERY_HEADER, SIGNATURE_HEADER, signature};
 use deskside_controller::adapters::{self, SyncJob};
 use deskside_proto::msg::identity::Tier;
 use deskside_tests::rt::{sample_ticket, write_sample_bundle};
@@ -88,7 +88,8 @@ fn configure(data: &Path, port: u16) -> Result<std::sync::Arc<dyn adapters::Tick
         ),
     )?;
     let config = adapters::load(data)?;
-    adapters::from_config(&config).ok_or_else(|| anyhow!("backend webhook gave no adapter"))
+    adapters::from_config(&config, "webhook-test")
+        .ok_or_else(|| anyhow!("backend webhook gave no adapter"))
 }
 
 fn join(handle: JoinHandle<Result<Received>>) -> Result<Received> {
@@ -110,6 +111,7 @@ fn webhook_posts_signed_json_with_report_and_items() -> Result<()> {
         tier: Tier::L2,
         note: "needs L2".into(),
         bundle_dir: sample.dir.clone(),
+        sync_id: 1,
     })?;
     assert_eq!(outcome.external_ref, "webhook:127.0.0.1");
 
@@ -130,6 +132,13 @@ fn webhook_posts_signed_json_with_report_and_items() -> Result<()> {
     let mut tampered = got.body.clone();
     tampered.push(b' ');
     assert_ne!(*header, signature(SECRET.as_bytes(), &tampered));
+    assert_eq!(
+        got.headers
+            .get(&DELIVERY_HEADER.to_ascii_lowercase())
+            .map(String::as_str),
+        Some("webhook-test:51:1"),
+        "one delivery id per sync, the same on every attempt"
+    );
 
     let body: Value = serde_json::from_slice(&got.body)?;
     assert_eq!(body["ticket"]["number"], 51);
@@ -160,6 +169,7 @@ fn webhook_answering_500_is_an_error() -> Result<()> {
         tier: Tier::L3,
         note: String::new(),
         bundle_dir: sample.dir.clone(),
+        sync_id: 1,
     });
     let err = match result {
         Ok(o) => bail!("HTTP 500 was taken as success: {o:?}"),

@@ -11,6 +11,7 @@
 //! user = "deskside"
 //! password_file = "rt-password"  # or password = "…"; relative to the config file's dir
 //! timeout_secs = 30              # optional, per request
+//! # allow_insecure_http = true   # only to send the password in clear to a non-loopback host
 //!
 //! [ticketing.rt.queues]
 //! l1 = "Helpdesk"
@@ -21,7 +22,12 @@
 //! url = "https://hooks.example.org/deskside"
 //! secret_file = "webhook-secret" # or secret = "…"
 //! timeout_secs = 30              # optional
+//! # allow_insecure_http = true   # as for RT
 //! ```
+//!
+//! `http://` carries the RT password and every evidence bundle in clear, so it is
+//! refused for any host but loopback unless the section says `allow_insecure_http =
+//! true`; then [`TicketingConfig::warnings`] says so at start and in `deskside status`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -49,6 +55,25 @@ pub struct TicketingConfig {
     pub backend: Backend,
 }
 
+impl TicketingConfig {
+    /// What the operator should know about this config: today, that it sends
+    /// credentials and evidence over plain HTTP because they allowed it.
+    pub fn warnings(&self) -> Vec<String> {
+        let (key, url, insecure) = match &self.backend {
+            Backend::None => return Vec::new(),
+            Backend::Rt(rt) => ("ticketing.rt", &rt.url, rt.insecure_http),
+            Backend::Webhook(hook) => ("ticketing.webhook", &hook.url, hook.insecure_http),
+        };
+        if !insecure {
+            return Vec::new();
+        }
+        vec![format!(
+            "{key}.url {url} is plain HTTP to a host that is not loopback ({key}.allow_insecure_http = true): \
+             the credentials and every evidence bundle cross the network unencrypted; use https://"
+        )]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Backend {
     /// Tickets live only in Deskside.
@@ -67,6 +92,9 @@ pub struct RtConfig {
     pub password: Secret,
     pub queues: TierQueues,
     pub timeout: Duration,
+    /// `url` is `http://` to a host that is not loopback, allowed by
+    /// `allow_insecure_http = true`.
+    pub insecure_http: bool,
 }
 
 /// The RT queue each Deskside tier's tickets belong in.
@@ -95,6 +123,8 @@ pub struct WebhookConfig {
     pub host: String,
     pub secret: Secret,
     pub timeout: Duration,
+    /// As [`RtConfig::insecure_http`].
+    pub insecure_http: bool,
 }
 
 /// A password or key; `Debug` does not show it.
@@ -172,6 +202,8 @@ struct RawRt {
     password_file: Option<PathBuf>,
     queues: RawQueues,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +221,8 @@ struct RawWebhook {
     secret: Option<String>,
     secret_file: Option<PathBuf>,
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    allow_insecure_http: bool,
 }
 
 // ---- loading --------------------------------------------------------------------------
@@ -257,7 +291,11 @@ impl Validator<'_> {
     }
 
     fn rt(&self, raw: RawRt) -> Result<RtConfig, ConfigError> {
-        let (url, _host) = self.http_url("ticketing.rt.url", &raw.url)?;
+        let (url, _host, insecure_http) = self.http_url(
+            ("ticketing.rt.url", &raw.url),
+            ("ticketing.rt.allow_insecure_http", raw.allow_insecure_http),
+            "the RT password and every evidence bundle",
+        )?;
         let user = raw.user.trim();
         if user.is_empty() || user.contains(':') {
             return Err(self.invalid(
@@ -280,11 +318,19 @@ impl Validator<'_> {
             password,
             queues,
             timeout: self.timeout("ticketing.rt.timeout_secs", raw.timeout_secs)?,
+            insecure_http,
         })
     }
 
     fn webhook(&self, raw: RawWebhook) -> Result<WebhookConfig, ConfigError> {
-        let (url, host) = self.http_url("ticketing.webhook.url", &raw.url)?;
+        let (url, host, insecure_http) = self.http_url(
+            ("ticketing.webhook.url", &raw.url),
+            (
+                "ticketing.webhook.allow_insecure_http",
+                raw.allow_insecure_http,
+            ),
+            "every evidence report and its signature",
+        )?;
         let secret = self.secret(
             ("ticketing.webhook.secret", raw.secret),
             ("ticketing.webhook.secret_file", raw.secret_file),
@@ -294,24 +340,33 @@ impl Validator<'_> {
             host,
             secret,
             timeout: self.timeout("ticketing.webhook.timeout_secs", raw.timeout_secs)?,
+            insecure_http,
         })
     }
 
-    /// An absolute `http://` or `https://` URL; returns it without a trailing slash, and
-    /// its host.
-    fn http_url(&self, key: &'static str, raw: &str) -> Result<(String, String), ConfigError> {
+    /// An absolute `https://` URL, or `http://` to loopback, or `http://` anywhere when
+    /// `allow` says so; returns it without a trailing slash, its host, and whether it is
+    /// plain HTTP off loopback. `carries` says what would go out in clear.
+    fn http_url(
+        &self,
+        (key, raw): (&'static str, &str),
+        (allow_key, allow): (&'static str, bool),
+        carries: &str,
+    ) -> Result<(String, String, bool), ConfigError> {
         let trimmed = raw.trim().trim_end_matches('/');
         let uri: ureq::http::Uri = trimmed
             .parse()
             .map_err(|e| self.invalid(key, format!("{raw:?} is not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http" | "https") => {}
+        let plain = match uri.scheme_str() {
+            Some("https") => false,
+            Some("http") => true,
             _ => {
-                return Err(
-                    self.invalid(key, format!("{raw:?} must start with http:// or https://"))
-                );
+                return Err(self.invalid(
+                    key,
+                    format!("{raw:?} must start with https:// (or http:// to loopback)"),
+                ));
             }
-        }
+        };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
@@ -319,7 +374,19 @@ impl Validator<'_> {
         if uri.query().is_some() {
             return Err(self.invalid(key, format!("{raw:?} must not have a query string")));
         }
-        Ok((trimmed.to_owned(), host.to_owned()))
+        let insecure = plain && !is_loopback(host);
+        if insecure && !allow {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "{raw:?} is plain http:// to {host}, which is not loopback: {carries} would \
+                     cross the network unencrypted. Use https://, or if the path to {host} is \
+                     trusted, set {allow_key} = true (the controller then warns at start and in \
+                     `deskside status`)"
+                ),
+            ));
+        }
+        Ok((trimmed.to_owned(), host.to_owned(), insecure))
     }
 
     fn queue(&self, key: &'static str, name: String) -> Result<String, ConfigError> {
@@ -391,6 +458,18 @@ impl Validator<'_> {
     }
 }
 
+/// `localhost`, 127.0.0.0/8 or ::1: traffic that never leaves the machine.
+fn is_loopback(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,7 +538,7 @@ l3 = "Specialists"
             (RT.replace("backend = \"rt\"", "backend = \"jira\""), "jira"),
             ("[ticketing]\nbackend = \"webhook\"\n".to_owned(), "ticketing.backend"),
             (
-                "[ticketing]\nbackend = \"webhook\"\n[ticketing.webhook]\nurl = \"http://h\"\nsecret = \"k\"\ntimeout_secs = 0\n".to_owned(),
+                "[ticketing]\nbackend = \"webhook\"\n[ticketing.webhook]\nurl = \"https://h\"\nsecret = \"k\"\ntimeout_secs = 0\n".to_owned(),
                 "ticketing.webhook.timeout_secs",
             ),
         ];
@@ -474,6 +553,57 @@ l3 = "Specialists"
                 "{err:?} should name the file"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn plain_http_off_loopback_is_refused_unless_allowed() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://127.8.0.1",
+            "http://localhost/rt",
+            "http://[::1]:80",
+        ] {
+            let cfg = parse_in(dir.path(), &RT.replace("http://127.0.0.1:8080/", loopback))?;
+            assert!(cfg.warnings().is_empty(), "{loopback}: {cfg:?}");
+        }
+        let remote = RT.replace("http://127.0.0.1:8080/", "http://rt.example.org");
+        let err = match parse_in(dir.path(), &remote) {
+            Ok(c) => anyhow::bail!("accepted plain http to a remote host: {c:?}"),
+            Err(e) => e.to_string(),
+        };
+        for part in [
+            "ticketing.rt.url",
+            "rt.example.org",
+            "password",
+            "unencrypted",
+            "https://",
+            "ticketing.rt.allow_insecure_http = true",
+        ] {
+            assert!(err.contains(part), "{err:?} should say {part:?}");
+        }
+        let hook = "[ticketing]\nbackend = \"webhook\"\n[ticketing.webhook]\nurl = \"http://10.0.0.5/h\"\nsecret = \"k\"\n";
+        let err = parse_in(dir.path(), hook).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("ticketing.webhook.allow_insecure_http")),
+            "{err:?}"
+        );
+
+        let allowed = remote.replace(
+            "password = \"s3cret\"",
+            "password = \"s3cret\"\nallow_insecure_http = true",
+        );
+        let cfg = parse_in(dir.path(), &allowed)?;
+        let warnings = cfg.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings.iter().all(|w| w.contains("http://rt.example.org")),
+            "{warnings:?}"
+        );
+        let https = RT.replace("http://127.0.0.1:8080/", "https://rt.example.org");
+        assert!(parse_in(dir.path(), &https)?.warnings().is_empty());
         Ok(())
     }
 

@@ -50,6 +50,8 @@ pub struct Client {
     agent: ureq::Agent,
     /// `Authorization` header value, if any.
     auth: Option<String>,
+    /// Bounds each whole request; named in the timeout error.
+    timeout: Duration,
 }
 
 impl Client {
@@ -68,6 +70,7 @@ impl Client {
             system,
             agent,
             auth,
+            timeout,
         }
     }
 
@@ -142,11 +145,22 @@ impl Client {
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         limit: u64,
     ) -> Result<Reply, AdapterError> {
-        let transport = |source: ureq::Error| AdapterError::Transport {
-            system: self.system,
-            method,
-            url: url.to_owned(),
-            source: Box::new(source),
+        let transport = |source: ureq::Error| {
+            if is_timeout(&source) {
+                AdapterError::Timeout {
+                    system: self.system,
+                    method,
+                    url: url.to_owned(),
+                    secs: self.timeout.as_secs(),
+                }
+            } else {
+                AdapterError::Transport {
+                    system: self.system,
+                    method,
+                    url: url.to_owned(),
+                    source: Box::new(source),
+                }
+            }
         };
         let mut resp = resp.map_err(transport)?;
         let status = resp.status().as_u16();
@@ -195,6 +209,18 @@ impl Client {
             url: url.to_owned(),
             reason: format!("not JSON ({e}): {}", reply.excerpt()),
         })
+    }
+}
+
+/// Whether the request ran out of time (rather than being refused or cut off).
+fn is_timeout(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ),
+        _ => false,
     }
 }
 

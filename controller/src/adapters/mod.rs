@@ -28,6 +28,9 @@ pub struct SyncJob {
     pub note: String,
     /// An evidence bundle directory (see [`crate::bundle`]).
     pub bundle_dir: PathBuf,
+    /// The same for every attempt of one outbox job, different between jobs: what an
+    /// adapter marks its writes with so a retry finds them instead of repeating them.
+    pub sync_id: u64,
 }
 
 /// What a successful sync did.
@@ -37,6 +40,8 @@ pub struct SyncOutcome {
     pub external_ref: String,
     /// One line for the timeline.
     pub detail: String,
+    /// Where a person opens the external ticket, when the system has such a page.
+    pub link: Option<String>,
 }
 
 /// An external ticket system. Blocking: async callers use `spawn_blocking`.
@@ -44,12 +49,13 @@ pub trait TicketSystem: Send + Sync + Debug {
     fn sync(&self, job: &SyncJob) -> Result<SyncOutcome, AdapterError>;
 }
 
-/// The adapter the config asks for, or `None` for backend `none`.
-pub fn from_config(config: &TicketingConfig) -> Option<Arc<dyn TicketSystem>> {
+/// The adapter the config asks for, or `None` for backend `none`. `origin` names this
+/// controller in what it writes to the external system (see [`rt`]).
+pub fn from_config(config: &TicketingConfig, origin: &str) -> Option<Arc<dyn TicketSystem>> {
     match &config.backend {
         Backend::None => None,
-        Backend::Rt(rt) => Some(Arc::new(rt::RtTicketSystem::new(rt.clone()))),
-        Backend::Webhook(hook) => Some(Arc::new(webhook::Webhook::new(hook.clone()))),
+        Backend::Rt(rt) => Some(Arc::new(rt::RtTicketSystem::new(rt.clone(), origin))),
+        Backend::Webhook(hook) => Some(Arc::new(webhook::Webhook::new(hook.clone(), origin))),
     }
 }
 
@@ -70,6 +76,20 @@ pub enum AdapterError {
         method: &'static str,
         url: String,
         source: Box<ureq::Error>,
+    },
+    /// The request went out but no answer came in time: it may or may not have been
+    /// carried out, which is why every write is looked for before it is repeated.
+    #[error(
+        "no answer from {system} to {method} {url} within {secs} s; it may be overloaded, or a \
+         proxy in front of it held the reply. The outbox retries and first looks for what this \
+         request may have done; if {system} is often this slow, raise timeout_secs in \
+         controller.toml"
+    )]
+    Timeout {
+        system: &'static str,
+        method: &'static str,
+        url: String,
+        secs: u64,
     },
     #[error("{system} answered HTTP {status} to {method} {url}{hint}: {body}")]
     Status {

@@ -5,12 +5,15 @@
 //! POST <url>
 //! Content-Type: application/json
 //! X-Deskside-Signature: sha256=<hex HMAC-SHA256(secret, exact body bytes)>
+//! X-Deskside-Delivery: <controller>:<ticket>:<sync>
 //!
 //! {"ticket": {…TicketSummary…}, "tier": "l2", "note": "…", "report_md": "…",
 //!  "items": [{"sha256": "…", "kind": "snapshot", "size": 1234}, …]}
 //! ```
 //!
-//! Any 2xx answer is success; anything else is an error the outbox retries.
+//! Any 2xx answer is success; anything else is an error the outbox retries. A POST whose
+//! answer did not come in time is sent again with the same `X-Deskside-Delivery`, so a
+//! receiver that keeps the ones it has seen can drop the repeat.
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -27,6 +30,9 @@ const SYSTEM: &str = "the ticketing webhook";
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "X-Deskside-Signature";
+
+/// The same for every attempt of one sync, different between syncs.
+pub const DELIVERY_HEADER: &str = "X-Deskside-Delivery";
 
 /// The JSON body.
 #[derive(Debug, Serialize)]
@@ -62,12 +68,18 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 pub struct Webhook {
     config: WebhookConfig,
     http: Client,
+    /// Names this controller in the delivery id.
+    origin: String,
 }
 
 impl Webhook {
-    pub fn new(config: WebhookConfig) -> Webhook {
+    pub fn new(config: WebhookConfig, origin: &str) -> Webhook {
         let http = Client::new(SYSTEM, config.timeout, None);
-        Webhook { config, http }
+        Webhook {
+            config,
+            http,
+            origin: origin.to_owned(),
+        }
     }
 }
 
@@ -99,11 +111,12 @@ impl TicketSystem for Webhook {
             reason: format!("cannot encode the payload: {e}"),
         })?;
         let sig = signature(self.config.secret.expose().as_bytes(), &body);
+        let delivery = format!("{}:{}:{}", self.origin, job.ticket.number, job.sync_id);
         let reply = self.http.send(
             "POST",
             &self.config.url,
             "application/json",
-            &[(SIGNATURE_HEADER, &sig)],
+            &[(SIGNATURE_HEADER, &sig), (DELIVERY_HEADER, &delivery)],
             &body,
         )?;
         if !reply.is_success() {
@@ -115,6 +128,7 @@ impl TicketSystem for Webhook {
                 "webhook {} accepted ticket #{} for {} with {count} evidence item(s) (HTTP {})",
                 self.config.host, job.ticket.number, job.tier, reply.status
             ),
+            link: None,
         })
     }
 }

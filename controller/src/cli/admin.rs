@@ -225,12 +225,16 @@ pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
     println!("  outbox pending:        {}", health.outbox_depth);
     println!("  database:              {}", health.database);
     println!("  requests:              {ok} ok, {failed} refused or failed (since start)");
+    for w in &health.warnings {
+        println!("  warning:               {w}");
+    }
     Ok(())
 }
 
-pub fn config_check(
+pub async fn config_check(
     config: &crate::config::ControllerConfig,
     data: Option<std::path::PathBuf>,
+    reach: bool,
 ) -> Result<()> {
     match &config.source {
         Some(p) => println!("{}: valid", p.display()),
@@ -260,6 +264,48 @@ pub fn config_check(
                 .to_lowercase(),
         }
     );
+    for w in config.ticketing.warnings() {
+        println!("  warning         {w}");
+    }
+    if reach {
+        reach_ticketing(&config.ticketing).await?;
+    }
+    Ok(())
+}
+
+/// `config check --reach`: logs in to the configured RT and looks up each tier's queue.
+async fn reach_ticketing(ticketing: &crate::adapters::TicketingConfig) -> Result<()> {
+    use crate::adapters::config::Backend;
+    let rt = match &ticketing.backend {
+        Backend::Rt(rt) => rt.clone(),
+        Backend::None => {
+            println!("  reach           nothing to reach: ticketing backend is none");
+            return Ok(());
+        }
+        Backend::Webhook(_) => {
+            println!(
+                "  reach           not checked: a webhook has no read-only request to try; \
+                 `deskside ticket sync N` pushes one ticket"
+            );
+            return Ok(());
+        }
+    };
+    let checks = tokio::task::spawn_blocking(move || crate::adapters::rt::check_queues(&rt))
+        .await
+        .context("the RT check stopped")?;
+    let mut missing = 0;
+    for check in &checks {
+        println!("  reach           {check}");
+        missing += usize::from(!check.is_ok());
+    }
+    if missing > 0 {
+        bail!(
+            "{missing} of {} Request Tracker check(s) failed; create the queues in RT (Admin → \
+             Queues) or fix [ticketing.rt] in the config, and give the RT user the rights the \
+             README's Request Tracker section lists",
+            checks.len()
+        );
+    }
     Ok(())
 }
 

@@ -278,7 +278,12 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the config file and environment without starting anything.
-    Check,
+    Check {
+        /// Also reach the configured Request Tracker: log in and look up each tier's
+        /// queue (RT must be up; nothing is written).
+        #[arg(long)]
+        reach: bool,
+    },
     /// Print the annotated example config.
     Example,
 }
@@ -436,8 +441,8 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             admin::serve(&data_dir(data)?, &options).await
         }
         Command::Config {
-            command: ConfigCommand::Check,
-        } => admin::config_check(&config, data),
+            command: ConfigCommand::Check { reach },
+        } => admin::config_check(&config, data, reach).await,
         Command::Config {
             command: ConfigCommand::Example,
         } => {

@@ -124,6 +124,19 @@ pub fn tickets(list: &[TicketSummary]) {
     }
 }
 
+/// The external ticket and the sync state (which ends with the external ticket's link
+/// once synced), or `None` for a ticket never pushed anywhere.
+fn sync_line(t: &TicketSummary) -> Option<String> {
+    if t.external_ref.is_none() && t.sync_state.is_none() {
+        return None;
+    }
+    Some(format!(
+        "external ticket {}; sync: {}",
+        t.external_ref.as_deref().unwrap_or("not created yet"),
+        t.sync_state.as_deref().unwrap_or("none yet")
+    ))
+}
+
 pub fn ticket(view: &TicketView) {
     let t = &view.ticket;
     println!("ticket #{}: {}", t.number, t.title);
@@ -136,6 +149,9 @@ pub fn ticket(view: &TicketView) {
     );
     if let Some(agent) = &t.agent {
         println!("  agent {agent}");
+    }
+    if let Some(line) = sync_line(t) {
+        println!("  {line}");
     }
     println!("timeline:");
     for e in &view.timeline {
@@ -214,4 +230,50 @@ pub fn script(view: &ScriptView) {
     }
     println!("  body sha256:{}\n", view.body_sha256);
     print!("{}", view.body);
+}
+
+#[cfg(test)]
+mod tests {
+    use deskside_proto::msg::identity::Tier;
+    use deskside_proto::msg::tech::Sla;
+
+    use super::*;
+
+    #[test]
+    fn ticket_show_tells_the_sync_state_and_link() {
+        let mut t = TicketSummary {
+            number: 7,
+            title: "printer".into(),
+            status: "escalated".into(),
+            tier: Tier::L2,
+            priority: "normal".into(),
+            requester: String::new(),
+            owner: None,
+            agent: None,
+            created_by: "alice".into(),
+            created_at_secs: 0,
+            first_response_at_secs: None,
+            resolved_at_secs: None,
+            evidence_count: 0,
+            sla: Sla::default(),
+            external_ref: None,
+            sync_state: None,
+        };
+        assert_eq!(sync_line(&t), None);
+        t.sync_state = Some("retrying (attempt 1): no answer".into());
+        assert_eq!(
+            sync_line(&t).as_deref(),
+            Some("external ticket not created yet; sync: retrying (attempt 1): no answer")
+        );
+        t.external_ref = Some("rt:42".into());
+        t.sync_state = Some(
+            "synced to rt:42 at 2026-12-05 08:00 UTC (https://rt/Ticket/Display.html?id=42)".into(),
+        );
+        let line = sync_line(&t).unwrap_or_default();
+        assert!(
+            line.starts_with("external ticket rt:42; sync: synced"),
+            "{line}"
+        );
+        assert!(line.contains("Display.html?id=42"), "{line}");
+    }
 }

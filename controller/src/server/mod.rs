@@ -109,6 +109,10 @@ impl Running {
 }
 
 /// Loads the data directory and starts serving on `listen` (no metrics endpoint).
+/// 48 bits of the CA digest: enough to tell installations sharing one RT apart, short
+/// enough for a ticket subject.
+const ORIGIN_HEX_CHARS: usize = 12;
+
 pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
     start_with(
         data,
@@ -164,6 +168,12 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     let store = Store::open(&data.database())
         .with_context(|| format!("opening {}", data.database().display()))?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
+    // Names this controller in what it writes to an external ticket system: its CA's
+    // digest, stable across restarts and distinct between installations.
+    let origin: String = hex::encode(pki::fingerprint(&ca_der))
+        .chars()
+        .take(ORIGIN_HEX_CHARS)
+        .collect();
     let server_der = pki::cert_from_pem(&keys.server_cert_pem)?;
     let server_key = pki::key_from_pem(&keys.server_key_pem)?;
     let config = tls::server_config(ca_der.clone(), vec![server_der, ca_der], server_key)?;
@@ -183,13 +193,17 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         agents: Registry::default(),
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
-        ticketing: crate::adapters::from_config(&options.ticketing),
+        ticketing: crate::adapters::from_config(&options.ticketing, &origin),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         hello_timeout: options.hello_timeout,
         client_validity: options.client_validity,
         request_timeout: options.request_timeout,
         max_collect_bytes: options.max_collect_bytes,
     });
+    let warnings: Arc<[String]> = options.ticketing.warnings().into();
+    for w in warnings.iter() {
+        tracing::warn!("{w}");
+    }
     let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {
         crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
@@ -200,6 +214,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
                 at,
                 shared.store.clone(),
                 shared.metrics.clone(),
+                warnings.clone(),
                 cancel.clone(),
             )
             .await

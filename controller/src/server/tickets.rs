@@ -165,13 +165,63 @@ pub(super) async fn resolve(shared: &Shared, tech: &Tech, number: u64, note: Str
     }
 }
 
-/// Queues a sync of the ticket's latest bundle (or a fresh export) to the external system.
+/// Retries the ticket's pending sync now, or, when none is pending, queues a sync of a
+/// fresh export to the external system.
 pub(super) async fn sync(shared: &Shared, tech: &Tech, number: u64) -> TechReply {
     if shared.ticketing.is_none() {
         return error(
             ErrorCode::BadRequest,
             "no external ticket system is configured ([ticketing] in the controller's controller.toml)",
         );
+    }
+    // A push still pending (RT down, or slow) is retried as it is: a second job would
+    // send the evidence twice, and out of order.
+    let now = now_secs();
+    let pending = shared
+        .store
+        .run(move |db| {
+            let pending: Vec<_> = db
+                .outbox_jobs(Some(number))?
+                .into_iter()
+                .filter(|j| j.done_at.is_none())
+                .collect();
+            if !pending.is_empty() {
+                db.outbox_retry_now(Some(number), now)?;
+                let ids: Vec<String> = pending.iter().map(|j| j.id.to_string()).collect();
+                let state = format!(
+                    "retrying now (outbox job {}, {} failed attempt(s) so far{})",
+                    ids.join(", "),
+                    pending.iter().map(|j| j.attempts).sum::<u32>(),
+                    pending
+                        .iter()
+                        .rev()
+                        .find_map(|j| j.last_error.as_deref())
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default()
+                );
+                db.set_sync_state(number, None, &state)?;
+                return Ok(Some(ids.join(", ")));
+            }
+            Ok(None)
+        })
+        .await;
+    match pending {
+        Ok(Some(ids)) => {
+            record(
+                shared,
+                number,
+                &tech.name,
+                "sync",
+                format!(
+                    "sync retry requested by {}: the pending outbox job {ids} is due now",
+                    tech.name
+                ),
+            )
+            .await;
+            return show(shared, number).await;
+        }
+        Ok(None) => {}
+        Err(e) => return store_error(e),
     }
     let (summary, _) = match build(shared, tech, number, None).await {
         Ok(v) => v,

@@ -114,12 +114,13 @@ impl Db {
         Ok(jobs)
     }
 
-    /// Marks a job done: links the ticket to `external_ref`, records the sync state, and
-    /// appends a `synced` timeline entry.
+    /// Marks a job done: links the ticket to `external_ref`, records the sync state (with
+    /// the external ticket's `link`, if any), and appends a `synced` timeline entry.
     pub fn outbox_done(
         &mut self,
         id: u64,
         external_ref: &str,
+        link: Option<&str>,
         detail: &str,
         now: u64,
     ) -> StoreResult<()> {
@@ -145,7 +146,11 @@ impl Db {
             params![
                 to_i64(ticket),
                 external_ref,
-                format!("synced to {external_ref} at {}", format_secs(now))
+                format!(
+                    "synced to {external_ref} at {}{}",
+                    format_secs(now),
+                    link.map(|l| format!(" ({l})")).unwrap_or_default()
+                )
             ],
         )?;
         tx.commit()?;
@@ -294,8 +299,25 @@ mod tests {
 
         assert_eq!(db.outbox_retry_now(Some(n), 200)?, 1);
         assert_eq!(db.outbox_claim_due(200, 60, 10)?.len(), 1);
-        db.outbox_done(id, "rt:7", "comment added", 210)?;
+        db.outbox_done(
+            id,
+            "rt:7",
+            Some("https://rt.example.org/Ticket/Display.html?id=7"),
+            "comment added",
+            210,
+        )?;
         assert!(db.outbox_claim_due(10_000, 60, 10)?.is_empty());
+        let state: Option<String> = db.conn.query_row(
+            "SELECT sync_state FROM tickets WHERE number = ?1",
+            [to_i64(n)],
+            |r| r.get(0),
+        )?;
+        let state = state.unwrap_or_default();
+        assert!(state.starts_with("synced to rt:7 at "), "{state}");
+        assert!(
+            state.ends_with("(https://rt.example.org/Ticket/Display.html?id=7)"),
+            "{state}"
+        );
         let job = db
             .outbox_jobs(None)?
             .pop()

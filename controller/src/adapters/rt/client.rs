@@ -1,22 +1,23 @@
-//! Request Tracker over REST 2.0 (`<url>/REST/2.0`, HTTP basic auth).
-//!
-//! A sync finds the RT ticket linked to the Deskside ticket (`rt:<id>`) or creates one
-//! in the tier's queue, adds one comment whose body is `report.md` and whose
-//! attachments are every evidence file (sent as `application/octet-stream` so RT keeps
-//! them byte-exact), moves the ticket to the tier's queue, and reads it back: RT answers
-//! 200 to an update that changed nothing, so only the re-read proves the move.
+//! A small Request Tracker REST 2.0 client: the adapter uses it, and so do the tests
+//! that check what RT stored. Every call is one bounded HTTP request with a timeout.
 
 use serde_json::{Value, json};
 
-use super::bundle_files::{BundleFile, BundleFiles};
-use super::config::RtConfig;
-use super::http::{self, Client, MAX_RESPONSE_BYTES, Part, Reply};
-use super::{AdapterError, SyncJob, SyncOutcome, TicketSystem};
+use super::super::AdapterError;
+use super::super::bundle_files::BundleFile;
+use super::super::config::RtConfig;
+use super::super::http::{self, Client, MAX_RESPONSE_BYTES, Part, Reply};
+use super::SYSTEM;
 
-const SYSTEM: &str = "Request Tracker";
+/// A marker search asks for one page this long: a marker is on one ticket (or, after a
+/// create RT finished but never answered, on that ticket alone), never on hundreds.
+const SEARCH_PAGE: usize = 100;
 
-/// The prefix of an external reference to an RT ticket: `rt:42`.
-pub const REF_PREFIX: &str = "rt:";
+/// Attachments are listed newest first in pages of this many…
+const ATTACHMENT_PAGE: usize = 100;
+/// …and at most this many pages are read: 50 syncs of a 100-file bundle. A ticket with
+/// more history than that is answered with an error rather than a duplicate comment.
+const MAX_ATTACHMENT_PAGES: usize = 50;
 
 /// A queue as RT knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +35,7 @@ pub struct RtTicket {
     pub queue_id: String,
 }
 
-/// A small REST 2.0 client: the adapter uses it, and so do the tests that check what
-/// RT stored.
+/// The REST 2.0 client.
 #[derive(Debug, Clone)]
 pub struct RtClient {
     http: Client,
@@ -222,6 +222,69 @@ impl RtClient {
         Ok(messages(&reply))
     }
 
+    /// Tickets whose subject contains `needle` (TicketSQL `Subject LIKE`, which RT
+    /// matches as a substring, case-insensitively): `(id, subject)`, lowest id first.
+    /// `needle` must not hold a `'`.
+    pub fn tickets_with_subject(&self, needle: &str) -> Result<Vec<(u64, String)>, AdapterError> {
+        let query = format!("Subject LIKE '{}'", needle.replace('\'', ""));
+        let path = format!(
+            "/tickets?query={}&fields=Subject&orderby=id&order=ASC&per_page={SEARCH_PAGE}",
+            http::path_segment(&query)
+        );
+        let url = self.url(&path);
+        let v = self.get_json(&path, MAX_RESPONSE_BYTES)?;
+        let items = v
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.protocol("GET", &url, "a search answer without items"))?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let id = id_string(item.get("id"))?.parse().ok()?;
+                let subject = item.get("Subject").and_then(Value::as_str)?.to_owned();
+                Some((id, subject))
+            })
+            .collect())
+    }
+
+    /// Whether any message on ticket `id` has a subject containing `needle` (a comment's
+    /// subject is its first attachment's). Newest first: a retry looks for a recent one.
+    pub fn has_message_with_subject(&self, id: u64, needle: &str) -> Result<bool, AdapterError> {
+        for page in 1..=MAX_ATTACHMENT_PAGES {
+            let path = format!(
+                "/ticket/{id}/attachments?fields=Subject&orderby=id&order=DESC\
+                 &per_page={ATTACHMENT_PAGE}&page={page}"
+            );
+            let url = self.url(&path);
+            let v = self.get_json(&path, MAX_RESPONSE_BYTES)?;
+            let items = v
+                .get("items")
+                .and_then(Value::as_array)
+                .ok_or_else(|| self.protocol("GET", &url, "an attachment list without items"))?;
+            if items.iter().any(|item| {
+                item.get("Subject")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| s.contains(needle))
+            }) {
+                return Ok(true);
+            }
+            let pages = v.get("pages").and_then(Value::as_u64).unwrap_or(1);
+            if items.len() < ATTACHMENT_PAGE || u64::try_from(page).unwrap_or(u64::MAX) >= pages {
+                return Ok(false);
+            }
+        }
+        Err(self.protocol(
+            "GET",
+            &self.url(&format!("/ticket/{id}/attachments")),
+            &format!(
+                "RT ticket {id} has more than {} attachments; Deskside cannot tell whether this \
+                 sync's comment is already there, so it does not post it again. Merge or split \
+                 the RT ticket, or unlink it (a sync then opens a new one)",
+                MAX_ATTACHMENT_PAGES * ATTACHMENT_PAGE
+            ),
+        ))
+    }
+
     fn protocol(&self, method: &'static str, url: &str, reason: &str) -> AdapterError {
         AdapterError::Protocol {
             system: SYSTEM,
@@ -252,183 +315,9 @@ fn messages(reply: &Reply) -> Vec<String> {
     }
 }
 
-/// Parses `rt:42`.
-pub fn parse_ref(external_ref: &str) -> Option<u64> {
-    external_ref.strip_prefix(REF_PREFIX)?.parse().ok()
-}
-
-/// The Request Tracker adapter.
-#[derive(Debug, Clone)]
-pub struct RtTicketSystem {
-    config: RtConfig,
-    client: RtClient,
-}
-
-impl RtTicketSystem {
-    pub fn new(config: RtConfig) -> RtTicketSystem {
-        let client = RtClient::new(&config);
-        RtTicketSystem { config, client }
-    }
-
-    pub fn client(&self) -> &RtClient {
-        &self.client
-    }
-
-    /// Everything after the RT ticket exists.
-    fn update(
-        &self,
-        id: u64,
-        job: &SyncJob,
-        files: &BundleFiles,
-        queue: &RtQueue,
-    ) -> Result<String, AdapterError> {
-        // RT refuses a comment attachment with no content; an empty file's digest is
-        // well known, so nothing is lost by leaving it out.
-        let (attachments, empty): (Vec<BundleFile>, Vec<BundleFile>) = files
-            .attachments
-            .iter()
-            .cloned()
-            .partition(|f| !f.data.is_empty());
-        let subject = comment_subject(job);
-        self.client
-            .comment(id, &subject, &files.report_md, &attachments)?;
-
-        let before = self.existing(id)?;
-        if before.queue_id != queue.id {
-            let said = self.client.set_queue(id, &queue.name)?;
-            let after = self.existing(id)?;
-            if after.queue_id != queue.id {
-                return Err(AdapterError::Verify(format!(
-                    "Request Tracker answered 200 to moving ticket {id} into queue {:?} but the ticket \
-                     is still in queue id {} (RT said: {}); check that RT user {:?} may move tickets \
-                     into that queue (ModifyTicket on the old queue, CreateTicket on the new one)",
-                    queue.name,
-                    after.queue_id,
-                    said.join("; "),
-                    self.config.user,
-                )));
-            }
-        }
-        let mut detail = format!(
-            "RT ticket {id}: comment with {} attachment(s), in queue {:?}",
-            attachments.len(),
-            queue.name
-        );
-        if !empty.is_empty() {
-            detail.push_str(&format!(
-                "; {} empty file(s) not attached: {}",
-                empty.len(),
-                empty
-                    .iter()
-                    .map(|f| f.filename.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        Ok(detail)
-    }
-
-    fn existing(&self, id: u64) -> Result<RtTicket, AdapterError> {
-        self.client.ticket(id)?.ok_or_else(|| {
-            AdapterError::Verify(format!(
-                "RT ticket {id} (linked as {REF_PREFIX}{id}) does not exist or RT user {:?} cannot see it; \
-                 fix the link or the user's rights in RT",
-                self.config.user
-            ))
-        })
-    }
-}
-
-fn ticket_subject(job: &SyncJob) -> String {
-    format!("[Deskside #{}] {}", job.ticket.number, job.ticket.title)
-}
-
-fn comment_subject(job: &SyncJob) -> String {
-    let note: String = job
-        .note
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(120)
-        .collect();
-    if note.is_empty() {
-        format!("Deskside #{} evidence for {}", job.ticket.number, job.tier)
-    } else {
-        format!("Deskside #{} to {}: {note}", job.ticket.number, job.tier)
-    }
-}
-
-impl TicketSystem for RtTicketSystem {
-    fn sync(&self, job: &SyncJob) -> Result<SyncOutcome, AdapterError> {
-        let files = BundleFiles::read(&job.bundle_dir)?;
-        let queue_name = self.config.queues.for_tier(job.tier);
-        let queue = self.client.queue(queue_name)?.ok_or_else(|| {
-            AdapterError::Verify(format!(
-                "Request Tracker has no queue {queue_name:?} (ticketing.rt.queues.{} in controller.toml), \
-                 or RT user {:?} cannot see it; create the queue in RT or fix the config",
-                job.tier, self.config.user
-            ))
-        })?;
-
-        let linked = match job.ticket.external_ref.as_deref() {
-            Some(r) if r.starts_with(REF_PREFIX) => Some(parse_ref(r).ok_or_else(|| {
-                AdapterError::Verify(format!(
-                    "Deskside ticket #{} is linked to {r:?}, which is not an RT ticket id (rt:<number>)",
-                    job.ticket.number
-                ))
-            })?),
-            _ => None,
-        };
-        let (id, created) = match linked {
-            Some(id) => {
-                self.existing(id)?;
-                (id, false)
-            }
-            None => {
-                let intro = format!(
-                    "Opened by Deskside for ticket #{} ({}; requester {}, priority {}).\n\
-                     The evidence and the report follow as a comment.",
-                    job.ticket.number,
-                    job.ticket.title,
-                    if job.ticket.requester.is_empty() {
-                        "not recorded"
-                    } else {
-                        &job.ticket.requester
-                    },
-                    job.ticket.priority,
-                );
-                let id = self
-                    .client
-                    .create_ticket(&queue.name, &ticket_subject(job), &intro)?;
-                (id, true)
-            }
-        };
-        let external_ref = format!("{REF_PREFIX}{id}");
-        match self.update(id, job, &files, &queue) {
-            Ok(detail) => Ok(SyncOutcome {
-                external_ref,
-                detail,
-            }),
-            Err(source) if created => Err(AdapterError::AfterCreate {
-                external_ref,
-                source: Box::new(source),
-            }),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refs_parse() {
-        assert_eq!(parse_ref("rt:42"), Some(42));
-        assert_eq!(parse_ref("rt:x"), None);
-        assert_eq!(parse_ref("webhook:h"), None);
-    }
 
     #[test]
     fn ids_are_strings_or_numbers() {
