@@ -3,6 +3,7 @@
 //! over real QUIC with mutual TLS. Also finds the built binaries for CLI tests.
 
 pub mod hostile;
+pub mod raw;
 pub mod rt;
 
 use std::path::{Path, PathBuf};
