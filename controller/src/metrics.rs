@@ -51,9 +51,12 @@ pub struct Metrics {
     pub request_seconds: Family<KindLabel, Histogram>,
     pub evidence_bytes: Counter<u64, AtomicU64>,
     pub outbox_depth: Gauge,
-    /// Connections refused before their handshake, by reason (`max_connections`,
-    /// `pending_per_address`).
+    /// Connections refused before their handshake, by reason (`max_connections`).
     pub connections_refused: Family<ReasonLabel, Counter>,
+    /// Unidentified connections closed before they identified themselves or finished
+    /// enrolling, by reason (`displaced` by a newer one from the same address,
+    /// `deadline`).
+    pub unidentified_cut_short: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +72,7 @@ impl Default for Metrics {
         let evidence_bytes = Counter::<u64, AtomicU64>::default();
         let outbox_depth = Gauge::default();
         let connections_refused = Family::<ReasonLabel, Counter>::default();
+        let unidentified_cut_short = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "agents_connected",
             "Agents connected now",
@@ -104,6 +108,11 @@ impl Default for Metrics {
             "Connections refused before their handshake, by reason",
             connections_refused.clone(),
         );
+        registry.register(
+            "unidentified_connections_cut_short",
+            "Connections closed before they identified themselves or finished enrolling, by reason",
+            unidentified_cut_short.clone(),
+        );
         Metrics {
             registry,
             agents_connected,
@@ -113,6 +122,7 @@ impl Default for Metrics {
             evidence_bytes,
             outbox_depth,
             connections_refused,
+            unidentified_cut_short,
         }
     }
 }
@@ -135,6 +145,15 @@ impl Metrics {
     /// Counts a connection refused before its handshake.
     pub fn refused(&self, reason: &str) {
         self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an unidentified connection closed early (`displaced`, `deadline`).
+    pub fn cut_short(&self, reason: &str) {
+        self.unidentified_cut_short
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })
