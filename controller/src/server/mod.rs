@@ -14,6 +14,7 @@ mod scripts;
 mod seen;
 mod sessions;
 mod tech;
+mod throttle;
 mod tickets;
 
 use std::future::IntoFuture;
@@ -35,6 +36,10 @@ use tracing::{debug, info, warn};
 
 pub use admission::MAX_PENDING_PER_ADDRESS;
 pub use agents::{CallError, Registry};
+pub use throttle::{
+    FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW, LOCKOUT, LOCKOUT_AFTER,
+    WRONG_CODE_MEMORY,
+};
 
 use crate::ca::Ca;
 use crate::datadir::DataDir;
@@ -94,6 +99,8 @@ pub(crate) struct Shared {
     pub client_validity: Duration,
     /// Largest file `deskside collect` stores.
     pub max_collect_bytes: u64,
+    /// Wrong support codes per technician and controller-wide.
+    pub join_throttle: throttle::JoinThrottle,
 }
 
 /// A running controller.
@@ -204,6 +211,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         client_validity: options.client_validity,
         request_timeout: options.request_timeout,
         max_collect_bytes: options.max_collect_bytes,
+        join_throttle: throttle::JoinThrottle::default(),
     });
     let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {
