@@ -51,7 +51,8 @@ pub struct Metrics {
     pub request_seconds: Family<KindLabel, Histogram>,
     pub evidence_bytes: Counter<u64, AtomicU64>,
     pub outbox_depth: Gauge,
-    /// Connections refused before their handshake, by reason (`max_connections`).
+    /// Connections refused before their handshake, by reason (`max_connections`,
+    /// `pending_per_address`).
     pub connections_refused: Family<ReasonLabel, Counter>,
     /// Unidentified connections closed before they identified themselves or finished
     /// enrolling, by reason (`displaced` by a newer one from the same address,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use deskside_controller::client::TechClient;
-use deskside_controller::server::{MAX_PENDING_PER_ADDRESS, Options};
+use deskside_controller::server::{MAX_PENDING_PER_ADDRESS, Options, PENDING_GRACE};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::hostile::{EVENTUALLY, Scene, diag, endpoint_at, eventually, new_ticket};
@@ -52,6 +52,8 @@ async fn agents_and_technicians_get_in_past_idle_anonymous_connections_from_thei
     for _ in 0..MAX_PENDING_PER_ADDRESS {
         flood.push(endpoint::connect(&neighbour, addr, scene.anonymous_config()?).await?);
     }
+    // Held: past the grace an unidentified connection has to identify itself.
+    tokio::time::sleep(PENDING_GRACE).await;
 
     // A new machine enrolls and connects; a new technician logs in; a known one runs
     // `deskside agents`: all from the flooded address.
@@ -74,17 +76,28 @@ async fn agents_and_technicians_get_in_past_idle_anonymous_connections_from_thei
         "{reason}"
     );
 
-    // The flood goes on: the address still never holds more than its allowance.
-    let mut more = 0;
+    // The flood goes on: the old connections give way to the new, and once all of the
+    // address's unidentified connections are new, further ones are refused before the
+    // handshake, told why. The address never holds more than its allowance.
+    let (mut more, mut refused) = (0, Vec::new());
     for _ in 0..2 * MAX_PENDING_PER_ADDRESS {
-        if let Ok(conn) = endpoint::connect(&neighbour, addr, scene.anonymous_config()?).await {
-            flood.push(conn);
-            more += 1;
+        match endpoint::connect(&neighbour, addr, scene.anonymous_config()?).await {
+            Ok(conn) => {
+                flood.push(conn);
+                more += 1;
+            }
+            Err(e) => refused.push(e.to_string()),
         }
     }
     assert!(
-        more > MAX_PENDING_PER_ADDRESS,
+        more >= MAX_PENDING_PER_ADDRESS / 2,
         "only {more} flood connections got in"
+    );
+    let told = refused.first().context("none of the flood was refused")?;
+    assert!(
+        told.contains("refused by the controller before the handshake")
+            && told.contains("identifying themselves"),
+        "{told}"
     );
     let open = eventually("the flood to be held to its allowance", || async {
         let open = still_open(&flood);
@@ -92,8 +105,9 @@ async fn agents_and_technicians_get_in_past_idle_anonymous_connections_from_thei
     })
     .await?;
     eprintln!(
-        "{} flood connections opened, {open} still open",
-        flood.len()
+        "{} flood connections opened, {} refused, {open} still open",
+        flood.len(),
+        refused.len()
     );
     let text = metrics(&scene.cluster).await?;
     let displaced = metric(
@@ -104,6 +118,14 @@ async fn agents_and_technicians_get_in_past_idle_anonymous_connections_from_thei
         displaced >= (flood.len() - MAX_PENDING_PER_ADDRESS) as f64,
         "{displaced} displaced counted for {} connections:\n{text}",
         flood.len()
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "deskside_connections_refused_total{reason=\"pending_per_address\"}"
+        ),
+        refused.len() as f64,
+        "{text}"
     );
 
     // Those already in are not disturbed by the flood.
@@ -130,7 +152,11 @@ async fn identified_connections_behind_one_address_never_give_way() -> Result<()
     }
     // …then a flood of unidentified ones past the allowance: only those give way.
     let mut flood = Vec::new();
-    for _ in 0..MAX_PENDING_PER_ADDRESS + 4 {
+    for _ in 0..MAX_PENDING_PER_ADDRESS {
+        flood.push(endpoint::connect(&nat, addr, scene.anonymous_config()?).await?);
+    }
+    tokio::time::sleep(PENDING_GRACE).await;
+    for _ in 0..4 {
         flood.push(endpoint::connect(&nat, addr, scene.anonymous_config()?).await?);
     }
     eventually(

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-pub use admission::MAX_PENDING_PER_ADDRESS;
+pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
 pub use agents::{CallError, Registry};
 pub use throttle::{
     FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW, LOCKOUT, LOCKOUT_AFTER,
@@ -260,7 +260,21 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
             incoming.refuse();
             continue;
         };
-        let (slot, displaced) = pending.admit(remote.ip());
+        let (slot, displaced) = match pending.admit(remote.ip(), std::time::Instant::now()) {
+            Ok(admitted) => admitted,
+            Err(over) => {
+                if over.first_in_burst {
+                    warn!(
+                        %remote,
+                        limit = MAX_PENDING_PER_ADDRESS,
+                        "too many connections from this address are identifying themselves at once; refusing new ones for now"
+                    );
+                }
+                shared.metrics.refused("pending_per_address");
+                incoming.refuse();
+                continue;
+            }
+        };
         if displaced.is_some_and(|d| d.first_in_burst) {
             warn!(
                 %remote,
