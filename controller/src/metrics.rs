@@ -54,6 +54,15 @@ pub struct Metrics {
     /// Connections refused before their handshake, by reason (`max_connections`,
     /// `pending_per_address`).
     pub connections_refused: Family<ReasonLabel, Counter>,
+    /// Unidentified connections closed before they identified themselves or finished
+    /// enrolling, by reason (`displaced` by a newer one from the same address,
+    /// `deadline`).
+    pub unidentified_cut_short: Family<ReasonLabel, Counter>,
+    /// Joins by support code turned down, by reason (`wrong_code`; held without a
+    /// look-up: `backoff`, `locked_out`, `paused`).
+    pub support_code_refusals: Family<ReasonLabel, Counter>,
+    /// Technicians locked out of joining by code after too many wrong codes.
+    pub support_code_lockouts: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +78,9 @@ impl Default for Metrics {
         let evidence_bytes = Counter::<u64, AtomicU64>::default();
         let outbox_depth = Gauge::default();
         let connections_refused = Family::<ReasonLabel, Counter>::default();
+        let unidentified_cut_short = Family::<ReasonLabel, Counter>::default();
+        let support_code_refusals = Family::<ReasonLabel, Counter>::default();
+        let support_code_lockouts = Counter::default();
         registry.register(
             "agents_connected",
             "Agents connected now",
@@ -104,6 +116,21 @@ impl Default for Metrics {
             "Connections refused before their handshake, by reason",
             connections_refused.clone(),
         );
+        registry.register(
+            "unidentified_connections_cut_short",
+            "Connections closed before they identified themselves or finished enrolling, by reason",
+            unidentified_cut_short.clone(),
+        );
+        registry.register(
+            "support_code_refusals",
+            "Joins by support code turned down, by reason",
+            support_code_refusals.clone(),
+        );
+        registry.register(
+            "support_code_lockouts",
+            "Technicians locked out of joining by code after too many wrong codes",
+            support_code_lockouts.clone(),
+        );
         Metrics {
             registry,
             agents_connected,
@@ -113,6 +140,9 @@ impl Default for Metrics {
             evidence_bytes,
             outbox_depth,
             connections_refused,
+            unidentified_cut_short,
+            support_code_refusals,
+            support_code_lockouts,
         }
     }
 }
@@ -135,6 +165,24 @@ impl Metrics {
     /// Counts a connection refused before its handshake.
     pub fn refused(&self, reason: &str) {
         self.connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an unidentified connection closed early (`displaced`, `deadline`).
+    pub fn cut_short(&self, reason: &str) {
+        self.unidentified_cut_short
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a join by support code turned down (`wrong_code`, `backoff`, …).
+    pub fn support_code_refused(&self, reason: &str) {
+        self.support_code_refusals
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })

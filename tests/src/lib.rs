@@ -5,6 +5,7 @@
 pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
+pub mod raw;
 pub mod rt;
 
 use std::path::{Path, PathBuf};

@@ -43,6 +43,11 @@ impl TransportError {
                     deskside_proto::close::describe(code)
                 )
             }
+            quinn::ConnectionError::ConnectionClosed(close)
+                if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+            {
+                "refused by the controller before the handshake: it is holding as many connections as it may, or many connections from this network address are identifying themselves at this moment (deskside_connections_refused_total on its /metrics counts both); try again in a minute, and ask the controller's admin if it persists".to_owned()
+            }
             quinn::ConnectionError::ConnectionClosed(close) => {
                 format!("closed by the peer's QUIC stack: {close}")
             }

@@ -1,14 +1,23 @@
 //! Admission of new connections from one source address: a cap on connections that have
 //! not yet identified themselves (handshaking, no hello yet, or enrolling).
 //!
-//! Identified agents and technicians are not limited per address: a corporate NAT puts
-//! thousands of legitimate agents behind one address. Only the global
-//! [`super::MAX_CONNECTIONS`] bounds them.
+//! At the cap, the oldest unidentified connection from that address gives way to the new
+//! one, if it has had [`GRACE`] to identify itself: the address never holds more than the
+//! cap, so a flood cannot grow memory, and yet one neighbour behind the same NAT holding
+//! the cap with idle connections cannot lock out the agents and technicians who connect
+//! after it. While all of them are younger than that (a herd of agents reconnecting
+//! after a controller restart), a new one is refused before its handshake instead, so
+//! handshakes under way complete rather than displace one another. Identified agents and
+//! technicians are not limited per address: a corporate NAT puts thousands of
+//! legitimate agents behind one address. Only the global [`super::MAX_CONNECTIONS`]
+//! bounds them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::warn;
 
 /// Connections from one source address (one IPv6 /64) that may be unidentified at once.
@@ -17,16 +26,30 @@ use tracing::warn;
 /// and never saying hello cannot fill the connection table.
 pub const MAX_PENDING_PER_ADDRESS: usize = 32;
 
-/// Unidentified connections per source address.
+/// How long an unidentified connection is safe from displacement. An honest client
+/// identifies within a few round trips; one still unidentified after this is idle, or on
+/// a link so slow that starting over costs it little.
+pub const GRACE: Duration = Duration::from_secs(3);
+
+/// Unidentified connections per source address, oldest first.
 #[derive(Debug)]
 pub(crate) struct Pending {
     limit: usize,
-    by_source: Mutex<HashMap<IpAddr, Source>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    by_source: HashMap<IpAddr, Source>,
 }
 
 #[derive(Debug, Default)]
 struct Source {
-    pending: usize,
+    /// Each pending connection's id, arrival, and the token that tells it to give way.
+    slots: VecDeque<(u64, Instant, CancellationToken)>,
+    /// Connections displaced since the address last had none pending (one burst).
+    displaced: u64,
     /// Connections refused since the address last had none pending (one burst).
     refused: u64,
 }
@@ -36,9 +59,18 @@ struct Source {
 pub(crate) struct PendingSlot {
     owner: Arc<Pending>,
     source: IpAddr,
+    id: u64,
+    give_way: CancellationToken,
 }
 
-/// The address already has its limit of unidentified connections.
+/// A new connection was admitted by displacing the address's oldest unidentified one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Displaced {
+    /// True for the first displacement of a burst: log it then, not for every connection.
+    pub first_in_burst: bool,
+}
+
+/// The address has its limit of unidentified connections, all within their [`GRACE`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct OverLimit {
     /// True for the first refusal of a burst: log it then, not for every connection.
@@ -60,57 +92,98 @@ fn source_of(ip: IpAddr) -> IpAddr {
 impl Pending {
     pub fn new(limit: usize) -> Arc<Pending> {
         Arc::new(Pending {
-            limit,
-            by_source: Mutex::new(HashMap::new()),
+            limit: limit.max(1),
+            inner: Mutex::new(Inner::default()),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Source>> {
-        // Every update is a single counter change; a panic elsewhere cannot leave it torn.
-        self.by_source.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Every update is a few field changes with no call out; a panic elsewhere cannot
+        // leave them torn.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a pending place for a connection from `ip`, or says why not.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, OverLimit> {
+    /// Takes a pending place for a connection from `ip` arriving at `now`. At the limit,
+    /// the address's oldest unidentified connection is told to give way and the new one
+    /// takes its place — unless even the oldest is within its [`GRACE`]: then the new
+    /// one is refused.
+    pub fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<(PendingSlot, Option<Displaced>), OverLimit> {
         let source = source_of(ip);
-        let mut map = self.lock();
-        let entry = map.entry(source).or_default();
-        if entry.pending >= self.limit {
-            entry.refused += 1;
-            return Err(OverLimit {
-                first_in_burst: entry.refused == 1,
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let entry = inner.by_source.entry(source).or_default();
+        let mut displaced = None;
+        while entry.slots.len() >= self.limit {
+            let young = entry
+                .slots
+                .front()
+                .is_some_and(|(_, since, _)| now.saturating_duration_since(*since) < GRACE);
+            if young {
+                entry.refused += 1;
+                return Err(OverLimit {
+                    first_in_burst: entry.refused == 1,
+                });
+            }
+            let Some((_, _, oldest)) = entry.slots.pop_front() else {
+                break;
+            };
+            oldest.cancel();
+            entry.displaced += 1;
+            displaced = Some(Displaced {
+                first_in_burst: entry.displaced == 1,
             });
         }
-        entry.pending += 1;
-        Ok(PendingSlot {
+        let give_way = CancellationToken::new();
+        entry.slots.push_back((id, now, give_way.clone()));
+        let slot = PendingSlot {
             owner: self.clone(),
             source,
-        })
+            id,
+            give_way,
+        };
+        Ok((slot, displaced))
     }
 
     /// Unidentified connections from `ip` now (for tests and diagnostics).
     #[cfg(test)]
     fn pending(&self, ip: IpAddr) -> usize {
-        self.lock().get(&source_of(ip)).map_or(0, |s| s.pending)
+        self.lock()
+            .by_source
+            .get(&source_of(ip))
+            .map_or(0, |s| s.slots.len())
+    }
+}
+
+impl PendingSlot {
+    /// Completes when a newer connection from the same address has taken this one's place.
+    pub fn displaced(&self) -> WaitForCancellationFuture<'_> {
+        self.give_way.cancelled()
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut map = self.owner.lock();
-        let Some(entry) = map.get_mut(&self.source) else {
+        let mut inner = self.owner.lock();
+        let Some(entry) = inner.by_source.get_mut(&self.source) else {
             return;
         };
-        entry.pending = entry.pending.saturating_sub(1);
-        if entry.pending == 0 {
-            if entry.refused > 0 {
+        // A displaced slot was already taken out when it was told to give way.
+        entry.slots.retain(|(id, _, _)| *id != self.id);
+        if entry.slots.is_empty() {
+            if entry.displaced > 0 || entry.refused > 0 {
                 warn!(
                     source = %self.source,
+                    displaced = entry.displaced,
                     refused = entry.refused,
-                    "burst of unidentified connections over; refused this many past the per-address limit"
+                    "burst of unidentified connections over; past the per-address limit this many gave way to newer ones, and this many were refused"
                 );
             }
-            map.remove(&self.source);
+            inner.by_source.remove(&self.source);
         }
     }
 }
@@ -124,40 +197,89 @@ mod tests {
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
+    fn is_displaced(slot: &PendingSlot) -> bool {
+        slot.give_way.is_cancelled()
+    }
+
+    /// Admits at `now`, which must succeed.
+    fn admit(
+        pending: &Arc<Pending>,
+        addr: &str,
+        now: Instant,
+    ) -> (Option<PendingSlot>, Option<Displaced>) {
+        match pending.admit(ip(addr), now) {
+            Ok((slot, displaced)) => (Some(slot), displaced),
+            Err(_) => (None, None),
+        }
+    }
+
     #[test]
-    fn refuses_past_the_limit_per_address_and_frees_on_drop() {
+    fn past_the_limit_the_oldest_past_its_grace_gives_way_and_the_count_stays_at_the_limit() {
         let pending = Pending::new(2);
-        let a = pending.admit(ip("10.0.0.1"));
-        let b = pending.admit(ip("10.0.0.1"));
-        assert!(a.is_ok() && b.is_ok());
+        let t0 = Instant::now();
+        let (a, none_a) = admit(&pending, "10.0.0.1", t0);
+        let (b, none_b) = admit(&pending, "10.0.0.1", t0 + GRACE / 2);
+        assert!(a.is_some() && b.is_some() && none_a.is_none() && none_b.is_none());
+        // Both within their grace: the new one is refused, first of a burst.
         assert_eq!(
-            pending.admit(ip("10.0.0.1")).err(),
+            pending.admit(ip("10.0.0.1"), t0 + GRACE / 2).err(),
             Some(OverLimit {
                 first_in_burst: true
             })
         );
         assert_eq!(
-            pending.admit(ip("10.0.0.1")).err(),
+            pending.admit(ip("10.0.0.1"), t0 + GRACE / 2).err(),
             Some(OverLimit {
                 first_in_burst: false
             })
         );
+        // Once the oldest is past its grace, it gives way.
+        let (c, displaced) = admit(&pending, "10.0.0.1", t0 + GRACE);
+        assert_eq!(
+            displaced,
+            Some(Displaced {
+                first_in_burst: true
+            })
+        );
+        assert!(a.as_ref().is_some_and(is_displaced));
+        assert!(b.as_ref().is_some_and(|b| !is_displaced(b)) && c.is_some());
+        assert_eq!(pending.pending(ip("10.0.0.1")), 2);
+        let (d, displaced) = admit(&pending, "10.0.0.1", t0 + 2 * GRACE);
+        assert_eq!(
+            displaced,
+            Some(Displaced {
+                first_in_burst: false
+            })
+        );
+        assert!(b.as_ref().is_some_and(is_displaced));
+        assert_eq!(pending.pending(ip("10.0.0.1")), 2);
         // Another address is not affected.
-        assert!(pending.admit(ip("10.0.0.2")).is_ok());
-        drop(a);
+        let (e, displaced) = admit(&pending, "10.0.0.2", t0);
+        assert!(e.is_some() && displaced.is_none());
+        // A displaced slot's drop frees nothing twice; a live one's frees its place.
+        drop((a, b));
+        assert_eq!(pending.pending(ip("10.0.0.1")), 2);
+        drop(c);
         assert_eq!(pending.pending(ip("10.0.0.1")), 1);
-        let c = pending.admit(ip("10.0.0.1"));
-        assert!(c.is_ok());
-        drop((b, c));
+        let (f, displaced) = admit(&pending, "10.0.0.1", t0 + 2 * GRACE);
+        assert!(f.is_some() && displaced.is_none());
+        drop((d, f));
         assert_eq!(pending.pending(ip("10.0.0.1")), 0);
         // A new burst logs again.
+        let later = t0 + 10 * GRACE;
         let slots: Vec<_> = (0..2)
-            .filter_map(|_| pending.admit(ip("10.0.0.1")).ok())
+            .map(|_| admit(&pending, "10.0.0.1", later).0)
             .collect();
-        assert_eq!(slots.len(), 2);
+        assert!(slots.iter().all(Option::is_some));
         assert_eq!(
-            pending.admit(ip("10.0.0.1")).err(),
+            pending.admit(ip("10.0.0.1"), later).err(),
             Some(OverLimit {
+                first_in_burst: true
+            })
+        );
+        assert_eq!(
+            admit(&pending, "10.0.0.1", later + GRACE).1,
+            Some(Displaced {
                 first_in_burst: true
             })
         );
@@ -166,10 +288,11 @@ mod tests {
     #[test]
     fn ipv6_counts_by_slash_64_and_mapped_ipv4_as_ipv4() {
         let pending = Pending::new(1);
-        let _a = pending.admit(ip("2001:db8::1"));
-        assert!(pending.admit(ip("2001:db8::ffff:2")).is_err());
-        assert!(pending.admit(ip("2001:db8:0:1::1")).is_ok());
-        let _b = pending.admit(ip("192.0.2.7"));
-        assert!(pending.admit(ip("::ffff:192.0.2.7")).is_err());
+        let t0 = Instant::now();
+        let _a = admit(&pending, "2001:db8::1", t0);
+        assert!(pending.admit(ip("2001:db8::ffff:2"), t0).is_err());
+        assert!(pending.admit(ip("2001:db8:0:1::1"), t0).is_ok());
+        let _b = admit(&pending, "192.0.2.7", t0);
+        assert!(pending.admit(ip("::ffff:192.0.2.7"), t0).is_err());
     }
 }

@@ -14,8 +14,10 @@ mod scripts;
 mod seen;
 mod sessions;
 mod tech;
+mod throttle;
 mod tickets;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +34,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-pub use admission::MAX_PENDING_PER_ADDRESS;
+pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
 pub use agents::{CallError, Registry};
+pub use throttle::{
+    FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW, LOCKOUT, LOCKOUT_AFTER,
+    WRONG_CODE_MEMORY,
+};
 
 use crate::ca::Ca;
 use crate::datadir::DataDir;
@@ -46,6 +52,13 @@ pub const MAX_CONNECTIONS: usize = 25_000;
 /// A client that connects but does not say hello within this is dropped (default of
 /// [`Options::hello_timeout`]).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection without a known identity must have finished its handshake, its hello and
+/// its enrollment within this of arriving, or it is closed (default of
+/// [`Options::unidentified_deadline`]). An honest client needs a few round trips and one
+/// certificate signing; 30 s covers a slow mobile link and a busy controller, and bounds
+/// how long an idle anonymous connection holds a place among its address's
+/// [`MAX_PENDING_PER_ADDRESS`].
+pub const UNIDENTIFIED_DEADLINE: Duration = Duration::from_secs(30);
 /// A request frame must arrive whole within this after its stream opens (default of
 /// [`Options::request_timeout`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,12 +91,16 @@ pub(crate) struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// How long a new connection may take to say hello.
     pub hello_timeout: Duration,
+    /// How long a connection may stay unidentified, enrollment included.
+    pub unidentified_deadline: Duration,
     /// How long a request (or notice) frame may take to arrive whole.
     pub request_timeout: Duration,
     /// Validity of the client certificates issued at enrollment and renewal.
     pub client_validity: Duration,
     /// Largest file `deskside collect` stores.
     pub max_collect_bytes: u64,
+    /// Wrong support codes per technician and controller-wide.
+    pub join_throttle: throttle::JoinThrottle,
 }
 
 /// A running controller.
@@ -134,6 +151,9 @@ pub struct Options {
     pub ticketing: crate::adapters::config::TicketingConfig,
     /// A connection that says no hello within this is closed ([`HELLO_TIMEOUT`]).
     pub hello_timeout: Duration,
+    /// A connection that has not identified itself or finished enrolling within this of
+    /// arriving is closed ([`UNIDENTIFIED_DEADLINE`]).
+    pub unidentified_deadline: Duration,
     /// A request stream whose frame is not whole within this gets an error reply and is
     /// dropped ([`REQUEST_TIMEOUT`]).
     pub request_timeout: Duration,
@@ -154,6 +174,7 @@ impl Default for Options {
             sla: crate::sla::SlaConfig::default(),
             ticketing: crate::adapters::config::TicketingConfig::default(),
             hello_timeout: HELLO_TIMEOUT,
+            unidentified_deadline: UNIDENTIFIED_DEADLINE,
             client_validity: crate::ca::CLIENT_VALIDITY,
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
@@ -196,9 +217,11 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         ticketing: crate::adapters::from_config(&options.ticketing, &origin),
         metrics: Arc::new(crate::metrics::Metrics::default()),
         hello_timeout: options.hello_timeout,
+        unidentified_deadline: options.unidentified_deadline,
         client_validity: options.client_validity,
         request_timeout: options.request_timeout,
         max_collect_bytes: options.max_collect_bytes,
+        join_throttle: throttle::JoinThrottle::default(),
     });
     let warnings: Arc<[String]> = options.ticketing.warnings().into();
     for w in warnings.iter() {
@@ -252,14 +275,14 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
             incoming.refuse();
             continue;
         };
-        let slot = match pending.admit(remote.ip()) {
-            Ok(slot) => slot,
+        let (slot, displaced) = match pending.admit(remote.ip(), std::time::Instant::now()) {
+            Ok(admitted) => admitted,
             Err(over) => {
                 if over.first_in_burst {
                     warn!(
                         %remote,
                         limit = MAX_PENDING_PER_ADDRESS,
-                        "too many unidentified connections from this address; refusing new ones until some identify or close"
+                        "too many connections from this address are identifying themselves at once; refusing new ones for now"
                     );
                 }
                 shared.metrics.refused("pending_per_address");
@@ -267,6 +290,13 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
                 continue;
             }
         };
+        if displaced.is_some_and(|d| d.first_in_burst) {
+            warn!(
+                %remote,
+                limit = MAX_PENDING_PER_ADDRESS,
+                "too many unidentified connections from this address; the oldest give way to new ones"
+            );
+        }
         let shared = shared.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
@@ -322,8 +352,61 @@ pub(crate) fn refuse(conn: &Connection, code: u32, reason: &str) {
     conn.close(code.into(), reason.as_bytes());
 }
 
+/// Why an unidentified connection was cut short: a closed set, also the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CutShort {
+    /// A newer connection from the same address took its place.
+    Displaced,
+    /// It did not identify itself or finish enrolling within the deadline.
+    Deadline,
+}
+
+impl CutShort {
+    fn label(self) -> &'static str {
+        match self {
+            CutShort::Displaced => "displaced",
+            CutShort::Deadline => "deadline",
+        }
+    }
+
+    /// Closes `conn` saying why, in words its user can act on, and counts it.
+    fn close(self, shared: &Shared, conn: &Connection) {
+        shared.metrics.cut_short(self.label());
+        let reason = match self {
+            CutShort::Displaced => format!(
+                "too many connections from your network address ({MAX_PENDING_PER_ADDRESS}) had not yet identified themselves or finished enrolling; this one, the oldest, gave way to a newer one. Connect again; if this repeats, another machine behind the same address is holding connections open"
+            ),
+            CutShort::Deadline => format!(
+                "did not identify itself or finish enrolling within {} s of connecting; connect again",
+                shared.unidentified_deadline.as_secs()
+            ),
+        };
+        let code = match self {
+            CutShort::Displaced => close::BUSY,
+            CutShort::Deadline => close::TIMED_OUT,
+        };
+        refuse(conn, code, &reason);
+    }
+}
+
+/// Runs `phase` of an unidentified connection unless a newer connection from the same
+/// address displaces it or the deadline passes first.
+async fn unidentified<T>(
+    slot: &admission::PendingSlot,
+    deadline: tokio::time::Instant,
+    phase: impl std::future::Future<Output = T>,
+) -> Result<T, CutShort> {
+    tokio::select! {
+        out = phase => Ok(out),
+        _ = slot.displaced() => Err(CutShort::Displaced),
+        _ = tokio::time::sleep_until(deadline) => Err(CutShort::Deadline),
+    }
+}
+
 /// One connection. `slot` holds its place among its address's unidentified connections
-/// until it identifies as an agent or technician (an enrolling client keeps it).
+/// until it identifies as an agent or technician (an enrolling client keeps it); until
+/// then a newer connection from the same address may displace it, and it must be done
+/// within [`Shared::unidentified_deadline`].
 async fn handle(
     shared: Arc<Shared>,
     incoming: Incoming,
@@ -331,25 +414,66 @@ async fn handle(
     cancel: CancellationToken,
 ) {
     let remote = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    let deadline = tokio::time::Instant::now() + shared.unidentified_deadline;
+    // A handshake cut short is dropped: quinn closes it without a reason, since no
+    // encrypted channel exists yet to carry one.
+    let conn = match unidentified(&slot, deadline, incoming.into_future()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             debug!(%remote, error = %e, "handshake failed");
             return;
         }
+        Err(cut) => {
+            debug!(%remote, why = cut.label(), "handshake cut short");
+            shared.metrics.cut_short(cut.label());
+            return;
+        }
     };
+    let (peer, send, recv) = match unidentified(&slot, deadline, greet(&shared, &conn)).await {
+        Ok(Some(greeted)) => greeted,
+        Ok(None) => return,
+        Err(cut) => return cut.close(&shared, &conn),
+    };
+    match peer {
+        Peer::Anonymous => {
+            if let Err(cut) = unidentified(&slot, deadline, enroll::serve(&shared, &conn)).await {
+                cut.close(&shared, &conn);
+            }
+            drop(slot);
+        }
+        Peer::Agent { id } => {
+            drop(slot);
+            agents::serve(&shared, &conn, send, recv, &id, &cancel).await;
+        }
+        Peer::Technician { name, tier } => {
+            drop((slot, send, recv));
+            tech::serve(&shared, &conn, &name, tier, &cancel).await;
+        }
+    }
+}
+
+/// The hello: versions checked, the peer identified and welcomed. `None` when the
+/// connection was refused (already closed with the reason).
+async fn greet(
+    shared: &Shared,
+    conn: &Connection,
+) -> Option<(Peer, quinn::SendStream, quinn::RecvStream)> {
     let within = shared.hello_timeout;
     let (mut send, mut recv) = match tokio::time::timeout(within, conn.accept_bi()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(_)) => return,
+        Ok(Err(_)) => return None,
         Err(_) => {
             let reason = format!("no hello within {} ms", within.as_millis());
-            return refuse(&conn, close::TIMED_OUT, &reason);
+            refuse(conn, close::TIMED_OUT, &reason);
+            return None;
         }
     };
     let hello = match framed::recv_within::<Hello>(&mut recv, within).await {
         Ok(h) => h,
-        Err(e) => return refuse(&conn, close::BAD_FRAME, &format!("bad hello: {e}")),
+        Err(e) => {
+            refuse(conn, close::BAD_FRAME, &format!("bad hello: {e}"));
+            return None;
+        }
     };
     if hello.version != PROTOCOL_VERSION {
         let reply = HelloReply::VersionMismatch {
@@ -363,34 +487,23 @@ async fn handle(
             "protocol version mismatch: the controller speaks version {PROTOCOL_VERSION}, {} speaks version {}",
             hello.software, hello.version
         );
-        return refuse(&conn, close::VERSION_MISMATCH, &reason);
+        refuse(conn, close::VERSION_MISMATCH, &reason);
+        return None;
     }
-    let peer = match identify(&shared, &conn).await {
+    let peer = match identify(shared, conn).await {
         Ok(p) => p,
-        Err(reason) => return refuse(&conn, close::UNKNOWN_IDENTITY, &reason),
+        Err(reason) => {
+            refuse(conn, close::UNKNOWN_IDENTITY, &reason);
+            return None;
+        }
     };
     let welcome = HelloReply::Welcome {
         version: PROTOCOL_VERSION,
         software: SOFTWARE.into(),
     };
-    if framed::send(&mut send, &welcome).await.is_err() {
-        return;
-    }
-    debug!(%remote, ?peer, software = %hello.software, "hello");
-    match peer {
-        Peer::Anonymous => {
-            enroll::serve(&shared, &conn).await;
-            drop(slot);
-        }
-        Peer::Agent { id } => {
-            drop(slot);
-            agents::serve(&shared, &conn, send, recv, &id, &cancel).await;
-        }
-        Peer::Technician { name, tier } => {
-            drop((slot, send, recv));
-            tech::serve(&shared, &conn, &name, tier, &cancel).await;
-        }
-    }
+    framed::send(&mut send, &welcome).await.ok()?;
+    debug!(remote = %conn.remote_address(), ?peer, software = %hello.software, "hello");
+    Some((peer, send, recv))
 }
 
 /// Reads the client certificate's identity and checks it against the store: known,

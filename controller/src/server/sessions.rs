@@ -1,16 +1,18 @@
 //! Technician session requests, joins by code and ends: brokered to the agent, whose
 //! answer (or the user's) is final, and recorded on the ticket timeline.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use deskside_proto::msg::agent::{AgentReply, AgentRequest};
+use deskside_proto::msg::agent::{AgentReply, AgentRequest, RefusalCode};
 use deskside_proto::msg::session::{
     MAX_ANSWER_SECS, MAX_SESSION_SECS, Scope, SessionAsk, SessionOutcome,
 };
 use deskside_proto::msg::tech::{ErrorCode, SessionReport, TechReply};
+use tracing::{debug, info, warn};
 
 use super::Shared;
 use super::tech::{Tech, call_failed, error, record, refused, target};
+use super::throttle::{Held, Wrong};
 
 /// The agent answers a session request after the user does; allow some slack on top.
 const ANSWER_SLACK: Duration = Duration::from_secs(15);
@@ -158,12 +160,39 @@ pub(super) async fn request(
     out
 }
 
+/// Joins the session a user offered by reading out a code. Wrong codes are throttled per
+/// technician and controller-wide (see [`super::throttle`]), counted in the metrics and
+/// recorded on the ticket's timeline with who entered them.
 pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) -> TechReply {
-    let Some(agent) = shared.agents.code_owner(code) else {
-        return error(
-            ErrorCode::NotFound,
-            "no connected machine offers that support code (wrong, expired, or already used); ask the user to read it again",
-        );
+    let attempt = shared
+        .join_throttle
+        .attempt(&tech.name, Instant::now(), || {
+            shared.agents.code_owner(code)
+        });
+    let agent = match attempt {
+        Ok(Ok(agent)) => agent,
+        Ok(Err(wrong)) => {
+            let reply = error(
+                ErrorCode::NotFound,
+                format!(
+                    "no connected machine offers that support code (wrong, expired, or already used); ask the user to read it again ({wrong})"
+                ),
+            );
+            wrong_code(
+                shared,
+                tech,
+                ticket,
+                wrong,
+                "no connected machine offers it",
+            )
+            .await;
+            return reply;
+        }
+        Err(held) => {
+            shared.metrics.support_code_refused(held.label());
+            debug!(technician = %tech.name, %held, "join by code held");
+            return error(ErrorCode::Throttled, held.to_string());
+        }
     };
     let (agent, _) = match target(shared, &agent, ticket).await {
         Ok(v) => v,
@@ -181,12 +210,34 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
         Ok(r) => r,
         Err(e) => return call_failed(e),
     };
+    if let AgentReply::Refused(r) = &reply
+        && r.code == RefusalCode::BadCode
+    {
+        let wrong = shared.join_throttle.wrong(&tech.name, Instant::now());
+        wrong_code(shared, tech, ticket, wrong, "the machine refused it").await;
+    }
     let (detail, out) = session_reply(&agent.id, ticket, reply);
     if let Some(detail) = detail {
         let detail = format!("joined {} by the user's code: {detail}", agent.id);
         record_outcome(shared, tech, ticket, &agent.id, detail, &out).await;
     }
     out
+}
+
+/// A wrong support code: counted, logged, and on the ticket's timeline (the audit trail
+/// of who tried what), with the lock-out it brought on if any. The code itself is not
+/// recorded: a near miss would help the next guesser.
+async fn wrong_code(shared: &Shared, tech: &Tech, ticket: u64, wrong: Wrong, why: &str) {
+    shared.metrics.support_code_refused("wrong_code");
+    let locked = matches!(wrong.then, Some(Held::LockedOut { .. }));
+    if locked {
+        shared.metrics.support_code_lockouts.inc();
+        warn!(technician = %tech.name, ticket, "technician locked out of joining by code after too many wrong codes");
+    } else {
+        info!(technician = %tech.name, ticket, count = wrong.count, "wrong support code");
+    }
+    let detail = format!("session join by support code refused: {why}; {wrong}");
+    record(shared, ticket, &tech.name, "session", detail).await;
 }
 
 pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) -> TechReply {

@@ -325,4 +325,7 @@ pub enum ErrorCode {
     /// The agent will not send the file named: not absolute, missing, not a regular
     /// file, a symbolic link, unreadable or over the size limit (the message says which).
     FileUnavailable,
+    /// Too many wrong support codes: joining by code waits, for this technician or for
+    /// everyone; the message says how long.
+    Throttled,
 }
