@@ -6,7 +6,8 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +22,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::nofollow::{self, OpenError};
+use crate::policy::{FilesPolicy, Policy};
+use crate::protect::Protected;
 use crate::serve::{AgentCtx, failed, refused};
 
 /// One read from the file and one write to the stream. Large, so that a 256 MiB file is
@@ -42,30 +46,50 @@ struct Opened {
     meta: std::fs::Metadata,
 }
 
-/// Opens `path` without following a final symbolic link and without blocking on a
-/// FIFO, then checks what was opened (not what the name pointed to a moment before).
-fn open_regular(path: &str, max_bytes: u64) -> Result<Opened, FileRefusal> {
+/// Checks `path` against what never leaves the machine and the machine's `[files]`
+/// policy, opens it without following a symbolic link in any component and without
+/// blocking on a FIFO, then checks what was opened (not what the name pointed to a
+/// moment before): its type, its size, and that it is none of the protected files under
+/// another name.
+fn open_regular(
+    path: &str,
+    max_bytes: u64,
+    protected: &Protected,
+    files: &FilesPolicy,
+) -> Result<Opened, FileRefusal> {
     if !plain_absolute(path) {
         return Err(FileRefusal::RelativePath {
             path: path.to_owned(),
         });
     }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match (e.kind(), e.raw_os_error()) {
-            (std::io::ErrorKind::NotFound, _) => FileRefusal::NotFound {
-                path: path.to_owned(),
-            },
-            (_, Some(libc::ELOOP)) => FileRefusal::Symlink {
-                path: path.to_owned(),
-            },
-            _ => FileRefusal::Unreadable {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            },
-        })?;
+    // One separator between components, none at the end: the form the globs match.
+    let name: PathBuf = Path::new(path).components().collect();
+    let forbidden = |rule, same_as| FileRefusal::Forbidden {
+        path: path.to_owned(),
+        rule,
+        same_as,
+    };
+    // Before the open: opening some devices does something (a watchdog starts counting).
+    if let Some(rule) = protected.by_path(&name) {
+        return Err(forbidden(rule, None));
+    }
+    files.check(&name).map_err(|rule| forbidden(rule, None))?;
+    let file = nofollow::open(&name).map_err(|e| match e {
+        OpenError::NotFound => FileRefusal::NotFound {
+            path: path.to_owned(),
+        },
+        OpenError::FinalLink => FileRefusal::Symlink {
+            path: path.to_owned(),
+        },
+        OpenError::LinkInPath(link) => FileRefusal::LinkInPath {
+            path: path.to_owned(),
+            link: link.display().to_string(),
+        },
+        OpenError::Other(e) => FileRefusal::Unreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        },
+    })?;
     let meta = file.metadata().map_err(|e| FileRefusal::Unreadable {
         path: path.to_owned(),
         reason: e.to_string(),
@@ -89,6 +113,11 @@ fn open_regular(path: &str, max_bytes: u64) -> Result<Opened, FileRefusal> {
             path: path.to_owned(),
             what: what.to_owned(),
         });
+    }
+    // A hard link elsewhere or a bind mount names the same device and inode.
+    if let Some((rule, at)) = protected.by_identity(&meta) {
+        let same_as = (at != name).then(|| at.display().to_string());
+        return Err(forbidden(rule.clone(), same_as));
     }
     if meta.len() > max_bytes {
         return Err(FileRefusal::TooLarge {
@@ -228,9 +257,18 @@ async fn transfer(
         .authorize(who, Scope::Files)
         .map_err(|r| Stop::Reply(refused(ctx, who, SCOPE, r)))?;
     let p = path.to_owned();
-    let opened = tokio::task::spawn_blocking(move || open_regular(&p, max_bytes))
-        .await
-        .map_err(|e| Stop::Reply(failed(ctx, who, SCOPE, format!("opening {path}: {e}"))))?;
+    let state = ctx.state.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let policy = Policy::load(&state.policy())
+            .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
+        let protected = Protected::scan(state.root(), crate::config::loaded_from());
+        debug!(protected = protected.len(), "protected files listed");
+        Ok::<_, String>(open_regular(&p, max_bytes, &protected, &policy.files))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|e| Stop::Reply(failed(ctx, who, SCOPE, format!("opening {path}: {e}"))))?;
     let Opened { file, meta } = match opened {
         Ok(o) => o,
         Err(refusal) => {
@@ -330,8 +368,106 @@ async fn stream_file(
 mod tests {
     use super::*;
 
+    use deskside_proto::msg::files::{FileRule, SecretKind};
+
+    /// Files under the temporary directory and `/dev/zero` allowed; a state dir of its own.
+    fn allowing(dir: &Path, extra: &str) -> anyhow::Result<(Protected, FilesPolicy)> {
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state)?;
+        std::fs::write(state.join("agent.key"), "key")?;
+        let files = Policy::parse(&format!(
+            "[files]\nallow = [\"{}/**\", \"/dev/zero\", \"/etc/shadow\"]\n{extra}",
+            dir.display()
+        ))?
+        .files;
+        Ok((Protected::scan(&state, None), files))
+    }
+
+    fn open_regular(path: &str, max: u64) -> Result<Opened, FileRefusal> {
+        let setup = || -> anyhow::Result<(Protected, FilesPolicy)> {
+            let state = tempfile::tempdir()?;
+            let files = Policy::parse(&format!(
+                "[files]\nallow = [\"{}/**\", \"/dev/zero\"]\n",
+                std::env::temp_dir().display()
+            ))?
+            .files;
+            Ok((Protected::scan(state.path(), None), files))
+        };
+        let (protected, files) = setup().map_err(|e| FileRefusal::Unreadable {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        super::open_regular(path, max, &protected, &files)
+    }
+
     fn refusal(path: &str, max: u64) -> Option<FileRefusal> {
         open_regular(path, max).err()
+    }
+
+    #[test]
+    fn refuses_protected_files_by_name_by_parent_link_by_hard_link_and_by_policy()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (protected, files) = allowing(dir.path(), "deny = [\"**/*.secret\"]\n")?;
+        let key = dir.path().join("state").join("agent.key");
+        let open =
+            |p: &Path| super::open_regular(&p.to_string_lossy(), 1024, &protected, &files).err();
+        assert_eq!(
+            open(&key),
+            Some(FileRefusal::Forbidden {
+                path: key.to_string_lossy().into_owned(),
+                rule: FileRule::AgentState,
+                same_as: None
+            })
+        );
+        let via = dir.path().join("via");
+        std::os::unix::fs::symlink(dir.path().join("state"), &via)?;
+        assert!(matches!(
+            open(&via.join("agent.key")),
+            Some(FileRefusal::LinkInPath { link, .. }) if link == via.to_string_lossy()
+        ));
+        let linked = dir.path().join("notes.txt");
+        std::fs::hard_link(&key, &linked)?;
+        assert!(matches!(
+            open(&linked),
+            Some(FileRefusal::Forbidden { rule: FileRule::AgentState, same_as: Some(s), .. })
+                if s == key.to_string_lossy()
+        ));
+        // Built in: allowed by this policy, refused all the same.
+        assert!(matches!(
+            open(Path::new("/etc/shadow")),
+            Some(FileRefusal::Forbidden {
+                rule: FileRule::Secret(SecretKind::PasswordHashes),
+                ..
+            })
+        ));
+        let secret = dir.path().join("a.secret");
+        std::fs::write(&secret, "s")?;
+        assert!(matches!(
+            open(&secret),
+            Some(FileRefusal::Forbidden { rule: FileRule::PolicyDeny { glob }, .. })
+                if glob == "**/*.secret"
+        ));
+        assert!(matches!(
+            open(Path::new("/etc/hostname")),
+            Some(FileRefusal::Forbidden {
+                rule: FileRule::NotAllowed,
+                ..
+            })
+        ));
+        // Doubled separators name the same file and are matched as such.
+        let doubled = format!("{}//state//agent.key", dir.path().display());
+        assert!(matches!(
+            super::open_regular(&doubled, 1024, &protected, &files),
+            Err(FileRefusal::Forbidden {
+                rule: FileRule::AgentState,
+                ..
+            })
+        ));
+        let fine = dir.path().join("fine.txt");
+        std::fs::write(&fine, "ok")?;
+        assert!(open(&fine).is_none());
+        Ok(())
     }
 
     #[test]
