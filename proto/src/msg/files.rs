@@ -169,4 +169,27 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("/big") && text.contains("2048") && text.contains("1024"));
     }
+
+    #[test]
+    fn a_forbidden_file_names_its_rule_and_the_file_it_is() {
+        let e = FileRefusal::Forbidden {
+            path: "/tmp/notes.txt".into(),
+            rule: FileRule::AgentState,
+            same_as: Some("/var/lib/deskside-agent/agent.key".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/tmp/notes.txt is not sent: it is in the agent's own state directory (its key signs \
+             this machine's evidence); no policy can allow it (it is the same file as \
+             /var/lib/deskside-agent/agent.key, by a hard link or a bind mount)"
+        );
+        let e = FileRefusal::Forbidden {
+            path: "/etc/shadow".into(),
+            rule: FileRule::Secret(SecretKind::PasswordHashes),
+            same_as: None,
+        };
+        assert!(e.to_string().ends_with(
+            "holds password hashes (/etc/shadow, /etc/gshadow), which the agent never sends; no policy can allow it"
+        ));
+    }
 }
