@@ -178,6 +178,14 @@ pub fn example() -> &'static str {
     include_str!("../../packaging/examples/agent.toml")
 }
 
+/// The configuration file this process read first, kept from what it sends (`protect`).
+static LOADED_FROM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The configuration file this process read, if any.
+pub fn loaded_from() -> Option<&'static Path> {
+    LOADED_FROM.get().map(PathBuf::as_path)
+}
+
 /// Loads the config: `path` (from `--config`), else `$DESKSIDE_AGENT_CONFIG`, else
 /// [`DEFAULT_PATH`] if it exists, else the built-in defaults; then applies the
 /// environment overrides read through `env` (pass `&|k| std::env::var(k).ok()`).
@@ -204,6 +212,9 @@ fn load_with_default(
             _ => Some((default.to_owned(), "the default location".to_owned())),
         },
     };
+    if let Some((path, _)) = &chosen {
+        let _ = LOADED_FROM.set(std::path::absolute(path).unwrap_or_else(|_| path.clone()));
+    }
     let parsed = match chosen {
         Some((path, named_by)) => parse_file(&read_config(&path, named_by)?, &path)?,
         None => {

@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use deskside_proto::msg::files::FileRule;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::state::read_bounded;
@@ -45,6 +47,140 @@ pub struct Policy {
     /// What to hide in evidence before it leaves the machine.
     #[serde(default)]
     pub redact: crate::redact::RedactPolicy,
+    /// Which files the `files` scope may send.
+    #[serde(default)]
+    pub files: FilesPolicy,
+}
+
+/// A policy is written by hand: more globs than this is a mistake, and every collect
+/// request tries them all.
+pub const MAX_FILE_GLOBS: usize = 256;
+
+/// Absolute path globs (`*` stays within a component, `**` crosses them), validated and
+/// compiled when the policy is read.
+#[derive(Debug, Clone)]
+pub struct PathGlobs {
+    patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl PartialEq for PathGlobs {
+    fn eq(&self, other: &PathGlobs) -> bool {
+        self.patterns == other.patterns
+    }
+}
+
+impl Eq for PathGlobs {}
+
+impl TryFrom<Vec<String>> for PathGlobs {
+    type Error = String;
+
+    fn try_from(patterns: Vec<String>) -> Result<PathGlobs, String> {
+        if patterns.len() > MAX_FILE_GLOBS {
+            return Err(format!(
+                "{} globs, over the limit of {MAX_FILE_GLOBS}",
+                patterns.len()
+            ));
+        }
+        let mut set = GlobSetBuilder::new();
+        for p in &patterns {
+            if !(p.starts_with('/') || p.starts_with("**/")) {
+                return Err(format!(
+                    "{p:?} is not an absolute path glob; start it with / (or **/ for any directory)"
+                ));
+            }
+            let glob = GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| format!("{p:?} is not a valid glob: {e}"))?;
+            set.add(glob);
+        }
+        let set = set.build().map_err(|e| e.to_string())?;
+        Ok(PathGlobs { patterns, set })
+    }
+}
+
+impl Serialize for PathGlobs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.patterns.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathGlobs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PathGlobs, D::Error> {
+        PathGlobs::try_from(Vec::<String>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PathGlobs {
+    /// The first glob that matches `path`.
+    pub fn first_match(&self, path: &Path) -> Option<&str> {
+        let first = self.set.matches(path).into_iter().min()?;
+        self.patterns.get(first).map(String::as_str)
+    }
+
+    fn of(patterns: &[&str]) -> PathGlobs {
+        let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        PathGlobs::try_from(patterns).expect("the built-in default globs are valid")
+    }
+}
+
+/// The `[files]` section: which paths the `files` scope may send. A `deny` glob wins
+/// over an `allow` glob; a path no `allow` glob covers is refused. The agent's own
+/// state and configuration and the built-in secrets (see `protect`) are refused before
+/// either is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesPolicy {
+    #[serde(default = "default_allow")]
+    pub allow: PathGlobs,
+    #[serde(default = "default_deny")]
+    pub deny: PathGlobs,
+}
+
+/// Logs, crash reports, temporary files and users' documents.
+const DEFAULT_ALLOW: &[&str] = &[
+    "/var/log/**",
+    "/var/crash/**",
+    "/tmp/**",
+    "/var/tmp/**",
+    "/home/*/**",
+];
+/// Hidden files and directories in a home: shell history, applications' settings and
+/// the tokens they keep.
+const DEFAULT_DENY: &[&str] = &["/home/*/.*", "/home/*/.*/**"];
+
+fn default_allow() -> PathGlobs {
+    PathGlobs::of(DEFAULT_ALLOW)
+}
+
+fn default_deny() -> PathGlobs {
+    PathGlobs::of(DEFAULT_DENY)
+}
+
+impl Default for FilesPolicy {
+    fn default() -> FilesPolicy {
+        FilesPolicy {
+            allow: default_allow(),
+            deny: default_deny(),
+        }
+    }
+}
+
+impl FilesPolicy {
+    /// Whether the policy lets `path` (absolute, without `.`/`..`) be sent, or the rule
+    /// that refuses it.
+    pub fn check(&self, path: &Path) -> Result<(), FileRule> {
+        if let Some(glob) = self.deny.first_match(path) {
+            return Err(FileRule::PolicyDeny {
+                glob: glob.to_owned(),
+            });
+        }
+        match self.allow.first_match(path) {
+            Some(_) => Ok(()),
+            None => Err(FileRule::NotAllowed),
+        }
+    }
 }
 
 /// The policy file written at enrollment when the machine has none: everything prompts.
@@ -57,6 +193,24 @@ diagnostics = "prompt"
 "scripts:l2" = "prompt"
 "scripts:l3" = "prompt"
 files = "prompt"
+
+# Which files the "files" scope may send: absolute path globs ("*" stays within one
+# directory, "**" crosses them). A path must match an allow glob and no deny glob.
+# Whatever is written here, the agent never sends its own state directory or
+# configuration, password hashes, SSH private keys, keyrings, or the credential stores of
+# browsers and desktops.
+[files]
+allow = [
+    "/var/log/**",      # system and service logs
+    "/var/crash/**",    # crash reports
+    "/tmp/**",          # installers' and applications' logs
+    "/var/tmp/**",
+    "/home/*/**",       # users' documents
+]
+deny = [
+    "/home/*/.*",       # hidden files in a home: shell history, tokens
+    "/home/*/.*/**",    # hidden directories: applications' settings and the secrets they keep
+]
 
 # What to hide in evidence before it leaves this machine (all off by default).
 [redact]
@@ -118,6 +272,70 @@ mod tests {
             .map(|e| e.to_string());
         assert!(typo.unwrap_or_default().contains("diagnostic"));
         assert!(Policy::parse("[scopes]\ndiagnostics = \"yes\"\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn files_default_to_logs_and_documents_not_hidden_files() -> Result<()> {
+        let p = Policy::parse("[scopes]\nfiles = \"allow\"\n")?;
+        let check = |s: &str| p.files.check(Path::new(s));
+        assert_eq!(check("/var/log/syslog"), Ok(()));
+        assert_eq!(check("/var/log/cups/error_log"), Ok(()));
+        assert_eq!(check("/home/alice/Documents/report.odt"), Ok(()));
+        assert_eq!(check("/tmp/.tmpAb12/install.log"), Ok(()));
+        assert_eq!(
+            check("/home/alice/.bash_history"),
+            Err(FileRule::PolicyDeny {
+                glob: "/home/*/.*".into()
+            })
+        );
+        assert_eq!(
+            check("/home/alice/.config/app/token"),
+            Err(FileRule::PolicyDeny {
+                glob: "/home/*/.*/**".into()
+            })
+        );
+        assert_eq!(check("/etc/hostname"), Err(FileRule::NotAllowed));
+        assert_eq!(check("/proc/kcore"), Err(FileRule::NotAllowed));
+        assert_eq!(check("/home"), Err(FileRule::NotAllowed));
+        Ok(())
+    }
+
+    #[test]
+    fn files_globs_are_the_admins_and_deny_wins() -> Result<()> {
+        let p = Policy::parse(
+            "[files]\nallow = [\"/srv/app/**\", \"**/*.log\"]\ndeny = [\"/srv/app/private/**\"]\n",
+        )?;
+        let check = |s: &str| p.files.check(Path::new(s));
+        assert_eq!(check("/srv/app/out.txt"), Ok(()));
+        assert_eq!(check("/opt/x/y.log"), Ok(()));
+        assert_eq!(
+            check("/srv/app/private/a.log"),
+            Err(FileRule::PolicyDeny {
+                glob: "/srv/app/private/**".into()
+            })
+        );
+        assert_eq!(check("/var/log/syslog"), Err(FileRule::NotAllowed));
+        // An empty allow list sends nothing.
+        let none = Policy::parse("[files]\nallow = []\n")?;
+        assert_eq!(
+            none.files.check(Path::new("/var/log/syslog")),
+            Err(FileRule::NotAllowed)
+        );
+        for bad in [
+            "[files]\nallow = [\"var/log/*\"]\n",
+            "[files]\nallow = [\"/var/log/[\"]\n",
+            "[files]\nallow = \"/var/log/**\"\n",
+            "[files]\nalow = []\n",
+        ] {
+            let e = Policy::parse(bad).err().map(|e| e.to_string());
+            assert!(e.is_some(), "{bad}");
+        }
+        let relative = Policy::parse("[files]\nallow = [\"var/log/*\"]\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(relative.contains("not an absolute path glob"), "{relative}");
         Ok(())
     }
 }

@@ -15,7 +15,7 @@ use deskside_proto::msg::agent::{
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
 use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken, TokenKind};
-use deskside_proto::msg::files::{FileManifest, FileRefusal};
+use deskside_proto::msg::files::{FileManifest, FileRefusal, FileRule, SecretKind};
 use deskside_proto::msg::hello::{Hello, HelloReply};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::Scope;
@@ -113,6 +113,26 @@ prop_compose! {
     }
 }
 
+fn file_rule() -> impl Strategy<Value = FileRule> {
+    prop_oneof![
+        Just(FileRule::AgentState),
+        Just(FileRule::AgentConfig),
+        prop_oneof![
+            Just(SecretKind::PasswordHashes),
+            Just(SecretKind::SshHostKey),
+            Just(SecretKind::SshUserKey),
+            Just(SecretKind::Keyring),
+            Just(SecretKind::BrowserCredentials),
+            Just(SecretKind::NetworkSecrets),
+            Just(SecretKind::MachineCredentials),
+            Just(SecretKind::UserCredentials),
+        ]
+        .prop_map(FileRule::Secret),
+        text().prop_map(|glob| FileRule::PolicyDeny { glob }),
+        Just(FileRule::NotAllowed),
+    ]
+}
+
 fn file_refusal() -> impl Strategy<Value = FileRefusal> {
     prop_oneof![
         file_path().prop_map(|path| FileRefusal::RelativePath { path }),
@@ -125,6 +145,14 @@ fn file_refusal() -> impl Strategy<Value = FileRefusal> {
                 path,
                 size_bytes,
                 limit_bytes,
+            }
+        }),
+        (file_path(), file_path()).prop_map(|(path, link)| FileRefusal::LinkInPath { path, link }),
+        (file_path(), file_rule(), option::of(file_path())).prop_map(|(path, rule, same_as)| {
+            FileRefusal::Forbidden {
+                path,
+                rule,
+                same_as,
             }
         }),
     ]

@@ -145,8 +145,14 @@ async fn collect_inner(
             });
         }
         AgentReply::FileRefused(f) => {
+            // A rule of the machine's (its policy or what it never sends) is a refusal by
+            // the agent, like a scope its policy denies; the rest say the file is unfit.
+            let code = match f {
+                FileRefusal::Forbidden { .. } => ErrorCode::AgentRefused,
+                _ => ErrorCode::FileUnavailable,
+            };
             return Err(Failure::new(
-                ErrorCode::FileUnavailable,
+                code,
                 "refused",
                 format!("file from {id}: {f}"),
             ));

@@ -323,7 +323,8 @@ pub enum ErrorCode {
     /// The agent is disabled locally by its user.
     AgentDisabled,
     /// The agent will not send the file named: not absolute, missing, not a regular
-    /// file, a symbolic link, unreadable or over the size limit (the message says which).
+    /// file, a symbolic link (in any component), unreadable or over the size limit (the
+    /// message says which). A file a rule of the machine keeps there is `AgentRefused`.
     FileUnavailable,
     /// Too many wrong support codes: joining by code waits, for this technician or for
     /// everyone; the message says how long.

@@ -2,17 +2,18 @@
 //! scripts (kill switch, the machine's policy, the user's grant), then the regular file
 //! at an absolute path is read, hashed and streamed raw on the request's own stream, and
 //! a signed manifest follows. Nothing of it goes through the spool: a transfer that
-//! loses its link fails, and the technician asks again.
+//! loses its link fails, and the technician asks again. Which file may be opened, and
+//! how, is `open` (with `protect`, `secrets` and `nofollow`).
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use deskside_proto::close;
 use deskside_proto::msg::agent::{AgentReply, NoticeAck, Requester};
-use deskside_proto::msg::files::{FileManifest, FileRefusal, MANIFEST_KIND, plain_absolute};
+use deskside_proto::msg::files::{FileManifest, MANIFEST_KIND};
 use deskside_proto::msg::session::Scope;
 use deskside_transport::framed;
 use quinn::{RecvStream, SendStream};
@@ -21,7 +22,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::policy::Policy;
 use crate::serve::{AgentCtx, failed, refused};
+
+mod nofollow;
+mod open;
+mod protect;
+mod secrets;
+
+use open::{Opened, open_regular};
+use protect::Protected;
 
 /// One read from the file and one write to the stream. Large, so that a 256 MiB file is
 /// a few hundred system calls and QUIC packets are filled back to back.
@@ -34,71 +44,6 @@ const READ_AHEAD: usize = 4;
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 const SCOPE: &str = "files";
-
-/// An open, checked regular file and what its `fstat` said.
-#[derive(Debug)]
-struct Opened {
-    file: File,
-    meta: std::fs::Metadata,
-}
-
-/// Opens `path` without following a final symbolic link and without blocking on a
-/// FIFO, then checks what was opened (not what the name pointed to a moment before).
-fn open_regular(path: &str, max_bytes: u64) -> Result<Opened, FileRefusal> {
-    if !plain_absolute(path) {
-        return Err(FileRefusal::RelativePath {
-            path: path.to_owned(),
-        });
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match (e.kind(), e.raw_os_error()) {
-            (std::io::ErrorKind::NotFound, _) => FileRefusal::NotFound {
-                path: path.to_owned(),
-            },
-            (_, Some(libc::ELOOP)) => FileRefusal::Symlink {
-                path: path.to_owned(),
-            },
-            _ => FileRefusal::Unreadable {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            },
-        })?;
-    let meta = file.metadata().map_err(|e| FileRefusal::Unreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
-    let kind = meta.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a named pipe (FIFO)"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "a special file"
-        };
-        return Err(FileRefusal::NotRegular {
-            path: path.to_owned(),
-            what: what.to_owned(),
-        });
-    }
-    if meta.len() > max_bytes {
-        return Err(FileRefusal::TooLarge {
-            path: path.to_owned(),
-            size_bytes: meta.len(),
-            limit_bytes: max_bytes,
-        });
-    }
-    Ok(Opened { file, meta })
-}
 
 /// Chunk buffers kept for reuse once QUIC has sent them and the peer acknowledged them.
 const SPARE_CHUNKS: usize = READ_AHEAD + 4;
@@ -228,9 +173,18 @@ async fn transfer(
         .authorize(who, Scope::Files)
         .map_err(|r| Stop::Reply(refused(ctx, who, SCOPE, r)))?;
     let p = path.to_owned();
-    let opened = tokio::task::spawn_blocking(move || open_regular(&p, max_bytes))
-        .await
-        .map_err(|e| Stop::Reply(failed(ctx, who, SCOPE, format!("opening {path}: {e}"))))?;
+    let state = ctx.state.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        let policy = Policy::load(&state.policy())
+            .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
+        let protected = Protected::scan(state.root(), crate::config::loaded_from());
+        debug!(protected = protected.len(), "protected files listed");
+        Ok::<_, String>(open_regular(&p, max_bytes, &protected, &policy.files))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|e| Stop::Reply(failed(ctx, who, SCOPE, format!("opening {path}: {e}"))))?;
     let Opened { file, meta } = match opened {
         Ok(o) => o,
         Err(refusal) => {
@@ -329,61 +283,6 @@ async fn stream_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refusal(path: &str, max: u64) -> Option<FileRefusal> {
-        open_regular(path, max).err()
-    }
-
-    #[test]
-    fn refuses_what_is_not_a_plain_regular_file() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let file = dir.path().join("f");
-        std::fs::write(&file, b"hello")?;
-        let link = dir.path().join("l");
-        std::os::unix::fs::symlink(&file, &link)?;
-        let fifo = dir.path().join("p");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()?
-                .success()
-        );
-        let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
-        assert!(matches!(
-            refusal("etc/passwd", 10),
-            Some(FileRefusal::RelativePath { .. })
-        ));
-        assert!(matches!(
-            refusal(&s(&dir.path().join("nope")), 10),
-            Some(FileRefusal::NotFound { .. })
-        ));
-        assert!(matches!(
-            refusal(&s(&link), 10),
-            Some(FileRefusal::Symlink { .. })
-        ));
-        assert!(matches!(
-            refusal(&s(dir.path()), 10),
-            Some(FileRefusal::NotRegular { .. })
-        ));
-        assert!(matches!(
-            refusal(&s(&fifo), 10),
-            Some(FileRefusal::NotRegular { .. })
-        ));
-        assert!(matches!(
-            refusal("/dev/zero", 10),
-            Some(FileRefusal::NotRegular { .. })
-        ));
-        assert!(matches!(
-            refusal(&s(&file), 4),
-            Some(FileRefusal::TooLarge {
-                size_bytes: 5,
-                limit_bytes: 4,
-                ..
-            })
-        ));
-        assert!(open_regular(&s(&file), 5).is_ok());
-        Ok(())
-    }
 
     #[test]
     fn reads_exactly_the_size_and_hashes_it() -> anyhow::Result<()> {
