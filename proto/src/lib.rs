@@ -6,6 +6,7 @@
 
 pub mod close;
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod findings;
 pub mod frame;
