@@ -4,6 +4,7 @@
 //! the background and snapshots report the last count (see the `updates` module).
 
 mod commands;
+mod disks;
 mod linux;
 mod mounts;
 mod network;
@@ -122,7 +123,7 @@ pub async fn collect() -> Snapshot {
         run(probe::HOST, FILE_READ_TIMEOUT, blocking(probes::host)),
         run(probe::OS, FILE_READ_TIMEOUT, blocking(probes::os)),
         run(probe::MEMORY, FILE_READ_TIMEOUT, blocking(probes::memory)),
-        run(probe::DISKS, DISKS_TIMEOUT, blocking(mounts::disks)),
+        run(probe::DISKS, DISKS_TIMEOUT, blocking(disks::disks)),
         run(
             probe::INTERFACES,
             FILE_READ_TIMEOUT,
