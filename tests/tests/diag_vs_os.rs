@@ -326,6 +326,48 @@ async fn systemd_probes_say_why_without_systemd() {
 }
 
 #[tokio::test]
+async fn reboot_need_is_the_distributions_own_signal_or_unknown_with_a_reason() -> Result<()> {
+    let snapshot = snapshot().await;
+    let report = snapshot
+        .probes
+        .iter()
+        .find(|p| p.name == diag::probe::REBOOT)
+        .context("no reboot probe report")?;
+    let release = std::fs::read_to_string("/etc/os-release")?;
+    let debian = release.lines().any(|l| {
+        l == "ID=debian" || l == "ID=ubuntu" || (l.starts_with("ID_LIKE=") && l.contains("debian"))
+    });
+    let flag = std::path::Path::new("/var/run/reboot-required").exists();
+    match snapshot.updates.reboot_required {
+        Some(required) => {
+            assert!(report.ok, "{report:?}");
+            if debian {
+                // Debian and Ubuntu: the flag file, or a newer kernel than the running one.
+                assert!(
+                    !flag || required,
+                    "the flag exists but no reboot is reported"
+                );
+            }
+        }
+        None => {
+            assert!(!debian, "Debian's flag file is always readable: {report:?}");
+            let error = report.error.clone().unwrap_or_default();
+            assert!(
+                error.starts_with("cannot tell whether a restart is needed: "),
+                "{error}"
+            );
+        }
+    }
+    // The JSON contract: a boolean, or null where unknown — never a silent false.
+    let json = serde_json::to_value(snapshot)?;
+    let field = json
+        .pointer("/updates/reboot_required")
+        .context("no .updates.reboot_required in the JSON")?;
+    assert_eq!(field.as_bool(), snapshot.updates.reboot_required, "{field}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn snapshot_is_complete_and_bounded_in_time() {
     let (snapshot, elapsed) = timed_snapshot().await;
     assert_eq!(
