@@ -5,6 +5,7 @@
 
 mod commands;
 mod disks;
+mod kernels;
 mod linux;
 mod mounts;
 mod network;
