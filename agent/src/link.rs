@@ -139,10 +139,25 @@ async fn session(
     config: quinn::ClientConfig,
     cancel: &CancellationToken,
 ) -> Result<String> {
-    let addr = endpoint::resolve(controller).await?;
-    let ep = endpoint::client_endpoint(addr)?;
-    let conn = endpoint::connect(&ep, addr, config).await?;
-    let (mut send, _recv) = endpoint::hello(&conn, SOFTWARE).await?;
+    // Dialling can take up to the connect timeout when nothing answers; a SIGTERM then
+    // must not wait for it.
+    let dial = async {
+        let addr = endpoint::resolve(controller).await?;
+        let ep = endpoint::client_endpoint(addr)?;
+        let conn = endpoint::connect(&ep, addr, config).await?;
+        anyhow::Ok((addr, ep, conn))
+    };
+    let (addr, ep, conn) = tokio::select! {
+        dialled = dial => dialled?,
+        _ = cancel.cancelled() => return Ok("agent shutting down".to_owned()),
+    };
+    let (mut send, _recv) = tokio::select! {
+        hello = endpoint::hello(&conn, SOFTWARE) => hello?,
+        _ = cancel.cancelled() => {
+            endpoint::close(&conn, close::SHUTDOWN.into(), b"agent shutting down").await;
+            return Ok("agent shutting down".to_owned());
+        }
+    };
     let (hostname, os, kernel) = crate::host_identity();
     let checkin = CheckIn {
         hostname,
@@ -167,7 +182,7 @@ async fn session(
     let reason = loop {
         tokio::select! {
             _ = cancel.cancelled() => {
-                conn.close(close::SHUTDOWN.into(), b"agent shutting down");
+                endpoint::close(&conn, close::SHUTDOWN.into(), b"agent shutting down").await;
                 break "agent shutting down".to_owned();
             }
             stream = conn.accept_bi() => match stream {
@@ -181,7 +196,11 @@ async fn session(
     };
     pump.abort();
     renewing.cancel();
-    ep.wait_idle().await;
+    // A lost connection is already drained; a closing one would hold a stopping agent
+    // for QUIC's closing period, which grows with the probe timeout of a silent peer.
+    if !cancel.is_cancelled() {
+        ep.wait_idle().await;
+    }
     Ok(reason)
 }
 

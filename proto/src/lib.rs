@@ -6,6 +6,7 @@
 
 pub mod close;
 pub mod codec;
+pub mod digest;
 pub mod error;
 pub mod findings;
 pub mod frame;
@@ -17,7 +18,7 @@ pub use codec::{Message, decode, encode};
 pub use error::{DecodeError, EncodeError};
 
 /// Wire protocol version, exchanged first on every connection.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// TLS application protocol name; a peer offering anything else fails the handshake.
 pub const ALPN: &[u8] = b"deskside/1";

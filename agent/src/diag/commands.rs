@@ -72,6 +72,46 @@ async fn run_at(
     cap: usize,
     keep: Keep,
 ) -> Result<Output, ProbeError> {
+    let (status, output, stderr) = run_to_exit(priority, program, args, cap, keep).await?;
+    if !status.success() {
+        return Err(ProbeError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            detail: first_line_or(&stderr, &status),
+        });
+    }
+    Ok(output)
+}
+
+/// Runs a program whose exit code is its answer (`needs-restarting -r`, `zypper
+/// needs-rebooting`): returns the code (`None` when a signal ended it), the first line
+/// of its stderr, and never fails for a non-zero exit.
+pub(crate) async fn exit_code_of(
+    program: &str,
+    args: &[&str],
+) -> Result<(Option<i32>, String), ProbeError> {
+    let (status, _, stderr) =
+        run_to_exit(Priority::Normal, program, args, STDERR_BYTES, Keep::Head).await?;
+    Ok((status.code(), first_line_or(&stderr, &status)))
+}
+
+/// The first non-empty line of `stderr`, else how the child exited.
+fn first_line_or(stderr: &[u8], status: &std::process::ExitStatus) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(clip)
+        .unwrap_or_else(|| status.to_string())
+}
+
+/// Runs the child to its exit: status, capped stdout, capped stderr.
+async fn run_to_exit(
+    priority: Priority,
+    program: &str,
+    args: &[&str],
+    cap: usize,
+    keep: Keep,
+) -> Result<(std::process::ExitStatus, Output, Vec<u8>), ProbeError> {
     let command_line = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
@@ -115,20 +155,11 @@ async fn run_at(
         .await
         .map_err(|e| failed(format!("waiting for it: {e}")))?;
     guard.0 = None;
-    if !status.success() {
-        let stderr = String::from_utf8_lossy(&stderr.0);
-        let reason = stderr
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(clip)
-            .unwrap_or_else(|| status.to_string());
-        return Err(failed(reason));
-    }
-    Ok(Output {
+    let output = Output {
         stdout: String::from_utf8_lossy(&stdout.0).into_owned(),
         truncated: stdout.1,
-    })
+    };
+    Ok((status, output, stderr.0))
 }
 
 /// Reads a stream to its end, keeping at most `cap` bytes (its head or its tail) so the
@@ -424,5 +455,15 @@ Inst libc6 [2.36] (2.36-9+deb12u10 Ubuntu:22.04/jammy-security [amd64])\n";
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert!(!alive, "grandchild {pid} survived the dropped probe");
+    }
+
+    #[tokio::test]
+    async fn an_exit_code_is_an_answer_not_a_failure() {
+        let got = exit_code_of("sh", &["-c", "echo 'Reboot is required' >&2; exit 102"]).await;
+        assert_eq!(got.ok(), Some((Some(102), "Reboot is required".to_owned())));
+        let got = exit_code_of("sh", &["-c", "exit 0"]).await;
+        assert_eq!(got.ok().map(|(code, _)| code), Some(Some(0)));
+        let missing = exit_code_of("deskside-no-such-program", &[]).await;
+        assert!(missing.is_err_and(|e| e.to_string().contains("not installed")));
     }
 }

@@ -52,12 +52,14 @@ pub(crate) fn clip(text: &str) -> String {
     text.get(..end).unwrap_or_default().to_owned()
 }
 
-/// The three os-release fields a snapshot carries.
+/// The three os-release fields a snapshot carries, and `ID_LIKE` for telling families.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OsRelease {
     pub id: String,
     pub version_id: String,
     pub pretty_name: String,
+    /// Space-separated ids of related distributions (`rhel centos fedora`); may be empty.
+    pub id_like: String,
 }
 
 /// Parses os-release(5): `KEY=value` lines, values optionally in single or double quotes
@@ -68,6 +70,7 @@ pub(crate) fn parse_os_release(text: &str) -> OsRelease {
         id: "linux".to_owned(),
         version_id: String::new(),
         pretty_name: "Linux".to_owned(),
+        id_like: String::new(),
     };
     for line in text.lines() {
         let Some((key, raw)) = line.trim().split_once('=') else {
@@ -77,6 +80,7 @@ pub(crate) fn parse_os_release(text: &str) -> OsRelease {
             "ID" => &mut release.id,
             "VERSION_ID" => &mut release.version_id,
             "PRETTY_NAME" => &mut release.pretty_name,
+            "ID_LIKE" => &mut release.id_like,
             _ => continue,
         };
         *slot = clip(&unquote_shell_value(raw.trim()));

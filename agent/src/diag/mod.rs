@@ -4,10 +4,13 @@
 //! the background and snapshots report the last count (see the `updates` module).
 
 mod commands;
+mod disks;
+mod kernels;
 mod linux;
 mod mounts;
 mod network;
 mod probes;
+mod reboot;
 mod sys;
 mod updates;
 mod utmp;
@@ -40,6 +43,10 @@ const SYSTEMCTL_TIMEOUT: Duration = Duration::from_secs(3);
 const JOURNAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// `dmesg` copies the kernel ring buffer (at most a few MiB).
 const KERNEL_LOG_TIMEOUT: Duration = Duration::from_secs(2);
+/// Debian and Arch only read files; `needs-restarting -r` (Fedora, RHEL) opens the rpm
+/// database and `zypper needs-rebooting` its own, a second or two on a slow disk. Past
+/// this the answer is "unknown (timed out)", never "no".
+const REBOOT_TIMEOUT: Duration = Duration::from_secs(5);
 // The `updates` probe only stats a few files (FILE_READ_TIMEOUT); `apt-get -s upgrade`
 // itself runs in the background under `updates::UPDATES_COUNT_TIMEOUT`.
 
@@ -122,7 +129,7 @@ pub async fn collect() -> Snapshot {
         run(probe::HOST, FILE_READ_TIMEOUT, blocking(probes::host)),
         run(probe::OS, FILE_READ_TIMEOUT, blocking(probes::os)),
         run(probe::MEMORY, FILE_READ_TIMEOUT, blocking(probes::memory)),
-        run(probe::DISKS, DISKS_TIMEOUT, blocking(mounts::disks)),
+        run(probe::DISKS, DISKS_TIMEOUT, blocking(disks::disks)),
         run(
             probe::INTERFACES,
             FILE_READ_TIMEOUT,
@@ -155,7 +162,7 @@ pub async fn collect() -> Snapshot {
             KERNEL_LOG_TIMEOUT,
             commands::kernel_errors()
         ),
-        run(probe::REBOOT, FILE_READ_TIMEOUT, blocking(probes::reboot)),
+        run(probe::REBOOT, REBOOT_TIMEOUT, reboot::reboot()),
         run(probe::TIME, FILE_READ_TIMEOUT, blocking(probes::time_sync)),
     );
 
@@ -188,11 +195,11 @@ pub async fn collect() -> Snapshot {
     snapshot
         .log_errors
         .extend(keep(r, kernel_log).unwrap_or_default());
-    let reboot = keep(r, reboot).unwrap_or_default();
+    let reboot = keep(r, reboot);
     let pending = keep(r, updates);
     snapshot.updates = Updates {
-        reboot_required: reboot.required,
-        reboot_packages: reboot.packages,
+        reboot_required: reboot.as_ref().map(|r| r.required),
+        reboot_packages: reboot.map(|r| r.packages).unwrap_or_default(),
         pending: pending.map(|p| p.pending),
         pending_security: pending.map(|p| p.security),
     };

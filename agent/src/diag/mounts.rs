@@ -1,19 +1,12 @@
-//! Mounted filesystems the way `df -B1` lists them: /proc/self/mountinfo, GNU df's
-//! filters (pseudo filesystems, duplicates, zero-size), then statvfs on each survivor.
+//! Mounted filesystems as /proc/self/mountinfo lists them, and GNU df's filters on them
+//! (pseudo filesystems, remote ones, duplicates). The disks probe is in `disks.rs`.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
-use deskside_proto::msg::diag::Disk;
-
-use super::linux::{TABLE_FILE_BYTES, clip, read_bounded};
-use super::{ProbeError, sys};
+use super::linux::clip;
 
 /// A workstation has tens of mounts, a container host a few thousand; past this we stop.
 const MAX_MOUNTS: usize = 16_384;
-/// Disks reported in a snapshot.
-const MAX_DISKS: usize = 256;
 
 /// One line of /proc/self/mountinfo, escapes (`\040` etc.) decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,57 +173,6 @@ pub(crate) fn has_uuid_suffix(name: &str) -> bool {
             .all(|b| b.is_ascii_hexdigit() || *b == b'-')
 }
 
-/// The disks probe: what `df -B1` prints, plus read-only flag and inode counts.
-pub(crate) fn disks() -> Result<Vec<Disk>, ProbeError> {
-    let text = read_bounded("/proc/self/mountinfo", TABLE_FILE_BYTES)?;
-    let entries = parse_mountinfo(&text);
-    if entries.is_empty() {
-        return Err(ProbeError::parse(
-            "/proc/self/mountinfo",
-            "no mounts listed",
-        ));
-    }
-    let entries = dedupe_like_df(entries, |path| {
-        std::fs::metadata(path).ok().map(|m| m.dev())
-    });
-    let mut disks = Vec::new();
-    for me in entries {
-        if me.is_dummy() || !me.mount_point.starts_with('/') {
-            continue;
-        }
-        // df skips what it may not or can no longer see (EACCES, ENOENT) and reports other
-        // errors on stderr; a snapshot has no stderr, so those are skipped too.
-        let Ok(usage) = sys::statvfs(Path::new(&me.mount_point)) else {
-            continue;
-        };
-        if usage.blocks == 0 {
-            continue;
-        }
-        let device = if has_uuid_suffix(&me.source) {
-            std::fs::canonicalize(&me.source)
-                .map(|p| clip(&p.to_string_lossy()))
-                .unwrap_or_else(|_| me.source.clone())
-        } else {
-            me.source.clone()
-        };
-        disks.push(Disk {
-            device,
-            read_only: me.is_read_only(),
-            mount: clip(&me.mount_point),
-            fs_type: me.fs_type,
-            total_bytes: usage.total_bytes,
-            available_bytes: usage.available_bytes,
-            used_bytes: usage.total_bytes.saturating_sub(usage.free_bytes),
-            inodes_total: usage.inodes_total,
-            inodes_free: usage.inodes_free,
-        });
-        if disks.len() >= MAX_DISKS {
-            break;
-        }
-    }
-    Ok(disks)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,16 +283,5 @@ garbage line without separator
         ));
         assert!(!has_uuid_suffix("/dev/sda1"));
         assert!(!has_uuid_suffix("828fc648-9f30-43d8-a0b1-f7196a2edb66"));
-    }
-
-    #[test]
-    fn disks_on_this_machine_include_root() {
-        let disks = disks().unwrap_or_default();
-        assert!(disks.iter().any(|d| d.mount == "/" && d.total_bytes > 0));
-        assert!(
-            disks
-                .iter()
-                .all(|d| d.fs_type != "proc" && d.fs_type != "sysfs")
-        );
     }
 }

@@ -1,8 +1,7 @@
 //! Blocking probes over /proc, /etc and sysinfo: host, OS, CPU, memory, processes,
-//! temperatures, pending reboot and time sync. Each returns its section or an error.
+//! temperatures and time sync. Each returns its section or an error.
 
 use std::cmp::Ordering;
-use std::path::Path;
 
 use deskside_proto::msg::diag::{
     Cpu, Host, LoadAverage, Memory, Os, Process, Processes, Temperature, TimeSync,
@@ -21,8 +20,6 @@ use super::{ProbeError, sys};
 const TOP_PROCESSES: usize = 10;
 /// Sensors reported (a dual-socket server has ~100).
 const MAX_SENSORS: usize = 128;
-/// Packages named in reboot-required.pkgs that we keep.
-const MAX_REBOOT_PACKAGES: usize = 256;
 
 fn sysinfo_error(what: &str) -> impl FnOnce(sysinfo::Error) -> ProbeError + '_ {
     move |e| ProbeError::system(what, e)
@@ -153,30 +150,6 @@ pub(crate) fn temperatures() -> Result<Vec<Temperature>, ProbeError> {
         })
         .take(MAX_SENSORS)
         .collect())
-}
-
-/// Whether a package asked for a reboot (Debian/Ubuntu's /var/run/reboot-required).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RebootRequired {
-    pub required: bool,
-    pub packages: Vec<String>,
-}
-
-pub(crate) fn reboot() -> Result<RebootRequired, ProbeError> {
-    let flag = Path::new("/var/run/reboot-required");
-    let required = flag.try_exists().map_err(|source| ProbeError::Read {
-        path: flag.display().to_string(),
-        source,
-    })?;
-    let packages = if required {
-        // The list is optional: a reboot can be required without it.
-        read_bounded("/var/run/reboot-required.pkgs", SMALL_FILE_BYTES)
-            .map(|text| unique_lines(&text, MAX_REBOOT_PACKAGES))
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    Ok(RebootRequired { required, packages })
 }
 
 /// Non-empty trimmed lines, first occurrence kept, at most `max`.

@@ -55,6 +55,8 @@ pub(crate) struct FsUsage {
     pub blocks: u64,
     pub inodes_total: u64,
     pub inodes_free: u64,
+    /// `ST_RDONLY` in `f_flag`.
+    pub read_only: bool,
 }
 
 /// `statvfs(path)`, with block counts multiplied out the way `df` does (`f_frsize`, or
@@ -89,6 +91,7 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<FsUsage> {
         blocks,
         inodes_total: files,
         inodes_free: ffree,
+        read_only: st.f_flag & libc::ST_RDONLY != 0,
     })
 }
 

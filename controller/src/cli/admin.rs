@@ -1,6 +1,6 @@
 //! Admin commands that work on the data directory directly: init, serve, tokens, technicians.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -93,11 +93,52 @@ pub fn make_token(
     Ok(token.to_text())
 }
 
+/// Where a client on this host reaches a server listening on `listen`: the address itself,
+/// or loopback of the same family on its port when it listens on every address.
+pub fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
+        _ => listen,
+    }
+}
+
+/// The controller address a token names when the admin gave none: the QUIC `listen`
+/// address when it names one, else loopback on its port (only right on this host). Returns
+/// the address and how it was chosen, for the admin to read.
+pub fn assumed_controller(listen: SocketAddr) -> (String, &'static str) {
+    let addr = reachable(listen);
+    let why = if addr == listen {
+        "the address the controller listens on"
+    } else {
+        "assumed: this host only, on the port the controller listens on"
+    };
+    (addr.to_string(), why)
+}
+
+/// "1 day", "2 days 3h", "24h 30m", "10m": for telling a person how long something lasts
+/// (humantime writes "1day").
+pub fn human_duration(d: Duration) -> String {
+    const DAY: u64 = 24 * 3600;
+    let secs = d.as_secs();
+    let days = secs / DAY;
+    let rest = Duration::from_secs(secs % DAY);
+    let rest = (!rest.is_zero()).then(|| humantime::format_duration(rest).to_string());
+    match (days, rest) {
+        (0, None) => "0s".to_owned(),
+        (0, Some(r)) => r,
+        (1, None) => "1 day".to_owned(),
+        (n, None) => format!("{n} days"),
+        (1, Some(r)) => format!("1 day {r}"),
+        (n, Some(r)) => format!("{n} days {r}"),
+    }
+}
+
 pub fn token_create(data: &DataDir, controller: &str, ttl: Duration) -> Result<()> {
     let token = make_token(data, TokenFor::Agent, controller, ttl)?;
     eprintln!(
         "one-time agent enrollment token, valid for {}; on the machine run: deskside-agent enroll TOKEN",
-        humantime::format_duration(ttl)
+        human_duration(ttl)
     );
     println!("{token}");
     Ok(())
@@ -120,7 +161,7 @@ pub fn tech_add(
     let token = make_token(data, TokenFor::Technician(name.to_owned()), controller, ttl)?;
     eprintln!(
         "technician {name} ({tier}) added; one-time login token, valid for {}; on their workstation run: deskside login TOKEN",
-        humantime::format_duration(ttl)
+        human_duration(ttl)
     );
     println!("{token}");
     Ok(())
@@ -182,7 +223,7 @@ pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
         let mut reply = agent
             .get(&url)
             .call()
-            .with_context(|| format!("cannot reach the controller's metrics endpoint at {url} — is `deskside serve` running, and is --metrics its metrics address?"))?;
+            .with_context(|| format!("cannot reach the controller's metrics endpoint at {url} — is `deskside serve` running? Pass its metrics address with --metrics ADDR, or the controller's config with --config FILE"))?;
         Ok(reply
             .body_mut()
             .with_config()
@@ -343,4 +384,45 @@ pub fn revoke(data: &DataDir, agent: Option<&str>, tech: Option<&str>) -> Result
         (None, None) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_words() {
+        let h = |s: u64| human_duration(Duration::from_secs(s));
+        assert_eq!(h(24 * 3600), "1 day");
+        assert_eq!(h(7 * 24 * 3600), "7 days");
+        assert_eq!(h(26 * 3600), "1 day 2h");
+        assert_eq!(h(3 * 24 * 3600 + 90), "3 days 1m 30s");
+        assert_eq!(h(600), "10m");
+        assert_eq!(h(0), "0s");
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_is_reached_on_loopback() -> anyhow::Result<()> {
+        assert_eq!(
+            reachable("0.0.0.0:9000".parse()?).to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(reachable("[::]:9000".parse()?).to_string(), "[::1]:9000");
+        assert_eq!(
+            reachable("192.0.2.7:9000".parse()?).to_string(),
+            "192.0.2.7:9000"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_names_the_listen_address_or_says_it_assumed() -> anyhow::Result<()> {
+        let (addr, why) = assumed_controller("192.0.2.10:5000".parse()?);
+        assert_eq!(addr, "192.0.2.10:5000");
+        assert!(!why.contains("assumed"), "{why}");
+        let (addr, why) = assumed_controller("0.0.0.0:5000".parse()?);
+        assert_eq!(addr, "127.0.0.1:5000");
+        assert!(why.contains("assumed"), "{why}");
+        Ok(())
+    }
 }

@@ -191,9 +191,10 @@ pub enum Command {
     /// The running controller at a glance: health, agents and technicians connected,
     /// outbox, request counts.
     Status {
-        /// The controller's metrics address.
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
-        metrics: SocketAddr,
+        /// The controller's metrics address (default `[metrics] listen` from the config,
+        /// else 127.0.0.1:9464; an unspecified address such as 0.0.0.0 is asked on loopback).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
         #[arg(long)]
         json: bool,
     },
@@ -316,9 +317,10 @@ pub enum TechCommand {
         name: String,
         #[arg(long)]
         tier: Tier,
-        /// Address the technician's workstation will dial.
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:4433")]
-        controller: String,
+        /// Address the technician's workstation will dial (default: the config's `listen`
+        /// when it names one address, else loopback on its port — said on stderr).
+        #[arg(long, value_name = "HOST:PORT")]
+        controller: Option<String>,
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         ttl: Duration,
     },
@@ -468,7 +470,20 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                     controller,
                     ttl,
                 },
-        } => admin::tech_add(&data_dir(data.clone())?, &name, tier, &controller, ttl),
+        } => {
+            let controller = controller.unwrap_or_else(|| {
+                let (addr, why) = admin::assumed_controller(config.listen);
+                let from = config.source.as_ref().map_or_else(
+                    || "the built-in default listen address".to_owned(),
+                    |p| format!("listen in {}", p.display()),
+                );
+                eprintln!(
+                    "no --controller given: the token names {addr} ({why}, from {from}); if the technician's workstation reaches the controller otherwise, run again with --controller HOST:PORT"
+                );
+                addr
+            });
+            admin::tech_add(&data_dir(data.clone())?, &name, tier, &controller, ttl)
+        }
         Command::Login { token } => tech::login(&token).await,
         Command::Agents { json } => tech::agents(json).await,
         Command::Ticket { command } => match command {
@@ -546,7 +561,10 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             ticket,
             json,
         } => collect::collect(agent, path, ticket, json).await,
-        Command::Status { metrics, json } => admin::status(metrics, json).await,
+        Command::Status { metrics, json } => {
+            let metrics = metrics.unwrap_or_else(|| admin::reachable(config.metrics_listen));
+            admin::status(metrics, json).await
+        }
         Command::Demo => crate::demo::run().await,
     }
 }

@@ -50,7 +50,14 @@ pub(super) fn changes(first: &Snapshot, last: &Snapshot) -> Vec<String> {
         None => "unknown".into(),
     };
     out.push(change("Pending updates", pending(first), pending(last), ""));
-    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let yes_no = |b: Option<bool>| {
+        match b {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "unknown",
+        }
+        .to_owned()
+    };
     out.push(change(
         "Reboot required",
         yes_no(first.updates.reboot_required),
@@ -190,5 +197,24 @@ fn uptime(secs: u64) -> String {
         0..3600 => format!("{} min", secs / 60),
         3600..86_400 => format!("{} h {} min", secs / 3600, (secs % 3600) / 60),
         _ => format!("{} d {} h", secs / 86_400, (secs % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_reboot_need_reads_unknown_not_no() {
+        let mut first = Snapshot::default();
+        first.updates.reboot_required = Some(false);
+        let last = Snapshot::default();
+        let lines = changes(&first, &last);
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with("Reboot required"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(line.contains("no") && line.ends_with("unknown."), "{line}");
     }
 }

@@ -171,7 +171,7 @@ pub(super) fn healthy() -> Snapshot {
         failed_units: Vec::new(),
         log_errors: vec![log("journal", "gnome-shell[1502]: Failed to load icon")],
         updates: Updates {
-            reboot_required: false,
+            reboot_required: Some(false),
             reboot_packages: Vec::new(),
             pending: Some(0),
             pending_security: Some(0),

@@ -140,7 +140,7 @@ pub(super) fn temperature_high(s: &Snapshot, out: &mut Vec<Finding>) {
 }
 
 pub(super) fn updates_reboot_required(s: &Snapshot, out: &mut Vec<Finding>) {
-    if !s.updates.reboot_required {
+    if s.updates.reboot_required != Some(true) {
         return;
     }
     let packages = &s.updates.reboot_packages;
@@ -359,7 +359,7 @@ mod tests {
     #[test]
     fn updates_reboot_required_names_up_to_three_packages() {
         let mut s = healthy();
-        s.updates.reboot_required = true;
+        s.updates.reboot_required = Some(true);
         assert_eq!(severities(&s, "updates.reboot_required"), [Warning]);
         s.updates.reboot_packages = ["linux-image-6.1.0-20-amd64", "libc6", "dbus", "systemd"]
             .map(str::to_owned)

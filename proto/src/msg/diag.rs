@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a field is added, removed or changes meaning.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// A point-in-time picture of one machine, collected by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -214,8 +214,11 @@ pub struct LogLine {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Updates {
-    /// /var/run/reboot-required exists.
-    pub reboot_required: bool,
+    /// The distribution's own signal asks for a restart (/var/run/reboot-required,
+    /// `needs-restarting -r`, `zypper needs-rebooting`, or a newer kernel installed than
+    /// the one running); `None` where none of them could be read (the `reboot` probe
+    /// says why).
+    pub reboot_required: Option<bool>,
     /// Packages that asked for the reboot.
     pub reboot_packages: Vec<String>,
     /// Upgradable packages; `None` where the package manager could not tell.

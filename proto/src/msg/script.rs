@@ -80,7 +80,8 @@ pub struct CatalogEntry {
     pub os: String,
     pub timeout_secs: u32,
     pub params: Vec<ParamSpec>,
-    /// SHA-256 of the body.
+    /// SHA-256 of the body (hex in JSON).
+    #[serde(with = "crate::digest")]
     pub body_sha256: [u8; 32],
 }
 
