@@ -178,6 +178,47 @@ impl Outbox {
         self.claim(key.to_owned())
     }
 
+    /// Notes in the local audit log that the controller refused `delivery` for good, so
+    /// the user can see what was dropped and why (before the spool lets go of it).
+    async fn audit_dropped(&self, delivery: &Delivery, reason: &str) {
+        let (technician, tier, ticket, what) = match &delivery.notice {
+            AgentNotice::Evidence { requester, item } => (
+                requester.technician.clone(),
+                requester.tier.to_string(),
+                requester.ticket,
+                format!("{} evidence", item.kind),
+            ),
+            AgentNotice::SessionEnded { grant, .. } => (
+                grant.technician.clone(),
+                grant.tier.to_string(),
+                grant.ticket,
+                format!("notice that session {} ended", grant.id),
+            ),
+            AgentNotice::SupportCode { .. } => {
+                (String::new(), String::new(), 0, "support code".into())
+            }
+            AgentNotice::Renew { .. } => (String::new(), String::new(), 0, "renewal".into()),
+        };
+        let entry = crate::audit::AuditEntry {
+            at_secs: crate::now_secs(),
+            technician,
+            tier,
+            ticket,
+            scope: "delivery".into(),
+            outcome: "dropped".into(),
+            detail: format!(
+                "the controller refused {what} (key {}) for good: {reason}",
+                delivery.key
+            ),
+        };
+        let log = self.audit_log.clone();
+        let written =
+            tokio::task::spawn_blocking(move || crate::audit::append_unsynced(&log, &entry)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            warn!(key = %delivery.key, "could not note the dropped item in the audit log");
+        }
+    }
+
     /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
         loop {
@@ -206,6 +247,9 @@ impl Outbox {
             };
             match framed::request::<_, NoticeAck>(conn, &delivery, ACK_TIMEOUT).await {
                 Ok(ack) => {
+                    if let NoticeAck::Rejected { reason } = &ack {
+                        self.audit_dropped(&delivery, reason).await;
+                    }
                     let retry = matches!(ack, NoticeAck::Retry { .. });
                     claim.settle(&ack).await;
                     if retry {

@@ -10,13 +10,15 @@ use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 
-use crate::ca::{self, Ca};
+use crate::ca::{self, Ca, CertAndKey};
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
 const SCRIPT_KEY: &str = "script-signing.key";
+const RECORD_KEY: &str = "record-signing.key";
+const RECORD_CERT: &str = "record-signing.crt";
 const DATABASE: &str = "deskside.db";
 const EVIDENCE: &str = "evidence";
 
@@ -34,6 +36,9 @@ pub struct Keys {
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub script_key: SigningKey,
+    /// Signs the evidence the controller makes itself (session records); its
+    /// certificate, issued by the CA, travels in every bundle.
+    pub record_signing: CertAndKey,
 }
 
 impl DataDir {
@@ -87,6 +92,7 @@ impl DataDir {
         write_new(&self.path(SERVER_KEY), server.key_pem.as_bytes(), 0o600)?;
         write_new(&self.path(SERVER_CERT), server.cert_pem.as_bytes(), 0o644)?;
         write_new(&self.path(SCRIPT_KEY), script_pem.as_bytes(), 0o600)?;
+        self.make_record_signing(&ca)?;
         crate::store::Store::open(&self.database())?;
         Ok(())
     }
@@ -110,13 +116,43 @@ impl DataDir {
         let ca_der = deskside_transport::pki::cert_from_pem(&ca_pem)?;
         let script_key = SigningKey::from_pkcs8_pem(&read(SCRIPT_KEY)?)
             .map_err(|e| anyhow::anyhow!("loading {SCRIPT_KEY}: {e}"))?;
+        // Data directories made before session records were signed have no record key.
+        if !self.path(RECORD_KEY).exists() || !self.path(RECORD_CERT).exists() {
+            self.make_record_signing(&ca)?;
+        }
+        let record_signing = CertAndKey {
+            cert_pem: read(RECORD_CERT)?,
+            key_pem: read(RECORD_KEY)?,
+        };
         Ok(Keys {
             ca,
             ca_sha256: deskside_transport::pki::fingerprint(&ca_der),
             server_cert_pem: read(SERVER_CERT)?,
             server_key_pem: read(SERVER_KEY)?,
             script_key,
+            record_signing,
         })
+    }
+
+    /// Makes the record-signing key and certificate, replacing a lone leftover half
+    /// (a key without its certificate, or the reverse, is of no use).
+    fn make_record_signing(&self, ca: &Ca) -> Result<()> {
+        let made = ca
+            .record_signing_cert()
+            .context("making the record-signing certificate")?;
+        for name in [RECORD_KEY, RECORD_CERT] {
+            match fs::remove_file(self.path(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e)
+                        .with_context(|| format!("removing {}", self.path(name).display()));
+                }
+                _ => {}
+            }
+        }
+        write_new(&self.path(RECORD_KEY), made.key_pem.as_bytes(), 0o600)?;
+        write_new(&self.path(RECORD_CERT), made.cert_pem.as_bytes(), 0o644)?;
+        tracing::info!(dir = %self.root.display(), "made the record-signing key and certificate");
+        Ok(())
     }
 }
 
@@ -152,6 +188,27 @@ mod tests {
         assert!(keys.server_cert_pem.contains("BEGIN CERTIFICATE"));
         let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("already initialised"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_data_dir_without_a_record_key_gets_one_on_load() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let dir = DataDir::new(tmp.path().join("data"));
+        dir.init()?;
+        let first = dir.load()?.record_signing;
+        // As a data directory from before record signing was.
+        fs::remove_file(dir.path(RECORD_KEY))?;
+        fs::remove_file(dir.path(RECORD_CERT))?;
+        let made = dir.load()?.record_signing;
+        assert_ne!(made.cert_pem, first.cert_pem);
+        let again = dir.load()?.record_signing;
+        assert_eq!(again.cert_pem, made.cert_pem, "kept once made");
+        let ca = deskside_transport::pki::cert_from_pem(&dir.load()?.ca.cert_pem)?;
+        let cert = deskside_transport::pki::cert_from_pem(&made.cert_pem)?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert)?;
+        assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
         Ok(())
     }
 

@@ -17,7 +17,9 @@ pub use codec::{Message, decode, encode};
 pub use error::{DecodeError, EncodeError};
 
 /// Wire protocol version, exchanged first on every connection.
-pub const PROTOCOL_VERSION: u16 = 3;
+///
+/// 4: requests carry a request key that late evidence and session notices echo.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// TLS application protocol name; a peer offering anything else fails the handshake.
 pub const ALPN: &[u8] = b"deskside/1";

@@ -82,6 +82,10 @@ pub(crate) struct Shared {
     pub blobs: Arc<dyn BlobStore>,
     pub ca: Ca,
     pub script_public_key: [u8; 32],
+    /// Issues the key every request to an agent carries, and checks it on late evidence.
+    pub request_keys: crate::request_key::RequestKeys,
+    /// Signs the session records the controller stores as evidence.
+    pub records: crate::records::RecordSigner,
     pub agents: Registry,
     pub sla: crate::sla::SlaConfig,
     /// Where escalation and export bundles are built.
@@ -211,6 +215,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         blobs: Arc::new(DirBlobs::new(data.evidence())),
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
+        request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
+        records: crate::records::RecordSigner::new(keys.record_signing),
         agents: Registry::default(),
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
