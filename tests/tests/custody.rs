@@ -180,6 +180,21 @@ async fn an_agent_delivering_evidence_to_another_ticket_is_refused() -> Result<(
         .await?,
     )?;
     assert!(reason.contains("session s-forged"), "{reason}");
+    // Under a good key, an item of a kind only the controller makes.
+    let mut record = signed_snapshot(&puppet, "a0000000000000000000000000000004", "mallory")?;
+    record.kind = "session".into();
+    let reason = rejected(
+        deliver(
+            &puppet,
+            "a0000000000000000000000000000004",
+            AgentNotice::Evidence {
+                requester: requester.clone(),
+                item: Box::new(record),
+            },
+        )
+        .await?,
+    )?;
+    assert!(reason.contains("made by the controller"), "{reason}");
     // Nothing landed on the other ticket, not even a word about the attempts.
     assert_eq!(evidence_on(&scene, other).await?, before);
 

@@ -320,6 +320,9 @@ fn describe_late(
                 ),
             ))
         }
+        other if crate::records::controller_made(other) => Err(format!(
+            "evidence from {agent} rejected: {other:?} items are made by the controller, never by an agent"
+        )),
         other => Err(format!(
             "agent {agent} sent evidence of unknown kind {other:?}"
         )),
