@@ -262,3 +262,56 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_proto::msg::identity::Tier;
+
+    #[tokio::test]
+    async fn an_item_refused_for_good_is_noted_in_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("audit.log");
+        let outbox =
+            Outbox::open(&dir.path().join("spool"), log.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let delivery = Delivery {
+            key: "k1".into(),
+            notice: AgentNotice::Evidence {
+                requester: Requester {
+                    technician: "alice".into(),
+                    tier: Tier::L1,
+                    ticket: 9,
+                    request_key: "00".into(),
+                },
+                item: Box::new(SignedItem {
+                    key: "k1".into(),
+                    kind: "snapshot".into(),
+                    bytes: b"{}".to_vec(),
+                    signature: Vec::new(),
+                    redaction: Vec::new(),
+                }),
+            },
+        };
+        outbox
+            .audit_dropped(&delivery, "its request key was not issued to agent a1")
+            .await;
+        let (entries, _) = crate::audit::read(&log).unwrap_or_else(|e| panic!("{e:#}"));
+        let [entry] = entries.as_slice() else {
+            panic!("one entry expected: {entries:?}");
+        };
+        assert_eq!(
+            (
+                entry.ticket,
+                entry.outcome.as_str(),
+                entry.technician.as_str()
+            ),
+            (9, "dropped", "alice")
+        );
+        assert!(
+            entry.detail.contains("snapshot evidence (key k1)")
+                && entry.detail.contains("request key was not issued"),
+            "{}",
+            entry.detail
+        );
+    }
+}

@@ -246,7 +246,10 @@ pub struct Verified {
     pub ticket: u64,
     pub items: usize,
     pub entries: usize,
+    /// Items whose signature verified: all of them, or `verify` fails.
     pub signed: usize,
+    /// Of those, the ones the controller signed (session records).
+    pub by_controller: usize,
 }
 
 /// Checks a bundle directory: every item's hash and signature (against the agent's
@@ -311,6 +314,7 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
     check_record_signing(&controller)
         .map_err(|e| bad(format!("the controller's record-signing certificate {e}")))?;
     let mut signed = 0;
+    let mut by_controller = 0;
     for item in &bundle.items {
         let at = format!("item {} ({})", item.sha256, item.kind);
         let valid_name =
@@ -388,6 +392,9 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
             ))
         })?;
         signed += 1;
+        if item.signer == Signer::Controller {
+            by_controller += 1;
+        }
     }
     for e in &bundle.timeline {
         if let Some(sha) = &e.evidence_sha256
@@ -404,6 +411,7 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         items: bundle.items.len(),
         entries: bundle.timeline.len(),
         signed,
+        by_controller,
     })
 }
 

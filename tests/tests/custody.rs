@@ -340,7 +340,11 @@ async fn a_tampered_session_record_fails_verify_naming_it() -> Result<()> {
     let out = cluster.dir.path().join("bundle");
     export(&cluster, t, &out)?;
     let verified = bundle::verify(&out)?;
-    assert_eq!((verified.items, verified.signed), (2, 2), "{verified:?}");
+    assert_eq!(
+        (verified.items, verified.signed, verified.by_controller),
+        (2, 2, 1),
+        "{verified:?}"
+    );
     let b = read_bundle(&out)?;
     let record = b
         .items
