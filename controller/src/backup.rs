@@ -985,9 +985,10 @@ mod tests {
         assert_eq!(restored.load()?.ca_sha256, f.data.load()?.ca_sha256);
         // The same record-signing key: session records signed before the backup still
         // verify in bundles the restored controller exports.
+        assert!(restored.root().join("record-signing.key").is_file());
         assert_eq!(
-            restored.load()?.record_signing.cert_pem,
-            f.data.load()?.record_signing.cert_pem
+            restored.record_signing(&restored.load()?.ca)?.cert_pem,
+            f.data.record_signing(&f.data.load()?.ca)?.cert_pem
         );
         Ok(())
     }

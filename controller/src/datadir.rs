@@ -36,9 +36,6 @@ pub struct Keys {
     pub server_cert_pem: String,
     pub server_key_pem: String,
     pub script_key: SigningKey,
-    /// Signs the evidence the controller makes itself (session records); its
-    /// certificate, issued by the CA, travels in every bundle.
-    pub record_signing: CertAndKey,
 }
 
 impl DataDir {
@@ -116,21 +113,31 @@ impl DataDir {
         let ca_der = deskside_transport::pki::cert_from_pem(&ca_pem)?;
         let script_key = SigningKey::from_pkcs8_pem(&read(SCRIPT_KEY)?)
             .map_err(|e| anyhow::anyhow!("loading {SCRIPT_KEY}: {e}"))?;
-        // Data directories made before session records were signed have no record key.
-        if !self.path(RECORD_KEY).exists() || !self.path(RECORD_CERT).exists() {
-            self.make_record_signing(&ca)?;
-        }
-        let record_signing = CertAndKey {
-            cert_pem: read(RECORD_CERT)?,
-            key_pem: read(RECORD_KEY)?,
-        };
         Ok(Keys {
             ca,
             ca_sha256: deskside_transport::pki::fingerprint(&ca_der),
             server_cert_pem: read(SERVER_CERT)?,
             server_key_pem: read(SERVER_KEY)?,
             script_key,
-            record_signing,
+        })
+    }
+
+    /// The key and certificate with which the controller signs the evidence it makes
+    /// itself (session records); the certificate travels in every bundle. A data
+    /// directory made before records were signed gets them here, when the server starts
+    /// — only the server makes them, so an admin command run at the same moment cannot
+    /// race it into a key that does not match its certificate.
+    pub fn record_signing(&self, ca: &Ca) -> Result<CertAndKey> {
+        if !self.path(RECORD_KEY).exists() || !self.path(RECORD_CERT).exists() {
+            self.make_record_signing(ca)?;
+        }
+        let read = |name: &str| {
+            fs::read_to_string(self.path(name))
+                .with_context(|| format!("reading {}", self.path(name).display()))
+        };
+        Ok(CertAndKey {
+            cert_pem: read(RECORD_CERT)?,
+            key_pem: read(RECORD_KEY)?,
         })
     }
 
@@ -192,19 +199,27 @@ mod tests {
     }
 
     #[test]
-    fn a_data_dir_without_a_record_key_gets_one_on_load() -> Result<()> {
+    fn a_data_dir_without_a_record_key_gets_one_when_served() -> Result<()> {
         let tmp = tempfile::tempdir()?;
         let dir = DataDir::new(tmp.path().join("data"));
         dir.init()?;
-        let first = dir.load()?.record_signing;
-        // As a data directory from before record signing was.
+        let keys = dir.load()?;
+        let first = dir.record_signing(&keys.ca)?;
+        // As a data directory from before record signing was: loading its keys for an
+        // admin command makes nothing.
         fs::remove_file(dir.path(RECORD_KEY))?;
         fs::remove_file(dir.path(RECORD_CERT))?;
-        let made = dir.load()?.record_signing;
+        let keys = dir.load()?;
+        assert!(!dir.path(RECORD_KEY).exists());
+        let made = dir.record_signing(&keys.ca)?;
         assert_ne!(made.cert_pem, first.cert_pem);
-        let again = dir.load()?.record_signing;
+        let again = dir.record_signing(&keys.ca)?;
         assert_eq!(again.cert_pem, made.cert_pem, "kept once made");
-        let ca = deskside_transport::pki::cert_from_pem(&dir.load()?.ca.cert_pem)?;
+        // A leftover half (a crash between the two writes) is replaced by a whole pair.
+        fs::remove_file(dir.path(RECORD_CERT))?;
+        let whole = dir.record_signing(&keys.ca)?;
+        assert_ne!(whole.key_pem, made.key_pem);
+        let ca = deskside_transport::pki::cert_from_pem(&keys.ca.cert_pem)?;
         let cert = deskside_transport::pki::cert_from_pem(&made.cert_pem)?;
         let (_, ca) = x509_parser::parse_x509_certificate(&ca)?;
         let (_, cert) = x509_parser::parse_x509_certificate(&cert)?;

@@ -190,6 +190,7 @@ impl Default for Options {
 pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
+    let record_signing = data.record_signing(&keys.ca)?;
     let store = Store::open(&data.database())
         .with_context(|| format!("opening {}", data.database().display()))?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
@@ -216,7 +217,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
-        records: crate::records::RecordSigner::new(keys.record_signing),
+        records: crate::records::RecordSigner::new(record_signing),
         agents: Registry::default(),
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
