@@ -178,6 +178,47 @@ impl Outbox {
         self.claim(key.to_owned())
     }
 
+    /// Notes in the local audit log that the controller refused `delivery` for good, so
+    /// the user can see what was dropped and why (before the spool lets go of it).
+    async fn audit_dropped(&self, delivery: &Delivery, reason: &str) {
+        let (technician, tier, ticket, what) = match &delivery.notice {
+            AgentNotice::Evidence { requester, item } => (
+                requester.technician.clone(),
+                requester.tier.to_string(),
+                requester.ticket,
+                format!("{} evidence", item.kind),
+            ),
+            AgentNotice::SessionEnded { grant, .. } => (
+                grant.technician.clone(),
+                grant.tier.to_string(),
+                grant.ticket,
+                format!("notice that session {} ended", grant.id),
+            ),
+            AgentNotice::SupportCode { .. } => {
+                (String::new(), String::new(), 0, "support code".into())
+            }
+            AgentNotice::Renew { .. } => (String::new(), String::new(), 0, "renewal".into()),
+        };
+        let entry = crate::audit::AuditEntry {
+            at_secs: crate::now_secs(),
+            technician,
+            tier,
+            ticket,
+            scope: "delivery".into(),
+            outcome: "dropped".into(),
+            detail: format!(
+                "the controller refused {what} (key {}) for good: {reason}",
+                delivery.key
+            ),
+        };
+        let log = self.audit_log.clone();
+        let written =
+            tokio::task::spawn_blocking(move || crate::audit::append_unsynced(&log, &entry)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            warn!(key = %delivery.key, "could not note the dropped item in the audit log");
+        }
+    }
+
     /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
         loop {
@@ -206,6 +247,9 @@ impl Outbox {
             };
             match framed::request::<_, NoticeAck>(conn, &delivery, ACK_TIMEOUT).await {
                 Ok(ack) => {
+                    if let NoticeAck::Rejected { reason } = &ack {
+                        self.audit_dropped(&delivery, reason).await;
+                    }
                     let retry = matches!(ack, NoticeAck::Retry { .. });
                     claim.settle(&ack).await;
                     if retry {
@@ -216,5 +260,58 @@ impl Outbox {
                 Err(e) => return e,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deskside_proto::msg::identity::Tier;
+
+    #[tokio::test]
+    async fn an_item_refused_for_good_is_noted_in_the_audit_log() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("audit.log");
+        let outbox =
+            Outbox::open(&dir.path().join("spool"), log.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let delivery = Delivery {
+            key: "k1".into(),
+            notice: AgentNotice::Evidence {
+                requester: Requester {
+                    technician: "alice".into(),
+                    tier: Tier::L1,
+                    ticket: 9,
+                    request_key: "00".into(),
+                },
+                item: Box::new(SignedItem {
+                    key: "k1".into(),
+                    kind: "snapshot".into(),
+                    bytes: b"{}".to_vec(),
+                    signature: Vec::new(),
+                    redaction: Vec::new(),
+                }),
+            },
+        };
+        outbox
+            .audit_dropped(&delivery, "its request key was not issued to agent a1")
+            .await;
+        let (entries, _) = crate::audit::read(&log).unwrap_or_else(|e| panic!("{e:#}"));
+        let [entry] = entries.as_slice() else {
+            panic!("one entry expected: {entries:?}");
+        };
+        assert_eq!(
+            (
+                entry.ticket,
+                entry.outcome.as_str(),
+                entry.technician.as_str()
+            ),
+            (9, "dropped", "alice")
+        );
+        assert!(
+            entry.detail.contains("snapshot evidence (key k1)")
+                && entry.detail.contains("request key was not issued"),
+            "{}",
+            entry.detail
+        );
     }
 }

@@ -171,6 +171,7 @@ pub async fn handle(
                 technician: ask.technician.clone(),
                 tier: ask.tier,
                 ticket: ask.ticket,
+                request_key: ask.request_key.clone(),
             };
             let scopes = Scope::list(&ask.scopes);
             let outcome = ctx.sessions.request(ask).await;

@@ -275,6 +275,7 @@ impl Sessions {
             scopes,
             expires_at_secs: crate::now_secs() + duration,
             origin,
+            request_key: ask.request_key.clone(),
         };
         let cancel = self.all().child_token();
         let replaced = {
@@ -434,6 +435,7 @@ impl Sessions {
             scopes: scopes.clone(),
             duration_secs: support.duration_secs,
             answer_within_secs: 0,
+            request_key: who.request_key.clone(),
         };
         Ok(SessionOutcome::Approved(self.grant(
             &ask,

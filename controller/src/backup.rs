@@ -1,7 +1,8 @@
 //! `deskside backup` and `deskside restore`: one tar file holding a consistent online copy
 //! of a data directory — the database (through SQLite's online backup API), the evidence
-//! blobs, the CA, server and script-signing keys and certificates — and a manifest with
-//! every file's SHA-256. Restore checks all of it before anything lands in the target.
+//! blobs, the CA, server, script-signing and record-signing keys and certificates — and a
+//! manifest with every file's SHA-256. Restore checks all of it before anything lands in
+//! the target.
 //!
 //! Consistency while the controller runs: the database is copied first, in one read
 //! transaction (WAL readers never block the writer). Evidence blobs are made durable
@@ -10,7 +11,9 @@
 //! copied next. Blobs stored after the database copy come along too, unreferenced.
 //!
 //! Archive layout: `deskside.db`, `ca.crt`, `ca.key`, `server.crt`, `server.key`,
-//! `script-signing.key`, `evidence/<aa>/<sha256>`, and `MANIFEST.json` last. Bundles
+//! `script-signing.key`, `record-signing.key` and `.crt` (when present: older data
+//! directories lack them until their next start), `evidence/<aa>/<sha256>`, and
+//! `MANIFEST.json` last. Bundles
 //! (`bundles/`) are rebuilt on demand and are not included.
 
 use std::collections::BTreeMap;
@@ -44,6 +47,10 @@ const KEY_FILES: [(&str, u32); 5] = [
     ("server.key", 0o600),
     ("script-signing.key", 0o600),
 ];
+/// Keys a data directory may lack — it was made before they existed, and gets them on
+/// its next start — so a backup carries them when present and a restore accepts them.
+const OPTIONAL_KEY_FILES: [(&str, u32); 2] =
+    [("record-signing.key", 0o600), ("record-signing.crt", 0o644)];
 /// About 150 bytes per file: room for over a million evidence items.
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
 /// How often, and how far apart, a busy database is retried during the copy.
@@ -138,7 +145,7 @@ impl fmt::Display for BackupSummary {
         writeln!(
             f,
             "wrote {} ({} bytes): the database ({} bytes), {} evidence blobs ({} bytes), \
-             and the CA, server and script-signing keys and certificates; {} files, each \
+             and the CA, server, script-signing and record-signing keys and certificates; {} files, each \
              with its SHA-256 in {MANIFEST}.",
             self.out.display(),
             self.archive_bytes,
@@ -311,6 +318,11 @@ pub fn backup(data: &DataDir, out: &Path) -> Result<BackupSummary, BackupError> 
     let mut files = vec![db];
     for (name, mode) in KEY_FILES {
         files.push(append_file(&mut builder, &root.join(name), name, mode)?);
+    }
+    for (name, mode) in OPTIONAL_KEY_FILES {
+        if root.join(name).is_file() {
+            files.push(append_file(&mut builder, &root.join(name), name, mode)?);
+        }
     }
     let mut evidence_bytes = 0u64;
     for (sha256, path) in &blobs {
@@ -622,7 +634,11 @@ fn member_mode(member: &str) -> Option<u32> {
     if member == DATABASE {
         return Some(0o600);
     }
-    if let Some((_, mode)) = KEY_FILES.iter().find(|(name, _)| *name == member) {
+    if let Some((_, mode)) = KEY_FILES
+        .iter()
+        .chain(&OPTIONAL_KEY_FILES)
+        .find(|(name, _)| *name == member)
+    {
         return Some(*mode);
     }
     let sha256 = member.rsplit('/').next()?;
@@ -933,7 +949,10 @@ mod tests {
         // The store stays open: this is an online backup.
         let summary = backup(&f.data, &out)?;
         assert_eq!(summary.evidence_blobs, 3);
-        assert_eq!(summary.files, 9, "db + 5 keys and certificates + 3 blobs");
+        assert_eq!(
+            summary.files, 11,
+            "db + 7 keys and certificates (record signing included) + 3 blobs"
+        );
         assert_eq!(mode(&out)?, 0o600);
         assert!(summary.to_string().contains("CA private key"), "{summary}");
         let leftovers: Vec<_> = fs::read_dir(f.tmp.path())?
@@ -945,7 +964,7 @@ mod tests {
 
         let restored = DataDir::new(f.tmp.path().join("restored"));
         let r = restore(&out, &restored)?;
-        assert_eq!(r.files, 9);
+        assert_eq!(r.files, 11);
         assert_eq!(r.evidence_records, 3);
         assert!(r.to_string().contains("every hash verified"), "{r}");
         assert_eq!(mode(restored.root())?, 0o700);
@@ -964,6 +983,13 @@ mod tests {
         assert_eq!(verified, 3);
         // The keys load, so the restored controller serves its enrolled agents.
         assert_eq!(restored.load()?.ca_sha256, f.data.load()?.ca_sha256);
+        // The same record-signing key: session records signed before the backup still
+        // verify in bundles the restored controller exports.
+        assert!(restored.root().join("record-signing.key").is_file());
+        assert_eq!(
+            restored.record_signing(&restored.load()?.ca)?.cert_pem,
+            f.data.record_signing(&f.data.load()?.ca)?.cert_pem
+        );
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! evidence.json          ticket, hash-chained timeline, items with hashes and signatures,
-//!                        the agents' certificates and the CA that issued them
+//!                        the agents' certificates, the controller's record-signing
+//!                        certificate and the CA that issued them all
 //! items/<sha256>         each evidence item, byte-exact
 //! report.md, report.html the same for people
 //! ```
@@ -17,8 +18,9 @@ pub const EVIDENCE_JSON: &str = "evidence.json";
 pub const ITEMS_DIR: &str = "items";
 pub const REPORT_MD: &str = "report.md";
 pub const REPORT_HTML: &str = "report.html";
-/// Bumped when the bundle layout changes meaning.
-pub const BUNDLE_FORMAT: u32 = 1;
+/// Bumped when the bundle layout changes meaning. 2: every item is signed, session
+/// records by the controller (`controller_cert_pem`, `items[].signer`).
+pub const BUNDLE_FORMAT: u32 = 2;
 
 /// `evidence.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,8 +35,32 @@ pub struct Bundle {
     pub timeline: Vec<TimelineEntry>,
     pub items: Vec<BundleItem>,
     pub agents: Vec<BundleAgent>,
-    /// The controller CA that issued every agent certificate in `agents`.
+    /// The controller CA that issued every agent certificate in `agents` and
+    /// `controller_cert_pem`.
     pub ca_pem: String,
+    /// The controller's record-signing certificate: it signs the items the controller
+    /// made itself (session records).
+    pub controller_cert_pem: String,
+}
+
+/// Who signed an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signer {
+    /// The agent named by the item, with the key its certificate in `agents` certifies.
+    Agent,
+    /// The controller, with the key `controller_cert_pem` certifies (session records).
+    Controller,
+}
+
+impl Signer {
+    pub fn of_kind(kind: &str) -> Signer {
+        if crate::records::controller_made(kind) {
+            Signer::Controller
+        } else {
+            Signer::Agent
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,13 +76,16 @@ pub struct Escalation {
 pub struct BundleItem {
     /// Hex SHA-256 of the item's bytes; the file is `items/<sha256>`.
     pub sha256: String,
-    /// `snapshot` (a `Snapshot` as JSON) or `script_run` (a `RunRecord` as JSON).
+    /// `snapshot` (a `Snapshot` as JSON), `script_run` (a `RunRecord` as JSON),
+    /// `file`, `file_manifest`, or `session` (a session record the controller made).
     pub kind: String,
     pub size_bytes: u64,
     pub agent: Option<String>,
     pub created_at_secs: u64,
-    /// The agent's signature over the SHA-256 digest (hex, ECDSA P-256 ASN.1 DER), made on
-    /// the agent before the item left the machine.
+    pub signer: Signer,
+    /// The signer's signature over the SHA-256 digest (hex, ECDSA P-256 ASN.1 DER): the
+    /// agent's, made before the item left the machine, or the controller's for the
+    /// records it made. `verify` refuses an item without one.
     pub signature: Option<String>,
     /// Redaction rules the agent applied before sending (empty when none).
     pub redaction: Vec<String>,
@@ -127,6 +156,7 @@ pub struct Contents {
     pub evidence: Vec<deskside_proto::msg::tech::EvidenceRef>,
     pub agents: Vec<BundleAgent>,
     pub ca_pem: String,
+    pub controller_cert_pem: String,
 }
 
 /// Writes a bundle into `dir` (created; must not exist). Returns it with the file list.
@@ -170,6 +200,7 @@ pub fn write(
             size_bytes: e.size_bytes,
             agent: e.agent.clone(),
             created_at_secs: e.created_at_secs,
+            signer: Signer::of_kind(&e.kind),
             signature: e.signature.clone(),
             redaction: e.redaction.clone(),
         });
@@ -184,6 +215,7 @@ pub fn write(
         items,
         agents: c.agents,
         ca_pem: c.ca_pem,
+        controller_cert_pem: c.controller_cert_pem,
     };
     let source = |sha: &str| bytes_of.get(sha).cloned();
     let outputs = [
@@ -214,7 +246,10 @@ pub struct Verified {
     pub ticket: u64,
     pub items: usize,
     pub entries: usize,
+    /// Items whose signature verified: all of them, or `verify` fails.
     pub signed: usize,
+    /// Of those, the ones the controller signed (session records).
+    pub by_controller: usize,
 }
 
 /// Checks a bundle directory: every item's hash and signature (against the agent's
@@ -239,7 +274,8 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         .map_err(|e| bad(format!("{} is not a Deskside bundle: {e}", path.display())))?;
     if bundle.format != BUNDLE_FORMAT {
         return Err(bad(format!(
-            "bundle format {} is not {BUNDLE_FORMAT}; use a matching deskside",
+            "bundle format {} is not {BUNDLE_FORMAT}; use a matching deskside (a format 1 \
+             bundle left session records unsigned: export the ticket again)",
             bundle.format
         )));
     }
@@ -271,7 +307,14 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
 
     let ca = deskside_transport::pki::cert_from_pem(&bundle.ca_pem)
         .map_err(|e| bad(format!("the bundled CA: {e}")))?;
+    let controller = deskside_transport::pki::cert_from_pem(&bundle.controller_cert_pem)
+        .map_err(|e| bad(format!("the controller's record-signing certificate: {e}")))?;
+    check_issued_by(&controller, &ca)
+        .map_err(|e| bad(format!("the controller's record-signing certificate {e}")))?;
+    check_record_signing(&controller)
+        .map_err(|e| bad(format!("the controller's record-signing certificate {e}")))?;
     let mut signed = 0;
+    let mut by_controller = 0;
     for item in &bundle.items {
         let at = format!("item {} ({})", item.sha256, item.kind);
         let valid_name =
@@ -307,27 +350,51 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         {
             return Err(bad(format!("{at}: not recorded on the timeline")));
         }
-        let (Some(agent), Some(sig)) = (&item.agent, &item.signature) else {
-            continue;
+        let Some(sig) = &item.signature else {
+            return Err(bad(format!(
+                "{at}: unsigned; every item must carry its agent's or the controller's signature"
+            )));
         };
-        let cert_pem = bundle
-            .agents
-            .iter()
-            .find(|a| &a.id == agent)
-            .map(|a| a.cert_pem.as_str())
-            .ok_or_else(|| {
-                bad(format!(
-                    "{at}: no certificate for agent {agent} in the bundle"
-                ))
-            })?;
-        let cert = deskside_transport::pki::cert_from_pem(cert_pem)
-            .map_err(|e| bad(format!("{at}: agent certificate: {e}")))?;
-        check_issued_by(&cert, &ca)
-            .map_err(|e| bad(format!("{at}: agent {agent}'s certificate {e}")))?;
+        if item.signer != Signer::of_kind(&item.kind) {
+            return Err(bad(format!(
+                "{at}: claims to be signed by the {:?} signer, but {} items are not",
+                item.signer, item.kind
+            )));
+        }
+        let (cert, whose) = match item.signer {
+            Signer::Controller => (controller.clone(), "the controller's".to_owned()),
+            Signer::Agent => {
+                let agent = item
+                    .agent
+                    .as_deref()
+                    .ok_or_else(|| bad(format!("{at}: signed by an agent, but names none")))?;
+                let cert_pem = bundle
+                    .agents
+                    .iter()
+                    .find(|a| a.id == agent)
+                    .map(|a| a.cert_pem.as_str())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{at}: no certificate for agent {agent} in the bundle"
+                        ))
+                    })?;
+                let cert = deskside_transport::pki::cert_from_pem(cert_pem)
+                    .map_err(|e| bad(format!("{at}: agent certificate: {e}")))?;
+                check_issued_by(&cert, &ca)
+                    .map_err(|e| bad(format!("{at}: agent {agent}'s certificate {e}")))?;
+                (cert, format!("agent {agent}'s"))
+            }
+        };
         let sig = hex::decode(sig).map_err(|_| bad(format!("{at}: the signature is not hex")))?;
-        deskside_transport::pki::verify_evidence(&cert, &digest, &sig)
-            .map_err(|e| bad(format!("{at}: {e}")))?;
+        deskside_transport::pki::verify_evidence(&cert, &digest, &sig).map_err(|_| {
+            bad(format!(
+                "{at}: the signature does not verify with {whose} certificate (altered or forged)"
+            ))
+        })?;
         signed += 1;
+        if item.signer == Signer::Controller {
+            by_controller += 1;
+        }
     }
     for e in &bundle.timeline {
         if let Some(sha) = &e.evidence_sha256
@@ -344,7 +411,35 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         items: bundle.items.len(),
         entries: bundle.timeline.len(),
         signed,
+        by_controller,
     })
+}
+
+/// The controller's certificate must be for document signing only: an agent's or a
+/// technician's certificate (client authentication) cannot stand in for it.
+fn check_record_signing(cert: &rustls_pki_types::CertificateDer<'_>) -> Result<(), String> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("is not X.509: {e}"))?;
+    let wanted = crate::ca::DOCUMENT_SIGNING_OID
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".");
+    let eku = cert
+        .extended_key_usage()
+        .map_err(|e| format!("has unreadable key usages: {e}"))?
+        .map(|e| e.value);
+    match eku {
+        Some(eku)
+            if !eku.any
+                && !eku.client_auth
+                && !eku.server_auth
+                && eku.other.iter().any(|o| o.to_id_string() == wanted) =>
+        {
+            Ok(())
+        }
+        _ => Err("is not a record-signing certificate (document signing only)".to_owned()),
+    }
 }
 
 fn check_issued_by(

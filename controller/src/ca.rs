@@ -24,6 +24,14 @@ pub const SERVER_VALIDITY: Duration = Duration::from_secs(825 * 24 * 3600);
 /// enough that a lost laptop's certificate dies on its own; clients renew over the live
 /// link once two thirds of it are over.
 pub const CLIENT_VALIDITY: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The controller's record-signing certificate lives as long as a CA.
+pub const RECORD_SIGNING_VALIDITY: Duration = CA_VALIDITY;
+/// `id-kp-documentSigning` (RFC 9336): the record-signing certificate's only extended
+/// key usage, so it can never pass as a TLS client or server certificate, and `verify`
+/// accepts no other certificate as the controller's.
+pub const DOCUMENT_SIGNING_OID: [u64; 9] = [1, 3, 6, 1, 5, 5, 7, 3, 36];
+/// Common name of the record-signing certificate.
+pub const RECORD_SIGNING_NAME: &str = "Deskside controller records";
 /// Tolerated clock difference between the controller and a fresh client.
 const BACKDATE: Duration = Duration::from_secs(300);
 
@@ -126,6 +134,26 @@ impl Ca {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, SERVER_VALIDITY);
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A new key (ECDSA P-256, like the agents') and certificate with which the controller
+    /// signs the evidence it makes itself (session records).
+    pub fn record_signing_cert(&self) -> Result<CertAndKey, CaError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = named(RECORD_SIGNING_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::Other(
+            DOCUMENT_SIGNING_OID.to_vec(),
+        )];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        validity(&mut params, RECORD_SIGNING_VALIDITY);
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertAndKey {
             cert_pem: cert.pem(),

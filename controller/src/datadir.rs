@@ -10,13 +10,15 @@ use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 
-use crate::ca::{self, Ca};
+use crate::ca::{self, Ca, CertAndKey};
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
 const SCRIPT_KEY: &str = "script-signing.key";
+const RECORD_KEY: &str = "record-signing.key";
+const RECORD_CERT: &str = "record-signing.crt";
 const DATABASE: &str = "deskside.db";
 const EVIDENCE: &str = "evidence";
 
@@ -87,6 +89,7 @@ impl DataDir {
         write_new(&self.path(SERVER_KEY), server.key_pem.as_bytes(), 0o600)?;
         write_new(&self.path(SERVER_CERT), server.cert_pem.as_bytes(), 0o644)?;
         write_new(&self.path(SCRIPT_KEY), script_pem.as_bytes(), 0o600)?;
+        self.make_record_signing(&ca)?;
         crate::store::Store::open(&self.database())?;
         Ok(())
     }
@@ -117,6 +120,46 @@ impl DataDir {
             server_key_pem: read(SERVER_KEY)?,
             script_key,
         })
+    }
+
+    /// The key and certificate with which the controller signs the evidence it makes
+    /// itself (session records); the certificate travels in every bundle. A data
+    /// directory made before records were signed gets them here, when the server starts
+    /// — only the server makes them, so an admin command run at the same moment cannot
+    /// race it into a key that does not match its certificate.
+    pub fn record_signing(&self, ca: &Ca) -> Result<CertAndKey> {
+        if !self.path(RECORD_KEY).exists() || !self.path(RECORD_CERT).exists() {
+            self.make_record_signing(ca)?;
+        }
+        let read = |name: &str| {
+            fs::read_to_string(self.path(name))
+                .with_context(|| format!("reading {}", self.path(name).display()))
+        };
+        Ok(CertAndKey {
+            cert_pem: read(RECORD_CERT)?,
+            key_pem: read(RECORD_KEY)?,
+        })
+    }
+
+    /// Makes the record-signing key and certificate, replacing a lone leftover half
+    /// (a key without its certificate, or the reverse, is of no use).
+    fn make_record_signing(&self, ca: &Ca) -> Result<()> {
+        let made = ca
+            .record_signing_cert()
+            .context("making the record-signing certificate")?;
+        for name in [RECORD_KEY, RECORD_CERT] {
+            match fs::remove_file(self.path(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e)
+                        .with_context(|| format!("removing {}", self.path(name).display()));
+                }
+                _ => {}
+            }
+        }
+        write_new(&self.path(RECORD_KEY), made.key_pem.as_bytes(), 0o600)?;
+        write_new(&self.path(RECORD_CERT), made.cert_pem.as_bytes(), 0o644)?;
+        tracing::info!(dir = %self.root.display(), "made the record-signing key and certificate");
+        Ok(())
     }
 }
 
@@ -152,6 +195,35 @@ mod tests {
         assert!(keys.server_cert_pem.contains("BEGIN CERTIFICATE"));
         let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("already initialised"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_data_dir_without_a_record_key_gets_one_when_served() -> Result<()> {
+        let tmp = tempfile::tempdir()?;
+        let dir = DataDir::new(tmp.path().join("data"));
+        dir.init()?;
+        let keys = dir.load()?;
+        let first = dir.record_signing(&keys.ca)?;
+        // As a data directory from before record signing was: loading its keys for an
+        // admin command makes nothing.
+        fs::remove_file(dir.path(RECORD_KEY))?;
+        fs::remove_file(dir.path(RECORD_CERT))?;
+        let keys = dir.load()?;
+        assert!(!dir.path(RECORD_KEY).exists());
+        let made = dir.record_signing(&keys.ca)?;
+        assert_ne!(made.cert_pem, first.cert_pem);
+        let again = dir.record_signing(&keys.ca)?;
+        assert_eq!(again.cert_pem, made.cert_pem, "kept once made");
+        // A leftover half (a crash between the two writes) is replaced by a whole pair.
+        fs::remove_file(dir.path(RECORD_CERT))?;
+        let whole = dir.record_signing(&keys.ca)?;
+        assert_ne!(whole.key_pem, made.key_pem);
+        let ca = deskside_transport::pki::cert_from_pem(&keys.ca.cert_pem)?;
+        let cert = deskside_transport::pki::cert_from_pem(&made.cert_pem)?;
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&cert)?;
+        assert!(cert.verify_signature(Some(ca.public_key())).is_ok());
         Ok(())
     }
 

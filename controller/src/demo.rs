@@ -301,8 +301,13 @@ async fn technician(
     let summary = crate::cli::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
     let verified = crate::bundle::verify(&out)?;
     println!(
-        "    {} files, {} bytes; {} of {} items signed on the machine by the agent (the rest are the controller's session records), chain of {} entries intact",
-        summary.files, summary.bytes, verified.signed, verified.items, verified.entries
+        "    {} files, {} bytes; all {} items signed: {} on the machine by the agent, {} session records by the controller; chain of {} entries intact",
+        summary.files,
+        summary.bytes,
+        verified.items,
+        verified.signed - verified.by_controller,
+        verified.by_controller,
+        verified.entries
     );
     println!(
         "    report: {}",

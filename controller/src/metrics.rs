@@ -63,6 +63,8 @@ pub struct Metrics {
     pub support_code_refusals: Family<ReasonLabel, Counter>,
     /// Technicians locked out of joining by code after too many wrong codes.
     pub support_code_lockouts: Counter,
+    /// Items from an agent's spool refused for good, by reason (`request_key`).
+    pub deliveries_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -81,6 +83,7 @@ impl Default for Metrics {
         let unidentified_cut_short = Family::<ReasonLabel, Counter>::default();
         let support_code_refusals = Family::<ReasonLabel, Counter>::default();
         let support_code_lockouts = Counter::default();
+        let deliveries_refused = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "agents_connected",
             "Agents connected now",
@@ -131,6 +134,11 @@ impl Default for Metrics {
             "Technicians locked out of joining by code after too many wrong codes",
             support_code_lockouts.clone(),
         );
+        registry.register(
+            "deliveries_refused",
+            "Items from agents' spools refused for good, by reason",
+            deliveries_refused.clone(),
+        );
         Metrics {
             registry,
             agents_connected,
@@ -143,6 +151,7 @@ impl Default for Metrics {
             unidentified_cut_short,
             support_code_refusals,
             support_code_lockouts,
+            deliveries_refused,
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
                 technician: "alice".into(),
                 tier: Tier::L2,
                 ticket: 42,
+                request_key: "00112233445566778899aabbccddeeff".into(),
             },
         };
         let bytes = encode(&req).unwrap_or_default();

@@ -18,6 +18,9 @@ pub use codec::{Message, decode, encode};
 pub use error::{DecodeError, EncodeError};
 
 /// Wire protocol version, exchanged first on every connection.
+///
+/// 4: requests carry a request key that late evidence and session notices echo, and a
+/// snapshot's reboot need may be unknown (snapshot version 2).
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// TLS application protocol name; a peer offering anything else fails the handshake.

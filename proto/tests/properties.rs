@@ -66,8 +66,8 @@ prop_compose! {
 }
 
 prop_compose! {
-    fn requester()(technician in name(), tier in tier(), ticket in any::<u64>()) -> Requester {
-        Requester { technician, tier, ticket }
+    fn requester()(technician in name(), tier in tier(), ticket in any::<u64>(), request_key in "[0-9a-f]{32}") -> Requester {
+        Requester { technician, tier, ticket, request_key }
     }
 }
 

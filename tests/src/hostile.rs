@@ -255,3 +255,48 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An agent enrolled through the real token path but driven by the test: its identity
+/// and key, and its connection after hello and check-in.
+#[derive(Debug)]
+pub struct PuppetAgent {
+    pub id: String,
+    pub key_pem: String,
+    pub endpoint: Endpoint,
+    pub conn: Connection,
+    /// The check-in stream, open for as long as the agent is connected.
+    pub checkin: quinn::SendStream,
+}
+
+impl Scene {
+    /// Enrolls `name` and connects it as an agent the test drives frame by frame.
+    pub async fn puppet_agent(&self, name: &str) -> Result<PuppetAgent> {
+        let state = deskside_agent::state::StateDir::new(
+            self.cluster.dir.path().join(format!("puppet-{name}")),
+        );
+        let token = self.cluster.token(Duration::from_secs(60))?;
+        let enrolled = deskside_agent::enroll::enroll(&state, &token).await?;
+        let cert_pem = std::fs::read_to_string(state.cert())?;
+        let key_pem = std::fs::read_to_string(state.key())?;
+        let addr = self.addr().await?;
+        let endpoint = endpoint::client_endpoint(addr)?;
+        let conn =
+            endpoint::connect(&endpoint, addr, self.client_config(&cert_pem, &key_pem)?).await?;
+        let (mut hello_send, _hello_recv) = endpoint::hello(&conn, "puppet agent").await?;
+        let checkin = deskside_proto::msg::agent::CheckIn {
+            hostname: name.into(),
+            os: "test".into(),
+            kernel: "test".into(),
+            agent_version: "test".into(),
+        };
+        deskside_transport::framed::send(&mut hello_send, &checkin).await?;
+        wait_online(&self.tech, &enrolled.agent_id).await?;
+        Ok(PuppetAgent {
+            id: enrolled.agent_id,
+            key_pem,
+            endpoint,
+            conn,
+            checkin: hello_send,
+        })
+    }
+}

@@ -516,6 +516,7 @@ pub fn write_sample_bundle(dir: &Path, ticket: &TicketSummary) -> Result<SampleB
             size_bytes: u64::try_from(bytes.len())?,
             agent: Some("ag-1".into()),
             created_at_secs: 1_700_000_100,
+            signer: deskside_controller::bundle::Signer::of_kind(kind),
             signature: None,
             redaction: Vec::new(),
         });
@@ -540,6 +541,7 @@ pub fn write_sample_bundle(dir: &Path, ticket: &TicketSummary) -> Result<SampleB
         items,
         agents: Vec::new(),
         ca_pem: String::new(),
+        controller_cert_pem: String::new(),
     };
     let evidence = serde_json::to_vec_pretty(&bundle)?;
     fs::write(dir.join(EVIDENCE_JSON), &evidence)?;

@@ -489,12 +489,16 @@ pub fn ticket_verify(dir: &std::path::Path, json: bool) -> Result<()> {
         Ok(v) => {
             if json {
                 render::print_json(
-                    &serde_json::json!({"ok": true, "ticket": v.ticket, "items": v.items, "signed": v.signed, "entries": v.entries}),
+                    &serde_json::json!({"ok": true, "ticket": v.ticket, "items": v.items, "signed": v.signed, "signed_by_controller": v.by_controller, "entries": v.entries}),
                 )?;
             } else {
                 println!(
-                    "bundle for ticket #{} verifies: {} items ({} signed by their agent), {} timeline entries, chain intact",
-                    v.ticket, v.items, v.signed, v.entries
+                    "bundle for ticket #{} verifies: {} items, every one signed ({} by their agent, {} by the controller), {} timeline entries, chain intact",
+                    v.ticket,
+                    v.items,
+                    v.signed - v.by_controller,
+                    v.by_controller,
+                    v.entries
                 );
             }
             Ok(())

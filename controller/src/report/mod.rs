@@ -304,6 +304,7 @@ mod tests {
             size_bytes: size_bytes as u64,
             agent: Some("agent-1".into()),
             created_at_secs: T0,
+            signer: crate::bundle::Signer::of_kind(kind),
             signature: Some("3045".into()),
             redaction: vec!["home-paths".into()],
         }
@@ -404,6 +405,7 @@ mod tests {
                 cert_pem: String::new(),
             }],
             ca_pem: String::new(),
+            controller_cert_pem: String::new(),
         };
         let map = items
             .iter()

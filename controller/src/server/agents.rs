@@ -349,6 +349,16 @@ async fn record_notice(
             NoticeAck::Recorded
         }
         AgentNotice::SessionEnded { grant, by } => {
+            if let Err(reason) = super::intake::check_request_key(
+                shared,
+                id,
+                &grant.request_key,
+                grant.ticket,
+                &grant.technician,
+                &format!("notice that session {} ended", grant.id),
+            ) {
+                return NoticeAck::Rejected { reason };
+            }
             let detail = format!(
                 "session {} with {} on {id} ended ({by})",
                 grant.id, grant.technician

@@ -122,7 +122,7 @@ async fn collect_inner(
     })?;
     let limit = shared.max_collect_bytes;
     let req = AgentRequest::CollectFile {
-        requester: tech.requester(ticket),
+        requester: tech.requester(shared, &agent.id, ticket),
         path: path.to_owned(),
         max_bytes: limit,
     };

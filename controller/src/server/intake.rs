@@ -87,6 +87,15 @@ pub(super) async fn accept(
             format!("evidence from {agent} rejected: malformed idempotency key"),
         ));
     }
+    if crate::records::controller_made(&item.kind) {
+        return Err(Refused::permanent(
+            ErrorCode::AgentFailed,
+            format!(
+                "evidence from {agent} rejected: {:?} items are made by the controller, never by an agent",
+                item.kind
+            ),
+        ));
+    }
     let digest: [u8; 32] = Sha256::digest(&item.bytes).into();
     let id = agent.to_owned();
     let cert_pem = shared
@@ -201,6 +210,16 @@ pub(super) async fn late(
     requester: &Requester,
     item: SignedItem,
 ) -> NoticeAck {
+    if let Err(reason) = check_request_key(
+        shared,
+        agent,
+        &requester.request_key,
+        requester.ticket,
+        &requester.technician,
+        &format!("{} evidence", item.kind),
+    ) {
+        return NoticeAck::Rejected { reason };
+    }
     let (kind, detail) = match describe_late(agent, requester, &item) {
         Ok(v) => v,
         Err(reason) => return NoticeAck::Rejected { reason },
@@ -213,6 +232,48 @@ pub(super) async fn late(
         }
         Err(refused) => refused.ack(),
     }
+}
+
+/// Checks that `key` is one the controller issued to `agent` for `ticket` and
+/// `technician`. A refusal is final: it is logged as an audit event, counted in
+/// `deskside_deliveries_refused_total`, and its reason (naming `what`) goes back to the
+/// agent, which drops the item. Nothing is written to the ticket the agent named: an
+/// agent must not be able to write on tickets it was never asked about, not even
+/// refusals.
+pub(super) fn check_request_key(
+    shared: &Shared,
+    agent: &str,
+    key: &str,
+    ticket: u64,
+    technician: &str,
+    what: &str,
+) -> Result<(), String> {
+    let now = crate::clock::now_secs();
+    let Err(why) = shared
+        .request_keys
+        .check(key, agent, ticket, technician, now)
+    else {
+        return Ok(());
+    };
+    let reason = format!(
+        "{what} from agent {agent} for ticket {ticket} refused: {why}; the controller keeps only what it asked that agent for on that ticket"
+    );
+    warn!(
+        audit = true,
+        agent,
+        ticket,
+        technician,
+        %reason,
+        "delivery refused: request key"
+    );
+    shared
+        .metrics
+        .deliveries_refused
+        .get_or_create(&crate::metrics::ReasonLabel {
+            reason: "request_key".into(),
+        })
+        .inc();
+    Err(reason)
 }
 
 /// The timeline kind and text for an item that arrives late.
@@ -259,6 +320,9 @@ fn describe_late(
                 ),
             ))
         }
+        other if crate::records::controller_made(other) => Err(format!(
+            "evidence from {agent} rejected: {other:?} items are made by the controller, never by an agent"
+        )),
         other => Err(format!(
             "agent {agent} sent evidence of unknown kind {other:?}"
         )),

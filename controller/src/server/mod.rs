@@ -82,6 +82,10 @@ pub(crate) struct Shared {
     pub blobs: Arc<dyn BlobStore>,
     pub ca: Ca,
     pub script_public_key: [u8; 32],
+    /// Issues the key every request to an agent carries, and checks it on late evidence.
+    pub request_keys: crate::request_key::RequestKeys,
+    /// Signs the session records the controller stores as evidence.
+    pub records: crate::records::RecordSigner,
     pub agents: Registry,
     pub sla: crate::sla::SlaConfig,
     /// Where escalation and export bundles are built.
@@ -186,6 +190,7 @@ impl Default for Options {
 pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
+    let record_signing = data.record_signing(&keys.ca)?;
     let store = Store::open(&data.database())
         .with_context(|| format!("opening {}", data.database().display()))?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
@@ -211,6 +216,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         blobs: Arc::new(DirBlobs::new(data.evidence())),
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
+        request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
+        records: crate::records::RecordSigner::new(record_signing),
         agents: Registry::default(),
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),

@@ -89,7 +89,7 @@ async fn run_inner(
         Err(e) => return call_failed(e),
     };
     let req = AgentRequest::RunScript {
-        requester: tech.requester(ticket),
+        requester: tech.requester(shared, &agent.id, ticket),
         script: Box::new(stored),
         params: params.clone(),
     };

@@ -140,6 +140,12 @@ pub(super) async fn request(
         scopes,
         duration_secs,
         answer_within_secs: wait_secs,
+        request_key: shared.request_keys.issue(
+            &agent.id,
+            ticket,
+            &tech.name,
+            crate::clock::now_secs(),
+        ),
     };
     let reply = match shared
         .agents
@@ -199,7 +205,7 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
         Err(reply) => return reply,
     };
     let req = AgentRequest::JoinSession {
-        requester: tech.requester(ticket),
+        requester: tech.requester(shared, &agent.id, ticket),
         code: code.to_owned(),
     };
     let reply = match shared
@@ -246,7 +252,7 @@ pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) 
         Err(reply) => return reply,
     };
     let req = AgentRequest::EndSession {
-        requester: tech.requester(ticket),
+        requester: tech.requester(shared, &agent.id, ticket),
     };
     match shared
         .agents
@@ -261,7 +267,7 @@ pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) 
             record(shared, ticket, &tech.name, "session_ended", detail).await;
             TechReply::SessionEnded {
                 agent: agent.id,
-                grant,
+                grant: grant.map(Box::new),
             }
         }
         Ok(AgentReply::Refused(r)) => refused(&agent.id, &r),
@@ -274,7 +280,8 @@ pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) 
 }
 
 /// A session decision is evidence too: the outcome (the grant with its scopes and expiry,
-/// or the refusal) is stored as a `session` item and the timeline entry points at it.
+/// or the refusal) is stored as a `session` item, signed with the controller's
+/// record-signing key ([`crate::records`]), and the timeline entry points at it.
 /// Errors and refusals the agent did not decide stay plain timeline entries.
 async fn record_outcome(
     shared: &Shared,
@@ -299,6 +306,14 @@ async fn record_outcome(
     });
     let bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
     let size = bytes.len() as u64;
+    let signature = match shared.records.sign(&bytes) {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::warn!(ticket, %reason, "session record not signed; keeping the timeline entry");
+            record(shared, ticket, &tech.name, "session", detail).await;
+            return;
+        }
+    };
     let blobs = shared.blobs.clone();
     let stored = tokio::task::spawn_blocking(move || blobs.put(&bytes)).await;
     let Ok(Ok(sha)) = stored else {
@@ -311,10 +326,10 @@ async fn record_outcome(
     };
     let item = crate::store::NewEvidence {
         sha256: sha.clone(),
-        kind: "session".into(),
+        kind: crate::records::SESSION_KIND.into(),
         size_bytes: size,
         agent_id: Some(agent.to_owned()),
-        signature: None,
+        signature: Some(signature),
         redaction: Vec::new(),
     };
     let actor = tech.name.clone();

@@ -31,11 +31,19 @@ pub(super) struct Tech {
 }
 
 impl Tech {
-    pub fn requester(&self, ticket: u64) -> Requester {
+    /// Who asks `agent` for something on `ticket`, with a fresh request key bound to
+    /// the three (see [`crate::request_key`]).
+    pub fn requester(&self, shared: &Shared, agent: &str, ticket: u64) -> Requester {
         Requester {
             technician: self.name.clone(),
             tier: self.tier,
             ticket,
+            request_key: shared.request_keys.issue(
+                agent,
+                ticket,
+                &self.name,
+                crate::clock::now_secs(),
+            ),
         }
     }
 }
@@ -377,11 +385,7 @@ async fn diagnostics(shared: &Shared, tech: &Tech, agent_key: String, ticket: u6
     let span = info_span!("diagnostics", agent = %agent.id, ticket);
     async {
         let req = AgentRequest::Diagnostics {
-            requester: Requester {
-                technician: tech.name.clone(),
-                tier: tech.tier,
-                ticket,
-            },
+            requester: tech.requester(shared, &agent.id, ticket),
         };
         let sent_ms = now_ms();
         let outcome = shared.agents.call_open(&agent.id, &req, DIAG_TIMEOUT).await;

@@ -323,7 +323,8 @@ async fn build(
             at_secs: entry.at_secs,
         });
     }
-    let v = view(shared, number).await?;
+    let mut v = view(shared, number).await?;
+    sign_unsigned_records(shared, &mut v.evidence)?;
     let agent_ids: Vec<String> = {
         let mut ids: Vec<String> = v
             .evidence
@@ -366,6 +367,7 @@ async fn build(
         evidence: v.evidence,
         agents,
         ca_pem: shared.ca.cert_pem.clone(),
+        controller_cert_pem: shared.records.cert_pem.clone(),
     };
     let blobs = shared.blobs.clone();
     let d = dir.clone();
@@ -499,6 +501,36 @@ async fn stream_dir(dir: &std::path::Path, out: &mut SendStream) -> anyhow::Resu
                 break;
             }
         }
+    }
+    Ok(())
+}
+
+/// Session records stored before the controller signed them are signed as they are
+/// exported, so that every item in a bundle carries a signature. The blob is
+/// content-addressed and the bundle writer checks each copy against its name, so
+/// signing the name signs the bytes.
+fn sign_unsigned_records(
+    shared: &Shared,
+    evidence: &mut [deskside_proto::msg::tech::EvidenceRef],
+) -> Result<(), TechReply> {
+    for e in evidence
+        .iter_mut()
+        .filter(|e| e.signature.is_none() && crate::records::controller_made(&e.kind))
+    {
+        let digest: [u8; 32] = hex::decode(&e.sha256)
+            .ok()
+            .and_then(|d| d.try_into().ok())
+            .ok_or_else(|| {
+                error(
+                    ErrorCode::Internal,
+                    format!("stored evidence name {:?} is not a SHA-256", e.sha256),
+                )
+            })?;
+        let signature = shared
+            .records
+            .sign_digest(&digest)
+            .map_err(|reason| error(ErrorCode::Internal, reason))?;
+        e.signature = Some(signature);
     }
     Ok(())
 }

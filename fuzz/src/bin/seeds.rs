@@ -160,6 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             technician: "alice".into(),
             tier: Tier::L1,
             ticket: 42,
+            request_key: "5f0c9a2e4b7d11e8a3c6f09b2d4e6a81".into(),
         },
         path: "/var/log/syslog".into(),
         max_bytes: 1 << 30,
@@ -230,6 +231,7 @@ fn requester() -> Requester {
         technician: "alice".into(),
         tier: Tier::L2,
         ticket: 42,
+        request_key: "5f0c9a2e4b7d11e8a3c6f09b2d4e6a81".into(),
     }
 }
 
@@ -242,6 +244,7 @@ fn grant() -> Grant {
         scopes: vec![Scope::Diagnostics],
         expires_at_secs: 1_790_003_600,
         origin: GrantOrigin::UserCode,
+        request_key: "5f0c9a2e4b7d11e8a3c6f09b2d4e6a81".into(),
     }
 }
 

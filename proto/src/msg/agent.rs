@@ -36,6 +36,11 @@ pub struct Requester {
     pub technician: String,
     pub tier: Tier,
     pub ticket: u64,
+    /// The request key the controller issued for this request, bound on its side to this
+    /// technician, ticket and agent. The agent echoes it with everything the request
+    /// produces; evidence delivered later under a key the controller did not issue to
+    /// that agent for that ticket is refused for good.
+    pub request_key: String,
 }
 
 /// A request from the controller to an agent; one per stream.
@@ -83,6 +88,7 @@ impl AgentRequest {
                 technician: ask.technician.clone(),
                 tier: ask.tier,
                 ticket: ask.ticket,
+                request_key: ask.request_key.clone(),
             },
         }
     }

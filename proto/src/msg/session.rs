@@ -114,6 +114,11 @@ pub struct Grant {
     pub scopes: Vec<Scope>,
     pub expires_at_secs: u64,
     pub origin: GrantOrigin,
+    /// The request key of the request that made the session (see
+    /// [`crate::msg::agent::Requester::request_key`]): the agent's notice that the
+    /// session ended carries it back. Empty in session records stored before keys.
+    #[serde(default)]
+    pub request_key: String,
 }
 
 /// What happened to a session request. Each outcome has its own exit code on the
@@ -142,6 +147,8 @@ pub struct SessionAsk {
     pub duration_secs: u64,
     /// How long the technician waits for the user's answer.
     pub answer_within_secs: u64,
+    /// See [`crate::msg::agent::Requester::request_key`].
+    pub request_key: String,
 }
 
 /// Longest session a technician may ask for: a working day.

@@ -111,7 +111,8 @@ pub enum TechReply {
     Session(Box<SessionReport>),
     SessionEnded {
         agent: String,
-        grant: Option<Grant>,
+        /// Boxed to keep every reply small; the same on the wire as unboxed.
+        grant: Option<Box<Grant>>,
     },
     Scripts(Vec<CatalogEntry>),
     Script(Box<ScriptView>),

@@ -1,0 +1,84 @@
+//! Evidence the controller makes itself — session records: the grant with its scopes and
+//! expiry, a refusal, an unanswered request — signed with the controller's
+//! record-signing key, whose certificate (issued by the controller's CA, extended key
+//! usage document signing only) travels in every bundle so `ticket verify` can check
+//! these items like the agents' own.
+//!
+//! Why a key of its own: the CA key signs certificates and stays off the request path;
+//! the server's TLS key is the server's identity and is re-issued with it; the
+//! script-signing key (ed25519) is what agents trust to run code, and a record signature
+//! must never be mistaken for a script approval. A separate ECDSA P-256 key also lets
+//! `verify` use the one signature check it already has for agents' evidence.
+
+use sha2::{Digest, Sha256};
+
+use crate::ca::CertAndKey;
+
+/// The evidence kind of a session record; no agent may deliver an item of this kind.
+pub const SESSION_KIND: &str = "session";
+
+/// Whether evidence of `kind` is made (and signed) by the controller, not an agent.
+pub fn controller_made(kind: &str) -> bool {
+    kind == SESSION_KIND
+}
+
+/// Signs controller-made records.
+#[derive(Clone)]
+pub struct RecordSigner {
+    key_pem: String,
+    pub cert_pem: String,
+}
+
+impl std::fmt::Debug for RecordSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordSigner(..)")
+    }
+}
+
+impl RecordSigner {
+    pub fn new(made: CertAndKey) -> RecordSigner {
+        RecordSigner {
+            key_pem: made.key_pem,
+            cert_pem: made.cert_pem,
+        }
+    }
+
+    /// The signature (hex, ECDSA P-256 ASN.1 DER, over the evidence label and the
+    /// SHA-256 of `bytes`) that `verify` checks against [`RecordSigner::cert_pem`].
+    pub fn sign(&self, bytes: &[u8]) -> Result<String, String> {
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        self.sign_digest(&digest)
+    }
+
+    /// [`RecordSigner::sign`] for bytes whose SHA-256 is `digest`.
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<String, String> {
+        deskside_transport::pki::sign_evidence(&self.key_pem, digest)
+            .map(hex::encode)
+            .map_err(|e| format!("signing a session record with the record-signing key: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_signature_verifies_with_the_certificate_and_only_for_its_bytes()
+    -> anyhow::Result<()> {
+        let made = crate::ca::new_ca()?;
+        let ca = crate::ca::Ca::load(&made.cert_pem, &made.key_pem)?;
+        let signer = RecordSigner::new(ca.record_signing_cert()?);
+        let sig = hex::decode(
+            signer
+                .sign(b"{\"kind\":\"session\"}")
+                .map_err(anyhow::Error::msg)?,
+        )?;
+        let cert = deskside_transport::pki::cert_from_pem(&signer.cert_pem)?;
+        let digest: [u8; 32] = Sha256::digest(b"{\"kind\":\"session\"}").into();
+        deskside_transport::pki::verify_evidence(&cert, &digest, &sig)?;
+        let other: [u8; 32] = Sha256::digest(b"{\"kind\":\"session!\"}").into();
+        assert!(deskside_transport::pki::verify_evidence(&cert, &other, &sig).is_err());
+        assert!(controller_made(SESSION_KIND) && !controller_made("snapshot"));
+        Ok(())
+    }
+}
