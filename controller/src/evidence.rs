@@ -1,6 +1,7 @@
 //! Evidence blobs, content-addressed by SHA-256. Nothing outside this module builds a
 //! blob path, so a directory today can become an object store later.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,17 @@ impl DirBlobs {
     }
 
     fn path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        Ok(self.root.join(DirBlobs::relative_path(sha256)?))
+    }
+
+    /// The file that holds blob `sha256` (whether or not it is stored yet).
+    pub fn path_of(&self, sha256: &str) -> Result<PathBuf, BlobError> {
+        self.path(sha256)
+    }
+
+    /// `ab/abcdef…`: where blob `sha256` lives below the store's root, `/`-separated,
+    /// for an archive that mirrors the layout.
+    pub fn relative_path(sha256: &str) -> Result<String, BlobError> {
         let valid = sha256.len() == 64
             && sha256
                 .bytes()
@@ -75,8 +87,56 @@ impl DirBlobs {
             .get(..2)
             .filter(|_| valid)
             .ok_or_else(|| BlobError::BadName(sha256.to_owned()))?;
-        Ok(self.root.join(prefix).join(sha256))
+        Ok(format!("{prefix}/{sha256}"))
     }
+
+    /// Every blob stored, sorted by hash, and anything else found under the root. A
+    /// blob still being written (a hidden file beside it, see [`BlobStore::put`]) is
+    /// neither: whatever refers to it is not committed yet.
+    pub fn stored(&self) -> Result<StoredBlobs, BlobError> {
+        let mut found = StoredBlobs::default();
+        let list = |d: &Path| -> Result<Vec<fs::DirEntry>, BlobError> {
+            let mut v = fs::read_dir(d)
+                .map_err(io(d))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(io(d))?;
+            v.sort_by_key(fs::DirEntry::file_name);
+            Ok(v)
+        };
+        if !self.root.exists() {
+            return Ok(found);
+        }
+        for prefix in list(&self.root)? {
+            let prefix_name = prefix.file_name().to_string_lossy().into_owned();
+            if !prefix.path().is_dir() {
+                found.skipped.push(prefix.path());
+                continue;
+            }
+            for blob in list(&prefix.path())? {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let regular = blob.file_type().is_ok_and(|t| t.is_file());
+                let named = DirBlobs::relative_path(&name).is_ok();
+                if regular && named && name.starts_with(&prefix_name) {
+                    found.blobs.insert(name, blob.path());
+                } else {
+                    found.skipped.push(blob.path());
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// What [`DirBlobs::stored`] found.
+#[derive(Debug, Default)]
+pub struct StoredBlobs {
+    /// SHA-256 (hex) → the file holding that blob.
+    pub blobs: BTreeMap<String, PathBuf>,
+    /// Files and directories under the root that are not blobs (e.g. a stray file).
+    pub skipped: Vec<PathBuf>,
 }
 
 impl BlobStore for DirBlobs {

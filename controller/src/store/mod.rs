@@ -4,6 +4,7 @@
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
 //! the blocking pool so SQLite never stalls the reactor.
 
+pub mod backup;
 mod certs;
 mod deliveries;
 mod outbox;
