@@ -580,6 +580,38 @@ mod tests {
     }
 
     #[test]
+    fn stored_lists_blobs_by_hash_and_names_what_is_not_one() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let blobs = DirBlobs::new(dir.path());
+        let b = blobs.put(b"second")?;
+        let a = blobs.put(b"first")?;
+        let prefix = dir.path().join(b.get(..2).unwrap_or_default());
+        fs::write(prefix.join("not-a-digest"), "x")?;
+        fs::write(prefix.join(format!(".{b}.1.tmp")), "half")?;
+        fs::write(dir.path().join("stray"), "x")?;
+        let found = blobs.stored()?;
+        let mut hashes = vec![a.clone(), b.clone()];
+        hashes.sort();
+        assert_eq!(found.blobs.keys().cloned().collect::<Vec<_>>(), hashes);
+        assert_eq!(found.blobs.get(&a), Some(&blobs.path_of(&a)?));
+        assert_eq!(
+            found.skipped,
+            vec![prefix.join("not-a-digest"), dir.path().join("stray")]
+        );
+        assert_eq!(
+            DirBlobs::relative_path(&a)?,
+            format!("{}/{a}", a.get(..2).unwrap_or_default())
+        );
+        assert!(
+            DirBlobs::new(dir.path().join("absent"))
+                .stored()?
+                .blobs
+                .is_empty()
+        );
+        Ok(())
+    }
+
+    #[test]
     fn refuses_names_that_are_not_digests() {
         let blobs = DirBlobs::new("/tmp");
         for bad in ["", "../../etc/passwd", &"A".repeat(64), &"g".repeat(64)] {

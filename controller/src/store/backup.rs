@@ -34,11 +34,7 @@ pub enum DbFileError {
 /// mode (one self-contained file; the store switches it back to WAL when opened) and
 /// passes `PRAGMA quick_check`.
 pub fn snapshot(src: &Path, dst: &Path) -> Result<(), DbFileError> {
-    let source = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(DbFileError::Sqlite)?;
+    let source = open_read_only(src)?;
     source
         .busy_timeout(SOURCE_BUSY_TIMEOUT)
         .map_err(DbFileError::Sqlite)?;
@@ -71,6 +67,14 @@ pub fn snapshot(src: &Path, dst: &Path) -> Result<(), DbFileError> {
     Ok(())
 }
 
+fn open_read_only(db: &Path) -> Result<Connection, DbFileError> {
+    Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(DbFileError::Sqlite)
+}
+
 fn quick_check(conn: &Connection) -> Result<(), DbFileError> {
     let detail: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
@@ -88,11 +92,7 @@ pub fn each_evidence<E>(
     db: &Path,
     mut each: impl FnMut(u64, String) -> Result<(), E>,
 ) -> Result<Result<(), E>, DbFileError> {
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(DbFileError::Sqlite)?;
+    let conn = open_read_only(db)?;
     quick_check(&conn)?;
     let mut stmt = conn
         .prepare("SELECT ticket, sha256 FROM evidence ORDER BY ticket, sha256")
