@@ -9,7 +9,7 @@ use std::path::Path;
 use super::archive::{Manifest, append_file, blob_member, member_header};
 use super::{
     BackupError, BackupSummary, DATABASE, FORMAT, FORMAT_VERSION, KEY_FILES, MANIFEST,
-    OPTIONAL_KEY_FILES, db_err, io_err, sync_dir,
+    OPTIONAL_KEY_FILES, db_err, io_err, scratch_dir, sync_dir,
 };
 use crate::datadir::DataDir;
 use crate::evidence::{BlobError, DirBlobs, StoredBlobs};
@@ -40,13 +40,7 @@ pub fn backup(data: &DataDir, out: &Path) -> Result<BackupSummary, BackupError> 
             archive: out.to_owned(),
             reason: "not a file name to write the backup to".to_owned(),
         })?;
-    let scratch = tempfile::Builder::new()
-        .prefix(".deskside-backup-")
-        .tempdir_in(out_dir)
-        .map_err(io_err(format!(
-            "creating a scratch directory in {}",
-            out_dir.display()
-        )))?;
+    let scratch = scratch_dir(".deskside-backup-", out_dir)?;
     let snapshot = scratch.path().join(DATABASE);
     // The database first: see the module docs for why this order is consistent.
     let source = data.database();

@@ -138,6 +138,17 @@ fn db_err(what: impl fmt::Display, checked: &str) -> impl FnOnce(DbFileError) ->
     }
 }
 
+/// A directory in `dir` named `prefix…`, removed when dropped.
+fn scratch_dir(prefix: &str, dir: &Path) -> Result<tempfile::TempDir, BackupError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .map_err(io_err(format!(
+            "creating a scratch directory in {}",
+            dir.display()
+        )))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::archive::extract;
 use super::verify::{check_evidence, check_manifest};
-use super::{BackupError, DATABASE, EVIDENCE, RestoreSummary, io_err, sync_dir};
+use super::{BackupError, DATABASE, EVIDENCE, RestoreSummary, io_err, scratch_dir, sync_dir};
 use crate::datadir::DataDir;
 
 /// Restores `archive` into `into`, which must be empty or absent. Every member is
@@ -50,13 +50,7 @@ fn prepare_target(target: &Path) -> Result<bool, BackupError> {
 }
 
 fn restore_into(archive: &Path, target: &Path) -> Result<RestoreSummary, BackupError> {
-    let scratch = tempfile::Builder::new()
-        .prefix(".deskside-restore-")
-        .tempdir_in(target)
-        .map_err(io_err(format!(
-            "creating a scratch directory in {}",
-            target.display()
-        )))?;
+    let scratch = scratch_dir(".deskside-restore-", target)?;
     let staged = scratch.path();
     fs::create_dir(staged.join(EVIDENCE)).map_err(io_err(format!(
         "creating {}",
