@@ -21,7 +21,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Write man pages and bash/zsh/fish completions for `deskside` and `deskside-agent`
-    /// into DIR/<binary>/man/man1/ and DIR/<binary>/completions/<shell>/ (each binary's
+    /// into DIR/BINARY/man/man1/ and DIR/BINARY/completions/SHELL/ (each binary's
     /// subdirectory is replaced, so pages of removed subcommands do not linger). The
     /// man/ directories work as MANPATH entries.
     Dist {

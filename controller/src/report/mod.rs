@@ -2,7 +2,7 @@
 //! findings, what was tried, consent, what changed, and the evidence list.
 //!
 //! The sections (`sections.rs`, `diff.rs`) are built once as a small document model
-//! ([`Block`]) and rendered by `markdown.rs` and `html.rs`, so both say the same thing.
+//! (`Block`) and rendered by `markdown.rs` and `html.rs`, so both say the same thing.
 //!
 //! `load.rs` reads the bundle's items; `words.rs` says sizes, times and long output
 //! briefly.

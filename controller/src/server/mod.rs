@@ -1,8 +1,8 @@
 //! The controller server: one QUIC endpoint, one task per connection.
 //!
 //! Every connection opens with the version hello. What follows depends on the client
-//! certificate: none → enrollment only ([`enroll`]); an agent's → it registers and
-//! waits for requests ([`agents`]); a technician's → request streams ([`tech`]).
+//! certificate: none → enrollment only (`enroll.rs`); an agent's → it registers and
+//! waits for requests (`agents.rs`); a technician's → request streams (`tech.rs`).
 
 mod admission;
 mod agents;

@@ -181,8 +181,8 @@ fn installed_in(root: &Path) -> Result<PathBuf> {
     Ok(package)
 }
 
-/// Fetches the agent settings file (`.msh`) of device group argv[2] from the server on
-/// 127.0.0.1 port argv[1], as the server's own install script does
+/// Fetches the agent settings file (`.msh`) of device group `argv[2]` from the server on
+/// 127.0.0.1 port `argv[1]`, as the server's own install script does
 /// (`GET /meshsettings?id=…`); the certificate is the server's own, self-signed.
 const MSH_FETCH: &str = r#"
 const [port, id] = process.argv.slice(1);
