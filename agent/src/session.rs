@@ -309,8 +309,8 @@ impl Sessions {
         grant
     }
 
-    /// Answers a pending request from the user side.
-    pub fn answer(&self, id: u32, approve: bool) -> Result<(), String> {
+    /// Answers a pending request from the user side; returns who had asked.
+    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, String> {
         let mut inner = self.lock();
         let pending = inner
             .pending
@@ -324,7 +324,12 @@ impl Sessions {
             .take()
             .ok_or("that request was already answered")?;
         let _ = sender.send(approve);
-        Ok(())
+        let ask = &pending.view.ask;
+        Ok(Requester {
+            technician: ask.technician.clone(),
+            tier: ask.tier,
+            ticket: ask.ticket,
+        })
     }
 
     /// Ends the active session (`by`: user, technician, expiry, disable). Cancels
