@@ -75,6 +75,8 @@ pub async fn run_with(
     cancel: CancellationToken,
 ) -> Result<()> {
     let enrollment = state.enrollment()?;
+    // 0700 whatever an older package left (it made the directory 0711 for the socket).
+    state.create()?;
     // Checked once up front: a broken state dir is an error, not a reconnect loop.
     client_config(&state)?;
     let script_key: [u8; 32] = hex::decode(&enrollment.script_public_key)

@@ -43,7 +43,7 @@ pub struct StateDir {
 
 impl StateDir {
     /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root (and for
-    /// everyone while the packaged service's socket exists), else
+    /// everyone on a machine that has it, or the packaged service's socket), else
     /// `<data dir>/deskside-agent`.
     pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
         let system = PathBuf::from(SYSTEM_STATE);
@@ -52,12 +52,7 @@ impl StateDir {
             // The service's own directory: root always, and desktop users too while the
             // service runs, so `deskside-agent pending`/`approve` reach it. (A user cannot
             // look inside the 0700 state directory; the socket's directory is 0755.)
-            None if is_root()
-                || Path::new(SYSTEM_SOCKET).exists()
-                || system.join("enrollment.toml").exists() =>
-            {
-                system
-            }
+            None if is_root() || Path::new(SYSTEM_SOCKET).exists() || system.exists() => system,
             None => dirs::data_dir()
                 .context("no data directory for this user; pass --state DIR")?
                 .join("deskside-agent"),
