@@ -555,6 +555,25 @@ mod tests {
     }
 
     #[test]
+    fn control_socket_from_file_relative_to_it_and_env_overrides() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = write(dir.path(), "control_socket = \"run/control.sock\"\n")?;
+        let c = load_with_default(Some(&path), &no_env, &dir.path().join("absent.toml"))?;
+        assert_eq!(c.control_socket, Some(dir.path().join("run/control.sock")));
+        let env = env_of(&[(env::SOCKET, "/run/elsewhere.sock")]);
+        let c = load_with_default(Some(&path), &env, &dir.path().join("absent.toml"))?;
+        assert_eq!(c.control_socket, Some(PathBuf::from("/run/elsewhere.sock")));
+        let empty = write(dir.path(), "control_socket = \"\"\n")?;
+        let err = load_with_default(Some(&empty), &no_env, &dir.path().join("absent.toml"));
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("control_socket")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn no_file_anywhere_means_defaults() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let c = load_with_default(None, &no_env, &dir.path().join("absent.toml"))?;

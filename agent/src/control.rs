@@ -273,3 +273,48 @@ impl ControlClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o7777)
+    }
+
+    #[tokio::test]
+    async fn bind_makes_a_missing_dir_0755_and_the_socket_0666() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir
+            .path()
+            .join("run")
+            .join("deskside-agent")
+            .join("control.sock");
+        let listener = bind(&socket)?;
+        assert_eq!(mode(socket.parent().context("parent")?), 0o755);
+        assert_eq!(mode(&socket), 0o666);
+        // A second start replaces the stale socket.
+        drop(listener);
+        let _again = bind(&socket)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_a_directory_others_can_write() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open)?;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
+        let err = bind(&open.join("control.sock"))
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("refusing to serve the control socket")
+                    && e.contains("mode 777")),
+            "{err:?}"
+        );
+        assert!(!open.join("control.sock").exists());
+        Ok(())
+    }
+}

@@ -191,3 +191,41 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_state_has_its_socket_in_run_others_inside_unless_set() {
+        assert_eq!(
+            StateDir::new(SYSTEM_STATE).control_socket(),
+            Path::new(SYSTEM_SOCKET)
+        );
+        assert_eq!(
+            StateDir::new("/home/dev/agent").control_socket(),
+            Path::new("/home/dev/agent/control.sock")
+        );
+        assert_eq!(
+            StateDir::new(SYSTEM_STATE)
+                .with_control_socket("/tmp/t/control.sock")
+                .control_socket(),
+            Path::new("/tmp/t/control.sock")
+        );
+    }
+
+    #[test]
+    fn create_makes_the_state_dir_0700_even_if_it_was_opened_up() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let state = StateDir::new(dir.path().join("agent"));
+        state.create()?;
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o711))?;
+        state.create()?;
+        assert_eq!(
+            fs::metadata(state.root())?.permissions().mode() & 0o777,
+            0o700
+        );
+        Ok(())
+    }
+}
