@@ -6,9 +6,12 @@
 //!   agent run from a shell);
 //! - a user with a **local session**: someone logged in at this machine's console or
 //!   desktop.
-//!   - Where systemd-logind runs (`/run/systemd/sessions/` exists): a logind session of
-//!     that uid attached to a seat (`SEAT=` set), not remote (`REMOTE=1`), not closing,
-//!     of class `user`. These are the session files libsystemd's sd-login reads.
+//!   - Where systemd-logind runs (the machine booted with systemd, i.e. `sd_booted()`:
+//!     `/run/systemd/system/` exists; then logind keeps `/run/systemd/sessions/`): a
+//!     logind session of that uid attached to a seat (`SEAT=` set), not remote
+//!     (`REMOTE=1`), not closing, of class `user`. These are the session files
+//!     libsystemd's sd-login reads. (The directories alone prove nothing: installing
+//!     systemd's package creates them in containers where no logind ever runs.)
 //!   - Elsewhere, utmp: a live `USER_PROCESS` record for that user whose line is a
 //!     virtual console (`tty1`…), an X display (`:0`) or a seat (`seat0`), or a
 //!     pseudo-terminal opened from a local X display (a terminal window in the desktop:
@@ -23,8 +26,11 @@ use std::path::{Path, PathBuf};
 
 use crate::state::read_bounded;
 
-/// logind's session records (one file per session), present while logind runs.
+/// logind's session records (one file per session), kept while logind runs.
 const LOGIND_SESSIONS: &str = "/run/systemd/sessions";
+/// Made by systemd as PID 1 at boot (what `sd_booted()` checks): logind's records count
+/// only then.
+const SYSTEMD_BOOTED: &str = "/run/systemd/system";
 /// glibc's utmp database.
 const UTMP: &str = "/var/run/utmp";
 /// Local accounts; the static agent has no NSS, and machines without logind seldom have
@@ -39,6 +45,8 @@ const MAX_LOGIND_SESSIONS: usize = 4096;
 pub struct LocalSessions {
     /// logind's session directory; `None` reads utmp only.
     logind: Option<PathBuf>,
+    /// Exists when the machine booted with systemd ([`SYSTEMD_BOOTED`]).
+    systemd_booted: PathBuf,
     utmp: PathBuf,
     passwd: PathBuf,
     agent_uid: Option<u32>,
@@ -94,6 +102,7 @@ impl LocalSessions {
     pub fn system() -> LocalSessions {
         LocalSessions {
             logind: Some(PathBuf::from(LOGIND_SESSIONS)),
+            systemd_booted: PathBuf::from(SYSTEMD_BOOTED),
             utmp: PathBuf::from(UTMP),
             passwd: PathBuf::from(PASSWD),
             agent_uid: own_uid(),
@@ -112,7 +121,9 @@ impl LocalSessions {
 
     /// The logind session directory in force: `None` when logind is not running.
     fn logind_dir(&self) -> Option<&Path> {
-        self.logind.as_deref().filter(|d| d.is_dir())
+        self.logind
+            .as_deref()
+            .filter(|d| self.systemd_booted.is_dir() && d.is_dir())
     }
 
     /// Decides whether `uid` may use the control socket now. Reads the session records
@@ -324,6 +335,7 @@ mod tests {
         )?;
         let access = LocalSessions {
             logind: Some(sessions),
+            systemd_booted: dir.path().to_owned(),
             utmp: dir.path().join("no-utmp"),
             passwd,
             agent_uid: Some(0),
@@ -350,6 +362,8 @@ mod tests {
 
     #[test]
     fn without_logind_a_console_login_in_utmp_counts() -> anyhow::Result<()> {
+        // logind's directories exist (systemd's package made them) but systemd is not
+        // PID 1, so nothing keeps them: utmp decides.
         let dir = tempfile::tempdir()?;
         let utmp = dir.path().join("utmp");
         let pid = i32::try_from(std::process::id())?;
@@ -363,8 +377,11 @@ mod tests {
             &passwd,
             "alice:x:1001:1001::/:/bin/sh\nbob:x:1002:1002::/:/bin/sh\n",
         )?;
+        let sessions = dir.path().join("sessions");
+        std::fs::create_dir(&sessions)?;
         let access = LocalSessions {
-            logind: Some(dir.path().join("not-running")),
+            logind: Some(sessions),
+            systemd_booted: dir.path().join("not-booted-with-systemd"),
             utmp,
             passwd,
             agent_uid: Some(0),
