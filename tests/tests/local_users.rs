@@ -258,7 +258,12 @@ async fn a_user_at_the_machine_answers_another_uid_is_refused_root_may() -> Resu
         }
         if Instant::now() > bound {
             let _ = support.kill();
-            bail!("`support` kept its connection after the user logged out");
+            let _ = support.wait();
+            let mut err = String::new();
+            if let Some(mut e) = support.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err)?;
+            }
+            bail!("`support` kept its connection after the user logged out: {err}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
