@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlRequest;
 use crate::link::LinkStatus;
+use crate::local_user::LocalSessions;
 use crate::policy::Policy;
 use crate::state::StateDir;
 use deskside_proto::msg::session::Scope;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// Agent state directory (key, certificate, policy, audit log).
     #[arg(long, global = true, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// The agent service's control socket (default $DESKSIDE_AGENT_SOCKET, else
+    /// /run/deskside-agent/control.sock for the system state directory).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
     /// Agent service config (default $DESKSIDE_AGENT_CONFIG, else /etc/deskside/agent.toml if present).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -127,7 +132,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
     let state_flag = cli.state.clone().or_else(|| config.state.clone());
-    let state = || StateDir::resolve(state_flag.clone());
+    let socket = cli.socket.clone().or_else(|| config.control_socket.clone());
+    let state = || {
+        let state = StateDir::resolve(state_flag.clone())?;
+        Ok::<_, anyhow::Error>(match &socket {
+            Some(s) => state.with_control_socket(s),
+            None => state,
+        })
+    };
     match &cli.command {
         Command::Enroll { token } => {
             let state = state()?;
@@ -161,7 +173,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
                     stopper.cancel();
                 }
             });
-            crate::link::run_with(state, backoff, cancel).await
+            crate::link::run_with(state, backoff, LocalSessions::system(), cancel).await
         }
         Command::Status { json } => status(&state()?, *json),
         Command::Diag { json } => {
@@ -206,6 +218,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
                 ),
             }
             println!("  state dir   {}", state.root().display());
+            println!("  socket      {}", state.control_socket().display());
             println!(
                 "  reconnect   {:?} doubling to {:?}",
                 config.reconnect_base, config.reconnect_cap

@@ -39,6 +39,7 @@ pub mod env {
     /// The config file to read instead of [`super::DEFAULT_PATH`].
     pub const CONFIG: &str = "DESKSIDE_AGENT_CONFIG";
     pub const STATE: &str = "DESKSIDE_AGENT_STATE";
+    pub const SOCKET: &str = "DESKSIDE_AGENT_SOCKET";
     pub const LOG_FORMAT: &str = "DESKSIDE_LOG_FORMAT";
     pub const LOG_LEVEL: &str = "DESKSIDE_LOG_LEVEL";
     pub const RECONNECT_BASE: &str = "DESKSIDE_RECONNECT_BASE";
@@ -141,6 +142,8 @@ impl ConfigError {
 pub struct AgentConfig {
     /// State directory; `None` means [`crate::state::StateDir::resolve`]'s default.
     pub state: Option<PathBuf>,
+    /// Control socket; `None` means [`crate::state::StateDir::control_socket`]'s default.
+    pub control_socket: Option<PathBuf>,
     pub log_format: LogFormat,
     /// A `tracing` filter directive, already checked by [`check_log_level`].
     pub log_level: String,
@@ -156,6 +159,7 @@ impl Default for AgentConfig {
     fn default() -> AgentConfig {
         AgentConfig {
             state: None,
+            control_socket: None,
             log_format: LogFormat::Human,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             reconnect_base: RECONNECT_BASE,
@@ -343,7 +347,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("not a duration: {e} (e.g. 500ms, 1s, 2m)"))
 }
 
-const TOP_KEYS: &str = "expected state, [log], [reconnect]";
+const TOP_KEYS: &str = "expected state, control_socket, [log], [reconnect]";
 const LOG_KEYS: &str = "expected format, level";
 const RECONNECT_KEYS: &str = "expected base, cap";
 
@@ -410,6 +414,7 @@ fn parse_file(text: &str, path: &Path) -> Result<Parsed, ConfigError> {
     for (key, value) in &doc {
         match key.as_str() {
             "state" => config.state = Some(f.dir("state", value)?),
+            "control_socket" => config.control_socket = Some(f.dir("control_socket", value)?),
             "log" => {
                 for (k, v) in f.table("log", value)? {
                     match k.as_str() {
@@ -457,6 +462,9 @@ impl Parsed {
         let c = &mut self.config;
         if let Some(v) = get(env::STATE) {
             c.state = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get(env::SOCKET) {
+            c.control_socket = Some(PathBuf::from(v));
         }
         if let Some(v) = get(env::LOG_FORMAT) {
             c.log_format =
@@ -555,6 +563,25 @@ mod tests {
         let path = dir.join("agent.toml");
         std::fs::write(&path, text)?;
         Ok(path)
+    }
+
+    #[test]
+    fn control_socket_from_file_relative_to_it_and_env_overrides() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = write(dir.path(), "control_socket = \"run/control.sock\"\n")?;
+        let c = load_with_default(Some(&path), &no_env, &dir.path().join("absent.toml"))?;
+        assert_eq!(c.control_socket, Some(dir.path().join("run/control.sock")));
+        let env = env_of(&[(env::SOCKET, "/run/elsewhere.sock")]);
+        let c = load_with_default(Some(&path), &env, &dir.path().join("absent.toml"))?;
+        assert_eq!(c.control_socket, Some(PathBuf::from("/run/elsewhere.sock")));
+        let empty = write(dir.path(), "control_socket = \"\"\n")?;
+        let err = load_with_default(Some(&empty), &no_env, &dir.path().join("absent.toml"));
+        assert!(
+            err.as_ref()
+                .is_err_and(|e| e.to_string().contains("control_socket")),
+            "{err:?}"
+        );
+        Ok(())
     }
 
     #[test]

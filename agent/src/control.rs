@@ -1,26 +1,39 @@
 //! The local control socket: how the machine's user approves, denies and ends sessions,
-//! starts a support code, and switches the agent off. Only root, the agent's own user and
-//! users logged in on this machine may connect (checked with the peer's credentials).
+//! starts a support code, and switches the agent off. The socket is 0666 in a 0755
+//! directory outside the 0700 state directory; who may use it is decided from the peer's
+//! credentials on every request (`crate::local_user`: root, the agent's own user, and
+//! users with a local session on this machine).
 
-use std::collections::HashSet;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use deskside_proto::codec::Message;
+use deskside_proto::msg::agent::Requester;
 use deskside_proto::msg::session::Scope;
 use deskside_transport::framed;
 use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::local_user::{Caller, LocalSessions};
 use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode};
 use crate::state::StateDir;
 
 /// A local client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(600);
+/// Open control connections at once. A desktop has a helper and a command or two; the cap
+/// keeps a local user from holding the agent's file descriptors with idle connections.
+const MAX_CLIENTS: usize = 64;
+/// The socket's directory when the agent creates it: everyone may reach the socket in it.
+const SOCKET_DIR_MODE: u32 = 0o755;
+/// The socket itself: anyone may connect; each request's caller is checked.
+const SOCKET_MODE: u32 = 0o666;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
@@ -58,14 +71,13 @@ impl Message for ControlReply {
     const MAX_BYTES: u32 = 256 * 1024;
 }
 
-/// Starts listening on the state directory's control socket.
-pub fn serve(ctx: AgentCtx, cancel: CancellationToken) -> Result<()> {
+/// Starts listening on the control socket ([`StateDir::control_socket`]); `access` says
+/// who may use it.
+pub fn serve(ctx: AgentCtx, access: LocalSessions, cancel: CancellationToken) -> Result<()> {
     let path = ctx.state.control_socket();
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("binding the control socket {}", path.display()))?;
-    // Anyone may reach the socket file; each connection's credentials are checked.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    let listener = bind(&path)?;
+    info!(socket = %path.display(), "control socket ready");
+    let clients = Arc::new(Semaphore::new(MAX_CLIENTS));
     tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -79,49 +91,86 @@ pub fn serve(ctx: AgentCtx, cancel: CancellationToken) -> Result<()> {
                     }
                 },
             };
+            let Ok(permit) = Arc::clone(&clients).try_acquire_owned() else {
+                warn!("{MAX_CLIENTS} control connections are open; dropping a new one");
+                continue;
+            };
             let ctx = ctx.clone();
-            tokio::spawn(async move { client(ctx, stream).await });
+            let access = access.clone();
+            tokio::spawn(async move {
+                client(ctx, access, stream).await;
+                drop(permit);
+            });
         }
         let _ = std::fs::remove_file(ctx.state.control_socket());
     });
     Ok(())
 }
 
-fn own_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-/// uids of the users logged in now, from utmp and /etc/passwd.
-fn logged_in_uids() -> HashSet<u32> {
-    let names: HashSet<String> = crate::diag::logged_in_user_names().into_iter().collect();
-    let passwd =
-        crate::state::read_bounded(std::path::Path::new("/etc/passwd")).unwrap_or_default();
-    passwd
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let uid = fields.nth(1)?.parse().ok()?;
-            names.contains(name).then_some(uid)
-        })
-        .collect()
-}
-
-fn allowed(uid: u32) -> bool {
-    uid == 0 || Some(uid) == own_uid() || logged_in_uids().contains(&uid)
-}
-
-async fn client(ctx: AgentCtx, mut stream: UnixStream) {
-    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
-    if !allowed(uid) {
-        let reply = ControlReply::Error {
-            message: format!(
-                "permission denied: uid {uid} is neither root nor a user logged in on this machine"
-            ),
-        };
-        let _ = framed::send_io(&mut stream, &reply).await;
-        return;
+/// Binds the socket at `path`, creating its directory (0755) if missing. The directory
+/// must be the agent's own and writable by nobody else: whoever could write it could put
+/// their own socket in the agent's place.
+fn bind(path: &Path) -> Result<UnixListener> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(SOCKET_DIR_MODE)
+            .create(dir)
+            .with_context(|| {
+                format!("creating the control socket's directory {}", dir.display())
+            })?;
+        // The umask may have narrowed it.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))
+            .with_context(|| format!("opening up {} to local users", dir.display()))?;
     }
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("checking the control socket's directory {}", dir.display()))?;
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if Some(meta.uid()) != me || meta.mode() & 0o022 != 0 {
+        bail!(
+            "refusing to serve the control socket in {}: it is owned by uid {} with mode {:o}, so another user could replace the socket; make it owned by the agent's user and not writable by group or others (chmod 0755), or choose another path (--socket, control_socket in agent.toml)",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding the control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).with_context(
+        || {
+            format!(
+                "opening the control socket {} to local users",
+                path.display()
+            )
+        },
+    )?;
+    Ok(listener)
+}
+
+/// Who sent this request: the peer's uid, read from the socket (SO_PEERCRED) and judged
+/// against the local sessions as they are now.
+async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, String> {
+    let uid = stream
+        .peer_cred()
+        .map_err(|e| {
+            format!("the agent cannot tell who is calling (peer credentials: {e}); refused")
+        })?
+        .uid();
+    let access = access.clone();
+    match tokio::task::spawn_blocking(move || access.authorise(uid)).await {
+        Ok(verdict) => verdict.map_err(|refusal| refusal.to_string()),
+        Err(e) => Err(format!(
+            "the agent could not check who is calling: {e}; try again"
+        )),
+    }
+}
+
+async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
     loop {
         let req =
             match tokio::time::timeout(IDLE, framed::recv_io::<ControlRequest, _>(&mut stream))
@@ -140,15 +189,25 @@ async fn client(ctx: AgentCtx, mut stream: UnixStream) {
                     return;
                 }
             };
-        debug!(?req, uid, "control request");
-        let reply = handle(&ctx, req);
+        // Every request, not once per connection: a user who has left the machine loses
+        // the socket at their next request.
+        let caller = match authorise(&stream, &access).await {
+            Ok(c) => c,
+            Err(message) => {
+                warn!(%message, "control request refused");
+                let _ = framed::send_io(&mut stream, &ControlReply::Error { message }).await;
+                return;
+            }
+        };
+        debug!(?req, %caller, "control request");
+        let reply = handle(&ctx, &caller, req);
         if framed::send_io(&mut stream, &reply).await.is_err() {
             return;
         }
     }
 }
 
-fn handle(ctx: &AgentCtx, req: ControlRequest) -> ControlReply {
+fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply {
     let s = &ctx.sessions;
     let done = |m: &str| ControlReply::Done {
         message: m.to_owned(),
@@ -156,15 +215,34 @@ fn handle(ctx: &AgentCtx, req: ControlRequest) -> ControlReply {
     let err = |m: String| ControlReply::Error { message: m };
     match req {
         ControlRequest::Status => ControlReply::Status(s.status()),
-        ControlRequest::Approve { id } => s.answer(id, true).map_or_else(err, |()| done("approved")),
-        ControlRequest::Deny { id } => s.answer(id, false).map_or_else(err, |()| done("denied")),
+        ControlRequest::Approve { id } => match s.answer(id, true) {
+            Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} approved by {caller}"), "approved")),
+            Err(e) => err(e),
+        },
+        ControlRequest::Deny { id } => match s.answer(id, false) {
+            Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} denied by {caller}"), "denied")),
+            Err(e) => err(e),
+        },
         ControlRequest::End => match s.end("user") {
-            Some(g) => done(&format!("session {} with {} ended; anything it was running was stopped", g.id, g.technician)),
+            Some(g) => {
+                let who = Requester { technician: g.technician.clone(), tier: g.tier, ticket: g.ticket, request_key: g.request_key.clone() };
+                let said = format!("session {} with {} ended; anything it was running was stopped", g.id, g.technician);
+                done(&audited(ctx, &who, "ended", format!("session {} ended by {caller}", g.id), &said))
+            }
             None => done("no session was active"),
         },
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(err, ControlReply::Code),
+    }
+}
+
+/// Writes who answered to the audit log (scope `session`); returns `said` for the user,
+/// with a warning if the log could not be written (the answer itself stands).
+fn audited(ctx: &AgentCtx, who: &Requester, outcome: &str, detail: String, said: &str) -> String {
+    match ctx.audit(who, "session", outcome, detail) {
+        Ok(()) => said.to_owned(),
+        Err(e) => format!("{said} (warning: {e})"),
     }
 }
 
@@ -193,5 +271,50 @@ impl ControlClient {
             Some(reply) => Ok(reply),
             None => bail!("the agent service closed the control connection"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o7777)
+    }
+
+    #[tokio::test]
+    async fn bind_makes_a_missing_dir_0755_and_the_socket_0666() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let socket = dir
+            .path()
+            .join("run")
+            .join("deskside-agent")
+            .join("control.sock");
+        let listener = bind(&socket)?;
+        assert_eq!(mode(socket.parent().context("parent")?), 0o755);
+        assert_eq!(mode(&socket), 0o666);
+        // A second start replaces the stale socket.
+        drop(listener);
+        let _again = bind(&socket)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bind_refuses_a_directory_others_can_write() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open)?;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
+        let err = bind(&open.join("control.sock"))
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("refusing to serve the control socket")
+                    && e.contains("mode 777")),
+            "{err:?}"
+        );
+        assert!(!open.join("control.sock").exists());
+        Ok(())
     }
 }

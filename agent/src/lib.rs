@@ -11,6 +11,7 @@ pub mod control;
 pub mod diag;
 pub mod enroll;
 pub mod link;
+pub mod local_user;
 pub mod outbox;
 pub mod policy;
 mod process;

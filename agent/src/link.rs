@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::enroll::SOFTWARE;
+use crate::local_user::LocalSessions;
 use crate::serve::AgentCtx;
 use crate::state::{StateDir, write_atomic};
 
@@ -58,18 +59,24 @@ fn write_status(state: &StateDir, status: &str, controller: &str, last_error: Op
     }
 }
 
-/// Runs the agent service until `cancel` fires, with the default reconnect timing.
+/// Runs the agent service until `cancel` fires, with the default reconnect timing, and
+/// this machine's local sessions deciding who may use the control socket.
 pub async fn run(state: StateDir, cancel: CancellationToken) -> Result<()> {
-    run_with(state, Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?, cancel).await
+    let backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP)?;
+    run_with(state, backoff, LocalSessions::system(), cancel).await
 }
 
-/// [`run`] with reconnect timing from the agent's config.
+/// [`run`] with reconnect timing from the agent's config and local sessions read from
+/// `access` (tests give their own utmp).
 pub async fn run_with(
     state: StateDir,
     mut backoff: Backoff,
+    access: LocalSessions,
     cancel: CancellationToken,
 ) -> Result<()> {
     let enrollment = state.enrollment()?;
+    // 0700 whatever an older package left (it made the directory 0711 for the socket).
+    state.create()?;
     // Checked once up front: a broken state dir is an error, not a reconnect loop.
     client_config(&state)?;
     let script_key: [u8; 32] = hex::decode(&enrollment.script_public_key)
@@ -83,7 +90,7 @@ pub async fn run_with(
         script_key,
     )?;
     info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
-    crate::control::serve(ctx.clone(), cancel.clone())?;
+    crate::control::serve(ctx.clone(), access, cancel.clone())?;
     // Slow probes (pending updates) warm up now, not when a technician is waiting.
     crate::diag::warm_up();
     loop {

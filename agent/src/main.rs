@@ -39,7 +39,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(exit::BAD_CONFIG);
             }
         };
-    let level = if matches!(cli.command, Command::Run) {
+    let service = matches!(cli.command, Command::Run);
+    let level = if service {
         config.log_level.clone()
     } else {
         "warn".to_owned()
@@ -58,7 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(cli::run(cli, config)) {
+    let result = runtime.block_on(cli::run(cli, config));
+    if !service {
+        // A one-shot command is done: do not wait for a blocking read that never ends,
+        // such as `support`'s read of a terminal the user has not typed into (dropping the
+        // runtime would wait for it, and the command would hang after its last word).
+        runtime.shutdown_background();
+    }
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -310,8 +310,8 @@ impl Sessions {
         grant
     }
 
-    /// Answers a pending request from the user side.
-    pub fn answer(&self, id: u32, approve: bool) -> Result<(), String> {
+    /// Answers a pending request from the user side; returns who had asked.
+    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, String> {
         let mut inner = self.lock();
         let pending = inner
             .pending
@@ -325,7 +325,13 @@ impl Sessions {
             .take()
             .ok_or("that request was already answered")?;
         let _ = sender.send(approve);
-        Ok(())
+        let ask = &pending.view.ask;
+        Ok(Requester {
+            technician: ask.technician.clone(),
+            tier: ask.tier,
+            ticket: ask.ticket,
+            request_key: ask.request_key.clone(),
+        })
     }
 
     /// Ends the active session (`by`: user, technician, expiry, disable). Cancels

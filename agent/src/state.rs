@@ -9,8 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-/// Where the packaged service keeps its state.
+/// Where the packaged service keeps its state (0700: its key never leaves root).
 pub const SYSTEM_STATE: &str = "/var/lib/deskside-agent";
+/// The packaged service's control socket: outside the 0700 state directory, in a 0755
+/// runtime directory (systemd's `RuntimeDirectory=`), so that local users reach it; the
+/// agent decides per request who may use it (see `crate::local_user`).
+pub const SYSTEM_SOCKET: &str = "/run/deskside-agent/control.sock";
 
 /// Files here are small (PEM, TOML); anything larger is not ours.
 const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
@@ -33,27 +37,42 @@ pub struct Enrollment {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    /// The control socket, when set apart from the default (`--socket`, config, env).
+    socket: Option<PathBuf>,
 }
 
 impl StateDir {
     /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root (and for
-    /// everyone once that directory holds an enrollment), else `<data dir>/deskside-agent`.
+    /// everyone on a machine that has it, or the packaged service's socket), else
+    /// `<data dir>/deskside-agent`.
     pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
         let system = PathBuf::from(SYSTEM_STATE);
         let root = match flag {
             Some(p) => p,
-            // The service's own directory: root always, and desktop users too once the
-            // machine is enrolled, so `deskside-agent pending`/`approve` reach the service.
-            None if is_root() || system.join("enrollment.toml").exists() => system,
+            // The service's own directory: root always, and desktop users too while the
+            // service runs, so `deskside-agent pending`/`approve` reach it. (A user cannot
+            // look inside the 0700 state directory; the socket's directory is 0755.)
+            None if is_root() || Path::new(SYSTEM_SOCKET).exists() || system.exists() => system,
             None => dirs::data_dir()
                 .context("no data directory for this user; pass --state DIR")?
                 .join("deskside-agent"),
         };
-        Ok(StateDir { root })
+        Ok(StateDir { root, socket: None })
     }
 
     pub fn new(root: impl Into<PathBuf>) -> StateDir {
-        StateDir { root: root.into() }
+        StateDir {
+            root: root.into(),
+            socket: None,
+        }
+    }
+
+    /// The same state with its control socket at `socket` (`--socket`,
+    /// `DESKSIDE_AGENT_SOCKET`, `control_socket` in agent.toml; tests give each agent its
+    /// own).
+    pub fn with_control_socket(mut self, socket: impl Into<PathBuf>) -> StateDir {
+        self.socket = Some(socket.into());
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -86,9 +105,16 @@ impl StateDir {
     pub fn disabled_flag(&self) -> PathBuf {
         self.root.join("disabled")
     }
-    /// The local control socket the support UI and `pending`/`approve`/… talk to.
+    /// The local control socket the support UI and `pending`/`approve`/… talk to: the one
+    /// set with [`StateDir::with_control_socket`], else [`SYSTEM_SOCKET`] for the system
+    /// state directory, else `control.sock` inside the state directory (reachable by its
+    /// owner only: a private agent's).
     pub fn control_socket(&self) -> PathBuf {
-        self.root.join("control.sock")
+        match &self.socket {
+            Some(p) => p.clone(),
+            None if self.root == Path::new(SYSTEM_STATE) => PathBuf::from(SYSTEM_SOCKET),
+            None => self.root.join("control.sock"),
+        }
     }
     /// Results and notices waiting for the controller (see `spool`).
     pub fn spool_dir(&self) -> PathBuf {
@@ -164,4 +190,42 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_state_has_its_socket_in_run_others_inside_unless_set() {
+        assert_eq!(
+            StateDir::new(SYSTEM_STATE).control_socket(),
+            Path::new(SYSTEM_SOCKET)
+        );
+        assert_eq!(
+            StateDir::new("/home/dev/agent").control_socket(),
+            Path::new("/home/dev/agent/control.sock")
+        );
+        assert_eq!(
+            StateDir::new(SYSTEM_STATE)
+                .with_control_socket("/tmp/t/control.sock")
+                .control_socket(),
+            Path::new("/tmp/t/control.sock")
+        );
+    }
+
+    #[test]
+    fn create_makes_the_state_dir_0700_even_if_it_was_opened_up() -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let state = StateDir::new(dir.path().join("agent"));
+        state.create()?;
+        fs::set_permissions(state.root(), fs::Permissions::from_mode(0o711))?;
+        state.create()?;
+        assert_eq!(
+            fs::metadata(state.root())?.permissions().mode() & 0o777,
+            0o700
+        );
+        Ok(())
+    }
 }

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use deskside_agent::local_user::LocalSessions;
 use deskside_agent::state::{StateDir, write_atomic};
 use deskside_controller::cli::admin::make_token;
 use deskside_controller::cli::tech::login_to;
@@ -98,11 +99,45 @@ impl Cluster {
     /// Enrolls an agent with `policy` and starts its service.
     pub async fn agent(&self, name: &str, policy: &str) -> Result<Agent> {
         let state = StateDir::new(self.dir.path().join(format!("agent-{name}")));
+        self.start_agent(state, policy, LocalSessions::system())
+            .await
+    }
+
+    /// Enrolls an agent whose control socket is `socket` and whose local users are those
+    /// with a local session in the utmp file `utmp` (not the machine's own), and starts it.
+    pub async fn agent_for_local_users(
+        &self,
+        name: &str,
+        policy: &str,
+        socket: &Path,
+        utmp: &Path,
+    ) -> Result<Agent> {
+        let state = StateDir::new(self.dir.path().join(format!("agent-{name}")))
+            .with_control_socket(socket);
+        self.start_agent(state, policy, LocalSessions::utmp_only(utmp))
+            .await
+    }
+
+    async fn start_agent(
+        &self,
+        state: StateDir,
+        policy: &str,
+        access: LocalSessions,
+    ) -> Result<Agent> {
         let token = self.token(Duration::from_secs(600))?;
         let enrolled = deskside_agent::enroll::enroll(&state, &token).await?;
         write_atomic(&state.policy(), policy.as_bytes(), 0o644)?;
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(deskside_agent::link::run(state.clone(), cancel.clone()));
+        let backoff = deskside_agent::backoff::Backoff::new(
+            deskside_agent::link::RECONNECT_BASE,
+            deskside_agent::link::RECONNECT_CAP,
+        )?;
+        let task = tokio::spawn(deskside_agent::link::run_with(
+            state.clone(),
+            backoff,
+            access,
+            cancel.clone(),
+        ));
         Ok(Agent {
             id: enrolled.agent_id,
             state,

@@ -342,7 +342,10 @@ pub fn os_pretty_name() -> Option<String> {
         .filter(|n| !n.is_empty())
 }
 
-/// Names of the users logged in now (utmp), for the control socket's permission check.
+pub(crate) use utmp::live_logins;
+pub use utmp::user_process_record;
+
+/// Names of the users logged in now (utmp).
 pub fn logged_in_user_names() -> Vec<String> {
     utmp::logged_in_users()
         .map(|users| users.into_iter().map(|u| u.name).collect())

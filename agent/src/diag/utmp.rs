@@ -75,22 +75,48 @@ fn c_string(field: &[u8]) -> String {
 /// session that never cleaned up) are dropped, as `users(1)` does. No utmp at all means
 /// nothing records logins here (containers, minimal systems): an empty list, like `who`.
 pub(crate) fn logged_in_users() -> Result<Vec<LoggedInUser>, ProbeError> {
+    Ok(live_logins(Path::new(UTMP_PATH))?
+        .into_iter()
+        .map(|login| login.user)
+        .collect())
+}
+
+/// The live login records of the utmp file at `path` (the system's is [`UTMP_PATH`]).
+pub(crate) fn live_logins(path: &Path) -> Result<Vec<Login>, ProbeError> {
     let mut bytes = Vec::new();
     let limit = u64::try_from(RECORD_BYTES * MAX_RECORDS).unwrap_or(u64::MAX);
-    match std::fs::File::open(UTMP_PATH) {
+    match std::fs::File::open(path) {
         Ok(file) => file.take(limit).read_to_end(&mut bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => Err(e),
     }
     .map_err(|source| ProbeError::Read {
-        path: UTMP_PATH.to_owned(),
+        path: path.display().to_string(),
         source,
     })?;
     Ok(parse_utmp(&bytes)
         .into_iter()
         .filter(|login| login.pid <= 0 || Path::new(&format!("/proc/{}", login.pid)).exists())
-        .map(|login| login.user)
         .collect())
+}
+
+/// One glibc `struct utmp` record of a login (`USER_PROCESS`), as `login`, display
+/// managers and terminal emulators write it; for tests that need a utmp file of their own.
+pub fn user_process_record(pid: i32, line: &str, user: &str, host: &str, since: i32) -> Vec<u8> {
+    let mut r = vec![0u8; RECORD_BYTES];
+    let mut put = |offset: usize, data: &[u8], width: usize| {
+        let data = data.get(..width.min(data.len())).unwrap_or_default();
+        if let Some(slot) = r.get_mut(offset..offset + data.len()) {
+            slot.copy_from_slice(data);
+        }
+    };
+    put(0, &USER_PROCESS.to_ne_bytes(), 2);
+    put(4, &pid.to_ne_bytes(), 4);
+    put(8, line.as_bytes(), 32);
+    put(44, user.as_bytes(), 32);
+    put(76, host.as_bytes(), 256);
+    put(340, &since.to_ne_bytes(), 4);
+    r
 }
 
 #[cfg(test)]
