@@ -52,6 +52,10 @@ pub struct Policy {
     pub files: FilesPolicy,
 }
 
+/// The policy last read by [`Policy::load`] and the text it was read from (`None`: no
+/// file, the default).
+static LAST_READ: std::sync::Mutex<Option<(Option<String>, Policy)>> = std::sync::Mutex::new(None);
+
 /// A policy is written by hand: more globs than this is a mistake, and every collect
 /// request tries them all.
 pub const MAX_FILE_GLOBS: usize = 256;
@@ -227,12 +231,31 @@ impl Policy {
     }
 
     /// Loads `path`; a missing file means the default (everything prompts).
+    ///
+    /// The agent reads its policy on every request, so an admin's edit applies to the
+    /// next one. Compiling the `[files]` globs costs more than the rest of a read (about
+    /// half a millisecond, twice per script run), so the policy last read is kept with
+    /// its text and a text read again is not compiled again.
     pub fn load(path: &Path) -> Result<Policy> {
-        if !path.exists() {
-            return Ok(Policy::default());
+        let text = if path.exists() {
+            Some(read_bounded(path)?)
+        } else {
+            None
+        };
+        let mut last = LAST_READ.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, policy)) = last.as_ref()
+            && *seen == text
+        {
+            return Ok(policy.clone());
         }
-        let text = read_bounded(path)?;
-        Policy::parse(&text).with_context(|| format!("invalid policy in {}", path.display()))
+        let policy = match &text {
+            Some(t) => {
+                Policy::parse(t).with_context(|| format!("invalid policy in {}", path.display()))?
+            }
+            None => Policy::default(),
+        };
+        *last = Some((text, policy.clone()));
+        Ok(policy)
     }
 
     /// The decision for a scope name as requests carry it; unknown scopes are denied.
@@ -251,6 +274,30 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edited_policy_applies_at_the_next_read_and_a_removed_one_is_the_default() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("policy.toml");
+        std::fs::write(&path, "[scopes]\nfiles = \"allow\"\n")?;
+        assert_eq!(Policy::load(&path)?.decision("files"), Decision::Allow);
+        assert_eq!(Policy::load(&path)?.decision("files"), Decision::Allow);
+        std::fs::write(
+            &path,
+            "[scopes]\nfiles = \"deny\"\n[files]\nallow = [\"/srv/**\"]\n",
+        )?;
+        let edited = Policy::load(&path)?;
+        assert_eq!(edited.decision("files"), Decision::Deny);
+        assert_eq!(edited.files.check(Path::new("/srv/a.log")), Ok(()));
+        std::fs::write(&path, "[files]\nallow = [\"relative/**\"]\n")?;
+        assert!(
+            Policy::load(&path).is_err(),
+            "a bad glob is refused when read"
+        );
+        std::fs::remove_file(&path)?;
+        assert_eq!(Policy::load(&path)?, Policy::default());
+        Ok(())
+    }
 
     #[test]
     fn default_file_parses_to_prompt_everywhere() -> Result<()> {
