@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use deskside_agent::state::StateDir;
 use deskside_controller::client::Refused;
 use deskside_controller::server::Options;
 use deskside_proto::msg::agent::{AgentNotice, CheckIn, Delivery, NoticeAck};
@@ -14,6 +13,7 @@ use deskside_proto::msg::tech::{ErrorCode, ErrorReply, TechReply, TechRequest};
 use deskside_tests::hostile::{
     EVENTUALLY, Scene, alpn_config, diag, frame, new_ticket, raw_connect, refusal, refused_reason,
 };
+use deskside_tests::raw::RawAgent;
 use deskside_transport::tls::MAX_CONCURRENT_STREAMS;
 use deskside_transport::{TransportError, endpoint, framed, pki};
 use time::OffsetDateTime;
@@ -24,24 +24,6 @@ const SHORT: Duration = Duration::from_secs(1);
 /// A hello timeout a test waits for once; the good agent and technicians in the same
 /// scene must still say hello within it on a busy machine.
 const SHORT_HELLO: Duration = Duration::from_secs(2);
-
-/// An agent enrolled through the real token path but driven by the test, not the service.
-struct RawAgent {
-    id: String,
-    cert_pem: String,
-    key_pem: String,
-}
-
-async fn enroll_raw_agent(scene: &Scene, name: &str) -> Result<RawAgent> {
-    let state = StateDir::new(scene.cluster.dir.path().join(format!("raw-{name}")));
-    let token = scene.cluster.token(Duration::from_secs(60))?;
-    let enrolled = deskside_agent::enroll::enroll(&state, &token).await?;
-    Ok(RawAgent {
-        id: enrolled.agent_id,
-        cert_pem: std::fs::read_to_string(state.cert())?,
-        key_pem: std::fs::read_to_string(state.key())?,
-    })
-}
 
 fn days(n: i64) -> time::Duration {
     time::Duration::days(n)
@@ -96,7 +78,7 @@ async fn no_alpn_is_refused_for_no_application_protocol() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_client_certificate_is_refused_as_expired() -> Result<()> {
     let scene = Scene::start().await?;
-    let agent = enroll_raw_agent(&scene, "expired").await?;
+    let agent = RawAgent::enroll(&scene, "expired").await?;
     let cn = Identity::Agent {
         id: agent.id.clone(),
     }
@@ -115,7 +97,7 @@ async fn expired_client_certificate_is_refused_as_expired() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_yet_valid_client_certificate_is_refused_as_not_valid_yet() -> Result<()> {
     let scene = Scene::start().await?;
-    let agent = enroll_raw_agent(&scene, "future").await?;
+    let agent = RawAgent::enroll(&scene, "future").await?;
     let cn = Identity::Agent {
         id: agent.id.clone(),
     }
@@ -160,7 +142,7 @@ async fn unknown_request_kind_loses_its_stream_with_the_decode_failure() -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_notice_kind_from_an_agent_is_rejected_with_the_decode_failure() -> Result<()> {
     let scene = Scene::start().await?;
-    let agent = enroll_raw_agent(&scene, "odd").await?;
+    let agent = RawAgent::enroll(&scene, "odd").await?;
     let addr = scene.addr().await?;
     let ep = endpoint::client_endpoint(addr)?;
     let config = scene.client_config(&agent.cert_pem, &agent.key_pem)?;
@@ -413,7 +395,7 @@ async fn a_revoked_technician_is_refused_at_connect() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_garbled_check_in_closes_the_agent_connection_as_a_bad_frame() -> Result<()> {
     let scene = Scene::start().await?;
-    let agent = enroll_raw_agent(&scene, "garbled").await?;
+    let agent = RawAgent::enroll(&scene, "garbled").await?;
     let addr = scene.addr().await?;
     let ep = endpoint::client_endpoint(addr)?;
     let config = scene.client_config(&agent.cert_pem, &agent.key_pem)?;
