@@ -301,12 +301,17 @@ async fn technician(
     let summary = crate::cli::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
     let verified = crate::bundle::verify(&out)?;
     println!(
-        "    {} files, {} bytes; all {} items signed: {} on the machine by the agent, {} session records by the controller; chain of {} entries intact",
+        "    {} files, {} bytes; all {} items signed: {} on the machine by the agent, {} by the controller (session {}); chain of {} entries intact",
         summary.files,
         summary.bytes,
         verified.items,
         verified.signed - verified.by_controller,
         verified.by_controller,
+        if verified.by_controller == 1 {
+            "record"
+        } else {
+            "records"
+        },
         verified.entries
     );
     println!(
