@@ -9,7 +9,7 @@ pub mod raw;
 pub mod rt;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -223,6 +223,18 @@ pub async fn wait_online(client: &TechClient, agent: &str) -> Result<()> {
 
 /// Path of a workspace binary (`deskside`, `deskside-agent`), building it once if the
 /// test run did not (e.g. `cargo test -p deskside-tests`).
+/// A child process that is killed and reaped when this is dropped, so a failing test
+/// leaves no server or agent behind.
+#[derive(Debug)]
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn bin(name: &str) -> Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT

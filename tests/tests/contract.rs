@@ -4,21 +4,12 @@
 #![allow(clippy::indexing_slicing)] // serde_json::Value indexing yields Null, never panics
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deskside_tests::{bin, run};
+use deskside_tests::{Guard, bin, run};
 use serde_json::Value;
-
-/// Kills the child on drop so a failing test leaves no server behind.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 mod oscheck {
     /// `sha256sum`, the OS tool an admin would use to check evidence.

@@ -8,17 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deskside_tests::{Cluster, bin, free_udp_addr, run};
+use deskside_tests::{Cluster, Guard, bin, free_udp_addr, run};
 use serde_json::Value;
-
-/// Kills the child on drop so a failing test leaves no process behind.
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// How long a test waits for a line it expects in a log (generous: a busy 2-core machine).
 const LOG_WAIT: Duration = Duration::from_secs(30);

@@ -5,20 +5,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use deskside_proto::msg::identity::Tier;
 use deskside_tests::rt::{RtServer, queue_name};
-use deskside_tests::{bin, run};
-
-struct Guard(Child);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use deskside_tests::{Guard, bin, run};
 
 fn rt_section(url: &str, extra: &str) -> String {
     format!(
