@@ -20,6 +20,7 @@ pub mod records;
 pub mod report;
 pub mod request_key;
 pub mod server;
+pub mod service;
 pub mod sla;
 pub mod starter;
 pub mod store;

@@ -97,6 +97,80 @@ pub enum TechRequest {
     },
 }
 
+impl TechRequest {
+    /// The request's name in metrics, logs and the audit (`list_agents`, `run_script`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TechRequest::ListAgents => "list_agents",
+            TechRequest::NewTicket { .. } => "new_ticket",
+            TechRequest::ListTickets => "list_tickets",
+            TechRequest::ShowTicket { .. } => "show_ticket",
+            TechRequest::Diagnostics { .. } => "diagnostics",
+            TechRequest::RequestSession { .. } => "request_session",
+            TechRequest::JoinSession { .. } => "join_session",
+            TechRequest::EndSession { .. } => "end_session",
+            TechRequest::Note { .. } => "note",
+            TechRequest::Resolve { .. } => "resolve",
+            TechRequest::Escalate { .. } => "escalate",
+            TechRequest::Export { .. } => "export",
+            TechRequest::Sync { .. } => "sync",
+            TechRequest::ListScripts => "list_scripts",
+            TechRequest::ShowScript { .. } => "show_script",
+            TechRequest::RunScript { .. } => "run_script",
+            TechRequest::RenewCertificate { .. } => "renew_certificate",
+            TechRequest::Collect { .. } => "collect",
+        }
+    }
+
+    /// The ticket the request is about, for requests about one.
+    pub fn ticket(&self) -> Option<u64> {
+        match self {
+            TechRequest::ShowTicket { number }
+            | TechRequest::Note { number, .. }
+            | TechRequest::Resolve { number, .. }
+            | TechRequest::Escalate { number, .. }
+            | TechRequest::Export { number }
+            | TechRequest::Sync { number } => Some(*number),
+            TechRequest::Diagnostics { ticket, .. }
+            | TechRequest::RequestSession { ticket, .. }
+            | TechRequest::JoinSession { ticket, .. }
+            | TechRequest::EndSession { ticket, .. }
+            | TechRequest::RunScript { ticket, .. }
+            | TechRequest::Collect { ticket, .. } => Some(*ticket),
+            TechRequest::ListAgents
+            | TechRequest::NewTicket { .. }
+            | TechRequest::ListTickets
+            | TechRequest::ListScripts
+            | TechRequest::ShowScript { .. }
+            | TechRequest::RenewCertificate { .. } => None,
+        }
+    }
+
+    /// The agent the request names (an id or a hostname), for requests that name one.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            TechRequest::Diagnostics { agent, .. }
+            | TechRequest::RequestSession { agent, .. }
+            | TechRequest::EndSession { agent, .. }
+            | TechRequest::RunScript { agent, .. }
+            | TechRequest::Collect { agent, .. } => Some(agent),
+            TechRequest::NewTicket { agent, .. } => agent.as_deref(),
+            TechRequest::ListAgents
+            | TechRequest::ListTickets
+            | TechRequest::ShowTicket { .. }
+            | TechRequest::JoinSession { .. }
+            | TechRequest::Note { .. }
+            | TechRequest::Resolve { .. }
+            | TechRequest::Escalate { .. }
+            | TechRequest::Export { .. }
+            | TechRequest::Sync { .. }
+            | TechRequest::ListScripts
+            | TechRequest::ShowScript { .. }
+            | TechRequest::RenewCertificate { .. } => None,
+        }
+    }
+}
+
 impl Message for TechRequest {
     const KIND: &'static str = "technician request";
     const MAX_BYTES: u32 = MAX_REQUEST_BYTES;

@@ -6,40 +6,40 @@
 
 use deskside_proto::msg::agent::NoticeAck;
 use deskside_proto::msg::identity::Identity;
-use deskside_proto::msg::tech::{ErrorCode, TechReply};
+use deskside_proto::msg::tech::ErrorCode;
 use deskside_transport::pki;
-use quinn::Connection;
+use rustls_pki_types::CertificateDer;
 use tracing::{info, warn};
 
-use super::Shared;
-use super::tech::error;
+use super::{Failure, Principal, Shared, admit};
 use crate::ca::Issued;
 
-/// Certifies `identity`'s key again; the certificate presented on `conn` proves the key.
+/// Certifies `identity`'s key again; the certificate `presented` on the connection
+/// proves the key.
 async fn issue(
     shared: &Shared,
-    conn: &Connection,
+    presented: Option<&CertificateDer<'static>>,
     identity: &Identity,
     csr_pem: &str,
 ) -> Result<(Issued, String), String> {
-    let presented = super::peer_certificate(conn)
-        .ok_or("renewal needs the client's current certificate on the connection")?;
-    let fingerprint = hex::encode(pki::fingerprint(&presented));
+    let presented =
+        presented.ok_or("renewal needs the client's current certificate on the connection")?;
+    let fingerprint = hex::encode(pki::fingerprint(presented));
     shared
         .ca
-        .renew_client(csr_pem, identity, &presented, shared.client_validity)
+        .renew_client(csr_pem, identity, presented, shared.client_validity)
         .map(|issued| (issued, fingerprint))
         .map_err(|e| e.to_string())
 }
 
 pub(super) async fn agent(
     shared: &Shared,
-    conn: &Connection,
+    presented: Option<&CertificateDer<'static>>,
     id: &str,
     csr_pem: &str,
 ) -> NoticeAck {
     let identity = Identity::Agent { id: id.to_owned() };
-    let (issued, presented) = match issue(shared, conn, &identity, csr_pem).await {
+    let (issued, presented) = match issue(shared, presented, &identity, csr_pem).await {
         Ok(v) => v,
         Err(reason) => {
             warn!(agent = id, %reason, "certificate renewal refused");
@@ -77,19 +77,21 @@ pub(super) async fn agent(
     }
 }
 
+/// `deskside renew` for technician `who`, over a connection that presented their
+/// current certificate.
 pub(super) async fn technician(
     shared: &Shared,
-    conn: &Connection,
-    name: &str,
+    who: &Principal,
     csr_pem: &str,
-) -> TechReply {
+) -> Result<(String, u64), Failure> {
+    admit(shared, who, None).await?;
+    let name = who.name.as_str();
     let identity = Identity::Technician {
         name: name.to_owned(),
     };
-    let (issued, presented) = match issue(shared, conn, &identity, csr_pem).await {
-        Ok(v) => v,
-        Err(reason) => return error(ErrorCode::BadRequest, reason),
-    };
+    let (issued, presented) = issue(shared, who.certificate.as_ref(), &identity, csr_pem)
+        .await
+        .map_err(|reason| Failure::new(ErrorCode::BadRequest, reason))?;
     let (tech, i) = (name.to_owned(), issued.clone());
     let stored = shared
         .store
@@ -104,11 +106,8 @@ pub(super) async fn technician(
                 not_after = issued.not_after_secs,
                 "technician certificate renewed"
             );
-            TechReply::Renewed {
-                cert_pem: issued.cert_pem,
-                not_after_secs: issued.not_after_secs,
-            }
+            Ok((issued.cert_pem, issued.not_after_secs))
         }
-        Err(e) => error(ErrorCode::Internal, e.to_string()),
+        Err(e) => Err(Failure::new(ErrorCode::Internal, e.to_string())),
     }
 }

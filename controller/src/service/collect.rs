@@ -15,14 +15,12 @@ use deskside_proto::msg::files::{
     FILE_KIND, FileManifest, FileRefusal, MANIFEST_KIND, plain_absolute,
 };
 use deskside_proto::msg::tech::{CollectReport, ErrorCode, EvidenceRef, TechReply};
-use deskside_transport::framed;
-use quinn::{RecvStream, SendStream};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::Shared;
-use super::tech::{Tech, call_failed, error, record, refused, target};
+use super::link::AgentStream;
+use super::{Failure, Principal, ReplySink, Shared, admit, record, target};
 use crate::evidence::BlobWriter;
 use crate::store::{NewEvent, NewEvidence};
 
@@ -41,63 +39,60 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Why a collect did not end in stored evidence: what the technician sees and what the
 /// ticket's timeline says.
 #[derive(Debug)]
-struct Failure {
-    reply: TechReply,
+struct NotStored {
+    failure: Failure,
     /// Timeline entry kind (`refused`, `failed`, `rejected`).
     kind: &'static str,
     detail: String,
 }
 
-impl Failure {
-    fn new(code: ErrorCode, kind: &'static str, message: String) -> Failure {
-        Failure {
-            reply: error(code, message.clone()),
+impl NotStored {
+    fn new(code: ErrorCode, kind: &'static str, message: String) -> NotStored {
+        NotStored {
+            failure: Failure::new(code, message.clone()),
             kind,
             detail: message,
         }
     }
 }
 
-pub(super) async fn collect(
+/// Collects the regular file at the absolute `path` on the agent's machine and stores it
+/// as evidence on the ticket, telling `out` how far the transfer is. Every outcome after
+/// the agent was asked lands on the ticket's timeline.
+pub(crate) async fn collect<S: ReplySink>(
     shared: &Shared,
-    tech: &Tech,
-    agent: &str,
-    ticket: u64,
-    path: String,
-    out: &mut SendStream,
-) -> String {
-    let mut live = true;
-    let reply = match collect_inner(shared, tech, agent, ticket, &path, out, &mut live).await {
-        Ok(report) => TechReply::Collected(Box::new(report)),
-        // Refused before the agent was asked (no such agent or ticket): nothing to record.
-        Err(f) if f.detail.is_empty() => f.reply,
-        Err(f) => {
-            info!(outcome = f.kind, detail = %f.detail, "file not stored");
-            record(shared, ticket, &tech.name, f.kind, f.detail).await;
-            f.reply
-        }
-    };
-    if live && framed::send(out, &reply).await.is_err() {
-        debug!("technician went away before the collect ended");
-    }
-    super::tech::outcome_of(&reply)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn collect_inner(
-    shared: &Shared,
-    tech: &Tech,
+    tech: &Principal,
     agent: &str,
     ticket: u64,
     path: &str,
-    out: &mut SendStream,
-    live: &mut bool,
+    out: &mut S,
 ) -> Result<CollectReport, Failure> {
+    admit(shared, tech, Some(ticket)).await?;
+    match collect_inner(shared, tech, agent, ticket, path, out).await {
+        Ok(report) => Ok(report),
+        // Refused before the agent was asked (no such agent or ticket): nothing to record.
+        Err(f) if f.detail.is_empty() => Err(f.failure),
+        Err(f) => {
+            info!(outcome = f.kind, detail = %f.detail, "file not stored");
+            record(shared, ticket, &tech.name, f.kind, f.detail).await;
+            Err(f.failure)
+        }
+    }
+}
+
+async fn collect_inner<S: ReplySink>(
+    shared: &Shared,
+    tech: &Principal,
+    agent: &str,
+    ticket: u64,
+    path: &str,
+    out: &mut S,
+) -> Result<CollectReport, NotStored> {
     let started = Instant::now();
     let (agent, _) = target(shared, agent, ticket)
         .await
-        .map_err(|reply| Failure {
-            reply,
+        .map_err(|failure| NotStored {
+            failure,
             kind: "failed",
             detail: String::new(),
         })?;
@@ -105,41 +100,43 @@ async fn collect_inner(
         let refusal = FileRefusal::RelativePath {
             path: path.to_owned(),
         };
-        return Err(Failure::new(
+        return Err(NotStored::new(
             ErrorCode::FileUnavailable,
             "refused",
             format!("file from {}: {refusal}", agent.id),
         ));
     }
     let id = agent.id.clone();
-    let (mut to_agent, mut from_agent) = shared.agents.open(&id).await.map_err(|e| {
+    let mut stream = shared.agents.open(&id).await.map_err(|e| {
         let detail = e.to_string();
-        Failure {
-            reply: call_failed(e),
+        NotStored {
+            failure: Failure::from(e),
             kind: "failed",
             detail,
         }
     })?;
+    let stream = stream.as_mut();
     let limit = shared.max_collect_bytes;
     let req = AgentRequest::CollectFile {
         requester: tech.requester(shared, &agent.id, ticket),
         path: path.to_owned(),
         max_bytes: limit,
     };
-    let failed = |code, message: String| Failure::new(code, "failed", message);
-    framed::send(&mut to_agent, &req)
+    let failed = |code, message: String| NotStored::new(code, "failed", message);
+    stream
+        .send(&req)
         .await
         .map_err(|e| failed(ErrorCode::AgentFailed, format!("agent {id}: {e}")))?;
     info!(agent = %id, ticket, path, "file requested");
-    let first = framed::recv_within::<AgentReply>(&mut from_agent, ANSWER_TIMEOUT)
+    let first = stream
+        .reply_within(ANSWER_TIMEOUT)
         .await
         .map_err(|e| failed(ErrorCode::AgentFailed, format!("agent {id}: {e}")))?;
     let declared = match first {
         AgentReply::FileStart { size_bytes } => size_bytes,
         AgentReply::Refused(r) => {
-            let reply = refused(&id, &r);
-            return Err(Failure {
-                reply,
+            return Err(NotStored {
+                failure: Failure::refused_by(&id, &r),
                 kind: "refused",
                 detail: format!("file {path} refused by {id}: {}", r.reason),
             });
@@ -151,7 +148,7 @@ async fn collect_inner(
                 FileRefusal::Forbidden { .. } => ErrorCode::AgentRefused,
                 _ => ErrorCode::FileUnavailable,
             };
-            return Err(Failure::new(
+            return Err(NotStored::new(
                 code,
                 "refused",
                 format!("file from {id}: {f}"),
@@ -165,8 +162,7 @@ async fn collect_inner(
         }
         other => {
             return Err(abandon(
-                &mut to_agent,
-                &mut from_agent,
+                stream,
                 format!(
                     "agent {id} answered a file request with {}",
                     reply_name(&other)
@@ -177,22 +173,21 @@ async fn collect_inner(
     };
     if declared > limit {
         return Err(abandon(
-            &mut to_agent,
-            &mut from_agent,
+            stream,
             format!(
                 "agent {id} announced {declared} bytes for {path}, over the {limit}-byte limit for one collected file"
             ),
         )
         .await);
     }
-    let writer = receive(shared, &id, path, declared, &mut from_agent, out, live).await;
+    let writer = receive(shared, &id, path, declared, stream, out).await;
     let writer = match writer {
         Ok(w) => w,
-        Err(reason) => return Err(abandon(&mut to_agent, &mut from_agent, reason).await),
+        Err(reason) => return Err(abandon(stream, reason).await),
     };
     // Exactly the declared bytes are in; anything more the agent sent is read as the
     // next frame and refused there.
-    let sent = framed::recv_within::<AgentReply>(&mut from_agent, ANSWER_TIMEOUT).await;
+    let sent = stream.reply_within(ANSWER_TIMEOUT).await;
     let item = match sent {
         Ok(AgentReply::FileSent(item)) => *item,
         Ok(other) => {
@@ -200,20 +195,20 @@ async fn collect_inner(
                 "agent {id} followed the {declared} bytes of {path} with {} instead of its manifest",
                 reply_name(&other)
             );
-            return Err(abandon(&mut to_agent, &mut from_agent, reason).await);
+            return Err(abandon(stream, reason).await);
         }
         Err(e) => {
             let reason = format!(
                 "agent {id}: after the {declared} bytes it announced for {path}, no manifest: {e}"
             );
-            return Err(abandon(&mut to_agent, &mut from_agent, reason).await);
+            return Err(abandon(stream, reason).await);
         }
     };
     let received_ms = started.elapsed().as_millis();
     let stored = store(shared, tech, &id, ticket, path, declared, writer, item).await;
     match stored {
         Ok((manifest, evidence, manifest_evidence)) => {
-            super::intake::acknowledge(&mut to_agent, &NoticeAck::Recorded).await;
+            stream.acknowledge(&NoticeAck::Recorded).await;
             let elapsed = started.elapsed();
             let mib_s = declared as f64 / 1_048_576.0 / elapsed.as_secs_f64().max(1e-6);
             let total_ms = elapsed.as_millis();
@@ -237,7 +232,7 @@ async fn collect_inner(
                     reason: failure.detail.clone(),
                 }
             };
-            super::intake::acknowledge(&mut to_agent, &ack).await;
+            stream.acknowledge(&ack).await;
             Err(failure)
         }
     }
@@ -245,33 +240,26 @@ async fn collect_inner(
 
 /// Gives up on a transfer the agent got wrong: it loses the stream (and is told why);
 /// the technician is told too. Whatever was written aside is already gone.
-async fn abandon(
-    to_agent: &mut SendStream,
-    from_agent: &mut RecvStream,
-    reason: String,
-) -> Failure {
+async fn abandon(stream: &mut dyn AgentStream, reason: String) -> NotStored {
     warn!(%reason, "file transfer refused");
-    let _ = from_agent.stop(close::TRANSFER_ABORTED.into());
-    super::intake::acknowledge(
-        to_agent,
-        &NoticeAck::Rejected {
+    stream.stop(close::TRANSFER_ABORTED);
+    stream
+        .acknowledge(&NoticeAck::Rejected {
             reason: reason.clone(),
-        },
-    )
-    .await;
-    Failure::new(ErrorCode::AgentFailed, "rejected", reason)
+        })
+        .await;
+    NotStored::new(ErrorCode::AgentFailed, "rejected", reason)
 }
 
 /// Reads exactly `declared` bytes into a new blob, off the reactor, telling the
 /// technician how far it is. The blob is not committed yet.
-async fn receive(
+async fn receive<S: ReplySink>(
     shared: &Shared,
     agent: &str,
     path: &str,
     declared: u64,
-    from_agent: &mut RecvStream,
-    out: &mut SendStream,
-    live: &mut bool,
+    from_agent: &mut dyn AgentStream,
+    out: &mut S,
 ) -> Result<Box<dyn BlobWriter>, String> {
     let blobs = shared.blobs.clone();
     let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
@@ -294,11 +282,8 @@ async fn receive(
             let mut gathered = 0;
             while gathered < WRITE_CHUNK_BYTES && received < declared {
                 let left = usize::try_from(declared - received).unwrap_or(usize::MAX);
-                let chunk = match tokio::time::timeout(
-                    STALL_TIMEOUT,
-                    from_agent.read_chunk(left, true),
-                )
-                .await
+                let chunk = match tokio::time::timeout(STALL_TIMEOUT, from_agent.read_chunk(left))
+                    .await
                 {
                     Err(_) => {
                         return Err(format!(
@@ -316,7 +301,7 @@ async fn receive(
                             "agent {agent} ended {path} after {received} of the {declared} bytes it announced"
                         ));
                     }
-                    Ok(Ok(Some(chunk))) => chunk.bytes,
+                    Ok(Ok(Some(chunk))) => chunk,
                 };
                 gathered += chunk.len();
                 received += chunk.len() as u64;
@@ -326,15 +311,13 @@ async fn receive(
                 // The writer stopped; its error says why.
                 break;
             }
-            if *live && last_progress.elapsed() >= PROGRESS_EVERY {
+            if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
                 let progress = TechReply::CollectProgress {
                     received_bytes: received,
                     total_bytes: declared,
                 };
-                if framed::send(out, &progress).await.is_err() {
-                    *live = false;
-                }
+                out.send(&progress).await;
             }
         }
         Ok(())
@@ -362,21 +345,21 @@ async fn receive(
 #[allow(clippy::too_many_arguments)]
 async fn store(
     shared: &Shared,
-    tech: &Tech,
+    tech: &Principal,
     agent: &str,
     ticket: u64,
     path: &str,
     received: u64,
     writer: Box<dyn BlobWriter>,
     item: SignedItem,
-) -> Result<(FileManifest, EvidenceRef, EvidenceRef), (Failure, bool)> {
+) -> Result<(FileManifest, EvidenceRef, EvidenceRef), (NotStored, bool)> {
     let reject = |reason: String| {
         (
-            Failure::new(ErrorCode::AgentFailed, "rejected", reason),
+            NotStored::new(ErrorCode::AgentFailed, "rejected", reason),
             true,
         )
     };
-    let transient = |reason: String| (Failure::new(ErrorCode::Internal, "failed", reason), false);
+    let transient = |reason: String| (NotStored::new(ErrorCode::Internal, "failed", reason), false);
     if item.kind != MANIFEST_KIND || !valid_key(&item.key) {
         return Err(reject(format!(
             "agent {agent} sent a {:?} item with key {:?} where a file manifest was due",

@@ -10,13 +10,11 @@
 use deskside_proto::msg::agent::{NoticeAck, Requester, SignedItem, valid_key};
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::script::RunRecord;
-use deskside_proto::msg::tech::{ErrorCode, EvidenceRef, TechReply};
-use deskside_transport::framed;
+use deskside_proto::msg::tech::{ErrorCode, EvidenceRef};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::Shared;
-use super::tech::{error, record};
+use super::{Failure, Shared, record};
 use crate::store::{Delivered, NewEvent, NewEvidence, StoreError};
 
 /// Why an item was not stored, and whether the agent should offer it again.
@@ -46,8 +44,8 @@ impl Refused {
         }
     }
 
-    pub fn reply(&self) -> TechReply {
-        error(self.code, self.reason.clone())
+    pub fn failure(&self) -> Failure {
+        Failure::new(self.code, self.reason.clone())
     }
 
     pub fn ack(&self) -> NoticeAck {
@@ -193,13 +191,6 @@ pub(super) async fn recorded(
             received_at_secs
         }
     }
-}
-
-/// Tells the agent, on the request's stream, what became of the evidence it replied
-/// with; without this it delivers the item again from its spool.
-pub(super) async fn acknowledge(send: &mut quinn::SendStream, ack: &NoticeAck) {
-    let _ = framed::send(send, ack).await;
-    let _ = send.finish();
 }
 
 /// Evidence delivered from the agent's spool after its direct delivery was lost: stored

@@ -5,70 +5,72 @@
 use std::time::Duration;
 
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck};
-use deskside_proto::msg::script::{RunEvent, RunRecord};
+use deskside_proto::msg::script::{CatalogEntry, RunEvent, RunRecord};
 use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
-use deskside_transport::framed;
-use quinn::SendStream;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::Shared;
-use super::tech::{Tech, call_failed, error, record, refused, store_error, target_and};
+use super::link::AgentStream;
+use super::{Failure, Principal, ReplySink, Shared, admit, record, target_and};
 
 /// Beyond the script's own timeout, time for the agent to verify, start and report.
 const RUN_SLACK: Duration = Duration::from_secs(30);
 
-pub(super) async fn show(shared: &Shared, name: String) -> TechReply {
-    match shared.store.run(move |db| db.script(&name)).await {
-        Ok(s) => TechReply::Script(Box::new(ScriptView {
-            body_sha256: hex::encode(s.script.entry.body_sha256),
-            entry: s.script.entry,
-            body: s.script.body,
-            added_at_secs: s.added_at,
-        })),
-        Err(e) => store_error(e),
-    }
+/// The signed catalog: every script a technician may ask for, at any tier.
+pub(crate) async fn list(shared: &Shared, who: &Principal) -> Result<Vec<CatalogEntry>, Failure> {
+    admit(shared, who, None).await?;
+    Ok(shared.store.run(|db| db.scripts()).await?)
 }
 
-async fn send(out: &mut SendStream, reply: &TechReply, live: &mut bool) {
-    // A technician who goes away does not stop the run; the evidence is still stored.
-    if *live && framed::send(out, reply).await.is_err() {
-        debug!("technician went away during a run");
-        *live = false;
-    }
-}
-
-pub(super) async fn run(
+/// One catalog script with its body.
+pub(crate) async fn show(
     shared: &Shared,
-    tech: &Tech,
-    agent: &str,
-    ticket: u64,
-    name: &str,
-    params: Vec<(String, String)>,
-    out: &mut SendStream,
-) -> String {
-    let mut live = true;
-    let reply = run_inner(shared, tech, agent, ticket, name, params, out, &mut live).await;
-    send(out, &reply, &mut live).await;
-    super::tech::outcome_of(&reply)
+    who: &Principal,
+    name: String,
+) -> Result<ScriptView, Failure> {
+    admit(shared, who, None).await?;
+    let s = shared.store.run(move |db| db.script(&name)).await?;
+    Ok(ScriptView {
+        body_sha256: hex::encode(s.script.entry.body_sha256),
+        entry: s.script.entry,
+        body: s.script.body,
+        added_at_secs: s.added_at,
+    })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_inner(
+/// A catalog script to run on an agent for a ticket.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    /// The agent's id or a hostname that names exactly one agent.
+    pub agent: String,
+    pub ticket: u64,
+    pub script: String,
+    /// Typed parameters by name, as the technician gave them (checked here and again
+    /// on the agent).
+    pub params: Vec<(String, String)>,
+}
+
+/// Runs a catalog script on the agent: the technician's tier and the parameters are
+/// checked, the signed script is sent, its output streams to `out` as it comes, and the
+/// agent's signed run record is stored as evidence on the ticket. A technician who goes
+/// away does not stop the run; the evidence is still stored.
+pub(crate) async fn run<S: ReplySink>(
     shared: &Shared,
-    tech: &Tech,
-    agent: &str,
-    ticket: u64,
-    name: &str,
-    params: Vec<(String, String)>,
-    out: &mut SendStream,
-    live: &mut bool,
-) -> TechReply {
+    tech: &Principal,
+    run: Run,
+    out: &mut S,
+) -> Result<RunReport, Failure> {
+    let Run {
+        agent,
+        ticket,
+        script,
+        params,
+    } = run;
+    admit(shared, tech, Some(ticket)).await?;
+    let name = script.as_str();
     let script_name = name.to_owned();
-    let found = target_and(shared, agent, ticket, move |db| db.script(&script_name)).await;
-    let (agent, stored) = match found {
-        Ok((agent, _, stored)) => (agent, stored.script),
-        Err(reply) => return reply,
-    };
+    let (agent, _, stored) =
+        target_and(shared, &agent, ticket, move |db| db.script(&script_name)).await?;
+    let stored = stored.script;
     let entry = stored.entry.clone();
     if entry.tier > tech.tier {
         let detail = format!(
@@ -76,25 +78,25 @@ async fn run_inner(
             tech.name, tech.tier, entry.tier
         );
         record(shared, ticket, &tech.name, "refused", detail.clone()).await;
-        return error(
+        return Err(Failure::new(
             ErrorCode::Forbidden,
             format!("{detail}; escalate the ticket to {}", entry.tier),
-        );
+        ));
     }
     if let Err(e) = entry.resolve_params(&params) {
-        return error(ErrorCode::BadRequest, format!("script {name}: {e}"));
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!("script {name}: {e}"),
+        ));
     }
-    let (mut to_agent, mut from_agent) = match shared.agents.open(&agent.id).await {
-        Ok(s) => s,
-        Err(e) => return call_failed(e),
-    };
+    let mut stream = shared.agents.open(&agent.id).await?;
     let req = AgentRequest::RunScript {
         requester: tech.requester(shared, &agent.id, ticket),
         script: Box::new(stored),
         params: params.clone(),
     };
-    if let Err(e) = framed::send(&mut to_agent, &req).await {
-        return error(ErrorCode::AgentFailed, e.to_string());
+    if let Err(e) = stream.send(&req).await {
+        return Err(Failure::new(ErrorCode::AgentFailed, e.to_string()));
     }
     info!(agent = %agent.id, ticket, script = name, "script run requested");
 
@@ -104,26 +106,26 @@ async fn run_inner(
     let mut finished = None;
     let (result, item) = loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let reply = match framed::recv_within::<AgentReply>(&mut from_agent, left).await {
+        let reply = match stream.reply_within(left).await {
             Ok(r) => r,
             Err(e) => {
                 let detail = format!("script {name} on {}: {e}", agent.id);
                 record(shared, ticket, &tech.name, "failed", detail.clone()).await;
-                return error(ErrorCode::AgentFailed, detail);
+                return Err(Failure::new(ErrorCode::AgentFailed, detail));
             }
         };
         match reply {
             AgentReply::Run(RunEvent::Output { stream, data }) => {
-                send(out, &TechReply::RunOutput { stream, data }, live).await;
+                out.send(&TechReply::RunOutput { stream, data }).await;
             }
             AgentReply::Run(RunEvent::Finished(result)) => finished = Some(result),
             AgentReply::Evidence(item) => match finished.take() {
                 Some(result) => break (result, *item),
                 None => {
-                    return error(
+                    return Err(Failure::new(
                         ErrorCode::AgentFailed,
                         "the agent sent a run record before the run finished",
-                    );
+                    ));
                 }
             },
             AgentReply::Refused(r) => {
@@ -135,7 +137,7 @@ async fn run_inner(
                     format!("script {name} refused by {}: {}", agent.id, r.reason),
                 )
                 .await;
-                return refused(&agent.id, &r);
+                return Err(Failure::refused_by(&agent.id, &r));
             }
             AgentReply::Failed { reason } => {
                 record(
@@ -146,13 +148,13 @@ async fn run_inner(
                     format!("script {name} on {}: {reason}", agent.id),
                 )
                 .await;
-                return error(ErrorCode::AgentFailed, reason);
+                return Err(Failure::new(ErrorCode::AgentFailed, reason));
             }
             other => {
-                return error(
+                return Err(Failure::new(
                     ErrorCode::AgentFailed,
                     format!("unexpected reply {other:?}"),
-                );
+                ));
             }
         }
     };
@@ -160,7 +162,7 @@ async fn run_inner(
         Ok(r) => r,
         Err(e) => {
             let reason = format!("the agent's run record is unreadable: {e}");
-            return unusable(&mut to_agent, reason).await;
+            return Err(unusable(stream.as_mut(), reason).await);
         }
     };
     if item.kind != "script_run"
@@ -169,7 +171,7 @@ async fn run_inner(
         || record.result != result
     {
         let reason = "the agent's run record does not match the run it reported".to_owned();
-        return unusable(&mut to_agent, reason).await;
+        return Err(unusable(stream.as_mut(), reason).await);
     }
     let r = &result;
     let detail = format!(
@@ -203,26 +205,26 @@ async fn run_inner(
     {
         Ok(e) => e,
         Err(refused) => {
-            super::intake::acknowledge(&mut to_agent, &refused.ack()).await;
-            return refused.reply();
+            stream.acknowledge(&refused.ack()).await;
+            return Err(refused.failure());
         }
     };
-    super::intake::acknowledge(&mut to_agent, &NoticeAck::Recorded).await;
-    TechReply::RunFinished(Box::new(RunReport {
+    stream.acknowledge(&NoticeAck::Recorded).await;
+    Ok(RunReport {
         ticket,
         agent: agent.id.clone(),
         script: name.to_owned(),
         version: entry.version,
         result,
         evidence,
-    }))
+    })
 }
 
 /// Refuses a run record for good (the agent drops it from its spool) and says why.
-async fn unusable(to_agent: &mut SendStream, reason: String) -> TechReply {
+async fn unusable(stream: &mut dyn AgentStream, reason: String) -> Failure {
     let ack = NoticeAck::Rejected {
         reason: reason.clone(),
     };
-    super::intake::acknowledge(to_agent, &ack).await;
-    error(ErrorCode::AgentFailed, reason)
+    stream.acknowledge(&ack).await;
+    Failure::new(ErrorCode::AgentFailed, reason)
 }

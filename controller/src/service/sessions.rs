@@ -4,23 +4,36 @@
 use std::time::{Duration, Instant};
 
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, RefusalCode};
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::session::Grant;
 use deskside_proto::msg::session::{
     MAX_ANSWER_SECS, MAX_SESSION_SECS, Scope, SessionAsk, SessionOutcome,
 };
-use deskside_proto::msg::tech::{ErrorCode, SessionReport, TechReply};
+use deskside_proto::msg::tech::{ErrorCode, SessionReport};
 use tracing::{debug, info, warn};
 
-use super::Shared;
-use super::tech::{Tech, call_failed, error, record, refused, target};
 use super::throttle::{Held, Wrong};
+use super::{Failure, Principal, Shared, admit, record, target};
 
 /// The agent answers a session request after the user does; allow some slack on top.
 const ANSWER_SLACK: Duration = Duration::from_secs(15);
 
-fn too_high(tech: &Tech, scopes: &[Scope]) -> Option<Scope> {
+/// A session to ask the agent's user for.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionRequest {
+    /// The agent's id or a hostname that names exactly one agent.
+    pub agent: String,
+    pub ticket: u64,
+    pub scopes: Vec<Scope>,
+    pub duration_secs: u64,
+    /// How long the user has to answer.
+    pub wait_secs: u64,
+}
+
+fn too_high(tech: &Principal, scopes: &[Scope]) -> Option<Scope> {
     scopes.iter().copied().find(|s| match s {
-        Scope::ScriptsL2 => tech.tier < deskside_proto::msg::identity::Tier::L2,
-        Scope::ScriptsL3 => tech.tier < deskside_proto::msg::identity::Tier::L3,
+        Scope::ScriptsL2 => tech.tier < Tier::L2,
+        Scope::ScriptsL3 => tech.tier < Tier::L3,
         _ => false,
     })
 }
@@ -49,75 +62,80 @@ fn session_reply(
     shared_agent: &str,
     ticket: u64,
     reply: AgentReply,
-) -> (Option<String>, TechReply) {
+) -> (Option<String>, Result<SessionReport, Failure>) {
     match reply {
         AgentReply::Session(outcome) => {
             let (_, detail) = describe(&outcome);
             (
                 Some(detail),
-                TechReply::Session(Box::new(SessionReport {
+                Ok(SessionReport {
                     agent: shared_agent.to_owned(),
                     ticket,
                     outcome,
-                })),
+                }),
             )
         }
         AgentReply::Refused(r) => (
             Some(format!("session refused by the agent: {}", r.reason)),
-            refused(shared_agent, &r),
+            Err(Failure::refused_by(shared_agent, &r)),
         ),
         AgentReply::Failed { reason } => (
             Some(format!("session request failed: {reason}")),
-            error(ErrorCode::AgentFailed, reason),
+            Err(Failure::new(ErrorCode::AgentFailed, reason)),
         ),
         other => (
             None,
-            error(
+            Err(Failure::new(
                 ErrorCode::AgentFailed,
                 format!("unexpected reply {other:?}"),
-            ),
+            )),
         ),
     }
 }
 
-pub(super) async fn request(
+/// Asks the agent's user for a session; their answer (or its absence) is final.
+pub(crate) async fn request(
     shared: &Shared,
-    tech: &Tech,
-    agent: &str,
-    ticket: u64,
-    scopes: Vec<Scope>,
-    duration_secs: u64,
-    wait_secs: u64,
-) -> TechReply {
-    let (agent, t) = match target(shared, agent, ticket).await {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
+    tech: &Principal,
+    ask: SessionRequest,
+) -> Result<SessionReport, Failure> {
+    let SessionRequest {
+        agent,
+        ticket,
+        scopes,
+        duration_secs,
+        wait_secs,
+    } = ask;
+    admit(shared, tech, Some(ticket)).await?;
+    let (agent, t) = target(shared, &agent, ticket).await?;
     if scopes.is_empty() {
-        return error(ErrorCode::BadRequest, "ask for at least one scope");
+        return Err(Failure::new(
+            ErrorCode::BadRequest,
+            "ask for at least one scope",
+        ));
     }
     if let Some(s) = too_high(tech, &scopes) {
-        return error(
+        return Err(Failure::new(
             ErrorCode::Forbidden,
             format!(
                 "technician {} is {}; {s} needs a higher tier (escalate the ticket)",
                 tech.name, tech.tier
             ),
-        );
+        ));
     }
     if duration_secs == 0
         || duration_secs > MAX_SESSION_SECS
         || wait_secs == 0
         || wait_secs > MAX_ANSWER_SECS
     {
-        return error(
+        return Err(Failure::new(
             ErrorCode::BadRequest,
             format!(
                 "a session lasts 1s..{}h and the user gets 1s..{}m to answer",
                 MAX_SESSION_SECS / 3600,
                 MAX_ANSWER_SECS / 60
             ),
-        );
+        ));
     }
     record(
         shared,
@@ -147,18 +165,14 @@ pub(super) async fn request(
             crate::clock::now_secs(),
         ),
     };
-    let reply = match shared
+    let reply = shared
         .agents
         .call(
             &agent.id,
             &AgentRequest::RequestSession(ask),
             Duration::from_secs(wait_secs) + ANSWER_SLACK,
         )
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return call_failed(e),
-    };
+        .await?;
     let (detail, out) = session_reply(&agent.id, ticket, reply);
     if let Some(detail) = detail {
         record_outcome(shared, tech, ticket, &agent.id, detail, &out).await;
@@ -169,7 +183,13 @@ pub(super) async fn request(
 /// Joins the session a user offered by reading out a code. Wrong codes are throttled per
 /// technician and controller-wide (see [`super::throttle`]), counted in the metrics and
 /// recorded on the ticket's timeline with who entered them.
-pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) -> TechReply {
+pub(crate) async fn join(
+    shared: &Shared,
+    tech: &Principal,
+    code: &str,
+    ticket: u64,
+) -> Result<SessionReport, Failure> {
+    admit(shared, tech, Some(ticket)).await?;
     let attempt = shared
         .join_throttle
         .attempt(&tech.name, Instant::now(), || {
@@ -178,7 +198,7 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
     let agent = match attempt {
         Ok(Ok(agent)) => agent,
         Ok(Err(wrong)) => {
-            let reply = error(
+            let failure = Failure::new(
                 ErrorCode::NotFound,
                 format!(
                     "no connected machine offers that support code (wrong, expired, or already used); ask the user to read it again ({wrong})"
@@ -192,30 +212,23 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
                 "no connected machine offers it",
             )
             .await;
-            return reply;
+            return Err(failure);
         }
         Err(held) => {
             shared.metrics.support_code_refused(held.label());
             debug!(technician = %tech.name, %held, "join by code held");
-            return error(ErrorCode::Throttled, held.to_string());
+            return Err(Failure::new(ErrorCode::Throttled, held.to_string()));
         }
     };
-    let (agent, _) = match target(shared, &agent, ticket).await {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
+    let (agent, _) = target(shared, &agent, ticket).await?;
     let req = AgentRequest::JoinSession {
         requester: tech.requester(shared, &agent.id, ticket),
         code: code.to_owned(),
     };
-    let reply = match shared
+    let reply = shared
         .agents
-        .call(&agent.id, &req, super::REQUEST_TIMEOUT)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return call_failed(e),
-    };
+        .call(&agent.id, &req, super::AGENT_TIMEOUT)
+        .await?;
     if let AgentReply::Refused(r) = &reply
         && r.code == RefusalCode::BadCode
     {
@@ -233,7 +246,7 @@ pub(super) async fn join(shared: &Shared, tech: &Tech, code: &str, ticket: u64) 
 /// A wrong support code: counted, logged, and on the ticket's timeline (the audit trail
 /// of who tried what), with the lock-out it brought on if any. The code itself is not
 /// recorded: a near miss would help the next guesser.
-async fn wrong_code(shared: &Shared, tech: &Tech, ticket: u64, wrong: Wrong, why: &str) {
+async fn wrong_code(shared: &Shared, tech: &Principal, ticket: u64, wrong: Wrong, why: &str) {
     shared.metrics.support_code_refused("wrong_code");
     let locked = matches!(wrong.then, Some(Held::LockedOut { .. }));
     if locked {
@@ -246,36 +259,37 @@ async fn wrong_code(shared: &Shared, tech: &Tech, ticket: u64, wrong: Wrong, why
     record(shared, ticket, &tech.name, "session", detail).await;
 }
 
-pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) -> TechReply {
-    let (agent, _) = match target(shared, agent, ticket).await {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
+/// Ends the session the technician holds on the agent for this ticket (the agent stops
+/// whatever runs under it). Returns the agent's id and the grant that ended, if any.
+pub(crate) async fn end(
+    shared: &Shared,
+    tech: &Principal,
+    agent: &str,
+    ticket: u64,
+) -> Result<(String, Option<Grant>), Failure> {
+    admit(shared, tech, Some(ticket)).await?;
+    let (agent, _) = target(shared, agent, ticket).await?;
     let req = AgentRequest::EndSession {
         requester: tech.requester(shared, &agent.id, ticket),
     };
     match shared
         .agents
-        .call(&agent.id, &req, super::REQUEST_TIMEOUT)
-        .await
+        .call(&agent.id, &req, super::AGENT_TIMEOUT)
+        .await?
     {
-        Ok(AgentReply::Ended { grant }) => {
+        AgentReply::Ended { grant } => {
             let detail = match &grant {
                 Some(g) => format!("session {} on {} ended by the technician", g.id, agent.id),
                 None => format!("asked {} to end a session; none was active", agent.id),
             };
             record(shared, ticket, &tech.name, "session_ended", detail).await;
-            TechReply::SessionEnded {
-                agent: agent.id,
-                grant: grant.map(Box::new),
-            }
+            Ok((agent.id, grant))
         }
-        Ok(AgentReply::Refused(r)) => refused(&agent.id, &r),
-        Ok(other) => error(
+        AgentReply::Refused(r) => Err(Failure::refused_by(&agent.id, &r)),
+        other => Err(Failure::new(
             ErrorCode::AgentFailed,
             format!("unexpected reply {other:?}"),
-        ),
-        Err(e) => call_failed(e),
+        )),
     }
 }
 
@@ -285,13 +299,13 @@ pub(super) async fn end(shared: &Shared, tech: &Tech, agent: &str, ticket: u64) 
 /// Errors and refusals the agent did not decide stay plain timeline entries.
 async fn record_outcome(
     shared: &Shared,
-    tech: &Tech,
+    tech: &Principal,
     ticket: u64,
     agent: &str,
     detail: String,
-    out: &TechReply,
+    out: &Result<SessionReport, Failure>,
 ) {
-    let TechReply::Session(report) = out else {
+    let Ok(report) = out else {
         record(shared, ticket, &tech.name, "session", detail).await;
         return;
     };
