@@ -1,5 +1,6 @@
-//! Connected agents: the registry, and the one function that sends a request to an agent
-//! and awaits its reply ([`Registry::call`]) — the seam where multi-node routing goes.
+//! Connected agents: the registry of live QUIC connections, which is how the service layer
+//! reaches an agent on this node (it implements [`AgentLink`]), and each agent
+//! connection's task: its check-in, then the notices it sends from its spool.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -276,3 +276,6 @@ async fn record(shared: &Shared, ticket: u64, actor: &str, kind: &'static str, d
         warn!(ticket, error = %e, "timeline entry not recorded");
     }
 }
+
+#[cfg(test)]
+mod tests;
