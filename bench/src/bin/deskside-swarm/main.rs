@@ -181,7 +181,7 @@ async fn run(args: Args) -> Result<()> {
     );
 
     // One real snapshot of this machine, collected once, served by every agent.
-    let fixed = Arc::new(deskside_agent::diag::collect().await);
+    let fixed = Arc::new(deskside_agent::diag::snapshot().await);
     let platform = Platform {
         os: fixed.os.pretty_name.clone(),
         kernel: fixed.os.kernel.clone(),
