@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::audit::{self, AuditEntry};
-use crate::outbox::Outbox;
+use crate::deliver::Deliveries;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::script::run::{RunSpec, run};
@@ -31,7 +31,7 @@ pub struct AgentCtx {
     /// The agent's private key (PEM), which signs evidence before it leaves the machine.
     key_pem: Arc<String>,
     pub sessions: Arc<Sessions>,
-    pub outbox: Arc<Outbox>,
+    pub deliveries: Arc<Deliveries>,
     /// The controller's ed25519 script key, learnt at enrollment.
     pub script_key: [u8; 32],
 }
@@ -45,16 +45,16 @@ impl AgentCtx {
         script_key: [u8; 32],
     ) -> anyhow::Result<AgentCtx> {
         use anyhow::Context as _;
-        let outbox = Arc::new(
-            Outbox::open(&state.spool_dir(), state.audit_log())
+        let deliveries = Arc::new(
+            Deliveries::open(&state.spool_dir(), state.audit_log())
                 .with_context(|| format!("opening the spool in {}", state.spool_dir().display()))?,
         );
         let ctx = AgentCtx {
-            sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
+            sessions: Arc::new(Sessions::new(state.clone(), deliveries.clone())),
             state,
             agent_id,
             key_pem: Arc::new(key_pem),
-            outbox,
+            deliveries,
             script_key,
         };
         ctx.audit_recovered()?;
@@ -64,7 +64,7 @@ impl AgentCtx {
     /// An agent that died after spooling an item but before auditing it left the item
     /// unaudited: write the entry now, before the item leaves the machine.
     fn audit_recovered(&self) -> anyhow::Result<()> {
-        let waiting = self.outbox.waiting_evidence();
+        let waiting = self.deliveries.waiting_evidence();
         if waiting.is_empty() {
             return Ok(());
         }
@@ -130,7 +130,7 @@ impl AgentCtx {
     }
 
     /// Writes an audit entry with `append`: [`audit::append`], or
-    /// [`audit::append_unsynced`] for an item the spool holds durably (the outbox syncs
+    /// [`audit::append_unsynced`] for an item the spool holds durably (delivery syncs
     /// the log before the item leaves the spool).
     fn write_audit(
         &self,
@@ -251,14 +251,14 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
     if let Err(refusal) = ctx.sessions.authorize(who, Scope::Diagnostics) {
         return refused(ctx, who, scope, refusal);
     }
-    if let Err(full) = ctx.outbox.room() {
+    if let Err(full) = ctx.deliveries.room() {
         return failed(ctx, who, scope, full.to_string());
     }
     ctx.sessions.set_activity(Some(format!(
         "{} is reading this machine's diagnostics",
         who.technician
     )));
-    let mut snapshot = crate::diag::collect().await;
+    let mut snapshot = crate::diag::snapshot().await;
     ctx.sessions.set_activity(None);
     snapshot.network.controller = Some(link);
     snapshot.findings = findings::evaluate(&snapshot);
@@ -299,7 +299,7 @@ async fn keep_and_audit(
     outcome: &str,
     detail: String,
 ) -> Result<(), String> {
-    let claim = match ctx.outbox.keep(who, item).await {
+    let claim = match ctx.deliveries.keep(who, item).await {
         Ok(claim) => claim,
         Err(reason) => {
             let reason = format!("{} not sent: {reason}", item.kind);
@@ -341,7 +341,7 @@ async fn run_script(
 ) {
     let scope = Scope::for_script(script.entry.tier);
     let name = script.entry.name.clone();
-    if let Err(full) = ctx.outbox.room() {
+    if let Err(full) = ctx.deliveries.room() {
         let _ = replies
             .send(failed(ctx, who, scope.as_str(), full.to_string()))
             .await;

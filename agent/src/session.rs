@@ -75,7 +75,7 @@ pub struct Sessions {
     all: Mutex<CancellationToken>,
     /// Woken on every change (the support UI waits on it).
     pub changed: Notify,
-    notices: Arc<crate::outbox::Outbox>,
+    notices: Arc<crate::deliver::Deliveries>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -92,7 +92,7 @@ fn refuse(code: RefusalCode, reason: impl Into<String>) -> Refusal {
 }
 
 impl Sessions {
-    pub fn new(state: StateDir, notices: Arc<crate::outbox::Outbox>) -> Sessions {
+    pub fn new(state: StateDir, notices: Arc<crate::deliver::Deliveries>) -> Sessions {
         Sessions {
             state,
             inner: Mutex::new(Inner::default()),
