@@ -1,5 +1,5 @@
-//! Network probes: interfaces (/sys/class/net + getifaddrs, as `ip addr` shows them),
-//! default routes (/proc/net/route, /proc/net/ipv6_route) and resolv.conf.
+//! Network interfaces as `ip addr` shows them: links from /sys/class/net, their
+//! addresses from getifaddrs.
 
 use std::collections::HashMap;
 

@@ -20,7 +20,7 @@ const MAX_IFADDRS_NODES: usize = 16_384;
 #[cfg(target_env = "gnu")]
 const MALLOC_ARENAS: libc::c_int = 2;
 
-/// Applies [`MALLOC_ARENAS`]; must run before any thread exists.
+/// Caps glibc at `MALLOC_ARENAS` arenas; must run before any thread exists.
 #[cfg(target_env = "gnu")]
 pub fn limit_malloc_arenas() {
     // SAFETY: mallopt only sets an allocator tunable and is called before any other thread
