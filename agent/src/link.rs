@@ -177,8 +177,8 @@ async fn session(
     info!(controller = %addr, "connected");
     write_status(&ctx.state, "connected", controller, None);
     let pump = {
-        let (outbox, conn) = (ctx.outbox.clone(), conn.clone());
-        tokio::spawn(async move { outbox.pump(&conn).await })
+        let (deliveries, conn) = (ctx.deliveries.clone(), conn.clone());
+        tokio::spawn(async move { deliveries.pump(&conn).await })
     };
     let renewing = CancellationToken::new();
     tokio::spawn(crate::renew::keep_renewed(
@@ -271,7 +271,7 @@ async fn answer_stream(
     let mut claim = None;
     while let Some(reply) = rx.recv().await {
         if let AgentReply::Snapshot(item) | AgentReply::Evidence(item) = &reply {
-            claim = Some(ctx.outbox.adopt(&item.key));
+            claim = Some(ctx.deliveries.adopt(&item.key));
         }
         // Keep draining after a failed write so the handler never blocks on us.
         if delivering && let Err(e) = framed::send(&mut send, &reply).await {

@@ -31,7 +31,7 @@ pub struct Fleet {
     bins: Bins,
     controller: Child,
     agent: Child,
-    /// More real agents, for the fan-out with real collection (`add_agents`).
+    /// More real agents, for the fan-out with real agents (`add_agents`).
     more_agents: Vec<Child>,
     addr: String,
     pub agent_id: String,

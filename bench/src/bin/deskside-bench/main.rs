@@ -32,7 +32,7 @@ const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 const BULK_BYTES: u64 = 256 * 1024 * 1024;
 /// The smoke's bulk-transfer file.
 const SMOKE_BULK_BYTES: u64 = 8 * 1024 * 1024;
-/// Real agents added to the fleet's one for the fan-out with real collection: on two
+/// Real agents added to the fleet's one for the fan-out with real agents: on two
 /// cores, 20 collections at once already keep both busy for seconds.
 const REAL_FANOUT_MORE_AGENTS: usize = 19;
 /// The slow baselines (inxi ~0.6 s, a CLI process each run) run at most this often.

@@ -39,7 +39,7 @@ pub struct Plan {
     pub settle: Duration,
     pub idle_window: Duration,
     pub bulk_bytes: u64,
-    /// Real agents added to the fleet's one for the fan-out with real collection.
+    /// Real agents added to the fleet's one for the fan-out with real agents.
     pub more_real_agents: usize,
     pub swarm: SwarmPlan,
 }
@@ -280,7 +280,7 @@ fn diag_rows(
         .how(
             "`TechRequest::Diagnostics` over one open technician connection \
              (`deskside_controller::client::TechClient`): the controller asks the agent, \
-             the agent collects, the controller computes findings and stores the snapshot \
+             the agent takes the snapshot, the controller computes findings and stores the snapshot \
              as evidence on the ticket before replying. Size = compact JSON of the snapshot. \
              inxi and sos run locally; the ssh command opens a fresh connection each run.",
         ),
@@ -495,10 +495,10 @@ fn swarm_rows(bins: &Path, plan: SwarmPlan) -> Vec<Row> {
             .ratio(format!("{:.1}×", r.fanout.sequential_secs / r.fanout.parallel_secs.max(1e-9)))
             .met(r.fanout.agents >= 1000 && r.fanout.stored == r.fanout.agents && r.fanout.parallel_secs <= 10.0)
             .how("snapshots pulled from many agents at once; `stored` counted from the controller's answers. \
-                  The simulated agents do not collect: each answers with one snapshot prepared when the swarm \
+                  The simulated agents take no snapshot: each answers with one snapshot prepared when the swarm \
                   started, stamped with its hostname and the time, its findings computed and signed with its own \
                   key. This row measures the controller's side (fan-out, signature checks, storage); the row \
-                  \"snapshot fan-out with real collection\" measures real agents collecting"),
+                  \"snapshot fan-out with real agents\" measures real agents taking theirs"),
             Row::new(
                 "swarm: reconnect after a controller restart",
                 format!(

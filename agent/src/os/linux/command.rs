@@ -1,38 +1,28 @@
-//! Probes that ask another program (systemctl, journalctl, dmesg, apt-get): each child
-//! runs in its own process group with bounded output and dies with its probe.
+//! Running another program for an answer (systemctl, journalctl, dmesg, apt-get,
+//! needs-restarting): each child runs with LC_ALL=C in its own process group with bounded
+//! output, and the whole group dies with its caller's future.
 
 use std::process::Stdio;
 
-use deskside_proto::msg::diag::{FailedUnit, LogLine};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use super::linux::{clip, read_line};
-use super::{ProbeError, blocking};
+use crate::os::{Error, clip};
 
-/// Log lines kept from each source (the newest).
-const LOG_LINES: usize = 20;
-/// Failed units reported (a broken machine has a handful; thousands means a template storm).
-const MAX_FAILED_UNITS: usize = 256;
-/// stdout kept from a command: the beginning (`Head`) or the end (`Tail`).
-const LOG_OUTPUT_BYTES: usize = 256 * 1024;
-const UNITS_OUTPUT_BYTES: usize = 1024 * 1024;
-/// `apt-get -s upgrade` prints ~400 bytes per package; 8 MiB is ~20 000 packages.
-const APT_OUTPUT_BYTES: usize = 8 * 1024 * 1024;
 /// stderr is only read for an error message.
 const STDERR_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keep {
+pub(crate) enum Keep {
     Head,
     Tail,
 }
 
 /// What a finished child printed, each stream cut to its bound.
 #[derive(Debug)]
-struct Output {
-    stdout: String,
-    truncated: bool,
+pub(crate) struct Output {
+    pub stdout: String,
+    pub truncated: bool,
 }
 
 /// Kills the child's process group unless disarmed: covers the probe timing out (the
@@ -43,14 +33,14 @@ struct GroupGuard(Option<u32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(pgid) = self.0 {
-            let _ = crate::process::kill_group(pgid);
+            let _ = super::process::kill_group(pgid);
         }
     }
 }
 
 /// How hard a child may compete with the user's own programs for the CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Priority {
+pub(crate) enum Priority {
     /// A probe a snapshot waits for.
     Normal,
     /// Work nobody waits for (counting pending updates): nice 19, which on Linux also
@@ -60,21 +50,26 @@ enum Priority {
 
 /// Runs `program args` with LC_ALL=C, no stdin, in a new process group; fails with the
 /// first stderr line when it exits non-zero.
-async fn run(program: &str, args: &[&str], cap: usize, keep: Keep) -> Result<Output, ProbeError> {
+pub(crate) async fn run(
+    program: &str,
+    args: &[&str],
+    cap: usize,
+    keep: Keep,
+) -> Result<Output, Error> {
     run_at(Priority::Normal, program, args, cap, keep).await
 }
 
 /// [`run`] at `priority`.
-async fn run_at(
+pub(crate) async fn run_at(
     priority: Priority,
     program: &str,
     args: &[&str],
     cap: usize,
     keep: Keep,
-) -> Result<Output, ProbeError> {
+) -> Result<Output, Error> {
     let (status, output, stderr) = run_to_exit(priority, program, args, cap, keep).await?;
     if !status.success() {
-        return Err(ProbeError::Command {
+        return Err(Error::Command {
             command: format!("{program} {}", args.join(" ")),
             detail: first_line_or(&stderr, &status),
         });
@@ -88,7 +83,7 @@ async fn run_at(
 pub(crate) async fn exit_code_of(
     program: &str,
     args: &[&str],
-) -> Result<(Option<i32>, String), ProbeError> {
+) -> Result<(Option<i32>, String), Error> {
     let (status, _, stderr) =
         run_to_exit(Priority::Normal, program, args, STDERR_BYTES, Keep::Head).await?;
     Ok((status.code(), first_line_or(&stderr, &status)))
@@ -111,7 +106,7 @@ async fn run_to_exit(
     args: &[&str],
     cap: usize,
     keep: Keep,
-) -> Result<(std::process::ExitStatus, Output, Vec<u8>), ProbeError> {
+) -> Result<(std::process::ExitStatus, Output, Vec<u8>), Error> {
     let command_line = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
@@ -124,9 +119,9 @@ async fn run_to_exit(
         .spawn()
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
-                ProbeError::Unavailable(format!("{program} is not installed (not found in PATH)"))
+                Error::Unavailable(format!("{program} is not installed (not found in PATH)"))
             }
-            _ => ProbeError::Command {
+            _ => Error::Command {
                 command: command_line.clone(),
                 detail: format!("could not start: {e}"),
             },
@@ -134,11 +129,11 @@ async fn run_to_exit(
     let mut guard = GroupGuard(child.id());
     if let (Priority::Background, Some(pgid)) = (priority, guard.0) {
         // Best effort: at worst the count runs at normal priority, as it always did.
-        if let Err(e) = crate::process::lower_group_priority(pgid) {
+        if let Err(e) = super::process::lower_group_priority(pgid) {
             tracing::debug!(error = %e, program, "could not lower the child's priority");
         }
     }
-    let failed = |detail: String| ProbeError::Command {
+    let failed = |detail: String| Error::Command {
         command: command_line.clone(),
         detail,
     };
@@ -199,181 +194,9 @@ async fn read_capped(
     Ok((kept, truncated))
 }
 
-/// Failed units and the journal are systemd's; without systemd as init (containers,
-/// WSL1, other inits) there is nothing to ask. `sd_booted(3)` checks /run/systemd/system.
-async fn require_systemd() -> Result<(), ProbeError> {
-    blocking(|| {
-        if std::path::Path::new("/run/systemd/system").is_dir() {
-            return Ok(());
-        }
-        let init = read_line("/proc/1/comm").unwrap_or_else(|_| "unknown".to_owned());
-        Err(ProbeError::Unavailable(format!(
-            "systemd is not running (PID 1 is {init})"
-        )))
-    })
-    .await
-}
-
-/// `systemctl --failed`.
-pub(crate) async fn failed_units() -> Result<Vec<FailedUnit>, ProbeError> {
-    require_systemd().await?;
-    let args = ["--failed", "--no-legend", "--plain", "--no-pager"];
-    let output = run("systemctl", &args, UNITS_OUTPUT_BYTES, Keep::Head).await?;
-    Ok(parse_failed_units(&output.stdout))
-}
-
-/// `systemctl --failed --no-legend --plain`: `UNIT LOAD ACTIVE SUB DESCRIPTION...`.
-fn parse_failed_units(text: &str) -> Vec<FailedUnit> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let name = words.next()?;
-            let description: Vec<&str> = words.skip(3).collect();
-            Some(FailedUnit {
-                name: clip(name),
-                description: clip(&description.join(" ")),
-            })
-        })
-        .take(MAX_FAILED_UNITS)
-        .collect()
-}
-
-/// The newest error-or-worse journal messages of the last 24 hours.
-pub(crate) async fn journal_errors() -> Result<Vec<LogLine>, ProbeError> {
-    require_systemd().await?;
-    let args = [
-        "-p",
-        "err",
-        "-n",
-        "20",
-        "--no-pager",
-        "-o",
-        "cat",
-        "--since=-24h",
-        "--quiet",
-    ];
-    let output = run("journalctl", &args, LOG_OUTPUT_BYTES, Keep::Tail).await?;
-    Ok(last_lines(&output.stdout, LOG_LINES, "journal"))
-}
-
-/// The newest emerg..err kernel messages (`dmesg` needs root where dmesg_restrict=1).
-pub(crate) async fn kernel_errors() -> Result<Vec<LogLine>, ProbeError> {
-    let args = ["--level=emerg,alert,crit,err"];
-    let output = run("dmesg", &args, LOG_OUTPUT_BYTES, Keep::Tail).await?;
-    Ok(last_lines(&output.stdout, LOG_LINES, "kernel"))
-}
-
-/// The last `n` non-empty lines of `text`, oldest first.
-fn last_lines(text: &str, n: usize, source: &str) -> Vec<LogLine> {
-    let mut lines: Vec<LogLine> = text
-        .lines()
-        .rev()
-        .map(str::trim_end)
-        .filter(|l| !l.trim().is_empty())
-        .take(n)
-        .map(|l| LogLine {
-            source: source.to_owned(),
-            text: clip(l),
-        })
-        .collect();
-    lines.reverse();
-    lines
-}
-
-/// Upgradable packages as apt would install them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PendingUpdates {
-    pub pending: u32,
-    pub security: u32,
-}
-
-/// `apt-get -s upgrade` (a simulation: changes nothing, needs no lock). Seconds of CPU
-/// where apt has no pkgcache.bin, so it runs in the background at low priority and
-/// snapshots read its result from [`super::updates`].
-pub(crate) async fn pending_updates() -> Result<PendingUpdates, ProbeError> {
-    let args = ["-s", "-o", "Debug::NoLocking=1", "upgrade"];
-    let output = run_at(
-        Priority::Background,
-        "apt-get",
-        &args,
-        APT_OUTPUT_BYTES,
-        Keep::Head,
-    )
-    .await?;
-    if output.truncated {
-        return Err(ProbeError::parse(
-            "apt-get -s upgrade",
-            format!("output exceeds {APT_OUTPUT_BYTES} bytes; not counted"),
-        ));
-    }
-    Ok(parse_apt_simulation(&output.stdout))
-}
-
-/// Counts `Inst pkg [old] (new-version origin [arch])` lines; a security update is one
-/// whose origin (the parenthesised part) names a security suite.
-fn parse_apt_simulation(text: &str) -> PendingUpdates {
-    let mut counts = PendingUpdates::default();
-    for line in text.lines().filter(|l| l.starts_with("Inst ")) {
-        counts.pending = counts.pending.saturating_add(1);
-        let origin = line.split_once('(').map(|(_, o)| o).unwrap_or_default();
-        if origin.to_ascii_lowercase().contains("security") {
-            counts.security = counts.security.saturating_add(1);
-        }
-    }
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_units_plain_output() {
-        let text = "nginx.service loaded failed failed A high performance web server\n\
-                    backup@home.timer loaded failed failed\n\n";
-        let units = parse_failed_units(text);
-        assert_eq!(units.len(), 2);
-        assert_eq!(
-            units.first().map(|u| u.name.as_str()),
-            Some("nginx.service")
-        );
-        assert_eq!(
-            units.first().map(|u| u.description.as_str()),
-            Some("A high performance web server")
-        );
-        assert_eq!(units.get(1).map(|u| u.description.as_str()), Some(""));
-    }
-
-    #[test]
-    fn apt_simulation_counts_installs_and_security() {
-        let text = "Reading package lists...\nBuilding dependency tree...\n\
-Inst openssl [3.0.19-1~deb12u1] (3.0.20-1~deb12u1 Debian:12.14/oldstable [amd64])\n\
-Inst libssl3 [3.0.19-1~deb12u1] (3.0.20-1~deb12u1 Debian-Security:12/oldstable-security [amd64])\n\
-Inst python3-security-tools [1] (2 Debian:12.14/oldstable [all])\n\
-Conf openssl (3.0.20-1~deb12u1 Debian:12.14/oldstable [amd64])\n\
-Inst libc6 [2.36] (2.36-9+deb12u10 Ubuntu:22.04/jammy-security [amd64])\n";
-        assert_eq!(
-            parse_apt_simulation(text),
-            PendingUpdates {
-                pending: 4,
-                security: 2
-            }
-        );
-        assert_eq!(parse_apt_simulation(""), PendingUpdates::default());
-    }
-
-    #[test]
-    fn last_lines_keeps_the_newest_in_order() {
-        let text: String = (1..=30).map(|i| format!("[{i}] error {i}\n")).collect();
-        let lines = last_lines(&text, LOG_LINES, "kernel");
-        assert_eq!(lines.len(), LOG_LINES);
-        assert_eq!(
-            lines.first().map(|l| l.text.as_str()),
-            Some("[11] error 11")
-        );
-        assert_eq!(lines.last().map(|l| l.text.as_str()), Some("[30] error 30"));
-        assert!(lines.iter().all(|l| l.source == "kernel"));
-    }
 
     #[tokio::test]
     async fn capped_reads_keep_head_or_tail() {

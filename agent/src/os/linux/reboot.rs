@@ -6,10 +6,11 @@
 
 use std::path::Path;
 
+use super::command;
+use super::files::{SMALL_FILE_BYTES, read_bounded};
+use super::host::{kernel_release, os_release};
 use super::kernels::{Kernel, installed_kernels, kernel_check};
-use super::linux::{SMALL_FILE_BYTES, parse_os_release, read_bounded, read_line};
-use super::probes::unique_lines;
-use super::{ProbeError, blocking, commands};
+use crate::os::{Error, blocking, clip};
 
 /// Packages named in reboot-required.pkgs that we keep.
 const MAX_REBOOT_PACKAGES: usize = 256;
@@ -20,7 +21,7 @@ const FLAG_PACKAGES: &str = "/var/run/reboot-required.pkgs";
 
 /// A known answer: required or not, and which packages asked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct RebootRequired {
+pub struct RebootRequired {
     pub required: bool,
     pub packages: Vec<String>,
 }
@@ -122,18 +123,18 @@ pub(crate) fn zypper_verdict(code: Option<i32>, stderr: &str) -> Result<bool, St
     }
 }
 
-/// The reboot probe on this machine.
-pub(crate) async fn reboot() -> Result<RebootRequired, ProbeError> {
+/// Whether this machine needs a restart, and which packages asked for it.
+pub async fn reboot_required() -> Result<RebootRequired, Error> {
     let (family, flag, kernel) = blocking(read_files).await?;
     let tool = match family {
         Family::RedHat => Some(
-            commands::exit_code_of("needs-restarting", &["-r"])
+            command::exit_code_of("needs-restarting", &["-r"])
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|(code, err)| needs_restarting_verdict(code, &err)),
         ),
         Family::Suse => Some(
-            commands::exit_code_of("zypper", &["--non-interactive", "needs-rebooting"])
+            command::exit_code_of("zypper", &["--non-interactive", "needs-rebooting"])
                 .await
                 .map_err(|e| e.to_string())
                 .and_then(|(code, err)| zypper_verdict(code, &err)),
@@ -146,21 +147,18 @@ pub(crate) async fn reboot() -> Result<RebootRequired, ProbeError> {
         tool,
         kernel,
     })
-    .map_err(ProbeError::Unavailable)
+    .map_err(Error::Unavailable)
 }
 
 type FileSignals = (Family, Option<Vec<String>>, Result<Kernel, String>);
 
-fn read_files() -> Result<FileSignals, ProbeError> {
-    let release = read_bounded("/etc/os-release", SMALL_FILE_BYTES)
-        .or_else(|_| read_bounded("/usr/lib/os-release", SMALL_FILE_BYTES))
-        .map(|text| parse_os_release(&text))
-        .ok();
+fn read_files() -> Result<FileSignals, Error> {
+    let release = os_release().ok();
     let family = release
         .as_ref()
         .map_or(Family::Other, |r| family(&r.id, &r.id_like));
     let flag_path = Path::new(FLAG);
-    let flagged = flag_path.try_exists().map_err(|source| ProbeError::Read {
+    let flagged = flag_path.try_exists().map_err(|source| Error::Read {
         path: FLAG.to_owned(),
         source,
     })?;
@@ -170,15 +168,37 @@ fn read_files() -> Result<FileSignals, ProbeError> {
             .map(|text| unique_lines(&text, MAX_REBOOT_PACKAGES))
             .unwrap_or_default()
     });
-    let kernel = read_line("/proc/sys/kernel/osrelease")
+    let kernel = kernel_release()
         .map_err(|e| e.to_string())
         .and_then(|running| kernel_check(&running, &installed_kernels()?));
     Ok((family, flag, kernel))
 }
 
+/// Non-empty trimmed lines, first occurrence kept, at most `max`.
+fn unique_lines(text: &str, max: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if out.len() >= max {
+            break;
+        }
+        if !out.iter().any(|seen| seen == line) {
+            out.push(clip(line));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::host::parse_os_release;
     use super::*;
+
+    #[test]
+    fn reboot_packages_deduplicated() {
+        let pkgs = unique_lines("linux-image-6.1.0\nlibc6\n\nlibc6\n", 10);
+        assert_eq!(pkgs, ["linux-image-6.1.0", "libc6"]);
+        assert_eq!(unique_lines("a\nb\nc\n", 2), ["a", "b"]);
+    }
 
     #[test]
     fn families_from_os_release() {
@@ -317,7 +337,7 @@ mod tests {
 
     #[tokio::test]
     async fn this_machine_answers_or_says_why_not() {
-        match reboot().await {
+        match reboot_required().await {
             Ok(_) => {}
             Err(e) => assert!(e.to_string().contains("cannot tell"), "{e}"),
         }

@@ -1,16 +1,13 @@
-//! Network probes: interfaces (/sys/class/net + getifaddrs, as `ip addr` shows them),
-//! default routes (/proc/net/route, /proc/net/ipv6_route) and resolv.conf.
+//! Network interfaces as `ip addr` shows them: links from /sys/class/net, their
+//! addresses from getifaddrs.
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use deskside_proto::msg::diag::{Interface, Route};
+use deskside_proto::msg::diag::Interface;
 
-use super::linux::{
-    Resolver, SMALL_FILE_BYTES, TABLE_FILE_BYTES, parse_ipv4_default_routes,
-    parse_ipv6_default_routes, parse_resolv_conf, read_bounded, read_line,
-};
-use super::{ProbeError, sys};
+use super::files::read_line;
+use super::sys;
+use crate::os::Error;
 
 const SYS_CLASS_NET: &str = "/sys/class/net";
 /// Interfaces reported (a container host can have thousands of veths).
@@ -20,9 +17,9 @@ const MAX_ADDRESSES: usize = 64;
 /// `IFF_UP` from `<net/if.h>`.
 const IFF_UP: u64 = 0x1;
 
-/// The interfaces probe, in ifindex order like `ip addr`.
-pub(crate) fn interfaces() -> Result<Vec<Interface>, ProbeError> {
-    let read_dir = |e| ProbeError::Read {
+/// Network interfaces with their addresses and counters, in ifindex order like `ip addr`.
+pub fn interfaces() -> Result<Vec<Interface>, Error> {
+    let read_dir = |e| Error::Read {
         path: SYS_CLASS_NET.to_owned(),
         source: e,
     };
@@ -61,7 +58,7 @@ pub(crate) fn interfaces() -> Result<Vec<Interface>, ProbeError> {
     let mut interfaces: Vec<Interface> = links.into_iter().map(|(_, i)| i).collect();
 
     let addresses = sys::interface_addresses()
-        .map_err(|e| ProbeError::system("listing interface addresses (getifaddrs)", e))?;
+        .map_err(|e| Error::system("listing interface addresses (getifaddrs)", e))?;
     let slot: HashMap<String, usize> = interfaces
         .iter()
         .enumerate()
@@ -96,33 +93,6 @@ fn parse_number(text: &str) -> Option<u64> {
     match text.strip_prefix("0x") {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => text.parse().ok(),
-    }
-}
-
-/// The routes probe: IPv4 then IPv6 default routes of the main table. A machine without
-/// IPv6 has no ipv6_route file; that is not an error.
-pub(crate) fn default_routes() -> Result<Vec<Route>, ProbeError> {
-    let v4 = read_bounded("/proc/net/route", TABLE_FILE_BYTES)?;
-    let mut routes = parse_ipv4_default_routes(&v4);
-    let v6_path = "/proc/net/ipv6_route";
-    if Path::new(v6_path).exists() {
-        routes.extend(parse_ipv6_default_routes(&read_bounded(
-            v6_path,
-            TABLE_FILE_BYTES,
-        )?));
-    }
-    Ok(routes)
-}
-
-/// The dns probe: /etc/resolv.conf. A missing file means "no resolvers configured",
-/// which glibc treats as 127.0.0.1; we report it as an empty list, not an error.
-pub(crate) fn resolver() -> Result<Resolver, ProbeError> {
-    match read_bounded("/etc/resolv.conf", SMALL_FILE_BYTES) {
-        Ok(text) => Ok(parse_resolv_conf(&text)),
-        Err(ProbeError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Resolver::default())
-        }
-        Err(e) => Err(e),
     }
 }
 

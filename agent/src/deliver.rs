@@ -18,8 +18,10 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the controller asks for a retry (its store failed), wait this long.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
+/// The agent's deliveries to the controller: the spool that holds them and the pump that
+/// sends them in order while the link is up.
 #[derive(Debug)]
-pub struct Outbox {
+pub struct Deliveries {
     spool: Arc<Spool>,
     /// Made durable before an item leaves the spool (see [`crate::audit::sync`]).
     audit_log: Arc<PathBuf>,
@@ -50,7 +52,7 @@ impl Claim {
     }
 
     /// Keeps the item claimed for whoever sends the reply carrying it: the stream's
-    /// writer adopts it with [`Outbox::adopt`] (and releases it if the reply fails).
+    /// writer adopts it with [`Deliveries::adopt`] (and releases it if the reply fails).
     pub fn pass_on(mut self) {
         self.settled = true;
     }
@@ -109,10 +111,10 @@ impl Drop for Claim {
     }
 }
 
-impl Outbox {
+impl Deliveries {
     /// The spool in `dir`; `audit_log` is synced before any item leaves it.
-    pub fn open(dir: &Path, audit_log: PathBuf) -> Result<Outbox, SpoolError> {
-        Ok(Outbox {
+    pub fn open(dir: &Path, audit_log: PathBuf) -> Result<Deliveries, SpoolError> {
+        Ok(Deliveries {
             spool: Arc::new(Spool::open(dir)?),
             audit_log: Arc::new(audit_log),
         })
@@ -173,7 +175,7 @@ impl Outbox {
         Claim::new(self.spool.clone(), self.audit_log.clone(), key)
     }
 
-    /// Re-takes the claim on `key` that [`Outbox::keep`] made, for the path delivering it.
+    /// Re-takes the claim on `key` that [`Deliveries::keep`] made, for the path delivering it.
     pub fn adopt(&self, key: &str) -> Claim {
         self.claim(key.to_owned())
     }
@@ -272,8 +274,8 @@ mod tests {
     async fn an_item_refused_for_good_is_noted_in_the_audit_log() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let log = dir.path().join("audit.log");
-        let outbox =
-            Outbox::open(&dir.path().join("spool"), log.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let deliveries = Deliveries::open(&dir.path().join("spool"), log.clone())
+            .unwrap_or_else(|e| panic!("{e}"));
         let delivery = Delivery {
             key: "k1".into(),
             notice: AgentNotice::Evidence {
@@ -292,7 +294,7 @@ mod tests {
                 }),
             },
         };
-        outbox
+        deliveries
             .audit_dropped(&delivery, "its request key was not issued to agent a1")
             .await;
         let (entries, _) = crate::audit::read(&log).unwrap_or_else(|e| panic!("{e:#}"));

@@ -1,5 +1,6 @@
-//! Process groups of the children the agent starts (scripts, probe commands): kill a
-//! whole group, lower its priority. The libc calls live here, each behind a safe function.
+//! This process's user, and the process groups of the children the agent starts
+//! (scripts, probe commands): kill a whole group, lower its priority. The libc calls
+//! live here, each behind a safe function.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -7,7 +8,7 @@ use std::io;
 /// SIGKILLs every process in group `pgid` (a child we started with `process_group(0)`,
 /// so its group id is its pid). Ids 0 and 1 are refused: 0 would mean the agent's own
 /// group, 1 is init's. Fails with `ESRCH` when the group is already empty.
-pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
+pub fn kill_group(pgid: u32) -> io::Result<()> {
     let pgid = libc::pid_t::try_from(pgid).map_err(|_| {
         io::Error::new(io::ErrorKind::InvalidInput, "process group id out of range")
     })?;
@@ -28,7 +29,7 @@ pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
 
 /// Sets every process in group `pgid` (a child we started with `process_group(0)`) to
 /// nice 19, the lowest CPU priority; processes it starts later inherit that.
-pub(crate) fn lower_group_priority(pgid: u32) -> io::Result<()> {
+pub fn lower_group_priority(pgid: u32) -> io::Result<()> {
     let who = libc::id_t::from(pgid);
     if who <= 1 {
         // 0 would mean our own group.
@@ -40,6 +41,12 @@ pub(crate) fn lower_group_priority(pgid: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// This process's effective uid: the owner of /proc/self. `None` without /proc.
+pub fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! The few libc calls diagnostics needs (affinity, statvfs, adjtimex, getifaddrs,
-//! malloc_trim), each behind a safe function. This is the only diagnostics file allowed
-//! `unsafe`.
+//! The few libc calls diagnostics and the allocator need (affinity, statvfs, adjtimex,
+//! getifaddrs, malloc_trim, mallopt), each behind a safe function.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
@@ -14,12 +13,32 @@ use std::path::Path;
 /// many is not one we can describe usefully, and the cap keeps a corrupt list from looping.
 const MAX_IFADDRS_NODES: usize = 16_384;
 
+/// glibc malloc arenas the agent may use. By default glibc adds an arena per thread that
+/// allocates, up to 8 per core, and memory freed in an arena stays resident. The agent's
+/// threads are mostly asleep, and a snapshot's probe threads come and go: two arenas
+/// leave them no real contention and keep a snapshot from leaving a dozen heaps behind.
+#[cfg(target_env = "gnu")]
+const MALLOC_ARENAS: libc::c_int = 2;
+
+/// Caps glibc at `MALLOC_ARENAS` arenas; must run before any thread exists.
+#[cfg(target_env = "gnu")]
+pub fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator tunable and is called before any other thread
+    // exists; a refusal (0) leaves glibc's default, which is only less frugal.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+pub fn limit_malloc_arenas() {}
+
 /// Hands the allocator's free memory back to the kernel (`malloc_trim(0)`). glibc keeps
 /// freed blocks mapped in every arena, so a snapshot's temporaries (the process table,
 /// command output, sysinfo's buffers) would otherwise stay resident while the agent idles
 /// for hours. On an agent-sized heap (a few MiB) it takes well under a millisecond.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn release_free_memory() {
+#[cfg(target_env = "gnu")]
+pub fn release_free_memory() {
     // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
@@ -27,8 +46,8 @@ pub(crate) fn release_free_memory() {
 }
 
 /// Other allocators return memory on their own.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn release_free_memory() {}
+#[cfg(not(target_env = "gnu"))]
+pub fn release_free_memory() {}
 
 /// Logical CPUs the calling thread may run on: what `nproc` prints (`sched_getaffinity`).
 pub(crate) fn affinity_cpu_count() -> io::Result<u32> {
@@ -47,6 +66,11 @@ pub(crate) fn affinity_cpu_count() -> io::Result<u32> {
 }
 
 /// What `statvfs(3)` says about one mounted filesystem, sizes already in bytes.
+/// CPUs this process may run on (what `nproc` prints).
+pub fn available_cpus() -> Result<u32, crate::os::Error> {
+    affinity_cpu_count().map_err(|e| crate::os::Error::system("sched_getaffinity", e))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FsUsage {
     pub total_bytes: u64,
@@ -97,7 +121,7 @@ pub(crate) fn statvfs(path: &Path) -> io::Result<FsUsage> {
 
 /// The kernel clock discipline as `adjtimex(2)` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ClockState {
+pub struct ClockState {
     /// `STA_UNSYNC` is clear: an NTP daemon has told the kernel the clock is disciplined.
     pub synchronized: bool,
     /// `maxerror`, microseconds.

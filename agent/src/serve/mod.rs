@@ -3,25 +3,26 @@
 //! or refused with a reason.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use deskside_proto::findings;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, Requester, SignedItem};
 use deskside_proto::msg::diag::ControllerLink;
-use deskside_proto::msg::script::{OutputStream, RunEvent, RunRecord, SignedScript};
 use deskside_proto::msg::session::{Scope, SessionOutcome};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::audit::{self, AuditEntry};
-use crate::outbox::Outbox;
+use crate::deliver::Deliveries;
 use crate::policy::Policy;
 use crate::redact::Redactor;
-use crate::script::run::{RunSpec, run};
-use crate::script::verify::verify;
 use crate::session::Sessions;
 use crate::state::StateDir;
+
+mod diagnostics;
+mod scripts;
+
+use diagnostics::diagnostics;
+use scripts::run_script;
 
 /// What every request handler needs.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub struct AgentCtx {
     /// The agent's private key (PEM), which signs evidence before it leaves the machine.
     key_pem: Arc<String>,
     pub sessions: Arc<Sessions>,
-    pub outbox: Arc<Outbox>,
+    pub deliveries: Arc<Deliveries>,
     /// The controller's ed25519 script key, learnt at enrollment.
     pub script_key: [u8; 32],
 }
@@ -45,16 +46,16 @@ impl AgentCtx {
         script_key: [u8; 32],
     ) -> anyhow::Result<AgentCtx> {
         use anyhow::Context as _;
-        let outbox = Arc::new(
-            Outbox::open(&state.spool_dir(), state.audit_log())
+        let deliveries = Arc::new(
+            Deliveries::open(&state.spool_dir(), state.audit_log())
                 .with_context(|| format!("opening the spool in {}", state.spool_dir().display()))?,
         );
         let ctx = AgentCtx {
-            sessions: Arc::new(Sessions::new(state.clone(), outbox.clone())),
+            sessions: Arc::new(Sessions::new(state.clone(), deliveries.clone())),
             state,
             agent_id,
             key_pem: Arc::new(key_pem),
-            outbox,
+            deliveries,
             script_key,
         };
         ctx.audit_recovered()?;
@@ -64,7 +65,7 @@ impl AgentCtx {
     /// An agent that died after spooling an item but before auditing it left the item
     /// unaudited: write the entry now, before the item leaves the machine.
     fn audit_recovered(&self) -> anyhow::Result<()> {
-        let waiting = self.outbox.waiting_evidence();
+        let waiting = self.deliveries.waiting_evidence();
         if waiting.is_empty() {
             return Ok(());
         }
@@ -130,7 +131,7 @@ impl AgentCtx {
     }
 
     /// Writes an audit entry with `append`: [`audit::append`], or
-    /// [`audit::append_unsynced`] for an item the spool holds durably (the outbox syncs
+    /// [`audit::append_unsynced`] for an item the spool holds durably (delivery syncs
     /// the log before the item leaves the spool).
     fn write_audit(
         &self,
@@ -246,46 +247,6 @@ fn describe(outcome: &SessionOutcome) -> (&'static str, String) {
     }
 }
 
-async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> AgentReply {
-    let scope = Scope::Diagnostics.as_str();
-    if let Err(refusal) = ctx.sessions.authorize(who, Scope::Diagnostics) {
-        return refused(ctx, who, scope, refusal);
-    }
-    if let Err(full) = ctx.outbox.room() {
-        return failed(ctx, who, scope, full.to_string());
-    }
-    ctx.sessions.set_activity(Some(format!(
-        "{} is reading this machine's diagnostics",
-        who.technician
-    )));
-    let mut snapshot = crate::diag::collect().await;
-    ctx.sessions.set_activity(None);
-    snapshot.network.controller = Some(link);
-    snapshot.findings = findings::evaluate(&snapshot);
-    let sealed = serde_json::to_value(&snapshot)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ctx.seal("snapshot", v));
-    let item = match sealed {
-        Ok(item) => item,
-        Err(reason) => return AgentReply::Failed { reason },
-    };
-    let detail = format!(
-        "snapshot with {} findings sent, key {}, sha256:{}{}",
-        snapshot.findings.len(),
-        item.key,
-        hex::encode(Sha256::digest(&item.bytes)),
-        if item.redaction.is_empty() {
-            String::new()
-        } else {
-            format!(", redacted: {}", item.redaction.join(","))
-        }
-    );
-    match keep_and_audit(ctx, who, scope, &item, "served", detail).await {
-        Ok(()) => AgentReply::Snapshot(Box::new(item)),
-        Err(reason) => AgentReply::Failed { reason },
-    }
-}
-
 /// The spool has `item` before anything is sent (a lost link or a crash cannot lose
 /// it), and the audit log has it before it leaves the machine. That entry is not waited
 /// for on disk: the spool keeps the item until the log is synced, and an item spooled
@@ -299,7 +260,7 @@ async fn keep_and_audit(
     outcome: &str,
     detail: String,
 ) -> Result<(), String> {
-    let claim = match ctx.outbox.keep(who, item).await {
+    let claim = match ctx.deliveries.keep(who, item).await {
         Ok(claim) => claim,
         Err(reason) => {
             let reason = format!("{} not sent: {reason}", item.kind);
@@ -330,158 +291,4 @@ pub(crate) fn refused(
         Ok(()) => AgentReply::Refused(refusal),
         Err(reason) => AgentReply::Failed { reason },
     }
-}
-
-async fn run_script(
-    ctx: &AgentCtx,
-    who: &Requester,
-    script: SignedScript,
-    params: &[(String, String)],
-    replies: mpsc::Sender<AgentReply>,
-) {
-    let scope = Scope::for_script(script.entry.tier);
-    let name = script.entry.name.clone();
-    if let Err(full) = ctx.outbox.room() {
-        let _ = replies
-            .send(failed(ctx, who, scope.as_str(), full.to_string()))
-            .await;
-        return;
-    }
-    let checked = ctx
-        .sessions
-        .authorize(who, scope)
-        .and_then(|cancel| verify(&script, params, &ctx.script_key).map(|env| (cancel, env)));
-    let ((cancel, grant), env) = match checked {
-        Ok(v) => v,
-        Err(refusal) => {
-            let _ = replies
-                .send(refused(ctx, who, scope.as_str(), refusal))
-                .await;
-            return;
-        }
-    };
-    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-    let record_params = env.clone();
-    let entry = script.entry.clone();
-    if let Err(reason) = ctx.audit(
-        who,
-        scope.as_str(),
-        "started",
-        format!(
-            "script {name} v{} {}",
-            script.entry.version,
-            shown.join(" ")
-        ),
-    ) {
-        let _ = replies.send(AgentReply::Failed { reason }).await;
-        return;
-    }
-    if let Err(e) = private_dir(&ctx.state.run_dir()) {
-        let reason = format!(
-            "script {name}: cannot prepare {}: {e}",
-            ctx.state.run_dir().display()
-        );
-        let _ = ctx.audit(who, scope.as_str(), "failed", reason.clone());
-        let _ = replies.send(AgentReply::Failed { reason }).await;
-        return;
-    }
-    ctx.sessions
-        .set_activity(Some(format!("{} is running script {name}", who.technician)));
-    let spec = RunSpec {
-        interpreter: script.entry.interpreter,
-        body: script.body,
-        env,
-        timeout: Duration::from_secs(u64::from(script.entry.timeout_secs)),
-        work_dir: ctx.state.run_dir(),
-    };
-    let (tx, mut rx) = mpsc::channel::<RunEvent>(32);
-    let started = Instant::now();
-    let started_at_ms = crate::now_ms();
-    let runner = tokio::spawn(async move { run(spec, cancel, tx).await });
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Some(event) = rx.recv().await {
-        if let RunEvent::Output { stream, data } = &event {
-            // The runner already caps each stream at MAX_OUTPUT_BYTES.
-            match stream {
-                OutputStream::Stdout => stdout.extend_from_slice(data),
-                OutputStream::Stderr => stderr.extend_from_slice(data),
-            }
-        }
-        // A technician who went away does not stop the run; output is still counted.
-        let _ = replies.send(AgentReply::Run(event)).await;
-    }
-    ctx.sessions.set_activity(None);
-    let result = match runner.await {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => {
-            let reason = format!("script {name} could not start: {e}");
-            let _ = ctx.audit(who, scope.as_str(), "failed", reason.clone());
-            let _ = replies.send(AgentReply::Failed { reason }).await;
-            return;
-        }
-        Err(e) => {
-            let _ = replies
-                .send(AgentReply::Failed {
-                    reason: format!("script {name}: the runner stopped: {e}"),
-                })
-                .await;
-            return;
-        }
-    };
-    let detail = format!(
-        "script {name}: exit {:?} signal {:?} in {} ms{}{}{}",
-        result.exit_code,
-        result.signal,
-        started.elapsed().as_millis(),
-        if result.timed_out { ", timed out" } else { "" },
-        if result.cancelled {
-            ", cancelled (session ended)"
-        } else {
-            ""
-        },
-        if result.truncated {
-            ", output truncated"
-        } else {
-            ""
-        },
-    );
-    let record = RunRecord {
-        script: name.clone(),
-        version: entry.version,
-        body_sha256: hex::encode(entry.body_sha256),
-        tier: entry.tier,
-        agent: ctx.agent_id.clone(),
-        technician: who.technician.clone(),
-        ticket: who.ticket,
-        grant,
-        params: record_params,
-        started_at_ms,
-        result: result.clone(),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    };
-    let sealed = serde_json::to_value(&record)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ctx.seal("script_run", v));
-    let evidence = match sealed {
-        Ok(item) => {
-            let detail = format!("{detail}, key {}", item.key);
-            match keep_and_audit(ctx, who, scope.as_str(), &item, "finished", detail).await {
-                Ok(()) => AgentReply::Evidence(Box::new(item)),
-                Err(reason) => AgentReply::Failed { reason },
-            }
-        }
-        Err(reason) => failed(ctx, who, scope.as_str(), reason),
-    };
-    let _ = replies
-        .send(AgentReply::Run(RunEvent::Finished(result)))
-        .await;
-    let _ = replies.send(evidence).await;
-}
-
-/// Creates `dir` readable by the agent's user only.
-fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

@@ -9,10 +9,10 @@ use std::path::Path;
 
 use deskside_proto::msg::diag::Disk;
 
-use super::ProbeError;
-use super::linux::{TABLE_FILE_BYTES, clip, read_bounded};
+use super::files::{TABLE_FILE_BYTES, read_bounded};
 use super::mounts::{MountEntry, dedupe_like_df, has_uuid_suffix, parse_mountinfo};
 use super::sys::{self, FsUsage};
+use crate::os::{Error, clip};
 
 /// Disks reported in a snapshot.
 const MAX_DISKS: usize = 256;
@@ -45,15 +45,12 @@ impl FsView for Live {
     }
 }
 
-/// The disks probe on this machine.
-pub(crate) fn disks() -> Result<Vec<Disk>, ProbeError> {
+/// The disks `df -B1` lists on this machine, `/` always among them.
+pub fn disks() -> Result<Vec<Disk>, Error> {
     let entries = read_bounded("/proc/self/mountinfo", TABLE_FILE_BYTES).and_then(|text| {
         let entries = parse_mountinfo(&text);
         if entries.is_empty() {
-            Err(ProbeError::parse(
-                "/proc/self/mountinfo",
-                "no mounts listed",
-            ))
+            Err(Error::parse("/proc/self/mountinfo", "no mounts listed"))
         } else {
             Ok(entries)
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use deskside_proto::msg::diag::LoggedInUser;
 
-use super::ProbeError;
+use crate::os::Error;
 
 /// glibc's utmp database (`_PATH_UTMP`).
 const UTMP_PATH: &str = "/var/run/utmp";
@@ -74,7 +74,7 @@ fn c_string(field: &[u8]) -> String {
 /// The users probe: live login sessions. Records whose process is gone (a crashed
 /// session that never cleaned up) are dropped, as `users(1)` does. No utmp at all means
 /// nothing records logins here (containers, minimal systems): an empty list, like `who`.
-pub(crate) fn logged_in_users() -> Result<Vec<LoggedInUser>, ProbeError> {
+pub fn logged_in_users() -> Result<Vec<LoggedInUser>, Error> {
     Ok(live_logins(Path::new(UTMP_PATH))?
         .into_iter()
         .map(|login| login.user)
@@ -82,7 +82,7 @@ pub(crate) fn logged_in_users() -> Result<Vec<LoggedInUser>, ProbeError> {
 }
 
 /// The live login records of the utmp file at `path` (the system's is [`UTMP_PATH`]).
-pub(crate) fn live_logins(path: &Path) -> Result<Vec<Login>, ProbeError> {
+pub(crate) fn live_logins(path: &Path) -> Result<Vec<Login>, Error> {
     let mut bytes = Vec::new();
     let limit = u64::try_from(RECORD_BYTES * MAX_RECORDS).unwrap_or(u64::MAX);
     match std::fs::File::open(path) {
@@ -90,7 +90,7 @@ pub(crate) fn live_logins(path: &Path) -> Result<Vec<Login>, ProbeError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => Err(e),
     }
-    .map_err(|source| ProbeError::Read {
+    .map_err(|source| Error::Read {
         path: path.display().to_string(),
         source,
     })?;

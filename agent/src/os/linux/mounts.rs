@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::linux::clip;
+use crate::os::clip;
 
 /// A workstation has tens of mounts, a container host a few thousand; past this we stop.
 const MAX_MOUNTS: usize = 16_384;
