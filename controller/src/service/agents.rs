@@ -2,7 +2,7 @@
 
 use deskside_proto::msg::tech::AgentSummary;
 
-use super::{Failure, Principal, Shared, admit};
+use super::common::{Failure, Principal, Shared, admit};
 
 /// Every enrolled agent, with whether it can be asked now.
 pub(crate) async fn list(shared: &Shared, who: &Principal) -> Result<Vec<AgentSummary>, Failure> {

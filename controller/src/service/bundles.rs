@@ -8,8 +8,8 @@ use deskside_proto::limits::BUNDLE_CHUNK_BYTES;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{BundleSummary, ErrorCode, TechReply, TicketView};
 
+use super::common::{Failure, Principal, ReplySink, Shared, admit, record};
 use super::tickets::{check_text, view};
-use super::{Failure, Principal, ReplySink, Shared, admit, record};
 use crate::bundle::{self, BundleAgent, Contents, Escalation};
 use crate::clock::now_secs;
 use crate::outbox::{SyncPayload, enqueue_sync};

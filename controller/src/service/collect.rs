@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::common::{Failure, Principal, ReplySink, Shared, admit, record, target};
 use super::link::AgentStream;
-use super::{Failure, Principal, ReplySink, Shared, admit, record, target};
 use crate::evidence::BlobWriter;
 use crate::store::{NewEvent, NewEvidence};
 

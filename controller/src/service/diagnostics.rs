@@ -7,7 +7,7 @@ use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::tech::{DiagReport, ErrorCode};
 use tracing::{Instrument, info, info_span};
 
-use super::{DIAG_TIMEOUT, Failure, Principal, Shared, admit, record, target};
+use super::common::{DIAG_TIMEOUT, Failure, Principal, Shared, admit, record, target};
 use crate::clock::now_ms;
 
 /// Asks the agent for a snapshot, stores it as evidence on the ticket, and returns it

@@ -6,10 +6,8 @@ use std::time::Instant;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use tracing::{debug, info};
 
-use super::{
-    Failure, Principal, ReplySink, Shared, agents, bundles, collect, diagnostics, renew, scripts,
-    sessions, tickets,
-};
+use super::common::{Failure, Principal, ReplySink, Shared};
+use super::{agents, bundles, collect, diagnostics, renew, scripts, sessions, tickets};
 
 /// Serves `req` for `who`. Replies that stream before the last (script output, file
 /// progress, bundle files) go to `out`; the last reply is returned for the front end to

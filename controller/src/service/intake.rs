@@ -14,7 +14,7 @@ use deskside_proto::msg::tech::{ErrorCode, EvidenceRef};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Failure, Shared, record};
+use super::common::{Failure, Shared, record};
 use crate::store::{Delivered, NewEvent, NewEvidence, StoreError};
 
 /// Why an item was not stored, and whether the agent should offer it again.

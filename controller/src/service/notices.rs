@@ -6,7 +6,7 @@ use deskside_proto::msg::agent::{AgentNotice, NoticeAck};
 use rustls_pki_types::CertificateDer;
 use tracing::info;
 
-use super::Shared;
+use super::common::Shared;
 use super::intake::check_request_key;
 
 /// Records one notice from agent `id` (its delivery `key` makes redelivery harmless) and

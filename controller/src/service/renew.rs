@@ -11,7 +11,7 @@ use deskside_transport::pki;
 use rustls_pki_types::CertificateDer;
 use tracing::{info, warn};
 
-use super::{Failure, Principal, Shared, admit};
+use super::common::{Failure, Principal, Shared, admit};
 use crate::ca::Issued;
 
 /// Certifies `identity`'s key again; the certificate `presented` on the connection

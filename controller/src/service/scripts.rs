@@ -9,8 +9,8 @@ use deskside_proto::msg::script::{CatalogEntry, RunEvent, RunRecord};
 use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
 use tracing::info;
 
+use super::common::{Failure, Principal, ReplySink, Shared, admit, record, target_and};
 use super::link::AgentStream;
-use super::{Failure, Principal, ReplySink, Shared, admit, record, target_and};
 
 /// Beyond the script's own timeout, time for the agent to verify, start and report.
 const RUN_SLACK: Duration = Duration::from_secs(30);

@@ -12,8 +12,8 @@ use deskside_proto::msg::session::{
 use deskside_proto::msg::tech::{ErrorCode, SessionReport};
 use tracing::{debug, info, warn};
 
+use super::common::{Failure, Principal, Shared, admit, record, target};
 use super::throttle::{Held, Wrong};
-use super::{Failure, Principal, Shared, admit, record, target};
 
 /// The agent answers a session request after the user does; allow some slack on top.
 const ANSWER_SLACK: Duration = Duration::from_secs(15);

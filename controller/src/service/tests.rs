@@ -13,9 +13,14 @@ use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{ErrorCode, TechReply, TechRequest};
 use deskside_transport::TransportError;
 
-use super::*;
+use super::common::Shared;
+use super::link::{AgentLink, AgentStream, CallError, Pending};
+use super::seen::Seen;
+use super::throttle::JoinThrottle;
+use super::{Principal, ReplySink, agents, diagnostics, handle, tickets};
 use crate::datadir::DataDir;
 use crate::evidence::DirBlobs;
+use crate::store::Store;
 use crate::store::{NewAgent, NewTicket};
 
 /// Agents that answer from a script, and remember what they were asked.

@@ -4,7 +4,7 @@ use deskside_proto::limits::MAX_NAME_BYTES;
 use deskside_proto::msg::tech::{ErrorCode, TicketSummary, TicketView};
 use tracing::info;
 
-use super::{Failure, Principal, Shared, admit};
+use super::common::{Failure, Principal, Shared, admit};
 use crate::clock::now_secs;
 
 /// Longest note or escalation text.
