@@ -104,7 +104,7 @@ async fn store_snapshot(
         Ok(s) => s,
         Err(e) => return unusable(format!("agent {agent} sent an unreadable snapshot: {e}")),
     };
-    // The agent stamped the snapshot with its own clock when it started collecting;
+    // The agent stamped the snapshot with its own clock when it started taking it;
     // the controller knows when that was on its clock, give or take half a round trip.
     let offset = i128::from(snapshot.collected_at_ms) - i128::from(agent_started_ms);
     snapshot.time.controller_offset_ms = i64::try_from(offset).ok();
