@@ -10,6 +10,7 @@
 //!
 //! `deskside ticket verify DIR` checks all of it without the controller.
 
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TicketSummary, TimelineEntry};
 use serde::{Deserialize, Serialize};
@@ -190,7 +191,7 @@ pub fn write(
         }
         files.push(rel);
         // The report reads snapshots and run records; collected files stay on disk.
-        if e.kind != deskside_proto::msg::files::FILE_KIND {
+        if e.kind != EvidenceKind::File.as_str() {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             bytes_of.insert(e.sha256.clone(), bytes);
         }
@@ -326,7 +327,7 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
         let size = std::fs::metadata(&path)
             .map_err(|e| bad(format!("{at}: missing ({e})")))?
             .len();
-        let limit = if item.kind == deskside_proto::msg::files::FILE_KIND {
+        let limit = if item.kind == EvidenceKind::File.as_str() {
             MAX_FILE_ITEM_BYTES
         } else {
             MAX_ITEM_BYTES

@@ -10,16 +10,16 @@
 //! must never be mistaken for a script approval. A separate ECDSA P-256 key also lets
 //! `verify` use the one signature check it already has for agents' evidence.
 
+use deskside_proto::evidence::EvidenceKind;
 use sha2::{Digest, Sha256};
 
 use crate::ca::CertAndKey;
 
-/// The evidence kind of a session record; no agent may deliver an item of this kind.
-pub const SESSION_KIND: &str = "session";
-
-/// Whether evidence of `kind` is made (and signed) by the controller, not an agent.
+/// Whether a stored item of kind `kind` (as named in the database) is made (and signed)
+/// by the controller, not an agent: a session record ([`EvidenceKind::Session`]).
 pub fn controller_made(kind: &str) -> bool {
-    kind == SESSION_KIND
+    kind.parse::<EvidenceKind>()
+        .is_ok_and(EvidenceKind::controller_made)
 }
 
 /// Signs controller-made records.
@@ -78,7 +78,8 @@ mod tests {
         deskside_transport::pki::verify_evidence(&cert, &digest, &sig)?;
         let other: [u8; 32] = Sha256::digest(b"{\"kind\":\"session!\"}").into();
         assert!(deskside_transport::pki::verify_evidence(&cert, &other, &sig).is_err());
-        assert!(controller_made(SESSION_KIND) && !controller_made("snapshot"));
+        assert!(controller_made("session") && !controller_made("snapshot"));
+        assert!(!controller_made("session!"));
         Ok(())
     }
 }

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use deskside_proto::evidence::{self, Evidence, EvidenceKind};
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::script::RunRecord;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::ItemSource;
@@ -40,12 +40,12 @@ pub(super) fn load_all<'b>(bundle: &'b Bundle, items: ItemSource<'_>) -> Loaded<
         run_problems: Vec::new(),
     };
     for item in ordered {
-        match item.kind.as_str() {
-            "snapshot" => match load(items, item) {
+        match item.kind.parse() {
+            Ok(EvidenceKind::Snapshot) => match load(items, item) {
                 Ok(s) => loaded.snapshots.push((item, s)),
                 Err(p) => loaded.snapshot_problems.push(p),
             },
-            "script_run" => match load(items, item) {
+            Ok(EvidenceKind::ScriptRun) => match load(items, item) {
                 Ok(r) => loaded.runs.push((item, r)),
                 Err(p) => loaded.run_problems.push(p),
             },
@@ -55,13 +55,13 @@ pub(super) fn load_all<'b>(bundle: &'b Bundle, items: ItemSource<'_>) -> Loaded<
     loaded
 }
 
-fn load<T: DeserializeOwned>(items: ItemSource<'_>, item: &BundleItem) -> Result<T, String> {
+fn load<T: Evidence>(items: ItemSource<'_>, item: &BundleItem) -> Result<T, String> {
     let why = match items(&item.sha256) {
         None => "its bytes are missing".to_owned(),
         Some(bytes) if !hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(&item.sha256) => {
             "its bytes do not match its SHA-256".to_owned()
         }
-        Some(bytes) => match serde_json::from_slice(&bytes) {
+        Some(bytes) => match evidence::open_bytes(&bytes) {
             Ok(v) => return Ok(v),
             Err(e) => format!("it does not parse as a {}: {e}", item.kind),
         },

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use deskside_proto::evidence::{self, EvidenceKind};
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck};
 use deskside_proto::msg::script::{RunEvent, RunRecord};
 use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
@@ -156,14 +157,14 @@ async fn run_inner(
             }
         }
     };
-    let record: RunRecord = match serde_json::from_slice(&item.bytes) {
+    let record: RunRecord = match evidence::open_bytes(&item.bytes) {
         Ok(r) => r,
         Err(e) => {
             let reason = format!("the agent's run record is unreadable: {e}");
             return unusable(&mut to_agent, reason).await;
         }
     };
-    if item.kind != "script_run"
+    if item.kind != EvidenceKind::ScriptRun
         || record.script != name
         || record.ticket != ticket
         || record.result != result

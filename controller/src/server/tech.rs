@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use deskside_proto::close;
+use deskside_proto::evidence::{self, EvidenceKind};
 use deskside_proto::findings;
 use deskside_proto::msg::agent::{
     AgentReply, AgentRequest, NoticeAck, Refusal, RefusalCode, Requester, SignedItem,
@@ -463,13 +464,13 @@ async fn store_snapshot(
         };
         (error(ErrorCode::AgentFailed, reason), ack)
     };
-    if item.kind != "snapshot" {
+    if item.kind != EvidenceKind::Snapshot {
         return unusable(format!(
             "agent {agent} sent a {} where a snapshot was due",
             item.kind
         ));
     }
-    let mut snapshot: Snapshot = match serde_json::from_slice(&item.bytes) {
+    let mut snapshot: Snapshot = match evidence::open(item.kind, &item.bytes) {
         Ok(s) => s,
         Err(e) => return unusable(format!("agent {agent} sent an unreadable snapshot: {e}")),
     };
