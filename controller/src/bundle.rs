@@ -318,9 +318,7 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
     let mut by_controller = 0;
     for item in &bundle.items {
         let at = format!("item {} ({})", item.sha256, item.kind);
-        let valid_name =
-            item.sha256.len() == 64 && item.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid_name {
+        if !deskside_proto::digest::is_sha256_hex(&item.sha256) {
             return Err(bad(format!("{at}: not a SHA-256 name")));
         }
         let path = dir.join(ITEMS_DIR).join(&item.sha256);

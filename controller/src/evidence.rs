@@ -79,10 +79,7 @@ impl DirBlobs {
     /// `ab/abcdef…`: where blob `sha256` lives below the store's root, `/`-separated,
     /// for an archive that mirrors the layout.
     pub fn relative_path(sha256: &str) -> Result<String, BlobError> {
-        let valid = sha256.len() == 64
-            && sha256
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        let valid = deskside_proto::digest::is_sha256_hex(sha256);
         let prefix = sha256
             .get(..2)
             .filter(|_| valid)

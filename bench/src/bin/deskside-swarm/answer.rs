@@ -10,6 +10,7 @@ use deskside_proto::evidence::{self, Evidence};
 use deskside_proto::findings;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck, SignedItem};
 use deskside_proto::msg::diag::{ControllerLink, Snapshot};
+use deskside_transport::clock::now_ms;
 use deskside_transport::framed;
 use sha2::{Digest, Sha256};
 
@@ -99,10 +100,4 @@ fn seal(fixed: &Snapshot, me: &Identity, link: ControllerLink) -> Result<SignedI
         signature,
         redaction: Vec::new(),
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
