@@ -93,7 +93,7 @@ impl AgentCtx {
         let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
         let policy = Policy::load(&self.state.policy())
             .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
-        let redactor = Redactor::new(&policy.redact)?;
+        let redactor = Redactor::new(&policy.redact).map_err(|e| e.to_string())?;
         redactor.apply(&mut value);
         let bytes = evidence::seal_value(T::KIND, &value).map_err(|e| e.to_string())?;
         let mut item = self.sign_item(T::KIND, bytes)?;
