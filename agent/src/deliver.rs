@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::agent::{AgentNotice, Delivery, NoticeAck, Requester, SignedItem};
 use deskside_transport::{TransportError, framed};
 use tracing::{debug, info, warn};
@@ -142,7 +143,7 @@ impl Deliveries {
     }
 
     /// Evidence waiting in the spool: (key, who asked, kind). Blocking.
-    pub fn waiting_evidence(&self) -> Vec<(String, Requester, String)> {
+    pub fn waiting_evidence(&self) -> Vec<(String, Requester, EvidenceKind)> {
         self.spool
             .peek_all()
             .into_iter()
@@ -287,7 +288,7 @@ mod tests {
                 },
                 item: Box::new(SignedItem {
                     key: "k1".into(),
-                    kind: "snapshot".into(),
+                    kind: EvidenceKind::Snapshot,
                     bytes: b"{}".to_vec(),
                     signature: Vec::new(),
                     redaction: Vec::new(),

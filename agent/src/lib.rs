@@ -23,19 +23,7 @@ pub mod session;
 pub mod spool;
 pub mod state;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use deskside_transport::clock::{now_ms, now_secs};
 
 /// Hostname, OS pretty name and kernel release, cheaply, for enrollment and check-in.
 pub fn host_identity() -> (String, String, String) {

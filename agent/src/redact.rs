@@ -34,14 +34,32 @@ pub struct Redactor {
     rules: Vec<(String, Regex, &'static str)>,
 }
 
-fn compile(p: &str) -> Result<Regex, String> {
+/// A redaction rule of the policy that does not compile, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("redact.{rule}: {problem}")]
+pub struct RedactError {
+    /// `emails`, `patterns[2]`, …
+    pub rule: String,
+    pub problem: PatternProblem,
+}
+
+/// Why a pattern does not compile.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatternProblem {
+    #[error("pattern over {MAX_PATTERN_BYTES} bytes")]
+    TooLong,
+    #[error("{0}")]
+    Invalid(#[from] regex::Error),
+}
+
+fn compile(p: &str) -> Result<Regex, PatternProblem> {
     if p.len() > MAX_PATTERN_BYTES {
-        return Err(format!("pattern over {MAX_PATTERN_BYTES} bytes"));
+        return Err(PatternProblem::TooLong);
     }
-    regex::RegexBuilder::new(p)
+    Ok(regex::RegexBuilder::new(p)
         .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| e.to_string())
+        .build()?)
 }
 
 /// Local human accounts: uid ≥ 1000 (Debian's first regular user), not `nobody`.
@@ -62,14 +80,14 @@ fn local_user_names() -> Vec<String> {
 }
 
 impl Redactor {
-    pub fn new(policy: &RedactPolicy) -> Result<Redactor, String> {
+    pub fn new(policy: &RedactPolicy) -> Result<Redactor, RedactError> {
         let mut rules = Vec::new();
-        let mut add = |name: &str, pattern: &str, with: &'static str| -> Result<(), String> {
-            rules.push((
-                name.to_owned(),
-                compile(pattern).map_err(|e| format!("redact.{name}: {e}"))?,
-                with,
-            ));
+        let mut add = |name: &str, pattern: &str, with: &'static str| -> Result<(), RedactError> {
+            let compiled = compile(pattern).map_err(|problem| RedactError {
+                rule: name.to_owned(),
+                problem,
+            })?;
+            rules.push((name.to_owned(), compiled, with));
             Ok(())
         };
         if policy.emails {
@@ -113,7 +131,10 @@ impl Redactor {
         for (i, p) in policy.patterns.iter().enumerate() {
             rules.push((
                 format!("pattern:{i}"),
-                compile(p).map_err(|e| format!("redact.patterns[{i}]: {e}"))?,
+                compile(p).map_err(|problem| RedactError {
+                    rule: format!("patterns[{i}]"),
+                    problem,
+                })?,
                 "[redacted]",
             ));
         }
@@ -160,7 +181,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn redacts_values_not_keys_or_numbers() -> Result<(), String> {
+    fn redacts_values_not_keys_or_numbers() -> Result<(), RedactError> {
         let r = Redactor::new(&RedactPolicy {
             ip_addresses: true,
             mac_addresses: true,
@@ -188,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_configured_changes_nothing_and_bad_patterns_are_errors() -> Result<(), String> {
+    fn nothing_configured_changes_nothing_and_bad_patterns_are_errors() -> Result<(), RedactError> {
         let r = Redactor::new(&RedactPolicy::default())?;
         let mut v = json!({"a": "192.0.2.1"});
         r.apply(&mut v);
@@ -198,7 +219,13 @@ mod tests {
             patterns: vec!["(".into()],
             ..RedactPolicy::default()
         });
-        assert!(err.is_err_and(|e| e.contains("redact.patterns[0]")));
+        assert!(err.is_err_and(|e| e.to_string().contains("redact.patterns[0]")));
+        let err = Redactor::new(&RedactPolicy {
+            patterns: vec!["x".repeat(MAX_PATTERN_BYTES + 1)],
+            ..RedactPolicy::default()
+        });
+        assert!(err.is_err_and(|e| e.to_string()
+            == format!("redact.patterns[0]: pattern over {MAX_PATTERN_BYTES} bytes")));
         Ok(())
     }
 }

@@ -1,21 +1,8 @@
 //! Wall-clock helpers: the store and the wire use Unix seconds.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// Unix seconds of `t`, 0 for times before 1970.
-pub fn secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-pub fn now_secs() -> u64 {
-    secs(SystemTime::now())
-}
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use deskside_transport::clock::{now_ms, now_secs, secs};
 
 /// `2026-11-26 10:00:00 UTC` for people.
 pub fn format_secs(secs: u64) -> String {

@@ -10,17 +10,22 @@
 //! must never be mistaken for a script approval. A separate ECDSA P-256 key also lets
 //! `verify` use the one signature check it already has for agents' evidence.
 
+use deskside_proto::evidence::EvidenceKind;
 use sha2::{Digest, Sha256};
 
 use crate::ca::CertAndKey;
 
-/// The evidence kind of a session record; no agent may deliver an item of this kind.
-pub const SESSION_KIND: &str = "session";
-
-/// Whether evidence of `kind` is made (and signed) by the controller, not an agent.
+/// Whether a stored item of kind `kind` (as named in the database) is made (and signed)
+/// by the controller, not an agent: a session record ([`EvidenceKind::Session`]).
 pub fn controller_made(kind: &str) -> bool {
-    kind == SESSION_KIND
+    kind.parse::<EvidenceKind>()
+        .is_ok_and(EvidenceKind::controller_made)
 }
+
+/// A session record could not be signed with the record-signing key.
+#[derive(Debug, thiserror::Error)]
+#[error("signing a session record with the record-signing key: {0}")]
+pub struct RecordSignError(#[source] deskside_transport::TransportError);
 
 /// Signs controller-made records.
 #[derive(Clone)]
@@ -45,16 +50,16 @@ impl RecordSigner {
 
     /// The signature (hex, ECDSA P-256 ASN.1 DER, over the evidence label and the
     /// SHA-256 of `bytes`) that `verify` checks against [`RecordSigner::cert_pem`].
-    pub fn sign(&self, bytes: &[u8]) -> Result<String, String> {
+    pub fn sign(&self, bytes: &[u8]) -> Result<String, RecordSignError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
         self.sign_digest(&digest)
     }
 
     /// [`RecordSigner::sign`] for bytes whose SHA-256 is `digest`.
-    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<String, String> {
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<String, RecordSignError> {
         deskside_transport::pki::sign_evidence(&self.key_pem, digest)
             .map(hex::encode)
-            .map_err(|e| format!("signing a session record with the record-signing key: {e}"))
+            .map_err(RecordSignError)
     }
 }
 
@@ -68,17 +73,14 @@ mod tests {
         let made = crate::ca::new_ca()?;
         let ca = crate::ca::Ca::load(&made.cert_pem, &made.key_pem)?;
         let signer = RecordSigner::new(ca.record_signing_cert()?);
-        let sig = hex::decode(
-            signer
-                .sign(b"{\"kind\":\"session\"}")
-                .map_err(anyhow::Error::msg)?,
-        )?;
+        let sig = hex::decode(signer.sign(b"{\"kind\":\"session\"}")?)?;
         let cert = deskside_transport::pki::cert_from_pem(&signer.cert_pem)?;
         let digest: [u8; 32] = Sha256::digest(b"{\"kind\":\"session\"}").into();
         deskside_transport::pki::verify_evidence(&cert, &digest, &sig)?;
         let other: [u8; 32] = Sha256::digest(b"{\"kind\":\"session!\"}").into();
         assert!(deskside_transport::pki::verify_evidence(&cert, &other, &sig).is_err());
-        assert!(controller_made(SESSION_KIND) && !controller_made("snapshot"));
+        assert!(controller_made("session") && !controller_made("snapshot"));
+        assert!(!controller_made("session!"));
         Ok(())
     }
 }

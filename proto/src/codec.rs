@@ -125,13 +125,70 @@ mod tests {
         snap.cpu.usage_percent = 12.5;
         let reply = AgentReply::Snapshot(Box::new(crate::msg::agent::SignedItem {
             key: "0123456789abcdef0123456789abcdef".into(),
-            kind: "snapshot".into(),
+            kind: crate::evidence::EvidenceKind::Snapshot,
             bytes: format!("{snap:?}").into_bytes(),
             signature: vec![1; 70],
             redaction: vec!["emails".into()],
         }));
         let bytes = encode(&reply).unwrap_or_default();
         assert_eq!(decode::<AgentReply>(&bytes), Ok(reply));
+    }
+
+    /// `SignedItem` as it was when its kind was a `String`: the wire form to keep.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct StringKindItem {
+        key: String,
+        kind: String,
+        bytes: Vec<u8>,
+        signature: Vec<u8>,
+        redaction: Vec<String>,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    enum StringKindReply {
+        Snapshot(Box<StringKindItem>),
+    }
+
+    impl Message for StringKindReply {
+        const KIND: &'static str = "agent reply";
+        const MAX_BYTES: u32 = crate::limits::MAX_EVIDENCE_BYTES;
+    }
+
+    fn string_kind_reply(kind: &str) -> StringKindReply {
+        StringKindReply::Snapshot(Box::new(StringKindItem {
+            key: "k1".into(),
+            kind: kind.into(),
+            bytes: b"{}".to_vec(),
+            signature: vec![7; 3],
+            redaction: vec![],
+        }))
+    }
+
+    #[test]
+    fn evidence_kinds_keep_their_wire_bytes() {
+        for kind in crate::evidence::EvidenceKind::ALL {
+            let typed = AgentReply::Snapshot(Box::new(crate::msg::agent::SignedItem {
+                key: "k1".into(),
+                kind,
+                bytes: b"{}".to_vec(),
+                signature: vec![7; 3],
+                redaction: vec![],
+            }));
+            let old = encode(&string_kind_reply(kind.as_str())).unwrap_or_default();
+            assert_eq!(encode(&typed).unwrap_or_default(), old, "{kind}");
+            assert_eq!(decode::<AgentReply>(&old), Ok(typed));
+        }
+    }
+
+    #[test]
+    fn an_unknown_evidence_kind_is_a_typed_decode_error() {
+        let bytes = encode(&string_kind_reply("snapsh0t")).unwrap_or_default();
+        let err = decode::<AgentReply>(&bytes);
+        assert!(
+            matches!(&err, Err(DecodeError::Malformed { reason, .. })
+                if reason.contains("unknown kind") && reason.contains("snapsh0t")),
+            "{err:?}"
+        );
     }
 
     #[test]

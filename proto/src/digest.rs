@@ -10,6 +10,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Length of a SHA-256 digest in bytes.
 pub const SHA256_BYTES: usize = 32;
 
+/// Whether `name` is a SHA-256 digest as Deskside writes it: exactly 64 **lowercase**
+/// hex digits (`hex::encode`). Blob file names, bundle item names and the `sha256` of
+/// every evidence row take this form, and comparisons between them are byte-exact, so
+/// an uppercase name is not the same item and is refused rather than folded.
+pub fn is_sha256_hex(name: &str) -> bool {
+    name.len() == 2 * SHA256_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn serialize<S: Serializer>(digest: &[u8; SHA256_BYTES], s: S) -> Result<S::Ok, S::Error> {
     if s.is_human_readable() {
         s.serialize_str(&hex::encode(digest))
@@ -66,6 +77,17 @@ mod tests {
         0x15, 0xad,
     ];
     const SUM_HEX: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn a_sha256_name_is_64_lowercase_hex_digits() {
+        assert!(super::is_sha256_hex(SUM_HEX));
+        assert!(!super::is_sha256_hex(&SUM_HEX.to_uppercase()));
+        assert!(!super::is_sha256_hex(&SUM_HEX[..63]));
+        assert!(!super::is_sha256_hex(&format!("{SUM_HEX}0")));
+        assert!(!super::is_sha256_hex(&SUM_HEX.replace('b', "g")));
+        assert!(!super::is_sha256_hex(&format!("../{}", &SUM_HEX[3..])));
+        assert!(!super::is_sha256_hex(""));
+    }
 
     #[test]
     fn json_shows_hex_and_reads_it_back() -> Result<(), serde_json::Error> {

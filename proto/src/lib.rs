@@ -8,6 +8,7 @@ pub mod close;
 pub mod codec;
 pub mod digest;
 pub mod error;
+pub mod evidence;
 pub mod findings;
 pub mod frame;
 pub mod limits;

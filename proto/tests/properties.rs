@@ -166,7 +166,7 @@ fn collect_reply() -> impl Strategy<Value = AgentReply> {
             |(m, key, signature)| {
                 AgentReply::FileSent(Box::new(SignedItem {
                     key,
-                    kind: "file_manifest".into(),
+                    kind: deskside_proto::evidence::EvidenceKind::FileManifest,
                     bytes: serde_json::to_vec(&m).unwrap_or_default(),
                     signature,
                     redaction: vec![],

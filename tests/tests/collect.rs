@@ -12,8 +12,9 @@ use deskside_agent::control::ControlRequest;
 use deskside_controller::bundle;
 use deskside_controller::client::{Refused, TechClient};
 use deskside_controller::server::Options;
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn, NoticeAck, SignedItem};
-use deskside_proto::msg::files::{FileManifest, MANIFEST_KIND};
+use deskside_proto::msg::files::FileManifest;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::{Scope, SessionOutcome};
 use deskside_proto::msg::tech::{CollectReport, ErrorCode, ErrorReply, TechReply, TechRequest};
@@ -628,7 +629,7 @@ async fn lie_once(agent: &RawAgent, conn: &quinn::Connection, lie: Lie) -> Resul
     };
     let item = SignedItem {
         key: "liar-manifest-0001".into(),
-        kind: MANIFEST_KIND.into(),
+        kind: EvidenceKind::FileManifest,
         signature: sign(&key, &bytes)?,
         bytes,
         redaction: vec![],

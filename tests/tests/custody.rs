@@ -57,7 +57,7 @@ fn signed_snapshot(puppet: &PuppetAgent, key: &str, hostname: &str) -> Result<Si
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     Ok(SignedItem {
         key: key.into(),
-        kind: "snapshot".into(),
+        kind: deskside_proto::evidence::EvidenceKind::Snapshot,
         signature: pki::sign_evidence(&puppet.key_pem, &digest)?,
         bytes,
         redaction: Vec::new(),
@@ -182,7 +182,7 @@ async fn an_agent_delivering_evidence_to_another_ticket_is_refused() -> Result<(
     assert!(reason.contains("session s-forged"), "{reason}");
     // Under a good key, an item of a kind only the controller makes.
     let mut record = signed_snapshot(&puppet, "a0000000000000000000000000000004", "mallory")?;
-    record.kind = "session".into();
+    record.kind = deskside_proto::evidence::EvidenceKind::Session;
     let reason = rejected(
         deliver(
             &puppet,

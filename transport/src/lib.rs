@@ -2,6 +2,7 @@
 //! framed request/response streams, and key/CSR generation. Shared by the agent, the
 //! controller server and the technician CLI, so each speaks the protocol the same way.
 
+pub mod clock;
 pub mod endpoint;
 pub mod enroll;
 pub mod error;

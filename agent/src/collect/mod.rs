@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use deskside_proto::close;
 use deskside_proto::msg::agent::{AgentReply, NoticeAck, Requester};
-use deskside_proto::msg::files::{FileManifest, MANIFEST_KIND};
+use deskside_proto::msg::files::FileManifest;
 use deskside_proto::msg::session::Scope;
 use deskside_transport::framed;
 use quinn::{RecvStream, SendStream};
@@ -236,9 +236,8 @@ async fn transfer(
         ticket: who.ticket,
         collected_at_ms: crate::now_ms(),
     };
-    let item = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| ctx.sign_item(MANIFEST_KIND, bytes))
+    let item = ctx
+        .seal_unredacted(&manifest)
         .map_err(|e| Stop::Aborted(format!("file {path}: manifest: {e}")))?;
     framed::send(send, &AgentReply::FileSent(Box::new(item)))
         .await

@@ -29,9 +29,7 @@ pub(super) async fn diagnostics(
     ctx.sessions.set_activity(None);
     snapshot.network.controller = Some(link);
     snapshot.findings = findings::evaluate(&snapshot);
-    let sealed = serde_json::to_value(&snapshot)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ctx.seal("snapshot", v));
+    let sealed = ctx.seal(&snapshot);
     let item = match sealed {
         Ok(item) => item,
         Err(reason) => return AgentReply::Failed { reason },

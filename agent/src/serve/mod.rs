@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use deskside_proto::evidence::{self, Evidence, EvidenceKind};
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, Refusal, Requester, SignedItem};
 use deskside_proto::msg::diag::ControllerLink;
 use deskside_proto::msg::session::{Scope, SessionOutcome};
@@ -89,25 +90,31 @@ impl AgentCtx {
     }
 
     /// Redacts (per the machine's policy), serialises and signs an evidence item.
-    fn seal(&self, kind: &str, mut value: serde_json::Value) -> Result<SignedItem, String> {
+    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
+        let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
         let policy = Policy::load(&self.state.policy())
             .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
-        let redactor = Redactor::new(&policy.redact)?;
+        let redactor = Redactor::new(&policy.redact).map_err(|e| e.to_string())?;
         redactor.apply(&mut value);
-        let bytes =
-            serde_json::to_vec_pretty(&value).map_err(|e| format!("encoding {kind}: {e}"))?;
-        let mut item = self.sign_item(kind, bytes)?;
+        let bytes = evidence::seal_value(T::KIND, &value).map_err(|e| e.to_string())?;
+        let mut item = self.sign_item(T::KIND, bytes)?;
         item.redaction = redactor.rules();
         Ok(item)
     }
 
+    /// Serialises and signs `value` as an evidence item, unredacted, under a new key.
+    pub(crate) fn seal_unredacted<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
+        let (kind, bytes) = evidence::seal_bytes(value).map_err(|e| e.to_string())?;
+        self.sign_item(kind, bytes)
+    }
+
     /// Signs `bytes` as an evidence item of `kind`, unredacted, under a new key.
-    pub(crate) fn sign_item(&self, kind: &str, bytes: Vec<u8>) -> Result<SignedItem, String> {
+    fn sign_item(&self, kind: EvidenceKind, bytes: Vec<u8>) -> Result<SignedItem, String> {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        let signature = self.sign_digest(&digest, kind)?;
+        let signature = self.sign_digest(&digest, kind.as_str())?;
         Ok(SignedItem {
             key: crate::spool::new_key(),
-            kind: kind.to_owned(),
+            kind,
             bytes,
             signature,
             redaction: Vec::new(),

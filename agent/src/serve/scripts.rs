@@ -141,9 +141,7 @@ pub(super) async fn run_script(
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
-    let sealed = serde_json::to_value(&record)
-        .map_err(|e| e.to_string())
-        .and_then(|v| ctx.seal("script_run", v));
+    let sealed = ctx.seal(&record);
     let evidence = match sealed {
         Ok(item) => {
             let detail = format!("{detail}, key {}", item.key);

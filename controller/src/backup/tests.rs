@@ -40,7 +40,7 @@ fn add_evidence(store: &Store, number: u64, sha256: &str, size: u64) -> anyhow::
             number,
             &NewEvidence {
                 sha256: sha256.to_owned(),
-                kind: "snapshot".into(),
+                kind: deskside_proto::evidence::EvidenceKind::Snapshot,
                 size_bytes: size,
                 agent_id: None,
                 signature: None,

@@ -467,7 +467,7 @@ fn write_chunk(dir: &std::path::Path, path: &str, offset: u64, data: &[u8]) -> R
     .contains(&path)
         || path
             .strip_prefix("items/")
-            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            .is_some_and(deskside_proto::digest::is_sha256_hex);
     if !allowed {
         anyhow::bail!(
             "the controller sent an unexpected bundle path {path:?}; refusing to write it"

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
+use deskside_proto::evidence::{self, Evidence, EvidenceKind};
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::script::RunRecord;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::ItemSource;
@@ -40,14 +40,14 @@ pub(super) fn load_all<'b>(bundle: &'b Bundle, items: ItemSource<'_>) -> Loaded<
         run_problems: Vec::new(),
     };
     for item in ordered {
-        match item.kind.as_str() {
-            "snapshot" => match load(items, item) {
+        match item.kind.parse() {
+            Ok(EvidenceKind::Snapshot) => match load(items, item) {
                 Ok(s) => loaded.snapshots.push((item, s)),
-                Err(p) => loaded.snapshot_problems.push(p),
+                Err(p) => loaded.snapshot_problems.push(p.to_string()),
             },
-            "script_run" => match load(items, item) {
+            Ok(EvidenceKind::ScriptRun) => match load(items, item) {
                 Ok(r) => loaded.runs.push((item, r)),
-                Err(p) => loaded.run_problems.push(p),
+                Err(p) => loaded.run_problems.push(p.to_string()),
             },
             _ => {}
         }
@@ -55,19 +55,45 @@ pub(super) fn load_all<'b>(bundle: &'b Bundle, items: ItemSource<'_>) -> Loaded<
     loaded
 }
 
-fn load<T: DeserializeOwned>(items: ItemSource<'_>, item: &BundleItem) -> Result<T, String> {
+/// Why a bundled item is left out of the report; shown in it, naming the item.
+#[derive(Debug, thiserror::Error)]
+#[error("item {sha256} ({kind}) could not be read: {why}")]
+struct Unreadable {
+    sha256: String,
+    kind: String,
+    why: Why,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Why {
+    #[error("its bytes are missing")]
+    Missing,
+    #[error("its bytes do not match its SHA-256")]
+    Altered,
+    #[error("it does not parse as a {kind}: {source}")]
+    Unparsable {
+        kind: EvidenceKind,
+        source: evidence::OpenError,
+    },
+}
+
+fn load<T: Evidence>(items: ItemSource<'_>, item: &BundleItem) -> Result<T, Unreadable> {
     let why = match items(&item.sha256) {
-        None => "its bytes are missing".to_owned(),
+        None => Why::Missing,
         Some(bytes) if !hex::encode(Sha256::digest(&bytes)).eq_ignore_ascii_case(&item.sha256) => {
-            "its bytes do not match its SHA-256".to_owned()
+            Why::Altered
         }
-        Some(bytes) => match serde_json::from_slice(&bytes) {
+        Some(bytes) => match evidence::open_bytes(&bytes) {
             Ok(v) => return Ok(v),
-            Err(e) => format!("it does not parse as a {}: {e}", item.kind),
+            Err(source) => Why::Unparsable {
+                kind: T::KIND,
+                source,
+            },
         },
     };
-    Err(format!(
-        "item {} ({}) could not be read: {why}",
-        item.sha256, item.kind
-    ))
+    Err(Unreadable {
+        sha256: item.sha256.clone(),
+        kind: item.kind.clone(),
+        why,
+    })
 }

@@ -364,7 +364,7 @@ fn sign_unsigned_records(
         let signature = shared
             .records
             .sign_digest(&digest)
-            .map_err(|reason| Failure::new(ErrorCode::Internal, reason))?;
+            .map_err(|reason| Failure::new(ErrorCode::Internal, reason.to_string()))?;
         e.signature = Some(signature);
     }
     Ok(())

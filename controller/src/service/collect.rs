@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use deskside_proto::close;
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck, SignedItem, valid_key};
-use deskside_proto::msg::files::{
-    FILE_KIND, FileManifest, FileRefusal, MANIFEST_KIND, plain_absolute,
-};
+use deskside_proto::msg::files::{FileManifest, FileRefusal, plain_absolute};
 use deskside_proto::msg::tech::{CollectReport, ErrorCode, EvidenceRef, TechReply};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -360,10 +359,11 @@ async fn store(
         )
     };
     let transient = |reason: String| (NotStored::new(ErrorCode::Internal, "failed", reason), false);
-    if item.kind != MANIFEST_KIND || !valid_key(&item.key) {
+    if item.kind != EvidenceKind::FileManifest || !valid_key(&item.key) {
         return Err(reject(format!(
             "agent {agent} sent a {:?} item with key {:?} where a file manifest was due",
-            item.kind, item.key
+            item.kind.as_str(),
+            item.key
         )));
     }
     let id = agent.to_owned();
@@ -435,7 +435,7 @@ async fn store(
     .map_err(|e| transient(e.to_string()))?;
     let file_new = NewEvidence {
         sha256: file_sha.clone(),
-        kind: FILE_KIND.to_owned(),
+        kind: EvidenceKind::File,
         size_bytes: received,
         agent_id: Some(agent.to_owned()),
         signature: Some(manifest.file_signature.clone()),
@@ -443,7 +443,7 @@ async fn store(
     };
     let manifest_new = NewEvidence {
         sha256: manifest_sha.clone(),
-        kind: MANIFEST_KIND.to_owned(),
+        kind: EvidenceKind::FileManifest,
         size_bytes: item.bytes.len() as u64,
         agent_id: Some(agent.to_owned()),
         signature: Some(hex::encode(&item.signature)),
@@ -504,7 +504,7 @@ async fn store(
     let as_ref = |n: NewEvidence| EvidenceRef {
         location: shared.blobs.location(&n.sha256),
         sha256: n.sha256,
-        kind: n.kind,
+        kind: n.kind.to_string(),
         size_bytes: n.size_bytes,
         agent: n.agent_id,
         created_at_secs: at_secs,

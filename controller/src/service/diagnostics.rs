@@ -1,6 +1,7 @@
 //! Diagnostics: the agent takes a snapshot, the controller stores it as evidence on the
 //! ticket and returns it with the findings. Every outcome lands on the ticket's timeline.
 
+use deskside_proto::evidence::{self, EvidenceKind};
 use deskside_proto::findings;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck, SignedItem};
 use deskside_proto::msg::diag::Snapshot;
@@ -94,13 +95,13 @@ async fn store_snapshot(
         };
         (Err(Failure::new(ErrorCode::AgentFailed, reason)), ack)
     };
-    if item.kind != "snapshot" {
+    if item.kind != EvidenceKind::Snapshot {
         return unusable(format!(
             "agent {agent} sent a {} where a snapshot was due",
             item.kind
         ));
     }
-    let mut snapshot: Snapshot = match serde_json::from_slice(&item.bytes) {
+    let mut snapshot: Snapshot = match evidence::open(item.kind, &item.bytes) {
         Ok(s) => s,
         Err(e) => return unusable(format!("agent {agent} sent an unreadable snapshot: {e}")),
     };

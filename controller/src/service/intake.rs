@@ -7,6 +7,7 @@
 //! the request's stream), or later from the agent's spool when that reply or its
 //! acknowledgement was lost ([`late`]).
 
+use deskside_proto::evidence::{self, EvidenceKind};
 use deskside_proto::msg::agent::{NoticeAck, Requester, SignedItem, valid_key};
 use deskside_proto::msg::diag::Snapshot;
 use deskside_proto::msg::script::RunRecord;
@@ -85,12 +86,12 @@ pub(super) async fn accept(
             format!("evidence from {agent} rejected: malformed idempotency key"),
         ));
     }
-    if crate::records::controller_made(&item.kind) {
+    if item.kind.controller_made() {
         return Err(Refused::permanent(
             ErrorCode::AgentFailed,
             format!(
                 "evidence from {agent} rejected: {:?} items are made by the controller, never by an agent",
-                item.kind
+                item.kind.as_str()
             ),
         ));
     }
@@ -123,7 +124,7 @@ pub(super) async fn accept(
     let signature = hex::encode(&item.signature);
     let new = NewEvidence {
         sha256: sha.clone(),
-        kind: item.kind.clone(),
+        kind: item.kind,
         size_bytes: size,
         agent_id: Some(agent.to_owned()),
         signature: Some(signature.clone()),
@@ -157,7 +158,7 @@ pub(super) async fn accept(
     Ok(EvidenceRef {
         location: shared.blobs.location(&sha),
         sha256: sha,
-        kind: item.kind,
+        kind: item.kind.to_string(),
         size_bytes: size,
         agent: Some(agent.to_owned()),
         created_at_secs: at_secs,
@@ -277,9 +278,9 @@ fn describe_late(
         "requested by {}; delivered from the agent's spool after the link was lost",
         requester.technician
     );
-    match item.kind.as_str() {
-        "snapshot" => {
-            let s: Snapshot = serde_json::from_slice(&item.bytes)
+    match item.kind {
+        EvidenceKind::Snapshot => {
+            let s: Snapshot = evidence::open(item.kind, &item.bytes)
                 .map_err(|e| format!("agent {agent} sent an unreadable snapshot: {e}"))?;
             Ok((
                 "snapshot",
@@ -290,8 +291,8 @@ fn describe_late(
                 ),
             ))
         }
-        "script_run" => {
-            let r: RunRecord = serde_json::from_slice(&item.bytes)
+        EvidenceKind::ScriptRun => {
+            let r: RunRecord = evidence::open(item.kind, &item.bytes)
                 .map_err(|e| format!("agent {agent} sent an unreadable run record: {e}"))?;
             if r.ticket != requester.ticket {
                 return Err(format!(
@@ -311,11 +312,13 @@ fn describe_late(
                 ),
             ))
         }
-        other if crate::records::controller_made(other) => Err(format!(
-            "evidence from {agent} rejected: {other:?} items are made by the controller, never by an agent"
+        other if other.controller_made() => Err(format!(
+            "evidence from {agent} rejected: {:?} items are made by the controller, never by an agent",
+            other.as_str()
         )),
         other => Err(format!(
-            "agent {agent} sent evidence of unknown kind {other:?}"
+            "agent {agent} sent evidence of unknown kind {:?}",
+            other.as_str()
         )),
     }
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use deskside_proto::evidence::{self, EvidenceKind};
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck};
 use deskside_proto::msg::script::{CatalogEntry, RunEvent, RunRecord};
 use deskside_proto::msg::tech::{ErrorCode, RunReport, ScriptView, TechReply};
@@ -158,14 +159,14 @@ pub(crate) async fn run<S: ReplySink>(
             }
         }
     };
-    let record: RunRecord = match serde_json::from_slice(&item.bytes) {
+    let record: RunRecord = match evidence::open_bytes(&item.bytes) {
         Ok(r) => r,
         Err(e) => {
             let reason = format!("the agent's run record is unreadable: {e}");
             return Err(unusable(stream.as_mut(), reason).await);
         }
     };
-    if item.kind != "script_run"
+    if item.kind != EvidenceKind::ScriptRun
         || record.script != name
         || record.ticket != ticket
         || record.result != result

@@ -340,7 +340,7 @@ async fn record_outcome(
     };
     let item = crate::store::NewEvidence {
         sha256: sha.clone(),
-        kind: crate::records::SESSION_KIND.into(),
+        kind: deskside_proto::evidence::EvidenceKind::Session,
         size_bytes: size,
         agent_id: Some(agent.to_owned()),
         signature: Some(signature),

@@ -164,7 +164,7 @@ mod tests {
     fn evidence(sha: &str) -> NewEvidence {
         NewEvidence {
             sha256: sha.to_owned(),
-            kind: "snapshot".into(),
+            kind: deskside_proto::evidence::EvidenceKind::Snapshot,
             size_bytes: 10,
             agent_id: Some("ag-1".into()),
             signature: None,

@@ -17,6 +17,7 @@ mod visibility;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, TimelineEntry};
 
@@ -91,7 +92,7 @@ pub struct Technician {
 #[derive(Debug, Clone)]
 pub struct NewEvidence {
     pub sha256: String,
-    pub kind: String,
+    pub kind: EvidenceKind,
     pub size_bytes: u64,
     pub agent_id: Option<String>,
     /// The agent's signature over the digest (hex), when the agent made the item.

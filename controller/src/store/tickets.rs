@@ -335,7 +335,7 @@ pub(super) fn insert_evidence(
         params![
             to_i64(number),
             item.sha256,
-            item.kind,
+            item.kind.as_str(),
             to_i64(item.size_bytes),
             item.agent_id,
             to_i64(now_secs()),
@@ -456,7 +456,7 @@ mod tests {
         let n = open(&mut db)?;
         let item = NewEvidence {
             sha256: "ab".into(),
-            kind: "snapshot".into(),
+            kind: deskside_proto::evidence::EvidenceKind::Snapshot,
             size_bytes: 3,
             agent_id: None,
             signature: Some("3045".into()),

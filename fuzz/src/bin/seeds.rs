@@ -6,16 +6,17 @@ use std::fs;
 use std::path::Path;
 
 use deskside_fuzz::KINDS;
+use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::frame::encode_frame;
 use deskside_proto::msg::agent::{
-    AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Refusal, RefusalCode, Requester,
-    SignedItem,
+    AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, Refusal, RefusalCode,
+    Requester, SignedItem,
 };
 use deskside_proto::msg::diag::{Disk, Finding, Interface, Severity, Snapshot};
-use deskside_proto::msg::files::FileRefusal;
 use deskside_proto::msg::enroll::{
     EnrollRefusal, EnrollReply, EnrollRequest, EnrollToken, Enrollment, TokenKind,
 };
+use deskside_proto::msg::files::FileRefusal;
 use deskside_proto::msg::hello::{Hello, HelloReply};
 use deskside_proto::msg::identity::{Identity, Tier};
 use deskside_proto::msg::script::{
@@ -89,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     seeds.add(&AgentReply::Snapshot(Box::new(SignedItem {
         key: "5f0c2a9e8d7b6a5f4e3d2c1b0a998877".into(),
-        kind: "snapshot".into(),
+        kind: EvidenceKind::Snapshot,
         bytes: br#"{"version":1,"disks":[]}"#.to_vec(),
         signature: vec![0x30; 70],
         redaction: vec!["emails".into()],
@@ -170,7 +171,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     seeds.add(&AgentReply::FileSent(Box::new(SignedItem {
         key: "3c4d5e6f708192a3b4c5d6e7f8091a2b".into(),
-        kind: "file_manifest".into(),
+        kind: EvidenceKind::FileManifest,
         bytes: br#"{"path":"/var/log/syslog","size_bytes":5,"sha256":"2cf2"}"#.to_vec(),
         signature: vec![0x30, 0x45, 0x02, 0x21],
         redaction: vec![],

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Message;
+use crate::evidence::EvidenceKind;
 use crate::limits::{MAX_AGENT_REQUEST_BYTES, MAX_CONTROL_BYTES, MAX_EVIDENCE_BYTES};
 #[cfg(doc)]
 use crate::msg::diag::Snapshot;
@@ -145,8 +146,9 @@ pub struct SignedItem {
     /// Idempotency key the agent chose when it made the item (see [`MAX_KEY_BYTES`]):
     /// however often the item is delivered, the controller stores it once.
     pub key: String,
-    /// `snapshot` (a [`Snapshot`] as JSON) or `script_run` (a `RunRecord` as JSON).
-    pub kind: String,
+    /// What the bytes are: a [`Snapshot`] as JSON, a `RunRecord` as JSON… On the wire
+    /// the kind's name, as a string.
+    pub kind: EvidenceKind,
     pub bytes: Vec<u8>,
     /// ECDSA P-256 (ASN.1 DER) over the SHA-256 of `bytes`, with the agent's key.
     pub signature: Vec<u8>,

@@ -3,18 +3,13 @@
 //! On the request's stream the agent answers [`crate::msg::agent::AgentReply::FileStart`]
 //! naming the size, then exactly that many raw bytes (no framing: bulk data at disk
 //! speed), then the signed [`FileManifest`] as an evidence item of kind
-//! [`MANIFEST_KIND`]. The controller counts and hashes the bytes as they arrive and
+//! [`crate::evidence::EvidenceKind::FileManifest`]. The controller counts and hashes the bytes as they arrive and
 //! acknowledges on the same stream once file and manifest are durable.
 
 use serde::{Deserialize, Serialize};
 
-/// Evidence kind of a collected file's bytes, stored verbatim.
-pub const FILE_KIND: &str = "file";
-/// Evidence kind of the agent's signed description of a collected file.
-pub const MANIFEST_KIND: &str = "file_manifest";
-
 /// What the agent says about a file it sent, signed with its key (as JSON, in a
-/// [`crate::msg::agent::SignedItem`] of kind [`MANIFEST_KIND`]).
+/// [`crate::msg::agent::SignedItem`] of kind [`crate::evidence::EvidenceKind::FileManifest`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileManifest {
     /// The absolute path as requested.

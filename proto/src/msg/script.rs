@@ -140,14 +140,26 @@ fn valid_param_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-fn compile(pattern: &str) -> Result<regex::Regex, String> {
+/// Compiled size a parameter pattern may reach: a validation regex for one value is a
+/// few KiB; 1 MiB refuses a pattern built to exhaust the agent's memory.
+const MAX_PATTERN_PROGRAM_BYTES: usize = 1 << 20;
+
+/// Why a parameter's pattern does not compile.
+#[derive(Debug, thiserror::Error)]
+enum PatternError {
+    #[error("pattern is over {MAX_PATTERN_BYTES} bytes")]
+    TooLong,
+    #[error("bad pattern: {0}")]
+    Bad(#[from] regex::Error),
+}
+
+fn compile(pattern: &str) -> Result<regex::Regex, PatternError> {
     if pattern.len() > MAX_PATTERN_BYTES {
-        return Err(format!("pattern is over {MAX_PATTERN_BYTES} bytes"));
+        return Err(PatternError::TooLong);
     }
-    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .size_limit(1 << 20)
-        .build()
-        .map_err(|e| format!("bad pattern: {e}"))
+    Ok(regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(MAX_PATTERN_PROGRAM_BYTES)
+        .build()?)
 }
 
 impl ParamSpec {
@@ -168,7 +180,7 @@ impl ParamSpec {
                 if value.len() > *max_len as usize {
                     return Err(invalid(name, format!("longer than {max_len} bytes")));
                 }
-                let re = compile(pattern).map_err(|e| invalid(name, e))?;
+                let re = compile(pattern).map_err(|e| invalid(name, e.to_string()))?;
                 if !re.is_match(value) {
                     return Err(invalid(
                         name,

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use deskside_proto::evidence::{self, Evidence};
 use deskside_proto::findings;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck, SignedItem};
 use deskside_proto::msg::diag::{ControllerLink, Snapshot};
+use deskside_transport::clock::now_ms;
 use deskside_transport::framed;
 use sha2::{Digest, Sha256};
 
@@ -86,22 +88,16 @@ fn seal(fixed: &Snapshot, me: &Identity, link: ControllerLink) -> Result<SignedI
     snapshot.collected_at_ms = now_ms();
     snapshot.network.controller = Some(link);
     snapshot.findings = findings::evaluate(&snapshot);
-    let value = serde_json::to_value(&snapshot).map_err(|e| e.to_string())?;
-    let bytes = serde_json::to_vec_pretty(&value).map_err(|e| format!("encoding snapshot: {e}"))?;
+    let value = evidence::to_value(&snapshot).map_err(|e| e.to_string())?;
+    let bytes = evidence::seal_value(Snapshot::KIND, &value).map_err(|e| e.to_string())?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     let signature = deskside_transport::pki::sign_evidence(&me.key_pem, &digest)
         .map_err(|e| format!("signing snapshot: {e}"))?;
     Ok(SignedItem {
         key: deskside_agent::spool::new_key(),
-        kind: "snapshot".to_owned(),
+        kind: Snapshot::KIND,
         bytes,
         signature,
         redaction: Vec::new(),
     })
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

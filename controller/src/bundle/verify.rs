@@ -1,103 +1,9 @@
-//! Evidence bundles: what escalation and export hand to the next engineer. A directory:
-//!
-//! ```text
-//! evidence.json          ticket, hash-chained timeline, items with hashes and signatures,
-//!                        the agents' certificates, the controller's record-signing
-//!                        certificate and the CA that issued them all
-//! items/<sha256>         each evidence item, byte-exact
-//! report.md, report.html the same for people
-//! ```
-//!
-//! `deskside ticket verify DIR` checks all of it without the controller.
+//! Checking a bundle without the controller: every item's hash and signature, the
+//! certificates against the bundled CA, and the timeline's hash chain.
 
-use deskside_proto::msg::identity::Tier;
-use deskside_proto::msg::tech::{TicketSummary, TimelineEntry};
-use serde::{Deserialize, Serialize};
+use deskside_proto::evidence::EvidenceKind;
 
-pub const EVIDENCE_JSON: &str = "evidence.json";
-pub const ITEMS_DIR: &str = "items";
-pub const REPORT_MD: &str = "report.md";
-pub const REPORT_HTML: &str = "report.html";
-/// Bumped when the bundle layout changes meaning. 2: every item is signed, session
-/// records by the controller (`controller_cert_pem`, `items[].signer`).
-pub const BUNDLE_FORMAT: u32 = 2;
-
-/// `evidence.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bundle {
-    pub format: u32,
-    pub generated_at_secs: u64,
-    /// Software that made it, e.g. `deskside 0.1.0`.
-    pub generator: String,
-    pub ticket: TicketSummary,
-    /// Present when the bundle was made by an escalation.
-    pub escalation: Option<Escalation>,
-    pub timeline: Vec<TimelineEntry>,
-    pub items: Vec<BundleItem>,
-    pub agents: Vec<BundleAgent>,
-    /// The controller CA that issued every agent certificate in `agents` and
-    /// `controller_cert_pem`.
-    pub ca_pem: String,
-    /// The controller's record-signing certificate: it signs the items the controller
-    /// made itself (session records).
-    pub controller_cert_pem: String,
-}
-
-/// Who signed an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Signer {
-    /// The agent named by the item, with the key its certificate in `agents` certifies.
-    Agent,
-    /// The controller, with the key `controller_cert_pem` certifies (session records).
-    Controller,
-}
-
-impl Signer {
-    pub fn of_kind(kind: &str) -> Signer {
-        if crate::records::controller_made(kind) {
-            Signer::Controller
-        } else {
-            Signer::Agent
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Escalation {
-    pub from: Tier,
-    pub to: Tier,
-    pub note: String,
-    pub by: String,
-    pub at_secs: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BundleItem {
-    /// Hex SHA-256 of the item's bytes; the file is `items/<sha256>`.
-    pub sha256: String,
-    /// `snapshot` (a `Snapshot` as JSON), `script_run` (a `RunRecord` as JSON),
-    /// `file`, `file_manifest`, or `session` (a session record the controller made).
-    pub kind: String,
-    pub size_bytes: u64,
-    pub agent: Option<String>,
-    pub created_at_secs: u64,
-    pub signer: Signer,
-    /// The signer's signature over the SHA-256 digest (hex, ECDSA P-256 ASN.1 DER): the
-    /// agent's, made before the item left the machine, or the controller's for the
-    /// records it made. `verify` refuses an item without one.
-    pub signature: Option<String>,
-    /// Redaction rules the agent applied before sending (empty when none).
-    pub redaction: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BundleAgent {
-    pub id: String,
-    pub hostname: String,
-    /// The certificate the controller issued to this agent (PEM).
-    pub cert_pem: String,
-}
+use super::{BUNDLE_FORMAT, Bundle, BundleError, EVIDENCE_JSON, ITEMS_DIR, Signer, io};
 
 /// Largest item `verify` reads: agents send at most 16 MiB per item
 /// (`deskside_proto::limits::MAX_EVIDENCE_BYTES`); anything bigger was not made by one.
@@ -126,119 +32,6 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
 
 /// Largest `evidence.json` `verify` reads: a ticket with thousands of entries is a few MiB.
 const MAX_EVIDENCE_JSON_BYTES: u64 = 64 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BundleError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Blob(#[from] crate::evidence::BlobError),
-}
-
-fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
-    move |source| BundleError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// What a bundle is made from.
-#[derive(Debug)]
-pub struct Contents {
-    pub ticket: TicketSummary,
-    pub escalation: Option<Escalation>,
-    pub timeline: Vec<TimelineEntry>,
-    pub evidence: Vec<deskside_proto::msg::tech::EvidenceRef>,
-    pub agents: Vec<BundleAgent>,
-    pub ca_pem: String,
-    pub controller_cert_pem: String,
-}
-
-/// Writes a bundle into `dir` (created; must not exist). Returns it with the file list.
-pub fn write(
-    dir: &std::path::Path,
-    c: Contents,
-    blobs: &dyn crate::evidence::BlobStore,
-) -> Result<(Bundle, Vec<String>), BundleError> {
-    if dir.exists() {
-        return Err(BundleError::Invalid(format!(
-            "{} already exists; bundles are never overwritten",
-            dir.display()
-        )));
-    }
-    let items_dir = dir.join(ITEMS_DIR);
-    std::fs::create_dir_all(&items_dir).map_err(io(&items_dir))?;
-    let mut files = Vec::new();
-    let mut items = Vec::new();
-    let mut bytes_of = std::collections::HashMap::new();
-    for e in &c.evidence {
-        let rel = format!("{ITEMS_DIR}/{}", e.sha256);
-        let path = dir.join(&rel);
-        // Copied in pieces (a collected file may be a GiB), hashed on the way.
-        let copied = blobs.copy_to(&e.sha256, &path)?;
-        // The blob store is content-addressed; a mismatch means the disk was tampered with.
-        if copied != e.sha256 {
-            return Err(BundleError::Invalid(format!(
-                "stored evidence {} no longer matches its hash; the controller's evidence store was altered",
-                e.sha256
-            )));
-        }
-        files.push(rel);
-        // The report reads snapshots and run records; collected files stay on disk.
-        if e.kind != deskside_proto::msg::files::FILE_KIND {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            bytes_of.insert(e.sha256.clone(), bytes);
-        }
-        items.push(BundleItem {
-            sha256: e.sha256.clone(),
-            kind: e.kind.clone(),
-            size_bytes: e.size_bytes,
-            agent: e.agent.clone(),
-            created_at_secs: e.created_at_secs,
-            signer: Signer::of_kind(&e.kind),
-            signature: e.signature.clone(),
-            redaction: e.redaction.clone(),
-        });
-    }
-    let bundle = Bundle {
-        format: BUNDLE_FORMAT,
-        generated_at_secs: crate::clock::now_secs(),
-        generator: concat!("deskside ", env!("CARGO_PKG_VERSION")).to_owned(),
-        ticket: c.ticket,
-        escalation: c.escalation,
-        timeline: c.timeline,
-        items,
-        agents: c.agents,
-        ca_pem: c.ca_pem,
-        controller_cert_pem: c.controller_cert_pem,
-    };
-    let source = |sha: &str| bytes_of.get(sha).cloned();
-    let outputs = [
-        (
-            EVIDENCE_JSON,
-            serde_json::to_vec_pretty(&bundle).map_err(|e| BundleError::Invalid(e.to_string()))?,
-        ),
-        (
-            REPORT_MD,
-            crate::report::markdown(&bundle, &source).into_bytes(),
-        ),
-        (
-            REPORT_HTML,
-            crate::report::html(&bundle, &source).into_bytes(),
-        ),
-    ];
-    for (name, data) in outputs {
-        let path = dir.join(name);
-        std::fs::write(&path, data).map_err(io(&path))?;
-        files.push(name.to_owned());
-    }
-    Ok((bundle, files))
-}
 
 /// What `verify` checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,16 +110,14 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
     let mut by_controller = 0;
     for item in &bundle.items {
         let at = format!("item {} ({})", item.sha256, item.kind);
-        let valid_name =
-            item.sha256.len() == 64 && item.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid_name {
+        if !deskside_proto::digest::is_sha256_hex(&item.sha256) {
             return Err(bad(format!("{at}: not a SHA-256 name")));
         }
         let path = dir.join(ITEMS_DIR).join(&item.sha256);
         let size = std::fs::metadata(&path)
             .map_err(|e| bad(format!("{at}: missing ({e})")))?
             .len();
-        let limit = if item.kind == deskside_proto::msg::files::FILE_KIND {
+        let limit = if item.kind == EvidenceKind::File.as_str() {
             MAX_FILE_ITEM_BYTES
         } else {
             MAX_ITEM_BYTES
@@ -415,11 +206,27 @@ pub fn verify(dir: &std::path::Path) -> Result<Verified, BundleError> {
     })
 }
 
+/// Why a bundled certificate is not the one it should be; the text follows the
+/// certificate's name in the error (`the controller's record-signing certificate …`).
+#[derive(Debug, thiserror::Error)]
+enum CertProblem {
+    #[error("is not X.509: {0}")]
+    NotX509(String),
+    #[error("(CA) is not X.509: {0}")]
+    CaNotX509(String),
+    #[error("has unreadable key usages: {0}")]
+    UnreadableUsages(String),
+    #[error("is not a record-signing certificate (document signing only)")]
+    NotRecordSigning,
+    #[error("was not issued by the bundled CA")]
+    NotIssuedByCa,
+}
+
 /// The controller's certificate must be for document signing only: an agent's or a
 /// technician's certificate (client authentication) cannot stand in for it.
-fn check_record_signing(cert: &rustls_pki_types::CertificateDer<'_>) -> Result<(), String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("is not X.509: {e}"))?;
+fn check_record_signing(cert: &rustls_pki_types::CertificateDer<'_>) -> Result<(), CertProblem> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| CertProblem::NotX509(e.to_string()))?;
     let wanted = crate::ca::DOCUMENT_SIGNING_OID
         .iter()
         .map(u64::to_string)
@@ -427,7 +234,7 @@ fn check_record_signing(cert: &rustls_pki_types::CertificateDer<'_>) -> Result<(
         .join(".");
     let eku = cert
         .extended_key_usage()
-        .map_err(|e| format!("has unreadable key usages: {e}"))?
+        .map_err(|e| CertProblem::UnreadableUsages(e.to_string()))?
         .map(|e| e.value);
     match eku {
         Some(eku)
@@ -438,18 +245,18 @@ fn check_record_signing(cert: &rustls_pki_types::CertificateDer<'_>) -> Result<(
         {
             Ok(())
         }
-        _ => Err("is not a record-signing certificate (document signing only)".to_owned()),
+        _ => Err(CertProblem::NotRecordSigning),
     }
 }
 
 fn check_issued_by(
     cert: &rustls_pki_types::CertificateDer<'_>,
     ca: &rustls_pki_types::CertificateDer<'_>,
-) -> Result<(), String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(cert).map_err(|e| format!("is not X.509: {e}"))?;
-    let (_, ca) =
-        x509_parser::parse_x509_certificate(ca).map_err(|e| format!("(CA) is not X.509: {e}"))?;
+) -> Result<(), CertProblem> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert)
+        .map_err(|e| CertProblem::NotX509(e.to_string()))?;
+    let (_, ca) = x509_parser::parse_x509_certificate(ca)
+        .map_err(|e| CertProblem::CaNotX509(e.to_string()))?;
     cert.verify_signature(Some(ca.public_key()))
-        .map_err(|_| "was not issued by the bundled CA".to_owned())
+        .map_err(|_| CertProblem::NotIssuedByCa)
 }
