@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod collect;
+pub mod demo;
 pub mod diag_all;
 mod render;
 pub mod tech;
@@ -565,6 +566,6 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             let metrics = metrics.unwrap_or_else(|| admin::reachable(config.metrics_listen));
             admin::status(metrics, json).await
         }
-        Command::Demo => crate::demo::run().await,
+        Command::Demo => demo::run().await,
     }
 }
