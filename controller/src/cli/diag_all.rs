@@ -14,8 +14,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::exit;
-use super::tech::Exit;
+use super::{CliError, Shortfall};
 use crate::client::{Refused, TechClient};
 use crate::profile::{self, Profile};
 
@@ -165,17 +164,17 @@ pub fn summarize(results: &[AgentResult]) -> Summary {
     s
 }
 
-/// 0 when every selected agent stored a snapshot; otherwise the worst outcome decides:
-/// any failure 1, else any refusal 3, else (only offline agents missing) 5.
-pub fn exit_status(s: &Summary) -> u8 {
+/// None when every selected agent stored a snapshot; otherwise the worst outcome: any
+/// failure, else any refusal, else (only offline agents missing) offline.
+pub fn shortfall(s: &Summary) -> Option<Shortfall> {
     if s.failed > 0 {
-        exit::FAILURE
+        Some(Shortfall::Failed)
     } else if s.refused > 0 {
-        exit::REFUSED
+        Some(Shortfall::Refused)
     } else if s.offline > 0 {
-        exit::OFFLINE
+        Some(Shortfall::Offline)
     } else {
-        exit::OK
+        None
     }
 }
 
@@ -233,7 +232,12 @@ fn progress(len: usize, json: bool) -> ProgressBar {
 }
 
 /// `deskside diag --all`.
-pub async fn run(ticket: u64, sel: Selection, concurrency: u32, json: bool) -> Result<()> {
+pub async fn run(
+    ticket: u64,
+    sel: Selection,
+    concurrency: u32,
+    json: bool,
+) -> Result<(), CliError> {
     let filter = Filter::new(&sel)?;
     let profile = Profile::load(&profile::default_path()?)?;
     let client = Arc::new(TechClient::connect(&profile).await?);
@@ -254,19 +258,18 @@ pub async fn run(ticket: u64, sel: Selection, concurrency: u32, json: bool) -> R
     } else {
         render(ticket, &results, &summary, elapsed_ms);
     }
-    match exit_status(&summary) {
-        exit::OK => Ok(()),
-        code => Err(Exit(
-            code,
-            format!(
+    match shortfall(&summary) {
+        None => Ok(()),
+        Some(worst) => Err(CliError::DiagAll {
+            worst,
+            summary: format!(
                 "{} of {selected} agents stored no snapshot ({} refused, {} failed, {} offline)",
                 selected - summary.stored,
                 summary.refused,
                 summary.failed,
                 summary.offline
             ),
-        )
-        .into()),
+        }),
     }
 }
 
@@ -383,6 +386,7 @@ fn render(ticket: u64, results: &[AgentResult], s: &Summary, elapsed_ms: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::exit;
 
     fn finding(severity: Severity, code: &str, message: &str) -> Finding {
         Finding {
@@ -459,6 +463,15 @@ mod tests {
 
     #[test]
     fn exit_status_is_the_worst_outcome() {
+        let exit_status = |s: &Summary| {
+            shortfall(s).map_or(exit::OK, |worst| {
+                CliError::DiagAll {
+                    worst,
+                    summary: String::new(),
+                }
+                .exit_code()
+            })
+        };
         let mut s = Summary {
             stored: 3,
             ..Summary::default()

@@ -10,13 +10,13 @@ use deskside_proto::msg::session::{GrantOrigin, Scope, SessionOutcome};
 use deskside_proto::msg::tech::{SessionReport, TechReply, TechRequest};
 use deskside_transport::enroll::enroll;
 
-use super::{exit, render};
+use super::{CliError, ScriptEnd, render};
 use crate::client::TechClient;
 use crate::profile::{self, Profile};
 
 const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
 
-pub async fn login(token: &str) -> Result<()> {
+pub async fn login(token: &str) -> Result<(), CliError> {
     let path = profile::default_path()?;
     let profile = login_to(token, &path).await?;
     println!(
@@ -67,11 +67,11 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-async fn request(req: TechRequest) -> Result<TechReply> {
+async fn request(req: TechRequest) -> Result<TechReply, CliError> {
     let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let reply = client.request(&req).await;
     client.close().await;
-    reply
+    Ok(reply?)
 }
 
 pub(super) fn unexpected(reply: &TechReply) -> anyhow::Error {
@@ -87,14 +87,14 @@ pub(super) fn unexpected(reply: &TechReply) -> anyhow::Error {
     anyhow::anyhow!("the controller sent an unexpected reply: {shown}")
 }
 
-pub async fn agents(json: bool) -> Result<()> {
+pub async fn agents(json: bool) -> Result<(), CliError> {
     match request(TechRequest::ListAgents).await? {
-        TechReply::Agents(list) if json => render::print_json(&list),
+        TechReply::Agents(list) if json => Ok(render::print_json(&list)?),
         TechReply::Agents(list) => {
             render::agents(&list);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
@@ -104,7 +104,7 @@ pub async fn ticket_new(
     requester: String,
     priority: String,
     json: bool,
-) -> Result<()> {
+) -> Result<(), CliError> {
     match request(TechRequest::NewTicket {
         title,
         agent,
@@ -113,55 +113,49 @@ pub async fn ticket_new(
     })
     .await?
     {
-        TechReply::Ticket(view) if json => render::print_json(&view.ticket),
+        TechReply::Ticket(view) if json => Ok(render::print_json(&view.ticket)?),
         TechReply::Ticket(view) => {
             println!("{}", view.ticket.number);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn ticket_list(json: bool) -> Result<()> {
+pub async fn ticket_list(json: bool) -> Result<(), CliError> {
     match request(TechRequest::ListTickets).await? {
-        TechReply::Tickets(list) if json => render::print_json(&list),
+        TechReply::Tickets(list) if json => Ok(render::print_json(&list)?),
         TechReply::Tickets(list) => {
             render::tickets(&list);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn ticket_show(number: u64, json: bool) -> Result<()> {
+pub async fn ticket_show(number: u64, json: bool) -> Result<(), CliError> {
     match request(TechRequest::ShowTicket { number }).await? {
-        TechReply::Ticket(view) if json => render::print_json(&view),
+        TechReply::Ticket(view) if json => Ok(render::print_json(&view)?),
         TechReply::Ticket(view) => {
             render::ticket(&view);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn diag(agent: String, ticket: u64, json: bool) -> Result<()> {
+pub async fn diag(agent: String, ticket: u64, json: bool) -> Result<(), CliError> {
     match request(TechRequest::Diagnostics { agent, ticket }).await? {
         TechReply::Diagnostics(report) if json => {
-            render::print_json(&render::DiagJson::from(&*report))
+            Ok(render::print_json(&render::DiagJson::from(&*report))?)
         }
         TechReply::Diagnostics(report) => {
             render::diag(&report);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
-
-/// A command that finished with a specific exit status and message (not a failure to
-/// talk to the controller): refused sessions, scripts that exited non-zero, and so on.
-#[derive(Debug, thiserror::Error)]
-#[error("{1}")]
-pub struct Exit(pub u8, pub String);
 
 pub async fn session_request(
     agent: String,
@@ -170,7 +164,7 @@ pub async fn session_request(
     duration: Duration,
     wait: Duration,
     json: bool,
-) -> Result<()> {
+) -> Result<(), CliError> {
     if !json {
         eprintln!(
             "asking the user of {agent} for {} for {} (waiting up to {})…",
@@ -188,18 +182,18 @@ pub async fn session_request(
     };
     match request(req).await? {
         TechReply::Session(report) => session_outcome(&report, json),
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn session_join(code: String, ticket: u64, json: bool) -> Result<()> {
+pub async fn session_join(code: String, ticket: u64, json: bool) -> Result<(), CliError> {
     match request(TechRequest::JoinSession { code, ticket }).await? {
         TechReply::Session(report) => session_outcome(&report, json),
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-fn session_outcome(report: &SessionReport, json: bool) -> Result<()> {
+fn session_outcome(report: &SessionReport, json: bool) -> Result<(), CliError> {
     if json {
         render::print_json(report)?;
     }
@@ -222,18 +216,16 @@ fn session_outcome(report: &SessionReport, json: bool) -> Result<()> {
             }
             Ok(())
         }
-        SessionOutcome::Refused { reason } => {
-            Err(Exit(exit::REFUSED, format!("session refused: {reason}")).into())
-        }
-        SessionOutcome::NoAnswer { waited_secs } => Err(Exit(
-            exit::TIMED_OUT,
-            format!("no answer from the user within {waited_secs}s"),
-        )
-        .into()),
+        SessionOutcome::Refused { reason } => Err(CliError::SessionRefused {
+            reason: reason.clone(),
+        }),
+        SessionOutcome::NoAnswer { waited_secs } => Err(CliError::SessionUnanswered {
+            waited_secs: *waited_secs,
+        }),
     }
 }
 
-pub async fn session_end(agent: String, ticket: u64) -> Result<()> {
+pub async fn session_end(agent: String, ticket: u64) -> Result<(), CliError> {
     match request(TechRequest::EndSession { agent, ticket }).await? {
         TechReply::SessionEnded {
             agent,
@@ -246,29 +238,29 @@ pub async fn session_end(agent: String, ticket: u64) -> Result<()> {
             println!("no session of yours was active on {agent}");
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn script_list(json: bool) -> Result<()> {
+pub async fn script_list(json: bool) -> Result<(), CliError> {
     match request(TechRequest::ListScripts).await? {
-        TechReply::Scripts(list) if json => render::print_json(&list),
+        TechReply::Scripts(list) if json => Ok(render::print_json(&list)?),
         TechReply::Scripts(list) => {
             render::scripts(&list);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn script_show(name: String, json: bool) -> Result<()> {
+pub async fn script_show(name: String, json: bool) -> Result<(), CliError> {
     match request(TechRequest::ShowScript { name }).await? {
-        TechReply::Script(view) if json => render::print_json(&view),
+        TechReply::Script(view) if json => Ok(render::print_json(&view)?),
         TechReply::Script(view) => {
             render::script(&view);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
@@ -278,7 +270,7 @@ pub async fn run(
     ticket: u64,
     params: Vec<(String, String)>,
     json: bool,
-) -> Result<()> {
+) -> Result<(), CliError> {
     let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let req = TechRequest::RunScript {
         agent,
@@ -305,7 +297,7 @@ pub async fn run(
     client.close().await;
     let report = match result? {
         TechReply::RunFinished(report) => report,
-        other => return Err(unexpected(&other)),
+        other => return Err(unexpected(&other).into()),
     };
     if json {
         render::print_json(&report)?;
@@ -347,33 +339,40 @@ pub async fn run(
             }
             Ok(())
         }
-        _ if r.timed_out => Err(Exit(exit::TIMED_OUT, summary).into()),
-        _ if r.cancelled => Err(Exit(exit::REFUSED, summary).into()),
-        _ => Err(Exit(exit::FAILURE, summary).into()),
+        _ => Err(CliError::Script {
+            end: if r.timed_out {
+                ScriptEnd::TimedOut
+            } else if r.cancelled {
+                ScriptEnd::Cancelled
+            } else {
+                ScriptEnd::Failed
+            },
+            summary,
+        }),
     }
 }
 
-pub async fn ticket_note(number: u64, text: String) -> Result<()> {
+pub async fn ticket_note(number: u64, text: String) -> Result<(), CliError> {
     match request(TechRequest::Note { number, text }).await? {
         TechReply::Ticket(view) => {
             println!("note added to ticket #{}", view.ticket.number);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn ticket_resolve(number: u64, note: String) -> Result<()> {
+pub async fn ticket_resolve(number: u64, note: String) -> Result<(), CliError> {
     match request(TechRequest::Resolve { number, note }).await? {
         TechReply::Ticket(view) => {
             println!("ticket #{} resolved", view.ticket.number);
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
-pub async fn ticket_sync(number: u64) -> Result<()> {
+pub async fn ticket_sync(number: u64) -> Result<(), CliError> {
     match request(TechRequest::Sync { number }).await? {
         TechReply::Ticket(view) => {
             println!(
@@ -383,7 +382,7 @@ pub async fn ticket_sync(number: u64) -> Result<()> {
             );
             Ok(())
         }
-        other => Err(unexpected(&other)),
+        other => Err(unexpected(&other).into()),
     }
 }
 
@@ -393,13 +392,13 @@ pub async fn ticket_bundle(
     req: TechRequest,
     out: Option<std::path::PathBuf>,
     json: bool,
-) -> Result<()> {
+) -> Result<(), CliError> {
     let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let result = receive_bundle(&client, &req, out.as_deref()).await;
     client.close().await;
     let summary = result?;
     if json {
-        return render::print_json(&summary);
+        return Ok(render::print_json(&summary)?);
     }
     if let Some(to) = summary.escalated_to {
         println!("ticket #{} escalated to {to}", summary.ticket);
@@ -484,7 +483,7 @@ fn write_chunk(dir: &std::path::Path, path: &str, offset: u64, data: &[u8]) -> R
     Ok(())
 }
 
-pub fn ticket_verify(dir: &std::path::Path, json: bool) -> Result<()> {
+pub fn ticket_verify(dir: &std::path::Path, json: bool) -> Result<(), CliError> {
     match crate::bundle::verify(dir) {
         Ok(v) => {
             if json {
@@ -507,7 +506,7 @@ pub fn ticket_verify(dir: &std::path::Path, json: bool) -> Result<()> {
             if json {
                 render::print_json(&serde_json::json!({"ok": false, "error": e.to_string()}))?;
             }
-            Err(Exit(exit::VERIFY_FAILED, format!("bundle does NOT verify: {e}")).into())
+            Err(CliError::NotVerified(e))
         }
     }
 }
