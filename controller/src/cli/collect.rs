@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use deskside_proto::msg::tech::{CollectReport, TechReply, TechRequest};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::tech::unexpected;
+use super::remote::unexpected;
 use super::{CliError, render};
 use crate::client::TechClient;
 use crate::profile;

@@ -298,7 +298,7 @@ async fn technician(
         to: Tier::L2,
         note: "Disk and CPU look fine; the slowness needs a desktop engineer.".into(),
     };
-    let summary = super::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
+    let summary = super::export::receive_bundle(&client, &escalate, Some(&out)).await?;
     let verified = crate::bundle::verify(&out)?;
     println!(
         "    {} files, {} bytes; all {} items signed: {} on the machine by the agent, {} by the controller (session {}); chain of {} entries intact",

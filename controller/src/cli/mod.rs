@@ -4,11 +4,16 @@
 
 pub mod admin;
 mod args;
+pub mod check;
 pub mod collect;
 pub mod demo;
 pub mod diag_all;
 mod error;
+pub mod export;
+mod remote;
 mod render;
+pub mod script;
+pub mod session;
 pub mod tech;
 
 use std::path::PathBuf;
@@ -66,7 +71,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         }
         Command::Config {
             command: ConfigCommand::Check { reach },
-        } => Ok(admin::config_check(&config, data, reach).await?),
+        } => Ok(check::config(&config, data, reach).await?),
         Command::Config {
             command: ConfigCommand::Example,
         } => {
@@ -136,11 +141,11 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 note,
                 out,
                 json,
-            } => tech::ticket_bundle(TechRequest::Escalate { number, to, note }, out, json).await,
+            } => export::ticket_bundle(TechRequest::Escalate { number, to, note }, out, json).await,
             TicketCommand::Export { number, out, json } => {
-                tech::ticket_bundle(TechRequest::Export { number }, Some(out), json).await
+                export::ticket_bundle(TechRequest::Export { number }, Some(out), json).await
             }
-            TicketCommand::Verify { dir, json } => tech::ticket_verify(&dir, json),
+            TicketCommand::Verify { dir, json } => export::verify(&dir, json),
             TicketCommand::Sync { number } => tech::ticket_sync(number).await,
         },
         Command::Diag {
@@ -169,15 +174,13 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 duration,
                 wait,
                 json,
-            } => tech::session_request(agent, ticket, scopes.0, duration, wait, json).await,
-            SessionCommand::Join { code, ticket, json } => {
-                tech::session_join(code, ticket, json).await
-            }
-            SessionCommand::End { agent, ticket } => tech::session_end(agent, ticket).await,
+            } => session::request_session(agent, ticket, scopes.0, duration, wait, json).await,
+            SessionCommand::Join { code, ticket, json } => session::join(code, ticket, json).await,
+            SessionCommand::End { agent, ticket } => session::end(agent, ticket).await,
         },
         Command::Script { command } => match command {
-            ScriptCommand::List { json } => tech::script_list(json).await,
-            ScriptCommand::Show { name, json } => tech::script_show(name, json).await,
+            ScriptCommand::List { json } => script::list(json).await,
+            ScriptCommand::Show { name, json } => script::show(name, json).await,
             ScriptCommand::Add { files } => {
                 Ok(admin::script_add(&data_dir(data.clone())?, &files)?)
             }
@@ -188,7 +191,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             ticket,
             params,
             json,
-        } => tech::run(agent, script, ticket, params, json).await,
+        } => script::run(agent, script, ticket, params, json).await,
         Command::Collect {
             agent,
             path,
@@ -197,7 +200,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         } => collect::collect(agent, path, ticket, json).await,
         Command::Status { metrics, json } => {
             let metrics = metrics.unwrap_or_else(|| admin::reachable(config.metrics_listen));
-            Ok(admin::status(metrics, json).await?)
+            Ok(check::status(metrics, json).await?)
         }
         Command::Demo => Ok(demo::run().await?),
     }
