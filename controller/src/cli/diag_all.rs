@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{CliError, Shortfall};
-use crate::client::{Refused, TechClient};
+use crate::client::TechClient;
 use crate::profile::{self, Profile};
 
 /// Pulls in flight at once unless `--concurrency` says otherwise: enough to hide one
@@ -199,18 +199,20 @@ fn classify(agent: &AgentSummary, answer: Result<TechReply>) -> AgentResult {
             r.reason = Some(super::remote::unexpected(&other).to_string());
         }
         Err(e) => {
-            r.outcome = match e.downcast_ref::<Refused>().map(|x| x.0.code) {
-                Some(
+            let e = CliError::from(e);
+            r.outcome = match &e {
+                CliError::Controller(refused) => match refused.0.code {
                     ErrorCode::AgentRefused
                     | ErrorCode::AgentDisabled
                     | ErrorCode::NoSession
                     | ErrorCode::SessionExpired
-                    | ErrorCode::Forbidden,
-                ) => Outcome::Refused,
-                Some(ErrorCode::AgentOffline) => Outcome::Offline,
+                    | ErrorCode::Forbidden => Outcome::Refused,
+                    ErrorCode::AgentOffline => Outcome::Offline,
+                    _ => Outcome::Failed,
+                },
                 _ => Outcome::Failed,
             };
-            r.reason = Some(format!("{e:#}"));
+            r.reason = Some(e.to_string());
         }
     }
     r
