@@ -11,7 +11,6 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod datadir;
-pub mod demo;
 pub mod evidence;
 pub mod metrics;
 pub mod outbox;

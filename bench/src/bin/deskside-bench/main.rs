@@ -10,6 +10,7 @@ mod meshcentral;
 mod procfs;
 mod realfan;
 mod report;
+mod rows;
 mod run;
 mod sshd;
 mod stats;

@@ -63,7 +63,7 @@ async fn measure_fanout(fleet: &mut Fleet, client: &TechClient, more: usize) -> 
     eprintln!("fan-out with real agents: starting {more} more agents…");
     let added = fleet.add_agents(more).await?;
     for (_, pid) in &added {
-        crate::run::quiet_agent(*pid).await?;
+        crate::fleet::quiet_agent(*pid).await?;
     }
     let mut agents: Vec<String> = added.into_iter().map(|(id, _)| id).collect();
     agents.push(fleet.agent_id.clone());

@@ -12,8 +12,8 @@ use deskside_proto::msg::session::{Scope, SessionOutcome};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::admin::make_token;
-use crate::cli::tech::login_to;
+use super::admin::make_token;
+use super::tech::login_to;
 use crate::client::TechClient;
 use crate::datadir::DataDir;
 use crate::store::{Store, TokenFor};
@@ -226,7 +226,7 @@ async fn technician(
         "deskside script add catalog/*.toml: the admin signs the starter catalog with the controller's script key",
     );
     let manifests = crate::starter::write_to(&root.join("catalog"))?;
-    crate::cli::admin::script_add(data, &manifests)?;
+    super::admin::script_add(data, &manifests)?;
 
     step(
         9,
@@ -298,7 +298,7 @@ async fn technician(
         to: Tier::L2,
         note: "Disk and CPU look fine; the slowness needs a desktop engineer.".into(),
     };
-    let summary = crate::cli::tech::receive_bundle(&client, &escalate, Some(&out)).await?;
+    let summary = super::export::receive_bundle(&client, &escalate, Some(&out)).await?;
     let verified = crate::bundle::verify(&out)?;
     println!(
         "    {} files, {} bytes; all {} items signed: {} on the machine by the agent, {} by the controller (session {}); chain of {} entries intact",

@@ -2,7 +2,7 @@
 //! SQLite in a temp dir and served by `rt-server` on 127.0.0.1 (see
 //! shared/notes/request-tracker.md). Not installed → an error saying how to install it
 //! (`.ci/install-rt.sh`); CI installs it, so a missing RT fails loudly, never skips.
-//! Also the sample evidence bundle the RT and webhook tests push.
+//! `rest.rs` reads back what the adapter stored.
 
 use std::fs;
 use std::net::TcpListener;
@@ -15,13 +15,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use deskside_controller::adapters::config::{DEFAULT_TIMEOUT, RtConfig, Secret, TierQueues};
 use deskside_controller::adapters::http::MAX_RESPONSE_BYTES;
 use deskside_controller::adapters::rt::RtClient;
-use deskside_controller::bundle::{
-    BUNDLE_FORMAT, Bundle, BundleItem, EVIDENCE_JSON, Escalation, ITEMS_DIR, REPORT_HTML, REPORT_MD,
-};
-use deskside_controller::evidence::{BlobStore, DirBlobs};
 use deskside_proto::msg::identity::Tier;
-use deskside_proto::msg::tech::{Sla, TicketSummary};
-use serde_json::Value;
+
+mod rest;
+
+pub use rest::{RtAttachment, base64_decode};
 
 pub const RT_SERVER: &str = "/usr/share/request-tracker5/libexec/rt-server";
 pub const RT_SETUP_DATABASE: &str = "/usr/sbin/rt-setup-database-5";
@@ -38,19 +36,6 @@ pub const QUEUES: [(Tier, &str); 3] = [
 
 /// rt-server is ready in ~2 s on a quiet machine; parallel test builds slow it down.
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// An attachment's JSON (base64 content) in the tests stays well under this.
-const MAX_ATTACHMENT_JSON: u64 = 64 * 1024 * 1024;
-
-/// An attachment as RT stores it.
-#[derive(Debug, Clone)]
-pub struct RtAttachment {
-    pub id: String,
-    pub transaction_id: String,
-    pub filename: String,
-    pub content_type: String,
-    pub content: Vec<u8>,
-}
 
 /// A running RT instance; stopped (SIGTERM by PID) and deleted on drop.
 #[derive(Debug)]
@@ -262,73 +247,6 @@ impl RtServer {
         }
     }
 
-    /// Creates the queue unless RT has it (`GET /queue/NAME` 404 → `POST /queue`).
-    pub fn ensure_queue(&self, name: &str) -> Result<String> {
-        let client = self.client();
-        if let Some(q) = client.queue(name)? {
-            return Ok(q.id);
-        }
-        Ok(client.create_queue(name)?.id)
-    }
-
-    /// The id of a queue that exists.
-    pub fn queue_id(&self, name: &str) -> Result<String> {
-        Ok(self
-            .client()
-            .queue(name)?
-            .ok_or_else(|| anyhow!("RT has no queue {name:?}"))?
-            .id)
-    }
-
-    /// Every attachment of a ticket that has a file name, with its bytes as RT returns
-    /// them (`GET /attachment/:id`, base64).
-    pub fn attachments(&self, ticket: u64) -> Result<Vec<RtAttachment>> {
-        let client = self.client();
-        let list = client.get_json(
-            &format!("/ticket/{ticket}/attachments?per_page=100&fields=Filename"),
-            MAX_RESPONSE_BYTES,
-        )?;
-        if field(&list, "pages").as_u64().unwrap_or(1) > 1 {
-            bail!("ticket {ticket} has more than 100 attachments; page through them");
-        }
-        let mut out = Vec::new();
-        for item in items(&list) {
-            if text(item, "Filename").is_empty() {
-                continue; // message body parts
-            }
-            let id = json_id(field(item, "id"))?;
-            let a = client.get_json(&format!("/attachment/{id}"), MAX_ATTACHMENT_JSON)?;
-            out.push(RtAttachment {
-                transaction_id: json_id(field(field(&a, "TransactionId"), "id"))?,
-                filename: text(&a, "Filename").to_owned(),
-                content_type: text(&a, "ContentType").to_owned(),
-                content: base64_decode(text(&a, "Content"))?,
-                id,
-            });
-        }
-        Ok(out)
-    }
-
-    /// The text of every unnamed `text/plain` part (message bodies) of a ticket.
-    pub fn bodies(&self, ticket: u64) -> Result<Vec<String>> {
-        let client = self.client();
-        let list = client.get_json(
-            &format!("/ticket/{ticket}/attachments?per_page=100&fields=Filename,ContentType"),
-            MAX_RESPONSE_BYTES,
-        )?;
-        let mut out = Vec::new();
-        for item in items(&list) {
-            if !text(item, "Filename").is_empty() || text(item, "ContentType") != "text/plain" {
-                continue;
-            }
-            let id = json_id(field(item, "id"))?;
-            let a = client.get_json(&format!("/attachment/{id}"), MAX_ATTACHMENT_JSON)?;
-            let bytes = base64_decode(text(&a, "Content"))?;
-            out.push(String::from_utf8_lossy(&bytes).into_owned());
-        }
-        Ok(out)
-    }
-
     /// Stops rt-server: SIGTERM by PID (SIGINT as root would chown RT's system dir),
     /// then SIGKILL if it has not exited within 15 s.
     pub fn stop(&mut self) {
@@ -372,204 +290,4 @@ pub fn queue_name(tier: Tier) -> &'static str {
         .iter()
         .find(|(t, _)| *t == tier)
         .map_or("", |(_, name)| name)
-}
-
-fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or(&Value::Null)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    field(v, key).as_str().unwrap_or_default()
-}
-
-fn items(list: &Value) -> &[Value] {
-    field(list, "items").as_array().map_or(&[], Vec::as_slice)
-}
-
-/// RT writes ids as strings; accept numbers too.
-fn json_id(v: &Value) -> Result<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => bail!("expected an RT id, got {other}"),
-    }
-}
-
-/// Standard base64 with padding; RT wraps it at 76 columns, so whitespace is skipped.
-/// Written out here so the check does not share code with what it checks.
-pub fn base64_decode(text: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    let mut padding = 0usize;
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                padding += 1;
-                continue;
-            }
-            b' ' | b'\n' | b'\r' | b'\t' => continue,
-            _ => bail!("not base64: byte {c:#04x}"),
-        };
-        if padding > 0 {
-            bail!("base64 data after padding");
-        }
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xff).unwrap_or_default());
-        }
-    }
-    if padding > 2 {
-        bail!("too much base64 padding");
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_decodes_wrapped_text() -> Result<()> {
-        assert_eq!(base64_decode("Y2Fm6SD//g==\n")?, b"caf\xe9 \xff\xfe");
-        assert_eq!(base64_decode("aGVs\nbG8=")?, b"hello");
-        assert_eq!(base64_decode("")?, b"");
-        assert!(base64_decode("a$").is_err());
-        Ok(())
-    }
-}
-
-/// An evidence bundle written the way escalation lays it out, for the adapter tests.
-#[derive(Debug, Clone)]
-pub struct SampleBundle {
-    pub dir: PathBuf,
-    pub bundle: Bundle,
-    pub report_md: String,
-    /// Every file an adapter must attach: name outside → bytes.
-    pub files: Vec<(String, Vec<u8>)>,
-}
-
-/// A Deskside ticket as the store shows it.
-pub fn sample_ticket(number: u64, title: &str) -> TicketSummary {
-    TicketSummary {
-        number,
-        title: title.to_owned(),
-        status: "escalated".into(),
-        tier: Tier::L1,
-        priority: "high".into(),
-        requester: "Pat Doe".into(),
-        owner: Some("alice".into()),
-        agent: Some("ag-1".into()),
-        created_by: "alice".into(),
-        created_at_secs: 1_700_000_000,
-        first_response_at_secs: Some(1_700_000_060),
-        resolved_at_secs: None,
-        evidence_count: 4,
-        sla: Sla::default(),
-        external_ref: None,
-        sync_state: None,
-    }
-}
-
-/// Writes `evidence.json`, `items/<sha256>` (binary bytes 0x00..=0xff, non-UTF-8 text,
-/// JSON, and 300 KiB of noise), `report.md` and `report.html` under `dir`.
-pub fn write_sample_bundle(dir: &Path, ticket: &TicketSummary) -> Result<SampleBundle> {
-    let items_dir = dir.join(ITEMS_DIR);
-    fs::create_dir_all(&items_dir)?;
-    let mut noise = Vec::with_capacity(300 * 1024);
-    let mut x: u32 = 0x1234_5678;
-    while noise.len() < 300 * 1024 {
-        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        noise.extend_from_slice(&x.to_be_bytes());
-    }
-    let contents: Vec<(&str, Vec<u8>)> = vec![
-        ("script_run", (0..=255u8).collect()),
-        (
-            "script_run",
-            b"caf\xe9 cr\xe8me\r\n\xff\xfe\x00 end \x80\n".to_vec(),
-        ),
-        (
-            "snapshot",
-            "{\"hostname\":\"pc-042\",\"note\":\"Gr\u{fc}\u{df}e \u{2713}\"}\n"
-                .as_bytes()
-                .to_vec(),
-        ),
-        ("snapshot", noise),
-    ];
-    // The project's own content addressing names the files.
-    let hasher = DirBlobs::new(dir.join(".hash-scratch"));
-    let mut items = Vec::new();
-    let mut files = Vec::new();
-    for (kind, bytes) in contents {
-        let sha256 = hasher.put(&bytes)?;
-        fs::write(items_dir.join(&sha256), &bytes)?;
-        items.push(BundleItem {
-            sha256: sha256.clone(),
-            kind: kind.to_owned(),
-            size_bytes: u64::try_from(bytes.len())?,
-            agent: Some("ag-1".into()),
-            created_at_secs: 1_700_000_100,
-            signer: deskside_controller::bundle::Signer::of_kind(kind),
-            signature: None,
-            redaction: Vec::new(),
-        });
-        files.push((sha256, bytes));
-    }
-    fs::remove_dir_all(dir.join(".hash-scratch"))?;
-    files.sort();
-
-    let bundle = Bundle {
-        format: BUNDLE_FORMAT,
-        generated_at_secs: 1_700_000_200,
-        generator: "deskside tests".into(),
-        ticket: ticket.clone(),
-        escalation: Some(Escalation {
-            from: Tier::L1,
-            to: Tier::L2,
-            note: "printer spooler keeps crashing".into(),
-            by: "alice".into(),
-            at_secs: 1_700_000_150,
-        }),
-        timeline: Vec::new(),
-        items,
-        agents: Vec::new(),
-        ca_pem: String::new(),
-        controller_cert_pem: String::new(),
-    };
-    let evidence = serde_json::to_vec_pretty(&bundle)?;
-    fs::write(dir.join(EVIDENCE_JSON), &evidence)?;
-    let report_md = format!(
-        "# Deskside ticket #{} \u{2014} {}\n\nRequester: Pat Doe. Gr\u{fc}\u{df}e from L1.\n\n\
-         ## Evidence\n\n{}\n",
-        ticket.number,
-        ticket.title,
-        bundle
-            .items
-            .iter()
-            .map(|i| format!("- {} `{}` ({} bytes)", i.kind, i.sha256, i.size_bytes))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    fs::write(dir.join(REPORT_MD), &report_md)?;
-    let html = format!(
-        "<!doctype html><meta charset=\"utf-8\"><title>#{n}</title><h1>Ticket #{n} \u{2014} \
-         Gr\u{fc}\u{df}e</h1>\n",
-        n = ticket.number
-    );
-    fs::write(dir.join(REPORT_HTML), &html)?;
-    files.push((EVIDENCE_JSON.to_owned(), evidence));
-    files.push((REPORT_HTML.to_owned(), html.into_bytes()));
-    Ok(SampleBundle {
-        dir: dir.to_owned(),
-        bundle,
-        report_md,
-        files,
-    })
 }
