@@ -1,6 +1,6 @@
 //! `deskside demo`: a throwaway controller, agent and technician on 127.0.0.1, all going
 //! through the real enrollment, mutual TLS and diagnostics paths. The agent is the real
-//! `deskside-agent` binary ([`agent`]), found next to the running `deskside`.
+//! `deskside-agent` binary (`demo/agent.rs`), found next to the running `deskside`.
 
 mod agent;
 
