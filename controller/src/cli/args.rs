@@ -25,7 +25,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// Log format on stderr: human or json (one object per line); default from the config.
     #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<deskside_transport::logging::LogFormat>,
+    pub log_format: Option<deskside_config::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -185,10 +185,10 @@ pub enum SessionCommand {
         #[arg(long, value_parser = parse_scopes)]
         scopes: ScopeList,
         /// How long the session lasts once approved.
-        #[arg(long = "for", default_value = "30m", value_parser = parse_duration)]
+        #[arg(long = "for", default_value = "30m", value_parser = positive_duration)]
         duration: Duration,
         /// How long to wait for the user's answer.
-        #[arg(long, default_value = "2m", value_parser = parse_duration)]
+        #[arg(long, default_value = "2m", value_parser = positive_duration)]
         wait: Duration,
         #[arg(long)]
         json: bool,
@@ -242,10 +242,8 @@ pub enum ArgError {
     NoEquals,
     #[error("the KEY in KEY=VALUE is empty")]
     EmptyKey,
-    #[error("{0} (examples: 30m, 24h, 7d)")]
-    Duration(#[from] humantime::DurationError),
-    #[error("must be longer than zero")]
-    ZeroDuration,
+    #[error(transparent)]
+    Duration(#[from] deskside_config::DurationError),
 }
 
 fn parse_scopes(s: &str) -> Result<ScopeList, ArgError> {
@@ -281,7 +279,7 @@ pub enum TokenCommand {
         #[arg(long, value_name = "HOST:PORT")]
         controller: String,
         /// How long the token stays valid, e.g. 30m, 24h, 7d.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = positive_duration)]
         ttl: Duration,
     },
 }
@@ -305,7 +303,7 @@ pub enum TechCommand {
         /// when it names one address, else loopback on its port — said on stderr).
         #[arg(long, value_name = "HOST:PORT")]
         controller: Option<String>,
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        #[arg(long, default_value = "24h", value_parser = positive_duration)]
         ttl: Duration,
     },
 }
@@ -378,10 +376,10 @@ pub enum TicketCommand {
     Sync { number: u64 },
 }
 
-fn parse_duration(s: &str) -> Result<Duration, ArgError> {
-    let d = humantime::parse_duration(s)?;
-    if d.is_zero() {
-        return Err(ArgError::ZeroDuration);
-    }
-    Ok(d)
+/// `--for`, `--wait`, `--ttl`: any duration longer than zero.
+fn positive_duration(s: &str) -> Result<Duration, ArgError> {
+    Ok(deskside_config::parse_duration_in(
+        s,
+        deskside_config::POSITIVE,
+    )?)
 }

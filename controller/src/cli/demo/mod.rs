@@ -1,22 +1,23 @@
 //! `deskside demo`: a throwaway controller, agent and technician on 127.0.0.1, all going
-//! through the real enrollment, mutual TLS and diagnostics paths.
+//! through the real enrollment, mutual TLS and diagnostics paths. The agent is the real
+//! `deskside-agent` binary (`demo/agent.rs`), found next to the running `deskside`.
+
+mod agent;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deskside_agent::control::{ControlClient, ControlReply, ControlRequest};
-use deskside_agent::state::{StateDir, write_atomic};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::{Scope, SessionOutcome};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
-use tokio_util::sync::CancellationToken;
 
 use super::admin::make_token;
 use super::tech::login_to;
 use crate::client::TechClient;
 use crate::datadir::DataDir;
 use crate::store::{Store, TokenFor};
+use agent::DemoAgent;
 
 /// The demo agent's policy: diagnostics without a prompt, as on a managed device.
 const DEMO_POLICY: &str = "# Demo only: diagnostics without asking (an unattended managed device); scripts prompt.\n\
@@ -30,6 +31,8 @@ fn step(n: u32, text: &str) {
 }
 
 pub async fn run() -> Result<()> {
+    // Before anything is made: without the agent binary there is no demo.
+    let agent_bin = agent::locate()?;
     let root = tempfile::Builder::new()
         .prefix("deskside-demo-")
         .tempdir()
@@ -55,7 +58,7 @@ pub async fn run() -> Result<()> {
     let controller = running.addr.to_string();
     println!("    listening on {controller}");
 
-    let result = scenario(&root, &data, &controller).await;
+    let result = scenario(&root, &data, &controller, agent_bin).await;
     running.shutdown();
     running.stopped().await;
     result?;
@@ -66,20 +69,24 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn scenario(root: &std::path::Path, data: &DataDir, controller: &str) -> Result<()> {
+async fn scenario(
+    root: &std::path::Path,
+    data: &DataDir,
+    controller: &str,
+    agent_bin: std::path::PathBuf,
+) -> Result<()> {
     step(
         3,
         "deskside token create + deskside-agent enroll: the agent makes its own key, pins the CA, gets a certificate",
     );
     let token = make_token(data, TokenFor::Agent, controller, Duration::from_secs(600))?;
-    let agent_state = StateDir::new(root.join("agent"));
-    let enrolled = deskside_agent::enroll::enroll(&agent_state, &token).await?;
+    let mut agent = DemoAgent::new(agent_bin, root)?;
+    let agent_id = agent.enroll(&token).await?;
     println!(
-        "    enrolled as {} (state in {})",
-        enrolled.agent_id,
-        agent_state.root().display()
+        "    enrolled as {agent_id} (state in {})",
+        agent.state().display()
     );
-    write_atomic(&agent_state.policy(), DEMO_POLICY.as_bytes(), 0o644)?;
+    agent.set_policy(DEMO_POLICY)?;
     println!(
         "    NOTE: the demo agent's policy.toml sets diagnostics = \"allow\" — it serves diagnostics"
     );
@@ -91,44 +98,12 @@ async fn scenario(root: &std::path::Path, data: &DataDir, controller: &str) -> R
         4,
         "deskside-agent run: the agent dials out and stays connected",
     );
-    let cancel = CancellationToken::new();
-    let agent_task = tokio::spawn(deskside_agent::link::run(
-        agent_state.clone(),
-        cancel.clone(),
-    ));
+    agent.start()?;
+    println!("    its log: {}", agent.log().display());
 
-    let outcome = technician(root, data, controller, &enrolled.agent_id, &agent_state).await;
-    cancel.cancel();
-    let _ = agent_task.await;
+    let outcome = technician(root, data, controller, &agent_id, &mut agent).await;
+    agent.stop().await;
     outcome
-}
-
-/// Plays the machine's user: approves the first session request through the agent's
-/// control socket, exactly as `deskside-agent approve ID` would.
-async fn approve_first_request(state: &StateDir) -> Result<()> {
-    let mut control = ControlClient::connect(state).await?;
-    let started = Instant::now();
-    loop {
-        if let ControlReply::Status(s) = control.call(&ControlRequest::Status).await?
-            && let Some(p) = s.pending.first()
-        {
-            let screen = deskside_agent::consent::render(&s);
-            println!(
-                "    the user sees: {}",
-                screen.lines().next().unwrap_or_default()
-            );
-            println!(
-                "    DEMO: approving on the user's behalf (deskside-agent approve {})",
-                p.id
-            );
-            control.call(&ControlRequest::Approve { id: p.id }).await?;
-            return Ok(());
-        }
-        if started.elapsed() > AGENT_WAIT {
-            bail!("no session request reached the demo agent");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn technician(
@@ -136,7 +111,7 @@ async fn technician(
     data: &DataDir,
     controller: &str,
     agent_id: &str,
-    agent_state: &StateDir,
+    agent: &mut DemoAgent,
 ) -> Result<()> {
     step(
         5,
@@ -167,10 +142,12 @@ async fn technician(
         {
             break;
         }
+        agent.check_running()?;
         if started.elapsed() > AGENT_WAIT {
             bail!(
-                "the demo agent did not connect within {}s",
-                AGENT_WAIT.as_secs()
+                "the demo agent did not connect within {}s; its log is {}",
+                AGENT_WAIT.as_secs(),
+                agent.log().display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -239,7 +216,7 @@ async fn technician(
         duration_secs: 600,
         wait_secs: 60,
     };
-    let approver = approve_first_request(agent_state);
+    let approver = agent.approve_first_request(AGENT_WAIT);
     let (reply, approved) = tokio::join!(client.request(&req), approver);
     approved?;
     match reply? {
