@@ -19,11 +19,7 @@ use crate::local_user::LocalSessions;
 use crate::serve::AgentCtx;
 use crate::state::{StateDir, write_atomic};
 
-/// First reconnect delay; doubles per failure up to [`RECONNECT_CAP`].
-pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
-/// Longest wait between attempts: a controller back from maintenance sees its agents
-/// within a minute.
-pub const RECONNECT_CAP: Duration = Duration::from_secs(60);
+pub use crate::backoff::{RECONNECT_BASE, RECONNECT_CAP};
 /// A connection that lasted this long was healthy: the next failure starts from the base.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// A request frame must arrive whole within this after the stream opens.

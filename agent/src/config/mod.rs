@@ -19,7 +19,7 @@ use deskside_config::{
 pub use deskside_config::{ConfigError, EXIT_CODE, LogFormat, Origin, check_log_level};
 
 use crate::backoff::Backoff;
-use crate::link::{RECONNECT_BASE, RECONNECT_CAP};
+use crate::backoff::{RECONNECT_BASE, RECONNECT_CAP};
 
 mod reconnect;
 
