@@ -74,6 +74,17 @@ enum Mode {
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
+    /// Only the diagnostics round trip (snapshots over an open connection, and as
+    /// `deskside diag` processes, vs inxi, sos and ssh); prints the rows.
+    Diag {
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        /// Leave out inxi, sos and ssh (a quick before/after of Deskside alone).
+        #[arg(long)]
+        no_baselines: bool,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
     /// Only the script round trip (`/bin/true` over an open connection, and as
     /// `deskside run` processes, vs fresh and multiplexed ssh); prints the rows.
     Script {
@@ -206,6 +217,16 @@ async fn bench(cli: Cli) -> Result<()> {
                 .1;
             std::fs::write(&out, &text)?;
             println!("{text}\n(smoke report also in {})", out.display());
+        }
+        Mode::Diag {
+            runs,
+            no_baselines,
+            bin_dir,
+        } => {
+            let bins = release_bins(bin_dir)?;
+            let runs = usize::try_from(runs).context("--runs too large")?;
+            let rows = run::diag(&bins, runs, !no_baselines).await?;
+            print_rows(command, format!("{runs} each"), rows);
         }
         Mode::Script {
             runs,

@@ -127,6 +127,52 @@ pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
     Ok((rows, setup))
 }
 
+/// Only the diagnostics round trip: a release controller and agent, `runs` snapshots over
+/// one open connection and up to 20 `deskside diag` processes; with `baselines`, `inxi`,
+/// `sos report` and the `ssh` command against the private sshd as in `all`.
+pub async fn diag(bins: &Bins, runs: usize, baselines: bool) -> Result<Vec<Row>> {
+    eprintln!("starting a release controller and agent…");
+    let fleet = Fleet::start(bins).await?;
+    quiet_agent(fleet.agent_pid()).await?;
+    let client = fleet.client().await?;
+    eprintln!("diag × {runs}…");
+    let diag = deskside::diag_client(&client, &fleet, runs).await?;
+    eprintln!(
+        "deskside: p50 {:.1} ms, p99 {:.1} ms",
+        diag.samples.p50().as_secs_f64() * 1e3,
+        diag.samples.p99().as_secs_f64() * 1e3
+    );
+    client.close().await;
+    let slow_runs = runs.min(20);
+    let diag_cli = deskside::diag_cli(&fleet, slow_runs)?;
+    const LEFT_OUT: &str = "left out (--no-baselines)";
+    let scratch = tempfile::Builder::new()
+        .prefix("deskside-bench-diag-")
+        .tempdir()?;
+    let (inxi, sos) = if baselines {
+        eprintln!("baselines: inxi, sos…");
+        (tools::inxi(slow_runs), tools::sos(3, scratch.path()))
+    } else {
+        (
+            Err(anyhow::anyhow!(LEFT_OUT)),
+            Err(anyhow::anyhow!(LEFT_OUT)),
+        )
+    };
+    let sshd = if baselines {
+        Sshd::start()
+    } else {
+        Err(anyhow::anyhow!(LEFT_OUT))
+    };
+    let ssh = match &sshd {
+        Ok(s) => tools::ssh_diag(s, slow_runs).map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let rows = diag_rows(&diag, &diag_cli, inxi, sos, ssh.as_ref());
+    drop(sshd);
+    drop(fleet);
+    Ok(rows)
+}
+
 /// Only the script round trip: a release controller and agent, `runs` runs over one open
 /// connection and up to 50 `deskside run` processes, then fresh and multiplexed
 /// `ssh host true` against the private sshd.
