@@ -315,7 +315,7 @@ async fn notice(
                 return;
             }
             Ok(false) => {
-                let presented = super::peer_certificate(conn);
+                let presented = super::hello::peer_certificate(conn);
                 crate::service::agent_notice(shared, id, presented, &delivery.key, delivery.notice)
                     .await
             }

@@ -1,6 +1,6 @@
 //! The controller server: one QUIC endpoint, one task per connection.
 //!
-//! Every connection opens with the version hello. What follows depends on the client
+//! Every connection opens with the version hello (`hello.rs`). What follows depends on the client
 //! certificate: none → enrollment only (`enroll.rs`); an agent's → it registers and
 //! waits for requests (`agents.rs`); a technician's → request streams handed to the
 //! service layer (`technician.rs`).
@@ -8,6 +8,7 @@
 mod admission;
 mod agents;
 mod enroll;
+mod hello;
 mod technician;
 
 use std::future::IntoFuture;
@@ -16,21 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use deskside_proto::msg::hello::{Hello, HelloReply};
-use deskside_proto::msg::identity::{Identity, Tier};
-use deskside_proto::{PROTOCOL_VERSION, close};
-use deskside_transport::{framed, pki, tls};
+use deskside_proto::close;
+use deskside_transport::{pki, tls};
 use quinn::{Connection, Endpoint, Incoming};
-use rustls_pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-pub use crate::service::{
-    CallError, DIAG_TIMEOUT, FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW,
-    LOCKOUT, LOCKOUT_AFTER, WRONG_CODE_MEMORY,
-};
 pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
 pub use agents::Registry;
 
@@ -61,8 +55,6 @@ pub const REVOCATION_SWEEP: Duration = Duration::from_secs(2);
 pub const OUTBOX_POLL: Duration = Duration::from_secs(5);
 /// On shutdown, in-flight requests get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
 
 /// What the connection tasks share: the operations' state, and what only the server
 /// needs (the live connections, the handshake limits).
@@ -328,14 +320,6 @@ async fn revocation_sweep(shared: Arc<Node>, cancel: CancellationToken) {
     }
 }
 
-/// Who the client certificate says the peer is, after checking the store.
-#[derive(Debug, Clone)]
-pub(crate) enum Peer {
-    Anonymous,
-    Agent { id: String },
-    Technician { name: String, tier: Tier },
-}
-
 /// Closes `conn` with a code and a reason the peer will show its user.
 pub(crate) fn refuse(conn: &Connection, code: u32, reason: &str) {
     debug!(remote = %conn.remote_address(), code, reason, "closing connection");
@@ -419,146 +403,27 @@ async fn handle(
             return;
         }
     };
-    let (peer, send, recv) = match unidentified(&slot, deadline, greet(&shared, &conn)).await {
+    let (peer, send, recv) = match unidentified(&slot, deadline, hello::greet(&shared, &conn)).await
+    {
         Ok(Some(greeted)) => greeted,
         Ok(None) => return,
         Err(cut) => return cut.close(&shared, &conn),
     };
     match peer {
-        Peer::Anonymous => {
+        hello::Peer::Anonymous => {
             if let Err(cut) = unidentified(&slot, deadline, enroll::serve(&shared, &conn)).await {
                 cut.close(&shared, &conn);
             }
             drop(slot);
         }
-        Peer::Agent { id } => {
+        hello::Peer::Agent { id } => {
             drop(slot);
             agents::serve(&shared, &conn, send, recv, &id, &cancel).await;
         }
-        Peer::Technician { name, tier } => {
+        hello::Peer::Technician { name, tier } => {
             drop((slot, send, recv));
             let registry = shared.registry.clone();
             technician::serve(&shared.shared, &registry, &conn, &name, tier, &cancel).await;
         }
     }
-}
-
-/// The hello: versions checked, the peer identified and welcomed. `None` when the
-/// connection was refused (already closed with the reason).
-async fn greet(
-    shared: &Node,
-    conn: &Connection,
-) -> Option<(Peer, quinn::SendStream, quinn::RecvStream)> {
-    let within = shared.hello_timeout;
-    let (mut send, mut recv) = match tokio::time::timeout(within, conn.accept_bi()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(_)) => return None,
-        Err(_) => {
-            let reason = format!("no hello within {} ms", within.as_millis());
-            refuse(conn, close::TIMED_OUT, &reason);
-            return None;
-        }
-    };
-    let hello = match framed::recv_within::<Hello>(&mut recv, within).await {
-        Ok(h) => h,
-        Err(e) => {
-            refuse(conn, close::BAD_FRAME, &format!("bad hello: {e}"));
-            return None;
-        }
-    };
-    if hello.version != PROTOCOL_VERSION {
-        let reply = HelloReply::VersionMismatch {
-            controller: PROTOCOL_VERSION,
-            peer: hello.version,
-        };
-        let _ = framed::send(&mut send, &reply).await;
-        let _ = send.finish();
-        let _ = tokio::time::timeout(within, send.stopped()).await;
-        let reason = format!(
-            "protocol version mismatch: the controller speaks version {PROTOCOL_VERSION}, {} speaks version {}",
-            hello.software, hello.version
-        );
-        refuse(conn, close::VERSION_MISMATCH, &reason);
-        return None;
-    }
-    let peer = match identify(shared, conn).await {
-        Ok(p) => p,
-        Err(reason) => {
-            refuse(conn, close::UNKNOWN_IDENTITY, &reason);
-            return None;
-        }
-    };
-    let welcome = HelloReply::Welcome {
-        version: PROTOCOL_VERSION,
-        software: SOFTWARE.into(),
-    };
-    framed::send(&mut send, &welcome).await.ok()?;
-    debug!(remote = %conn.remote_address(), ?peer, software = %hello.software, "hello");
-    Some((peer, send, recv))
-}
-
-/// Reads the client certificate's identity and checks it against the store: known,
-/// not revoked, and the very certificate the controller issued last.
-async fn identify(shared: &Node, conn: &Connection) -> Result<Peer, String> {
-    let Some(cert) = peer_certificate(conn) else {
-        return Ok(Peer::Anonymous);
-    };
-    let fingerprint = hex::encode(pki::fingerprint(&cert));
-    let identity = common_name(&cert)
-        .as_deref()
-        .and_then(Identity::from_common_name)
-        .ok_or("the client certificate does not name a Deskside agent or technician")?;
-    match identity {
-        Identity::Agent { id } => {
-            let lookup = id.clone();
-            let creds = shared
-                .store
-                .run(move |db| db.agent_credentials_of(&lookup))
-                .await
-                .map_err(|e| e.to_string())?;
-            match creds {
-                None => Err(format!("agent {id} is not enrolled with this controller")),
-                Some(c) if c.revoked => {
-                    Err(format!("agent {id} has been revoked; enroll it again"))
-                }
-                Some(c) if !c.accepts(&fingerprint) => Err(format!(
-                    "the certificate presented for agent {id} is not the one issued to it"
-                )),
-                Some(_) => Ok(Peer::Agent { id }),
-            }
-        }
-        Identity::Technician { name } => {
-            let lookup = name.clone();
-            let tech = shared
-                .store
-                .run(move |db| db.technician(&lookup))
-                .await
-                .map_err(|e| e.to_string())?;
-            match tech {
-                None => Err(format!("technician {name} is unknown to this controller")),
-                Some(t) if t.revoked => Err(format!("technician {name} has been revoked")),
-                Some(t)
-                    if t.cert_sha256.as_deref() != Some(fingerprint.as_str())
-                        && t.prev_cert_sha256.as_deref() != Some(fingerprint.as_str()) =>
-                {
-                    Err(format!(
-                        "the certificate presented for technician {name} is not the one issued to them; log in again"
-                    ))
-                }
-                Some(t) => Ok(Peer::Technician { name, tier: t.tier }),
-            }
-        }
-    }
-}
-
-fn peer_certificate(conn: &Connection) -> Option<CertificateDer<'static>> {
-    let identity = conn.peer_identity()?;
-    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    chain.into_iter().next()
-}
-
-fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?;
-    cn.as_str().ok().map(str::to_owned)
 }

@@ -25,7 +25,7 @@ pub(super) async fn serve(
     let who = Principal {
         name: name.to_owned(),
         tier,
-        certificate: super::peer_certificate(conn),
+        certificate: super::hello::peer_certificate(conn),
     };
     registry.add_tech(name, conn, &shared.metrics.technicians_connected);
     serve_streams(shared, conn, &who, cancel).await;
