@@ -217,11 +217,11 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Status => ControlReply::Status(s.status()),
         ControlRequest::Approve { id } => match s.answer(id, true) {
             Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} approved by {caller}"), "approved")),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         },
         ControlRequest::Deny { id } => match s.answer(id, false) {
             Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} denied by {caller}"), "denied")),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         },
         ControlRequest::End => match s.end("user") {
             Some(g) => {
@@ -233,7 +233,7 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         },
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
-        ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(err, ControlReply::Code),
+        ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
     }
 }
 

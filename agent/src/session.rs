@@ -17,6 +17,16 @@ use tokio_util::sync::CancellationToken;
 use crate::policy::{Decision, Policy};
 use crate::state::StateDir;
 
+/// Why the user's answer to a session request was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    #[error("no pending request {0} (`deskside-agent pending` lists them)")]
+    NoSuchRequest(u32),
+    #[error("that request was already answered")]
+    AlreadyAnswered,
+}
+
 /// A request waiting for the user, as the support UI and `pending` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingView {
@@ -311,19 +321,14 @@ impl Sessions {
     }
 
     /// Answers a pending request from the user side; returns who had asked.
-    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, String> {
+    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, AnswerError> {
         let mut inner = self.lock();
         let pending = inner
             .pending
             .iter_mut()
             .find(|p| p.view.id == id)
-            .ok_or_else(|| {
-                format!("no pending request {id} (`deskside-agent pending` lists them)")
-            })?;
-        let sender = pending
-            .answer
-            .take()
-            .ok_or("that request was already answered")?;
+            .ok_or(AnswerError::NoSuchRequest(id))?;
+        let sender = pending.answer.take().ok_or(AnswerError::AlreadyAnswered)?;
         let _ = sender.send(approve);
         let ask = &pending.view.ask;
         Ok(Requester {
@@ -376,8 +381,8 @@ impl Sessions {
         &self,
         scopes: Vec<Scope>,
         duration_secs: u64,
-    ) -> Result<SupportCode, String> {
-        self.check_enabled().map_err(|r| r.reason)?;
+    ) -> Result<SupportCode, Refusal> {
+        self.check_enabled()?;
         let n: u32 = rand::random::<u32>() % 1_000_000;
         let code = SupportCode {
             code: format!("{:03}-{:03}", n / 1000, n % 1000),
