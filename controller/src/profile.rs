@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use deskside_proto::msg::identity::Tier;
 use serde::{Deserialize, Serialize};
 
-/// A profile is a few certificates and a key: 64 KiB is generous and keeps a stray file
-/// from being read whole into memory.
+/// A profile is a few PEM blocks; anything larger is not one.
 const MAX_PROFILE_BYTES: u64 = 64 * 1024;
 
 /// Why a profile cannot be found, read or written. Each names the file and, where there
@@ -110,6 +109,7 @@ impl Profile {
         })
     }
 
+    /// Writes the profile readable by its owner only, replacing any previous one.
     pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(|source| ProfileError::Create {
