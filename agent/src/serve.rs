@@ -18,11 +18,32 @@ use tracing::{info, warn};
 use crate::audit::{self, AuditEntry};
 use crate::outbox::Outbox;
 use crate::policy::Policy;
-use crate::redact::Redactor;
+use crate::redact::{RedactError, Redactor};
 use crate::script::run::{RunSpec, run};
 use crate::script::verify::verify;
 use crate::session::Sessions;
 use crate::state::StateDir;
+
+/// Why an evidence item could not be made; the request fails with this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The value does not serialise (the decoder's own words, as before).
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    /// `policy.toml` cannot be read; the cause chain is shown in full.
+    #[error("the machine's policy cannot be read: {0:#}")]
+    Policy(anyhow::Error),
+    #[error(transparent)]
+    Redact(#[from] RedactError),
+    #[error(transparent)]
+    Serialise(#[from] evidence::SealError),
+    #[error("signing {what}: {source}")]
+    Sign {
+        what: String,
+        source: deskside_transport::TransportError,
+    },
+}
 
 /// What every request handler needs.
 #[derive(Debug, Clone)]
@@ -89,26 +110,25 @@ impl AgentCtx {
     }
 
     /// Redacts (per the machine's policy), serialises and signs an evidence item.
-    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
-        let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        let policy = Policy::load(&self.state.policy())
-            .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
-        let redactor = Redactor::new(&policy.redact).map_err(|e| e.to_string())?;
+    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
+        let mut value = serde_json::to_value(value)?;
+        let policy = Policy::load(&self.state.policy()).map_err(SealError::Policy)?;
+        let redactor = Redactor::new(&policy.redact)?;
         redactor.apply(&mut value);
-        let bytes = evidence::seal_value(T::KIND, &value).map_err(|e| e.to_string())?;
+        let bytes = evidence::seal_value(T::KIND, &value)?;
         let mut item = self.sign_item(T::KIND, bytes)?;
         item.redaction = redactor.rules();
         Ok(item)
     }
 
     /// Serialises and signs `value` as an evidence item, unredacted, under a new key.
-    pub(crate) fn seal_unredacted<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
-        let (kind, bytes) = evidence::seal_bytes(value).map_err(|e| e.to_string())?;
+    pub(crate) fn seal_unredacted<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
+        let (kind, bytes) = evidence::seal_bytes(value)?;
         self.sign_item(kind, bytes)
     }
 
     /// Signs `bytes` as an evidence item of `kind`, unredacted, under a new key.
-    fn sign_item(&self, kind: EvidenceKind, bytes: Vec<u8>) -> Result<SignedItem, String> {
+    fn sign_item(&self, kind: EvidenceKind, bytes: Vec<u8>) -> Result<SignedItem, SealError> {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let signature = self.sign_digest(&digest, kind.as_str())?;
         Ok(SignedItem {
@@ -121,9 +141,13 @@ impl AgentCtx {
     }
 
     /// The agent's evidence signature over a SHA-256 digest of `what`.
-    pub(crate) fn sign_digest(&self, digest: &[u8; 32], what: &str) -> Result<Vec<u8>, String> {
-        deskside_transport::pki::sign_evidence(&self.key_pem, digest)
-            .map_err(|e| format!("signing {what}: {e}"))
+    pub(crate) fn sign_digest(&self, digest: &[u8; 32], what: &str) -> Result<Vec<u8>, SealError> {
+        deskside_transport::pki::sign_evidence(&self.key_pem, digest).map_err(|source| {
+            SealError::Sign {
+                what: what.to_owned(),
+                source,
+            }
+        })
     }
 
     pub(crate) fn audit(
@@ -272,7 +296,11 @@ async fn diagnostics(ctx: &AgentCtx, who: &Requester, link: ControllerLink) -> A
     let sealed = ctx.seal(&snapshot);
     let item = match sealed {
         Ok(item) => item,
-        Err(reason) => return AgentReply::Failed { reason },
+        Err(e) => {
+            return AgentReply::Failed {
+                reason: e.to_string(),
+            };
+        }
     };
     let detail = format!(
         "snapshot with {} findings sent, key {}, sha256:{}{}",
@@ -474,7 +502,7 @@ async fn run_script(
                 Err(reason) => AgentReply::Failed { reason },
             }
         }
-        Err(reason) => failed(ctx, who, scope.as_str(), reason),
+        Err(e) => failed(ctx, who, scope.as_str(), e.to_string()),
     };
     let _ = replies
         .send(AgentReply::Run(RunEvent::Finished(result)))
@@ -487,4 +515,18 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_that_cannot_be_read_shows_its_whole_cause() {
+        let cause = anyhow::anyhow!("expected `=`").context("invalid policy in /etc/p.toml");
+        assert_eq!(
+            SealError::Policy(cause).to_string(),
+            "the machine's policy cannot be read: invalid policy in /etc/p.toml: expected `=`"
+        );
+    }
 }
