@@ -152,21 +152,29 @@ fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Why a control request is refused before it is read: the caller is not one who may
+/// use the socket, or cannot be identified.
+#[derive(Debug, thiserror::Error)]
+enum Unauthorised {
+    #[error("the agent cannot tell who is calling (peer credentials: {0}); refused")]
+    NoPeerCredentials(std::io::Error),
+    #[error("{0}")]
+    NotLocal(#[from] crate::local_user::NotLocal),
+    #[error("the agent could not check who is calling: {0}; try again")]
+    CheckFailed(tokio::task::JoinError),
+}
+
 /// Who sent this request: the peer's uid, read from the socket (SO_PEERCRED) and judged
 /// against the local sessions as they are now.
-async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, String> {
+async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, Unauthorised> {
     let uid = stream
         .peer_cred()
-        .map_err(|e| {
-            format!("the agent cannot tell who is calling (peer credentials: {e}); refused")
-        })?
+        .map_err(Unauthorised::NoPeerCredentials)?
         .uid();
     let access = access.clone();
     match tokio::task::spawn_blocking(move || access.authorise(uid)).await {
-        Ok(verdict) => verdict.map_err(|refusal| refusal.to_string()),
-        Err(e) => Err(format!(
-            "the agent could not check who is calling: {e}; try again"
-        )),
+        Ok(verdict) => Ok(verdict?),
+        Err(e) => Err(Unauthorised::CheckFailed(e)),
     }
 }
 
@@ -193,7 +201,8 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
         // the socket at their next request.
         let caller = match authorise(&stream, &access).await {
             Ok(c) => c,
-            Err(message) => {
+            Err(refused) => {
+                let message = refused.to_string();
                 warn!(%message, "control request refused");
                 let _ = framed::send_io(&mut stream, &ControlReply::Error { message }).await;
                 return;
