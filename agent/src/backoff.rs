@@ -4,6 +4,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// First reconnect delay; doubles per failure up to [`RECONNECT_CAP`].
+pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between attempts: a controller back from maintenance sees its agents
+/// within a minute.
+pub const RECONNECT_CAP: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BackoffError {
     #[error("backoff base must be above zero")]

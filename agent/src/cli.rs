@@ -46,7 +46,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// Log format on stderr: human or json (one object per line); default from the config.
     #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<deskside_transport::logging::LogFormat>,
+    pub log_format: Option<deskside_config::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -79,7 +79,7 @@ pub enum Command {
         #[arg(long, default_value = "diagnostics,scripts:l1", value_parser = parse_scopes)]
         scopes: ScopeList,
         /// How long the session lasts once they join.
-        #[arg(long = "for", default_value = "1h", value_parser = parse_duration)]
+        #[arg(long = "for", default_value = "1h", value_parser = session_duration)]
         duration: std::time::Duration,
     },
     /// Session requests waiting for an answer, and the active session.
@@ -122,12 +122,10 @@ fn parse_scopes(s: &str) -> Result<ScopeList, String> {
         .map_err(|e| e.to_string())
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 1h)"))?;
-    if d.is_zero() || d.as_secs() > deskside_proto::msg::session::MAX_SESSION_SECS {
-        return Err("must be between 1s and 8h".into());
-    }
-    Ok(d)
+/// `--for`: a session lasts at least a second and at most what the protocol allows.
+fn session_duration(s: &str) -> Result<std::time::Duration, deskside_config::DurationError> {
+    let max = std::time::Duration::from_secs(deskside_proto::msg::session::MAX_SESSION_SECS);
+    deskside_config::parse_duration_in(s, std::time::Duration::from_secs(1)..=max)
 }
 
 pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {

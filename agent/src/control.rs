@@ -129,7 +129,7 @@ fn bind(path: &Path) -> Result<UnixListener> {
     }
     let meta = std::fs::metadata(dir)
         .with_context(|| format!("checking the control socket's directory {}", dir.display()))?;
-    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    let me = crate::os::effective_uid();
     if Some(meta.uid()) != me || meta.mode() & 0o022 != 0 {
         bail!(
             "refusing to serve the control socket in {}: it is owned by uid {} with mode {:o}, so another user could replace the socket; make it owned by the agent's user and not writable by group or others (chmod 0755), or choose another path (--socket, control_socket in agent.toml)",
@@ -167,10 +167,7 @@ enum Unauthorised {
 /// Who sent this request: the peer's uid, read from the socket (SO_PEERCRED) and judged
 /// against the local sessions as they are now.
 async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, Unauthorised> {
-    let uid = stream
-        .peer_cred()
-        .map_err(Unauthorised::NoPeerCredentials)?
-        .uid();
+    let uid = crate::os::peer_uid(stream).map_err(Unauthorised::NoPeerCredentials)?;
     let access = access.clone();
     match tokio::task::spawn_blocking(move || access.authorise(uid)).await {
         Ok(verdict) => Ok(verdict?),

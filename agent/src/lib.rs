@@ -8,13 +8,13 @@ pub mod collect;
 pub mod config;
 pub mod consent;
 pub mod control;
+pub mod deliver;
 pub mod diag;
 pub mod enroll;
 pub mod link;
 pub mod local_user;
-pub mod outbox;
+pub mod os;
 pub mod policy;
-mod process;
 pub mod redact;
 pub mod renew;
 pub mod script;
@@ -27,15 +27,10 @@ pub use deskside_transport::clock::{now_ms, now_secs};
 
 /// Hostname, OS pretty name and kernel release, cheaply, for enrollment and check-in.
 pub fn host_identity() -> (String, String, String) {
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    };
     let os = diag::os_pretty_name().unwrap_or_else(|| std::env::consts::OS.to_owned());
     (
-        read("/proc/sys/kernel/hostname"),
+        os::hostname().unwrap_or_default(),
         os,
-        read("/proc/sys/kernel/osrelease"),
+        os::kernel_release().unwrap_or_default(),
     )
 }

@@ -19,11 +19,7 @@ use crate::local_user::LocalSessions;
 use crate::serve::AgentCtx;
 use crate::state::{StateDir, write_atomic};
 
-/// First reconnect delay; doubles per failure up to [`RECONNECT_CAP`].
-pub const RECONNECT_BASE: Duration = Duration::from_secs(1);
-/// Longest wait between attempts: a controller back from maintenance sees its agents
-/// within a minute.
-pub const RECONNECT_CAP: Duration = Duration::from_secs(60);
+pub use crate::backoff::{RECONNECT_BASE, RECONNECT_CAP};
 /// A connection that lasted this long was healthy: the next failure starts from the base.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 /// A request frame must arrive whole within this after the stream opens.
@@ -177,8 +173,8 @@ async fn session(
     info!(controller = %addr, "connected");
     write_status(&ctx.state, "connected", controller, None);
     let pump = {
-        let (outbox, conn) = (ctx.outbox.clone(), conn.clone());
-        tokio::spawn(async move { outbox.pump(&conn).await })
+        let (deliveries, conn) = (ctx.deliveries.clone(), conn.clone());
+        tokio::spawn(async move { deliveries.pump(&conn).await })
     };
     let renewing = CancellationToken::new();
     tokio::spawn(crate::renew::keep_renewed(
@@ -271,7 +267,7 @@ async fn answer_stream(
     let mut claim = None;
     while let Some(reply) = rx.recv().await {
         if let AgentReply::Snapshot(item) | AgentReply::Evidence(item) = &reply {
-            claim = Some(ctx.outbox.adopt(&item.key));
+            claim = Some(ctx.deliveries.adopt(&item.key));
         }
         // Keep draining after a failed write so the handler never blocks on us.
         if delivering && let Err(e) = framed::send(&mut send, &reply).await {

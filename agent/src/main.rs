@@ -6,29 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use deskside_agent::cli::{self, Cli, Command, exit};
 
-/// glibc malloc arenas the agent may use. By default glibc adds an arena per thread that
-/// allocates, up to 8 per core, and memory freed in an arena stays resident. The agent's
-/// threads are mostly asleep, and a snapshot's probe threads come and go: two arenas
-/// leave them no real contention and keep a snapshot from leaving a dozen heaps behind.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const MALLOC_ARENAS: libc::c_int = 2;
-
-/// Applies [`MALLOC_ARENAS`]; must run before any thread exists.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator tunable and is called before any other thread
-    // exists; a refusal (0) leaves glibc's default, which is only less frugal.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 fn main() -> ExitCode {
-    limit_malloc_arenas();
+    deskside_agent::os::limit_malloc_arenas();
     let cli = Cli::parse();
     // Validated before anything else happens; a bad file exits 64 naming key and reason.
     let config =

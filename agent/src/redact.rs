@@ -64,16 +64,10 @@ fn compile(p: &str) -> Result<Regex, PatternProblem> {
 
 /// Local human accounts: uid ≥ 1000 (Debian's first regular user), not `nobody`.
 fn local_user_names() -> Vec<String> {
-    let passwd =
-        crate::state::read_bounded(std::path::Path::new("/etc/passwd")).unwrap_or_default();
-    let mut names: Vec<String> = passwd
-        .lines()
-        .filter_map(|line| {
-            let mut f = line.split(':');
-            let name = f.next()?;
-            let uid: u32 = f.nth(1)?.parse().ok()?;
-            ((1000..65534).contains(&uid) && name.len() >= 2).then(|| name.to_owned())
-        })
+    let mut names: Vec<String> = crate::os::accounts()
+        .into_iter()
+        .filter(|a| a.uid.is_some_and(|uid| (1000..65534).contains(&uid)) && a.name.len() >= 2)
+        .map(|a| a.name)
         .collect();
     names.extend(
         crate::diag::logged_in_user_names()

@@ -155,9 +155,7 @@ impl StateDir {
 }
 
 fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of /proc/self is this process's effective user.
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    crate::os::effective_uid() == Some(0)
 }
 
 /// Reads a small text file, refusing anything over `MAX_STATE_FILE_BYTES` (1 MiB).

@@ -9,7 +9,7 @@ use quinn::{Connection, Endpoint};
 
 use crate::profile::Profile;
 
-/// Long enough for a diagnostics pull (agent collection plus storage).
+/// Long enough for a diagnostics pull (the agent taking its snapshot, plus storage).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest silence between streamed replies: a script's timeout is at most an hour, and
 /// the controller reports its end.

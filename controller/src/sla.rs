@@ -65,9 +65,8 @@ impl SlaConfig {
                 .try_into()
                 .map_err(|e| format!("sla.{priority}: {e}"))?;
             let parse = |what: &str, v: &str| {
-                humantime::parse_duration(v).map_err(|e| {
-                    format!("sla.{priority}.{what} = {v:?}: {e} (examples: 15m, 4h, 3d)")
-                })
+                deskside_config::parse_duration(v)
+                    .map_err(|e| format!("sla.{priority}.{what} = {v:?}: {e}"))
             };
             let target = Target {
                 response: parse("response", &t.response)?,

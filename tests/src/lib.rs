@@ -7,6 +7,7 @@ pub mod delay_proxy;
 pub mod hostile;
 pub mod raw;
 pub mod rt;
+pub mod sample_bundle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

@@ -23,7 +23,7 @@ async fn timed_snapshot() -> &'static (Snapshot, Duration) {
     SNAPSHOT
         .get_or_init(|| async {
             let started = Instant::now();
-            let snapshot = diag::collect().await;
+            let snapshot = diag::snapshot().await;
             (snapshot, started.elapsed())
         })
         .await
@@ -439,7 +439,7 @@ async fn pending_updates_match_apt_get_once_counted() -> Result<()> {
     diag::warm_up();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let Some(error) = updates_error(&diag::collect().await)? else {
+        let Some(error) = updates_error(&diag::snapshot().await)? else {
             break;
         };
         ensure!(
@@ -450,7 +450,7 @@ async fn pending_updates_match_apt_get_once_counted() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let started = Instant::now();
-    let warm = diag::collect().await;
+    let warm = diag::snapshot().await;
     let elapsed = started.elapsed();
     eprintln!("collect() with pending updates cached took {elapsed:?}");
     assert_eq!(updates_error(&warm)?, None);

@@ -54,7 +54,7 @@ async fn escalation_syncs_the_bundle_to_request_tracker() -> Result<()> {
         to: Tier::L2,
         note: "crash dump attached".into(),
     };
-    let summary = deskside_controller::cli::tech::receive_bundle(&tech, &escalate, None).await?;
+    let summary = deskside_controller::cli::export::receive_bundle(&tech, &escalate, None).await?;
     assert!(
         summary
             .sync
@@ -176,7 +176,7 @@ async fn ticket_sync_during_an_outage_retries_the_pending_push() -> Result<()> {
         to: Tier::L2,
         note: "tunnel logs attached".into(),
     };
-    deskside_controller::cli::tech::receive_bundle(&tech, &escalate, None).await?;
+    deskside_controller::cli::export::receive_bundle(&tech, &escalate, None).await?;
 
     // The worker's first attempt fails against the closed port.
     let started = Instant::now();

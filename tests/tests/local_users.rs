@@ -65,9 +65,9 @@ fn is_root() -> bool {
 fn write_utmp(path: &Path, at_machine: bool) -> Result<()> {
     let pid = i32::try_from(std::process::id())?;
     let mut records =
-        deskside_agent::diag::user_process_record(pid, "pts/0", OVER_SSH, "192.0.2.7", 1);
+        deskside_agent::os::user_process_record(pid, "pts/0", OVER_SSH, "192.0.2.7", 1);
     if at_machine {
-        records.extend(deskside_agent::diag::user_process_record(
+        records.extend(deskside_agent::os::user_process_record(
             pid,
             "tty2",
             AT_THE_MACHINE,

@@ -15,9 +15,8 @@ use deskside_controller::clock::now_secs;
 use deskside_controller::outbox::{self, RunSummary, SyncPayload};
 use deskside_controller::store::{NewTicket, Store};
 use deskside_proto::msg::identity::Tier;
-use deskside_tests::rt::{
-    RtServer, free_port, next_sync_id, queue_name, sample_ticket, test_origin, write_sample_bundle,
-};
+use deskside_tests::rt::{RtServer, free_port, next_sync_id, queue_name, test_origin};
+use deskside_tests::sample_bundle::{sample_ticket, write_sample_bundle};
 use serde_json::json;
 
 fn job(

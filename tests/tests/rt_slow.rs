@@ -11,9 +11,8 @@ use deskside_controller::adapters::rt::{RtTicketSystem, comment_marker, parse_re
 use deskside_controller::adapters::{AdapterError, SyncJob, TicketSystem};
 use deskside_proto::msg::identity::Tier;
 use deskside_tests::delay_proxy::DelayProxy;
-use deskside_tests::rt::{
-    RtServer, next_sync_id, queue_name, sample_ticket, test_origin, write_sample_bundle,
-};
+use deskside_tests::rt::{RtServer, next_sync_id, queue_name, test_origin};
+use deskside_tests::sample_bundle::{sample_ticket, write_sample_bundle};
 use serde_json::Value;
 
 /// The adapter's per-request timeout here: the held replies cost this much each. Long

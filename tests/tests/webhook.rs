@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use deskside_controller::adapters::webhook::{DELIVERY_HEADER, SIGNATURE_HEADER, signature};
 use deskside_controller::adapters::{self, SyncJob};
 use deskside_proto::msg::identity::Tier;
-use deskside_tests::rt::{sample_ticket, write_sample_bundle};
+use deskside_tests::sample_bundle::{sample_ticket, write_sample_bundle};
 use serde_json::Value;
 
 const SECRET: &str = "hook-secret-\u{e9}t\u{e9}";

@@ -3,25 +3,8 @@
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
-use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "human" => Ok(LogFormat::Human),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("log format {other:?} is not human or json")),
-        }
-    }
-}
+pub use deskside_config::LogFormat;
 
 /// Installs the global subscriber. `RUST_LOG` wins over `level` (an EnvFilter directive).
 pub fn init(format: LogFormat, level: &str) {

@@ -1,8 +1,11 @@
 //! `cargo run -p xtask -- dist DIR`: writes the man pages and shell completions that the
 //! `.deb` packages install, generated from the clap definitions of both binaries.
+//! `cargo xtask cycles`: lists import cycles between the files of each crate.
 
 mod completions;
+mod cycles;
 mod man;
+mod modules;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,9 @@ enum Task {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Print each import cycle between the files of a crate as `a → b → c → a`, for
+    /// every crate target of the workspace; exits 1 if there is any.
+    Cycles,
 }
 
 fn main() -> ExitCode {
@@ -40,7 +46,38 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Task::Cycles => match report_cycles() {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Prints the cycles found; true when there are none.
+fn report_cycles() -> Result<bool> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask lives in the workspace")?;
+    let targets = cycles::targets(workspace)?;
+    let found = cycles::check(&targets)?;
+    for f in &found {
+        println!("{}:", f.target);
+        for c in &f.cycles {
+            println!("  {}", cycles::show(c));
+        }
+    }
+    let total: usize = found.iter().map(|f| f.cycles.len()).sum();
+    match total {
+        0 => println!("no import cycles in {} targets", targets.len()),
+        n => println!(
+            "{n} import cycles; break each by moving what both sides need into a module of its own"
+        ),
+    }
+    Ok(total == 0)
 }
 
 fn dist(dir: &Path) -> Result<()> {

@@ -4,6 +4,11 @@
 //! a signed manifest follows. Nothing of it goes through the spool: a transfer that
 //! loses its link fails, and the technician asks again. Which file may be opened, and
 //! how, is `open` (with `protect`, `secrets` and `nofollow`).
+//!
+//! This module is Linux-only and stays outside `crate::os` on purpose: its safety rests
+//! on Linux semantics throughout (openat2 with `RESOLVE_NO_SYMLINKS`, device and inode
+//! identities, the built-in list of Linux secret paths), so a port would rewrite it rather
+//! than supply a few functions beneath it. Account homes come from `crate::os::accounts`.
 
 use std::fs::File;
 use std::io::Read;

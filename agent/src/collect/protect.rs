@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::Metadata;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -21,9 +20,6 @@ use super::secrets::{SECRET_GLOBS, SECRETS, glob};
 
 /// Where the agent's configuration lives (`config::DEFAULT_PATH` is in it).
 const CONFIG_DIR: &str = "/etc/deskside";
-/// Read to learn the users' home directories; a large directory-backed site is a few MiB.
-const PASSWD: &str = "/etc/passwd";
-const MAX_PASSWD_BYTES: u64 = 16 * 1024 * 1024;
 /// Home directories whose secrets are listed by identity. A desktop has a few; past this
 /// many (a shared server) the rest are still protected by path.
 const MAX_HOMES: usize = 4096;
@@ -127,14 +123,9 @@ impl Protected {
 fn homes() -> Vec<PathBuf> {
     let mut homes = BTreeSet::new();
     homes.insert(PathBuf::from("/root"));
-    let mut bytes = Vec::new();
-    let read =
-        std::fs::File::open(PASSWD).and_then(|f| f.take(MAX_PASSWD_BYTES).read_to_end(&mut bytes));
-    if read.is_ok() {
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            if let Some(home) = line.split(':').nth(5).filter(|h| h.starts_with('/')) {
-                homes.insert(PathBuf::from(home));
-            }
+    for account in crate::os::accounts() {
+        if account.home.starts_with('/') {
+            homes.insert(PathBuf::from(account.home));
         }
     }
     if let Ok(entries) = std::fs::read_dir("/home") {

@@ -1,19 +1,10 @@
-//! Diagnostics collection: sysinfo plus Linux probes, run concurrently off the reactor,
-//! each under its own time limit. A probe that fails or times out leaves an error entry.
+//! Diagnostics snapshots: sysinfo plus the OS's own facts (`crate::os`), probed
+//! concurrently off the reactor, each probe under its own time limit. A probe that fails or times out leaves an error entry.
 //! Pending updates are the exception: counting them takes seconds, so they are counted in
 //! the background and snapshots report the last count (see the `updates` module).
 
-mod commands;
-mod disks;
-mod kernels;
-mod linux;
-mod mounts;
-mod network;
 mod probes;
-mod reboot;
-mod sys;
 mod updates;
-mod utmp;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deskside_proto::msg::diag::{Network, ProbeReport, SNAPSHOT_VERSION, Snapshot, Updates};
 use tokio::time::Instant;
+
+use crate::os::{self, Error, blocking};
 
 /// Probe names as they appear in [`ProbeReport::name`], in report order: defined in
 /// `proto` so the findings rules key on the same names.
@@ -50,44 +43,9 @@ const REBOOT_TIMEOUT: Duration = Duration::from_secs(5);
 // The `updates` probe only stats a few files (FILE_READ_TIMEOUT); `apt-get -s upgrade`
 // itself runs in the background under `updates::UPDATES_COUNT_TIMEOUT`.
 
-/// Why a probe produced nothing. The text goes verbatim into [`ProbeReport::error`].
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ProbeError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{what}: {detail}")]
-    Parse { what: String, detail: String },
-    /// The data source does not exist on this machine (no systemd, no apt-get, ...).
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("`{command}` failed: {detail}")]
-    Command { command: String, detail: String },
-    #[error("{what}: {detail}")]
-    System { what: String, detail: String },
-}
-
-impl ProbeError {
-    pub(crate) fn parse(what: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self::Parse {
-            what: what.into(),
-            detail: detail.into(),
-        }
-    }
-
-    pub(crate) fn system(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
-        Self::System {
-            what: what.into(),
-            detail: detail.to_string(),
-        }
-    }
-}
-
-/// Collects a snapshot of this machine. Never fails: a probe that fails or times out
-/// leaves an error entry in `probes` and its section at the default.
-pub async fn collect() -> Snapshot {
+/// Takes a snapshot of this machine. Never fails: a probe that fails or times out leaves
+/// an error entry in `probes` and its section at the default.
+pub async fn snapshot() -> Snapshot {
     let collected_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -129,18 +87,18 @@ pub async fn collect() -> Snapshot {
         run(probe::HOST, FILE_READ_TIMEOUT, blocking(probes::host)),
         run(probe::OS, FILE_READ_TIMEOUT, blocking(probes::os)),
         run(probe::MEMORY, FILE_READ_TIMEOUT, blocking(probes::memory)),
-        run(probe::DISKS, DISKS_TIMEOUT, blocking(disks::disks)),
+        run(probe::DISKS, DISKS_TIMEOUT, blocking(os::disks)),
         run(
             probe::INTERFACES,
             FILE_READ_TIMEOUT,
-            blocking(network::interfaces)
+            blocking(os::interfaces)
         ),
         run(
             probe::ROUTES,
             FILE_READ_TIMEOUT,
-            blocking(network::default_routes)
+            blocking(os::default_routes)
         ),
-        run(probe::DNS, FILE_READ_TIMEOUT, blocking(network::resolver)),
+        run(probe::DNS, FILE_READ_TIMEOUT, blocking(os::resolver)),
         run(
             probe::TEMPERATURES,
             SENSORS_TIMEOUT,
@@ -149,20 +107,12 @@ pub async fn collect() -> Snapshot {
         run(
             probe::USERS,
             FILE_READ_TIMEOUT,
-            blocking(utmp::logged_in_users)
+            blocking(os::logged_in_users)
         ),
-        run(
-            probe::FAILED_UNITS,
-            SYSTEMCTL_TIMEOUT,
-            commands::failed_units()
-        ),
-        run(probe::JOURNAL, JOURNAL_TIMEOUT, commands::journal_errors()),
-        run(
-            probe::KERNEL_LOG,
-            KERNEL_LOG_TIMEOUT,
-            commands::kernel_errors()
-        ),
-        run(probe::REBOOT, REBOOT_TIMEOUT, reboot::reboot()),
+        run(probe::FAILED_UNITS, SYSTEMCTL_TIMEOUT, os::failed_units()),
+        run(probe::JOURNAL, JOURNAL_TIMEOUT, os::journal_errors()),
+        run(probe::KERNEL_LOG, KERNEL_LOG_TIMEOUT, os::kernel_errors()),
+        run(probe::REBOOT, REBOOT_TIMEOUT, os::reboot_required()),
         run(probe::TIME, FILE_READ_TIMEOUT, blocking(probes::time_sync)),
     );
 
@@ -213,17 +163,20 @@ pub async fn collect() -> Snapshot {
     });
     snapshot.probes = reports;
     // Every probe's temporaries are gone now; give their memory back to the kernel.
-    sys::release_free_memory();
+    os::release_free_memory();
     snapshot
 }
+
+/// Former name of [`snapshot`], kept for callers not yet renamed.
+pub use self::snapshot as collect;
 
 /// The `updates` probe: the cached count of pending updates, at once. When the cache has
 /// no current count, the report is not ok and says why (a count is running in the
 /// background, or failed), and the value is the previous count if there is one.
-async fn pending_updates() -> (ProbeReport, Option<commands::PendingUpdates>) {
+async fn pending_updates() -> (ProbeReport, Option<os::PendingUpdates>) {
     let (mut report, lookup) = run(probe::UPDATES, FILE_READ_TIMEOUT, async {
-        let inputs = blocking(updates::Inputs::read).await?;
-        Ok(updates::UPDATES.lookup(&inputs, updates::UPDATES_MAX_AGE, commands::pending_updates))
+        let inputs = blocking(os::PackageState::read).await?;
+        Ok(updates::UPDATES.lookup(&inputs, updates::UPDATES_MAX_AGE, os::pending_updates))
     })
     .await;
     let Some(lookup) = lookup else {
@@ -266,17 +219,14 @@ pub fn warm_up() {
     runtime.spawn(async move {
         let _running = running;
         updates::UPDATES
-            .keep_warm(
-                || blocking(updates::Inputs::read),
-                commands::pending_updates,
-            )
+            .keep_warm(|| blocking(os::PackageState::read), os::pending_updates)
             .await;
     });
 }
 
 /// For one-shot callers that exit after one snapshot (such as the `diag` command): starts
 /// counting pending updates if the cache has no current count, and waits for that count
-/// to finish, at most `limit`, so that the next [`collect`] includes it. The agent service
+/// to finish, at most `limit`, so that the next [`snapshot`] includes it. The agent service
 /// has no need for this; see [`warm_up`].
 pub async fn wait_for_pending_updates(limit: Duration) {
     let (_, _) = pending_updates().await;
@@ -293,7 +243,7 @@ fn keep<T>(reports: &mut Vec<ProbeReport>, (report, value): (ProbeReport, Option
 async fn run<T>(
     name: &'static str,
     limit: Duration,
-    probe: impl Future<Output = Result<T, ProbeError>>,
+    probe: impl Future<Output = Result<T, Error>>,
 ) -> (ProbeReport, Option<T>) {
     let started = Instant::now();
     let outcome = tokio::time::timeout(limit, probe).await;
@@ -321,33 +271,17 @@ async fn run<T>(
     (report, value)
 }
 
-/// Runs blocking probe code on tokio's blocking pool. A panic in it becomes an error.
-async fn blocking<T, F>(probe: F) -> Result<T, ProbeError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, ProbeError> + Send + 'static,
-{
-    match tokio::task::spawn_blocking(probe).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => Err(ProbeError::system("probe", "panicked (agent bug)")),
-        Err(e) => Err(ProbeError::system("probe", e)),
-    }
-}
-
 /// `PRETTY_NAME` from os-release, cheaply, for enrollment and check-in.
 pub fn os_pretty_name() -> Option<String> {
-    probes::os()
+    os::os_release()
         .ok()
-        .map(|os| os.pretty_name)
+        .map(|release| release.pretty_name)
         .filter(|n| !n.is_empty())
 }
 
-pub(crate) use utmp::live_logins;
-pub use utmp::user_process_record;
-
 /// Names of the users logged in now (utmp).
 pub fn logged_in_user_names() -> Vec<String> {
-    utmp::logged_in_users()
+    os::logged_in_users()
         .map(|users| users.into_iter().map(|u| u.name).collect())
         .unwrap_or_default()
 }
@@ -362,7 +296,7 @@ mod tests {
         // enable; a 50 ms limit keeps this fast.)
         let (report, value) = run("slow", Duration::from_millis(50), async {
             tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, ProbeError>(1)
+            Ok::<_, Error>(1)
         })
         .await;
         assert_eq!(value, None);
@@ -378,7 +312,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_probe_reports_its_error() {
         let (report, value) = run("broken", Duration::from_secs(2), async {
-            Err::<u8, _>(ProbeError::Unavailable("systemd is not running".into()))
+            Err::<u8, _>(Error::Unavailable("systemd is not running".into()))
         })
         .await;
         assert_eq!(value, None);
@@ -392,7 +326,7 @@ mod tests {
         let (report, value) = run(
             "panics",
             Duration::from_secs(2),
-            blocking(|| -> Result<u8, ProbeError> { panic!("boom") }),
+            blocking(|| -> Result<u8, Error> { panic!("boom") }),
         )
         .await;
         assert_eq!(value, None);

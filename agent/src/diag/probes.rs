@@ -1,5 +1,5 @@
-//! Blocking probes over /proc, /etc and sysinfo: host, OS, CPU, memory, processes,
-//! temperatures and time sync. Each returns its section or an error.
+//! Blocking probes over sysinfo and the OS's own facts (`crate::os`): host, OS, CPU,
+//! memory, processes, temperatures and time sync. Each returns its section or an error.
 
 use std::cmp::Ordering;
 
@@ -11,48 +11,39 @@ use sysinfo::{
     RefreshKind, System, UpdateKind, Users,
 };
 
-use super::linux::{
-    SMALL_FILE_BYTES, clip, parse_meminfo, parse_os_release, parse_uptime, read_bounded, read_line,
-};
-use super::{ProbeError, sys};
+use crate::os::{self, Error, clip};
 
 /// Processes listed in each of the "top" tables.
 const TOP_PROCESSES: usize = 10;
 /// Sensors reported (a dual-socket server has ~100).
 const MAX_SENSORS: usize = 128;
 
-fn sysinfo_error(what: &str) -> impl FnOnce(sysinfo::Error) -> ProbeError + '_ {
-    move |e| ProbeError::system(what, e)
+fn sysinfo_error(what: &str) -> impl FnOnce(sysinfo::Error) -> Error + '_ {
+    move |e| Error::system(what, e)
 }
 
 /// Hostname (as `hostname` prints it: the UTS nodename), uptime and boot time.
-pub(crate) fn host() -> Result<Host, ProbeError> {
-    let uptime = read_bounded("/proc/uptime", SMALL_FILE_BYTES)?;
+pub(crate) fn host() -> Result<Host, Error> {
     Ok(Host {
-        hostname: read_line("/proc/sys/kernel/hostname")?,
-        uptime_secs: parse_uptime(&uptime)?,
+        hostname: os::hostname()?,
+        uptime_secs: os::uptime_secs()?,
         boot_time_secs: System::boot_time().map_err(sysinfo_error("boot time (/proc/stat)"))?,
         users: Vec::new(),
     })
 }
 
-/// os-release (/etc first, then /usr/lib as the spec says), `uname -r`, `uname -m`.
-pub(crate) fn os() -> Result<Os, ProbeError> {
-    let release = read_bounded("/etc/os-release", SMALL_FILE_BYTES)
-        .or_else(|_| read_bounded("/usr/lib/os-release", SMALL_FILE_BYTES))?;
-    let release = parse_os_release(&release);
+pub(crate) fn os() -> Result<Os, Error> {
+    let release = os::os_release()?;
     Ok(Os {
         id: release.id,
         version_id: release.version_id,
         pretty_name: release.pretty_name,
-        kernel: read_line("/proc/sys/kernel/osrelease")?,
-        // uname(2)'s `machine`, which is what `uname -m` prints.
+        kernel: os::kernel_release()?,
         arch: clip(&System::cpu_arch()),
     })
 }
 
-/// Model, cores, frequency, load and whole-machine usage over one sampling interval.
-pub(crate) fn cpu() -> Result<Cpu, ProbeError> {
+pub(crate) fn cpu() -> Result<Cpu, Error> {
     let mut system =
         System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::everything()))
             .map_err(sysinfo_error("reading CPU statistics"))?;
@@ -60,8 +51,7 @@ pub(crate) fn cpu() -> Result<Cpu, ProbeError> {
     system.refresh_cpu_usage();
     let first = system.cpus().first();
     let load = System::load_average().map_err(sysinfo_error("load average"))?;
-    let logical_cores =
-        sys::affinity_cpu_count().map_err(|e| ProbeError::system("sched_getaffinity", e))?;
+    let logical_cores = os::available_cpus()?;
     Ok(Cpu {
         model: clip(first.map(|c| c.brand()).unwrap_or_default().trim()),
         vendor: clip(first.map(|c| c.vendor_id()).unwrap_or_default()),
@@ -80,12 +70,12 @@ pub(crate) fn cpu() -> Result<Cpu, ProbeError> {
 }
 
 /// /proc/meminfo, which is what `free -b` reads.
-pub(crate) fn memory() -> Result<Memory, ProbeError> {
-    parse_meminfo(&read_bounded("/proc/meminfo", SMALL_FILE_BYTES)?)
+pub(crate) fn memory() -> Result<Memory, Error> {
+    os::memory()
 }
 
 /// Process count and the top CPU and memory users over one sampling interval.
-pub(crate) fn processes() -> Result<Processes, ProbeError> {
+pub(crate) fn processes() -> Result<Processes, Error> {
     let kind = ProcessRefreshKind::nothing()
         .with_cpu()
         .with_memory()
@@ -136,7 +126,7 @@ fn top_by(all: &[Process], order: impl Fn(&Process, &Process) -> Ordering) -> Ve
 }
 
 /// hwmon sensors via sysinfo. None at all (VMs) is a normal, empty answer.
-pub(crate) fn temperatures() -> Result<Vec<Temperature>, ProbeError> {
+pub(crate) fn temperatures() -> Result<Vec<Temperature>, Error> {
     let components =
         Components::new_with_refreshed_list().map_err(sysinfo_error("reading sensors"))?;
     Ok(components
@@ -152,50 +142,15 @@ pub(crate) fn temperatures() -> Result<Vec<Temperature>, ProbeError> {
         .collect())
 }
 
-/// Non-empty trimmed lines, first occurrence kept, at most `max`.
-pub(crate) fn unique_lines(text: &str, max: usize) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if out.len() >= max {
-            break;
-        }
-        if !out.iter().any(|seen| seen == line) {
-            out.push(clip(line));
-        }
-    }
-    out
-}
-
 /// Kernel clock discipline (adjtimex) and the configured time zone.
-pub(crate) fn time_sync() -> Result<TimeSync, ProbeError> {
-    let clock = sys::clock_state().map_err(|e| ProbeError::system("adjtimex", e))?;
+pub(crate) fn time_sync() -> Result<TimeSync, Error> {
+    let clock = os::clock()?;
     Ok(TimeSync {
         synchronized: Some(clock.synchronized),
         max_error_us: Some(clock.max_error_us),
-        timezone: timezone(),
+        timezone: os::timezone(),
         controller_offset_ms: None,
     })
-}
-
-/// /etc/timezone (Debian) or the zone the /etc/localtime link points at; empty if neither
-/// says (glibc then uses UTC).
-fn timezone() -> String {
-    if let Ok(zone) = read_line("/etc/timezone")
-        && !zone.is_empty()
-    {
-        return zone;
-    }
-    std::fs::read_link("/etc/localtime")
-        .map(|target| zone_from_link(&target.to_string_lossy()))
-        .unwrap_or_default()
-}
-
-/// `/usr/share/zoneinfo/Europe/Berlin` or `../usr/share/zoneinfo/UTC` → the zone name.
-pub(crate) fn zone_from_link(target: &str) -> String {
-    match target.split_once("zoneinfo/") {
-        Some((_, zone)) => clip(zone),
-        None => clip(target),
-    }
 }
 
 #[cfg(test)]
@@ -222,23 +177,6 @@ mod tests {
         assert_eq!(top.first().map(|p| p.pid), Some(30));
         let cpu = top_by(&all, |a, b| b.cpu_percent.total_cmp(&a.cpu_percent));
         assert_eq!(cpu.len(), TOP_PROCESSES);
-    }
-
-    #[test]
-    fn reboot_packages_deduplicated() {
-        let pkgs = unique_lines("linux-image-6.1.0\nlibc6\n\nlibc6\n", 10);
-        assert_eq!(pkgs, ["linux-image-6.1.0", "libc6"]);
-        assert_eq!(unique_lines("a\nb\nc\n", 2), ["a", "b"]);
-    }
-
-    #[test]
-    fn zone_names_from_localtime_links() {
-        assert_eq!(zone_from_link("/usr/share/zoneinfo/Etc/UTC"), "Etc/UTC");
-        assert_eq!(
-            zone_from_link("../usr/share/zoneinfo/Europe/Berlin"),
-            "Europe/Berlin"
-        );
-        assert_eq!(zone_from_link("/etc/zones/custom"), "/etc/zones/custom");
     }
 
     #[test]

@@ -3,16 +3,15 @@
 
 use std::io::IsTerminal;
 
-use anyhow::Result;
 use deskside_proto::msg::tech::{CollectReport, TechReply, TechRequest};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::render;
-use super::tech::unexpected;
+use super::remote::unexpected;
+use super::{CliError, render};
 use crate::client::TechClient;
 use crate::profile;
 
-pub async fn collect(agent: String, path: String, ticket: u64, json: bool) -> Result<()> {
+pub async fn collect(agent: String, path: String, ticket: u64, json: bool) -> Result<(), CliError> {
     let client = TechClient::connect_renewing(&profile::default_path()?).await?;
     let req = TechRequest::Collect {
         agent,
@@ -36,10 +35,10 @@ pub async fn collect(agent: String, path: String, ticket: u64, json: bool) -> Re
     client.close().await;
     let report = match result? {
         TechReply::Collected(report) => report,
-        other => return Err(unexpected(&other)),
+        other => return Err(unexpected(&other).into()),
     };
     if json {
-        render::print_json(&report)
+        Ok(render::print_json(&report)?)
     } else {
         summary(&report);
         Ok(())

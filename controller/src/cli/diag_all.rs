@@ -14,9 +14,8 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::exit;
-use super::tech::Exit;
-use crate::client::{Refused, TechClient};
+use super::{CliError, Shortfall};
+use crate::client::TechClient;
 use crate::profile::{self, Profile};
 
 /// Pulls in flight at once unless `--concurrency` says otherwise: enough to hide one
@@ -165,17 +164,17 @@ pub fn summarize(results: &[AgentResult]) -> Summary {
     s
 }
 
-/// 0 when every selected agent stored a snapshot; otherwise the worst outcome decides:
-/// any failure 1, else any refusal 3, else (only offline agents missing) 5.
-pub fn exit_status(s: &Summary) -> u8 {
+/// None when every selected agent stored a snapshot; otherwise the worst outcome: any
+/// failure, else any refusal, else (only offline agents missing) offline.
+pub fn shortfall(s: &Summary) -> Option<Shortfall> {
     if s.failed > 0 {
-        exit::FAILURE
+        Some(Shortfall::Failed)
     } else if s.refused > 0 {
-        exit::REFUSED
+        Some(Shortfall::Refused)
     } else if s.offline > 0 {
-        exit::OFFLINE
+        Some(Shortfall::Offline)
     } else {
-        exit::OK
+        None
     }
 }
 
@@ -197,21 +196,23 @@ fn classify(agent: &AgentSummary, answer: Result<TechReply>) -> AgentResult {
             r.findings = report.snapshot.findings;
         }
         Ok(other) => {
-            r.reason = Some(super::tech::unexpected(&other).to_string());
+            r.reason = Some(super::remote::unexpected(&other).to_string());
         }
         Err(e) => {
-            r.outcome = match e.downcast_ref::<Refused>().map(|x| x.0.code) {
-                Some(
+            let e = CliError::from(e);
+            r.outcome = match &e {
+                CliError::Controller(refused) => match refused.0.code {
                     ErrorCode::AgentRefused
                     | ErrorCode::AgentDisabled
                     | ErrorCode::NoSession
                     | ErrorCode::SessionExpired
-                    | ErrorCode::Forbidden,
-                ) => Outcome::Refused,
-                Some(ErrorCode::AgentOffline) => Outcome::Offline,
+                    | ErrorCode::Forbidden => Outcome::Refused,
+                    ErrorCode::AgentOffline => Outcome::Offline,
+                    _ => Outcome::Failed,
+                },
                 _ => Outcome::Failed,
             };
-            r.reason = Some(format!("{e:#}"));
+            r.reason = Some(e.to_string());
         }
     }
     r
@@ -233,7 +234,12 @@ fn progress(len: usize, json: bool) -> ProgressBar {
 }
 
 /// `deskside diag --all`.
-pub async fn run(ticket: u64, sel: Selection, concurrency: u32, json: bool) -> Result<()> {
+pub async fn run(
+    ticket: u64,
+    sel: Selection,
+    concurrency: u32,
+    json: bool,
+) -> Result<(), CliError> {
     let filter = Filter::new(&sel)?;
     let profile = Profile::load(&profile::default_path()?)?;
     let client = Arc::new(TechClient::connect(&profile).await?);
@@ -254,19 +260,18 @@ pub async fn run(ticket: u64, sel: Selection, concurrency: u32, json: bool) -> R
     } else {
         render(ticket, &results, &summary, elapsed_ms);
     }
-    match exit_status(&summary) {
-        exit::OK => Ok(()),
-        code => Err(Exit(
-            code,
-            format!(
+    match shortfall(&summary) {
+        None => Ok(()),
+        Some(worst) => Err(CliError::DiagAll {
+            worst,
+            summary: format!(
                 "{} of {selected} agents stored no snapshot ({} refused, {} failed, {} offline)",
                 selected - summary.stored,
                 summary.refused,
                 summary.failed,
                 summary.offline
             ),
-        )
-        .into()),
+        }),
     }
 }
 
@@ -279,7 +284,7 @@ async fn pull_all(
 ) -> Result<(usize, Vec<AgentResult>, u64)> {
     let list = match client.request(&TechRequest::ListAgents).await? {
         TechReply::Agents(list) => list,
-        other => return Err(super::tech::unexpected(&other)),
+        other => return Err(super::remote::unexpected(&other)),
     };
     let selected: Vec<AgentSummary> = list.into_iter().filter(|a| filter.matches(a)).collect();
     if selected.is_empty() {
@@ -381,129 +386,4 @@ fn render(ticket: u64, results: &[AgentResult], s: &Summary, elapsed_ms: u64) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn finding(severity: Severity, code: &str, message: &str) -> Finding {
-        Finding {
-            severity,
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    fn result(host: &str, outcome: Outcome, findings: Vec<Finding>) -> AgentResult {
-        AgentResult {
-            agent: format!("ag-{host}"),
-            hostname: host.into(),
-            outcome,
-            reason: None,
-            evidence_sha256: None,
-            findings,
-        }
-    }
-
-    fn agent(id: &str, hostname: &str, os: &str) -> AgentSummary {
-        AgentSummary {
-            id: id.into(),
-            hostname: hostname.into(),
-            os: os.into(),
-            kernel: String::new(),
-            agent_version: String::new(),
-            enrolled_at_secs: 0,
-            last_seen_secs: None,
-            online: true,
-            revoked: false,
-        }
-    }
-
-    #[test]
-    fn groups_findings_by_code_worst_first_and_counts_machines_once() {
-        let results = vec![
-            result(
-                "pc-1",
-                Outcome::Stored,
-                vec![
-                    finding(Severity::Info, "host.long_uptime", "uptime 63 days"),
-                    finding(Severity::Warning, "disk.nearly_full", "/ is 91% full"),
-                    finding(Severity::Warning, "disk.nearly_full", "/home is 92% full"),
-                ],
-            ),
-            result(
-                "pc-2",
-                Outcome::Stored,
-                vec![
-                    finding(Severity::Critical, "disk.nearly_full", "/ is 99% full"),
-                    finding(Severity::Info, "host.long_uptime", "uptime 70 days"),
-                    finding(Severity::Info, "updates.pending", "12 updates pending"),
-                ],
-            ),
-            result("pc-3", Outcome::Refused, vec![]),
-            result("pc-4", Outcome::Offline, vec![]),
-            result("pc-5", Outcome::Failed, vec![]),
-        ];
-        let s = summarize(&results);
-        assert_eq!((s.stored, s.refused, s.failed, s.offline), (2, 1, 1, 1));
-        let codes: Vec<_> = s.findings.iter().map(|g| g.code.as_str()).collect();
-        assert_eq!(
-            codes,
-            ["disk.nearly_full", "host.long_uptime", "updates.pending"]
-        );
-        let disk = s.findings.first().map(|g| (g.severity, g.machines));
-        assert_eq!(disk, Some((Severity::Critical, 2)));
-        let first = s.findings.first().map(|g| g.example.as_str());
-        assert_eq!(first, Some("/ is 91% full"));
-        let hosts = s.findings.first().map(|g| g.hostnames.clone());
-        assert_eq!(hosts, Some(vec!["pc-1".to_owned(), "pc-2".to_owned()]));
-    }
-
-    #[test]
-    fn exit_status_is_the_worst_outcome() {
-        let mut s = Summary {
-            stored: 3,
-            ..Summary::default()
-        };
-        assert_eq!(exit_status(&s), exit::OK);
-        s.offline = 1;
-        assert_eq!(exit_status(&s), exit::OFFLINE);
-        s.refused = 1;
-        assert_eq!(exit_status(&s), exit::REFUSED);
-        s.failed = 1;
-        assert_eq!(exit_status(&s), exit::FAILURE);
-    }
-
-    #[test]
-    fn selects_by_glob_on_hostname_or_id_and_by_os_ignoring_case() -> Result<()> {
-        let list = [
-            agent("ag-1", "pc-0042", "Debian GNU/Linux 12 (bookworm)"),
-            agent("ag-2", "lab-7", "Ubuntu 24.04 LTS"),
-            agent("ag-3", "pc-0043", "Ubuntu 22.04 LTS"),
-        ];
-        let pick = |sel: Selection| -> Result<Vec<String>> {
-            let f = Filter::new(&sel)?;
-            Ok(list
-                .iter()
-                .filter(|a| f.matches(a))
-                .map(|a| a.id.clone())
-                .collect())
-        };
-        let glob = |g: &str| Selection {
-            hostname_glob: Some(g.into()),
-            os: None,
-        };
-        assert_eq!(pick(glob("pc-*"))?, ["ag-1", "ag-3"]);
-        assert_eq!(pick(glob("ag-2"))?, ["ag-2"]);
-        let os = Selection {
-            hostname_glob: None,
-            os: Some("UBUNTU".into()),
-        };
-        assert_eq!(pick(os)?, ["ag-2", "ag-3"]);
-        let both = Selection {
-            hostname_glob: Some("pc-*".into()),
-            os: Some("ubuntu".into()),
-        };
-        assert_eq!(pick(both)?, ["ag-3"]);
-        assert!(Filter::new(&glob("pc-[")).is_err());
-        Ok(())
-    }
-}
+mod tests;

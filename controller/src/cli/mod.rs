@@ -1,410 +1,36 @@
-//! `deskside`: the controller's admin commands and the technician CLI.
+//! `deskside`: the controller's admin commands and the technician CLI. `args.rs` is the
+//! command line, `error.rs` how a command fails and with which exit status; `run` below
+//! hands each command to its module.
 
 pub mod admin;
+mod args;
+pub mod check;
 pub mod collect;
+pub mod demo;
 pub mod diag_all;
+mod error;
+pub mod export;
+mod remote;
 mod render;
+pub mod script;
+pub mod session;
 pub mod tech;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::{ArgGroup, Parser, Subcommand};
-use deskside_proto::msg::identity::Tier;
+use anyhow::Context;
 use deskside_proto::msg::tech::TechRequest;
 
+pub use args::{
+    AgentCommand, ArgError, Cli, Command, ConfigCommand, ScopeList, ScriptCommand, SessionCommand,
+    TechCommand, TicketCommand, TokenCommand,
+};
+pub use error::{CliError, ScriptEnd, Shortfall, exit};
 pub use render::print_json;
-
-/// Exit statuses scripts can rely on (also listed in the README).
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
-    /// clap's own code for bad arguments.
-    pub const USAGE: u8 = 2;
-    /// The agent (its policy or its user) refused the request.
-    pub const REFUSED: u8 = 3;
-    /// The agent or controller did not answer in time.
-    pub const TIMED_OUT: u8 = 4;
-    /// The agent is not connected.
-    pub const OFFLINE: u8 = 5;
-    /// No session covers the request.
-    pub const NO_SESSION: u8 = 6;
-    /// The session that covered the request has expired.
-    pub const SESSION_EXPIRED: u8 = 7;
-    /// `ticket verify`: the bundle fails a hash, signature or chain check.
-    pub const VERIFY_FAILED: u8 = 8;
-    /// A configuration or data file is invalid (sysexits EX_DATAERR-style, as linkerd2-proxy).
-    pub const BAD_CONFIG: u8 = 64;
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "deskside",
-    version,
-    about = "Deskside controller and technician CLI"
-)]
-pub struct Cli {
-    /// Controller data directory (CA, keys, database, evidence).
-    #[arg(long, global = true, env = "DESKSIDE_DATA", value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// Controller config file (default $DESKSIDE_CONFIG, else /etc/deskside/controller.toml if present).
-    #[arg(long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Log format on stderr: human or json (one object per line); default from the config.
-    #[arg(long, global = true, value_name = "FORMAT")]
-    pub log_format: Option<deskside_transport::logging::LogFormat>,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Create the data directory: CA, server certificate, script-signing key, database.
-    Init,
-    /// Run the controller in the foreground; Ctrl-C or SIGTERM drains and stops.
-    Serve {
-        /// QUIC listen address (default from the config file, else 0.0.0.0:4433).
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<SocketAddr>,
-        /// Metrics and health (HTTP) listen address (default 127.0.0.1:9464).
-        #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<SocketAddr>,
-    },
-    /// Enrollment tokens for agents.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Admin, on the controller host: manage enrolled agents.
-    Agent {
-        #[command(subcommand)]
-        command: AgentCommand,
-    },
-    /// Technicians.
-    Tech {
-        #[command(subcommand)]
-        command: TechCommand,
-    },
-    /// On a technician workstation: make a key, get it certified, save the profile.
-    Login {
-        /// The token printed by `deskside tech add`.
-        token: String,
-    },
-    /// List enrolled agents and whether they are connected.
-    Agents {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Tickets.
-    Ticket {
-        #[command(subcommand)]
-        command: TicketCommand,
-    },
-    /// Pull a diagnostics snapshot from an agent (or every selected agent with --all) and
-    /// store it on a ticket.
-    ///
-    /// With --all, the exit status is 0 when every selected agent stored a snapshot, else
-    /// the worst outcome: 1 if any pull failed, else 3 if any agent refused, else 5 if
-    /// some were offline; an empty selection exits 1.
-    #[command(group(ArgGroup::new("target").required(true).args(["agent", "all"])))]
-    Diag {
-        /// Agent id or hostname.
-        agent: Option<String>,
-        /// Every enrolled agent (narrowed by --match and --os); offline ones are skipped
-        /// and reported.
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        ticket: u64,
-        /// With --all: a glob on the hostname or agent id, e.g. 'pc-04*'.
-        #[arg(long = "match", value_name = "HOSTNAME_GLOB", requires = "all")]
-        hostname_glob: Option<String>,
-        /// With --all: the OS name contains this (any case), e.g. debian, 'ubuntu 24'.
-        #[arg(long, value_name = "PATTERN", requires = "all")]
-        os: Option<String>,
-        /// With --all: pulls in flight at once over the one connection (1 to 64).
-        #[arg(
-            long,
-            value_name = "C",
-            default_value_t = diag_all::DEFAULT_CONCURRENCY,
-            value_parser = clap::value_parser!(u32).range(1..=i64::from(diag_all::MAX_CONCURRENCY)),
-            requires = "all"
-        )]
-        concurrency: u32,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Support sessions: ask the user, join a user's code, end.
-    Session {
-        #[command(subcommand)]
-        command: SessionCommand,
-    },
-    /// The approved script catalog.
-    Script {
-        #[command(subcommand)]
-        command: ScriptCommand,
-    },
-    /// Run a catalog script on an agent; output streams live and is stored on the ticket.
-    Run {
-        /// Agent id or hostname.
-        agent: String,
-        /// Script name from `deskside script list`.
-        script: String,
-        #[arg(long)]
-        ticket: u64,
-        /// A parameter, repeatable: --param host=example.org
-        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Collect a regular file from an agent's machine and store it on a ticket as signed
-    /// evidence (needs the `files` scope: a session or the machine's policy).
-    Collect {
-        /// Agent id or hostname.
-        agent: String,
-        /// Absolute path of a regular file on that machine.
-        path: String,
-        #[arg(long)]
-        ticket: u64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Controller configuration.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// Admin, on the controller host: a consistent online copy of the database, evidence
-    /// and keys in one file (it holds the CA key: keep it safe).
-    Backup {
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
-    /// Admin: put a backup into a new, empty data directory (--data), checking every file.
-    Restore {
-        #[arg(value_name = "FILE")]
-        archive: PathBuf,
-    },
-    /// The running controller at a glance: health, agents and technicians connected,
-    /// outbox, request counts.
-    Status {
-        /// The controller's metrics address (default `[metrics] listen` from the config,
-        /// else 127.0.0.1:9464; an unspecified address such as 0.0.0.0 is asked on loopback).
-        #[arg(long, value_name = "ADDR")]
-        metrics: Option<SocketAddr>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Everything above, locally, in one go: a throwaway controller, agent and technician.
-    Demo,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SessionCommand {
-    /// Ask the agent's user for a session (or let the machine's policy answer).
-    Request {
-        /// Agent id or hostname.
-        agent: String,
-        #[arg(long)]
-        ticket: u64,
-        /// Comma-separated: diagnostics, scripts:l1, scripts:l2, scripts:l3, files.
-        #[arg(long, value_parser = parse_scopes)]
-        scopes: ScopeList,
-        /// How long the session lasts once approved.
-        #[arg(long = "for", default_value = "30m", value_parser = parse_duration)]
-        duration: Duration,
-        /// How long to wait for the user's answer.
-        #[arg(long, default_value = "2m", value_parser = parse_duration)]
-        wait: Duration,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Join the session a user started with `deskside-agent support`, by their code.
-    Join {
-        code: String,
-        #[arg(long)]
-        ticket: u64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// End your session on an agent; anything it runs is stopped.
-    End {
-        agent: String,
-        #[arg(long)]
-        ticket: u64,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ScriptCommand {
-    /// List the catalog.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one script: manifest, parameters, body and its hash.
-    Show {
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Admin, on the controller host: validate, sign and add manifests (TOML + body).
-    Add {
-        #[arg(required = true, value_name = "MANIFEST")]
-        files: Vec<PathBuf>,
-    },
-}
-
-/// Parsed `--scopes` (a newtype so clap treats the list as one value).
-#[derive(Debug, Clone)]
-pub struct ScopeList(pub Vec<deskside_proto::msg::session::Scope>);
-
-fn parse_scopes(s: &str) -> Result<ScopeList, String> {
-    deskside_proto::msg::session::Scope::parse_list(s)
-        .map(ScopeList)
-        .map_err(|e| e.to_string())
-}
-
-fn parse_param(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
-    if k.is_empty() {
-        return Err("the KEY in KEY=VALUE is empty".into());
-    }
-    Ok((k.to_owned(), v.to_owned()))
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ConfigCommand {
-    /// Validate the config file and environment without starting anything.
-    Check {
-        /// Also reach the configured Request Tracker: log in and look up each tier's
-        /// queue (RT must be up; nothing is written).
-        #[arg(long)]
-        reach: bool,
-    },
-    /// Print the annotated example config.
-    Example,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Print a one-time enrollment token for one agent.
-    Create {
-        /// Address agents will dial, as they can reach it.
-        #[arg(long, value_name = "HOST:PORT")]
-        controller: String,
-        /// How long the token stays valid, e.g. 30m, 24h, 7d.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
-        ttl: Duration,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AgentCommand {
-    /// Revoke an agent: its connection closes within seconds and it is refused after.
-    Revoke { id: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TechCommand {
-    /// Revoke a technician: their connections close within seconds and they are refused after.
-    Revoke { name: String },
-    /// Add a technician and print their one-time login token.
-    Add {
-        name: String,
-        #[arg(long)]
-        tier: Tier,
-        /// Address the technician's workstation will dial (default: the config's `listen`
-        /// when it names one address, else loopback on its port — said on stderr).
-        #[arg(long, value_name = "HOST:PORT")]
-        controller: Option<String>,
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
-        ttl: Duration,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TicketCommand {
-    /// Open a ticket; prints its number.
-    New {
-        #[arg(long)]
-        title: String,
-        /// Agent id or hostname the ticket is about.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Who reported the problem.
-        #[arg(long, default_value = "")]
-        requester: String,
-        /// low, normal, high or urgent (sets the SLA targets).
-        #[arg(long, default_value = "normal")]
-        priority: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// List tickets with SLA time left or breached.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show a ticket with its timeline and evidence.
-    Show {
-        number: u64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Add a note to the timeline.
-    Note { number: u64, text: String },
-    /// Mark the ticket resolved.
-    Resolve {
-        number: u64,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Move the ticket to the next tier with a note and build its evidence bundle.
-    Escalate {
-        number: u64,
-        #[arg(long)]
-        to: Tier,
-        #[arg(long)]
-        note: String,
-        /// Also write the bundle here (on this machine).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Build the evidence bundle without escalating and write it to DIR.
-    Export {
-        number: u64,
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Check a bundle's hashes, signatures and timeline chain (works offline).
-    Verify {
-        dir: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Push the ticket to the external ticket system now (queued, retried until it works).
-    Sync { number: u64 },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30m, 24h, 7d)"))?;
-    if d.is_zero() {
-        return Err("must be longer than zero".into());
-    }
-    Ok(d)
-}
 
 /// The data directory: `--data`, `DESKSIDE_DATA`, else `/var/lib/deskside` for root and
 /// `<data dir>/deskside` for other users.
-pub fn data_dir(flag: Option<PathBuf>) -> Result<crate::datadir::DataDir> {
+pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<crate::datadir::DataDir> {
     let root = match flag {
         Some(p) => p,
         None if is_root() => PathBuf::from("/var/lib/deskside"),
@@ -422,11 +48,12 @@ fn is_root() -> bool {
 }
 
 /// Runs a parsed command line. `config` is the loaded controller config (file, then
-/// environment); flags override it.
-pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()> {
+/// environment); flags override it. The admin commands work on local files and report
+/// through anyhow; their errors are failures (exit 1) or, for a bad state file, 64.
+pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<(), CliError> {
     let data = cli.data.clone().or_else(|| config.data.clone());
     match cli.command {
-        Command::Init => admin::init(&data_dir(data.clone())?),
+        Command::Init => Ok(admin::init(&data_dir(data.clone())?)?),
         Command::Serve {
             listen,
             metrics_listen,
@@ -440,28 +67,32 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 max_collect_bytes: config.max_collect_bytes,
                 ..crate::server::Options::default()
             };
-            admin::serve(&data_dir(data)?, &options).await
+            Ok(admin::serve(&data_dir(data)?, &options).await?)
         }
         Command::Config {
             command: ConfigCommand::Check { reach },
-        } => admin::config_check(&config, data, reach).await,
+        } => Ok(check::config(&config, data, reach).await?),
         Command::Config {
             command: ConfigCommand::Example,
         } => {
             print!("{}", crate::config::example());
             Ok(())
         }
-        Command::Backup { out } => admin::backup(&data_dir(data)?, &out),
-        Command::Restore { archive } => admin::restore(&archive, &data_dir(data)?),
+        Command::Backup { out } => Ok(admin::backup(&data_dir(data)?, &out)?),
+        Command::Restore { archive } => Ok(admin::restore(&archive, &data_dir(data)?)?),
         Command::Agent {
             command: AgentCommand::Revoke { id },
-        } => admin::revoke(&data_dir(data.clone())?, Some(&id), None),
+        } => Ok(admin::revoke(&data_dir(data.clone())?, Some(&id), None)?),
         Command::Tech {
             command: TechCommand::Revoke { name },
-        } => admin::revoke(&data_dir(data.clone())?, None, Some(&name)),
+        } => Ok(admin::revoke(&data_dir(data.clone())?, None, Some(&name))?),
         Command::Token {
             command: TokenCommand::Create { controller, ttl },
-        } => admin::token_create(&data_dir(data.clone())?, &controller, ttl),
+        } => Ok(admin::token_create(
+            &data_dir(data.clone())?,
+            &controller,
+            ttl,
+        )?),
         Command::Tech {
             command:
                 TechCommand::Add {
@@ -482,7 +113,13 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 );
                 addr
             });
-            admin::tech_add(&data_dir(data.clone())?, &name, tier, &controller, ttl)
+            Ok(admin::tech_add(
+                &data_dir(data.clone())?,
+                &name,
+                tier,
+                &controller,
+                ttl,
+            )?)
         }
         Command::Login { token } => tech::login(&token).await,
         Command::Agents { json } => tech::agents(json).await,
@@ -504,11 +141,11 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 note,
                 out,
                 json,
-            } => tech::ticket_bundle(TechRequest::Escalate { number, to, note }, out, json).await,
+            } => export::ticket_bundle(TechRequest::Escalate { number, to, note }, out, json).await,
             TicketCommand::Export { number, out, json } => {
-                tech::ticket_bundle(TechRequest::Export { number }, Some(out), json).await
+                export::ticket_bundle(TechRequest::Export { number }, Some(out), json).await
             }
-            TicketCommand::Verify { dir, json } => tech::ticket_verify(&dir, json),
+            TicketCommand::Verify { dir, json } => export::verify(&dir, json),
             TicketCommand::Sync { number } => tech::ticket_sync(number).await,
         },
         Command::Diag {
@@ -537,16 +174,16 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 duration,
                 wait,
                 json,
-            } => tech::session_request(agent, ticket, scopes.0, duration, wait, json).await,
-            SessionCommand::Join { code, ticket, json } => {
-                tech::session_join(code, ticket, json).await
-            }
-            SessionCommand::End { agent, ticket } => tech::session_end(agent, ticket).await,
+            } => session::request_session(agent, ticket, scopes.0, duration, wait, json).await,
+            SessionCommand::Join { code, ticket, json } => session::join(code, ticket, json).await,
+            SessionCommand::End { agent, ticket } => session::end(agent, ticket).await,
         },
         Command::Script { command } => match command {
-            ScriptCommand::List { json } => tech::script_list(json).await,
-            ScriptCommand::Show { name, json } => tech::script_show(name, json).await,
-            ScriptCommand::Add { files } => admin::script_add(&data_dir(data.clone())?, &files),
+            ScriptCommand::List { json } => script::list(json).await,
+            ScriptCommand::Show { name, json } => script::show(name, json).await,
+            ScriptCommand::Add { files } => {
+                Ok(admin::script_add(&data_dir(data.clone())?, &files)?)
+            }
         },
         Command::Run {
             agent,
@@ -554,7 +191,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             ticket,
             params,
             json,
-        } => tech::run(agent, script, ticket, params, json).await,
+        } => script::run(agent, script, ticket, params, json).await,
         Command::Collect {
             agent,
             path,
@@ -563,8 +200,8 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         } => collect::collect(agent, path, ticket, json).await,
         Command::Status { metrics, json } => {
             let metrics = metrics.unwrap_or_else(|| admin::reachable(config.metrics_listen));
-            admin::status(metrics, json).await
+            Ok(check::status(metrics, json).await?)
         }
-        Command::Demo => crate::demo::run().await,
+        Command::Demo => Ok(demo::run().await?),
     }
 }

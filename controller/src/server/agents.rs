@@ -1,14 +1,16 @@
-//! Connected agents: the registry, and the one function that sends a request to an agent
-//! and awaits its reply ([`Registry::call`]) — the seam where multi-node routing goes.
+//! Connected agents: the registry of live QUIC connections, which is how the service layer
+//! reaches an agent on this node (it implements [`AgentLink`]), and each agent
+//! connection's task: its check-in, then the notices it sends from its spool.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bytes::Bytes;
 use deskside_proto::close;
 use deskside_proto::limits::MAX_NAME_BYTES;
 use deskside_proto::msg::agent::{
-    AgentNotice, AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, valid_key,
+    AgentReply, AgentRequest, CheckIn, Delivery, NoticeAck, valid_key,
 };
 use deskside_transport::{TransportError, framed};
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,21 +18,9 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Shared, refuse};
-
-/// Why a request to an agent got no reply.
-#[derive(Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("agent {0} is not connected")]
-    Offline(String),
-    #[error("agent {agent} did not answer within {secs} s")]
-    Timeout { agent: String, secs: u64 },
-    #[error("agent {agent}: {source}")]
-    Transport {
-        agent: String,
-        source: TransportError,
-    },
-}
+use super::Node;
+use super::refuse;
+use crate::service::{AgentLink, AgentStream, CallError, Pending};
 
 /// Agents connected to this controller, by id, and the support codes their users offer.
 #[derive(Debug, Default)]
@@ -135,15 +125,6 @@ impl Registry {
         closed
     }
 
-    pub fn is_online(&self, id: &str) -> bool {
-        self.lock().contains_key(id)
-    }
-
-    /// The connection to `id`, for its round-trip time and similar.
-    pub fn connection(&self, id: &str) -> Option<Connection> {
-        self.lock().get(id).cloned()
-    }
-
     /// The agent whose user offered `code`, if it is still valid.
     pub fn code_owner(&self, code: &str) -> Option<String> {
         let now = crate::clock::now_secs();
@@ -158,57 +139,80 @@ impl Registry {
         codes.retain(|_, (a, _)| a != agent);
         codes.insert(digits(code), (agent.to_owned(), expires));
     }
+}
 
-    /// Opens a request stream to agent `id` (for requests with streamed replies).
-    pub async fn open(&self, id: &str) -> Result<(quinn::SendStream, RecvStream), CallError> {
-        let conn = self
-            .connection(id)
-            .ok_or_else(|| CallError::Offline(id.to_owned()))?;
-        conn.open_bi().await.map_err(|e| CallError::Transport {
-            agent: id.to_owned(),
-            source: TransportError::Connection(e),
+impl AgentLink for Registry {
+    fn is_online(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    fn round_trip(&self, id: &str) -> Option<Duration> {
+        self.lock().get(id).map(Connection::rtt)
+    }
+
+    fn code_owner(&self, code: &str) -> Option<String> {
+        Registry::code_owner(self, code)
+    }
+
+    fn offer_code(&self, agent: &str, code: &str, expires_at_secs: u64) {
+        Registry::offer_code(self, agent, code, expires_at_secs);
+    }
+
+    fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>> {
+        Box::pin(async move {
+            let conn = self
+                .lock()
+                .get(id)
+                .cloned()
+                .ok_or_else(|| CallError::Offline(id.to_owned()))?;
+            let (send, recv) = conn.open_bi().await.map_err(|e| CallError::Transport {
+                agent: id.to_owned(),
+                source: TransportError::Connection(e),
+            })?;
+            Ok(Box::new(QuicStream { send, recv }) as Box<dyn AgentStream>)
+        })
+    }
+}
+
+/// A request stream on an agent's QUIC connection.
+struct QuicStream {
+    send: SendStream,
+    recv: RecvStream,
+}
+
+impl AgentStream for QuicStream {
+    fn send<'a>(&'a mut self, req: &'a AgentRequest) -> Pending<'a, Result<(), TransportError>> {
+        Box::pin(framed::send(&mut self.send, req))
+    }
+
+    fn reply_within(&mut self, limit: Duration) -> Pending<'_, Result<AgentReply, TransportError>> {
+        Box::pin(framed::recv_within::<AgentReply>(&mut self.recv, limit))
+    }
+
+    fn read_chunk(&mut self, max: usize) -> Pending<'_, Result<Option<Bytes>, TransportError>> {
+        Box::pin(async move {
+            match self.recv.read_chunk(max, true).await {
+                Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+                Err(quinn::ReadError::ConnectionLost(c)) => Err(TransportError::Connection(c)),
+                Err(e) => Err(TransportError::Stream(e.to_string())),
+            }
         })
     }
 
-    /// Sends `req` to agent `id` on a new stream and waits up to `limit` for the reply.
-    pub async fn call(
-        &self,
-        id: &str,
-        req: &AgentRequest,
-        limit: Duration,
-    ) -> Result<AgentReply, CallError> {
-        let (reply, mut send) = self.call_open(id, req, limit).await?;
-        let _ = send.finish();
-        Ok(reply)
+    fn acknowledge<'a>(&'a mut self, ack: &'a NoticeAck) -> Pending<'a, ()> {
+        Box::pin(async move {
+            let _ = framed::send(&mut self.send, ack).await;
+            let _ = self.send.finish();
+        })
     }
 
-    /// [`Registry::call`] that leaves the request's sending side open: a reply carrying
-    /// evidence is acknowledged on it once stored (see `intake::acknowledge`).
-    pub async fn call_open(
-        &self,
-        id: &str,
-        req: &AgentRequest,
-        limit: Duration,
-    ) -> Result<(AgentReply, SendStream), CallError> {
-        let conn = self
-            .connection(id)
-            .ok_or_else(|| CallError::Offline(id.to_owned()))?;
-        let exchange = async {
-            let (mut send, mut recv) = conn.open_bi().await?;
-            framed::send(&mut send, req).await?;
-            let reply = framed::recv_within::<AgentReply>(&mut recv, limit).await?;
-            Ok::<_, TransportError>((reply, send))
-        };
-        exchange.await.map_err(|e| match e {
-            TransportError::Timeout { .. } => CallError::Timeout {
-                agent: id.to_owned(),
-                secs: limit.as_secs(),
-            },
-            source => CallError::Transport {
-                agent: id.to_owned(),
-                source,
-            },
-        })
+    fn finish(&mut self) {
+        // Finishing fails only if the stream was already reset, which the read reports.
+        let _ = self.send.finish();
+    }
+
+    fn stop(&mut self, code: u32) {
+        let _ = self.recv.stop(code.into());
     }
 }
 
@@ -222,7 +226,7 @@ fn clip(s: &str) -> &str {
 
 /// An agent connection: read its check-in, register it, hold it until it closes.
 pub(super) async fn serve(
-    shared: &Shared,
+    shared: &Node,
     conn: &Connection,
     _send: SendStream,
     mut recv: RecvStream,
@@ -248,7 +252,7 @@ pub(super) async fn serve(
         warn!(agent = id, error = %e, "recording check-in failed");
     }
     shared
-        .agents
+        .registry
         .insert(id, conn.clone(), &shared.metrics.agents_connected);
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
@@ -262,7 +266,7 @@ pub(super) async fn serve(
         }
     };
     shared
-        .agents
+        .registry
         .remove(id, conn, &shared.metrics.agents_connected);
     shared.seen.touch(id).await;
     info!(agent = id, %reason, "agent disconnected");
@@ -271,7 +275,7 @@ pub(super) async fn serve(
 /// One delivery from the agent's spool, acknowledged once recorded (or recorded before:
 /// the key makes redelivery harmless).
 async fn notice(
-    shared: &Shared,
+    shared: &Node,
     conn: &Connection,
     id: &str,
     mut send: SendStream,
@@ -310,7 +314,11 @@ async fn notice(
                 );
                 return;
             }
-            Ok(false) => record_notice(shared, conn, id, &delivery.key, delivery.notice).await,
+            Ok(false) => {
+                let presented = super::peer_certificate(conn);
+                crate::service::agent_notice(shared, id, presented, &delivery.key, delivery.notice)
+                    .await
+            }
             // Nothing is taken from an agent whose revocation could not be checked; it
             // keeps the item and delivers it again.
             Err(e) => {
@@ -323,72 +331,4 @@ async fn notice(
     };
     let _ = framed::send(&mut send, &ack).await;
     let _ = send.finish();
-}
-
-async fn record_notice(
-    shared: &Shared,
-    conn: &Connection,
-    id: &str,
-    key: &str,
-    notice: AgentNotice,
-) -> NoticeAck {
-    match notice {
-        AgentNotice::Renew { csr_pem } => super::renew::agent(shared, conn, id, &csr_pem).await,
-        AgentNotice::Evidence { requester, item } => {
-            super::intake::late(shared, id, &requester, *item).await
-        }
-        AgentNotice::SupportCode {
-            code,
-            expires_at_secs,
-        } => {
-            let latest = crate::clock::now_secs() + deskside_proto::msg::session::SUPPORT_CODE_SECS;
-            shared
-                .agents
-                .offer_code(id, &code, expires_at_secs.min(latest));
-            info!(agent = id, "the user offered a support code");
-            NoticeAck::Recorded
-        }
-        AgentNotice::SessionEnded { grant, by } => {
-            if let Err(reason) = super::intake::check_request_key(
-                shared,
-                id,
-                &grant.request_key,
-                grant.ticket,
-                &grant.technician,
-                &format!("notice that session {} ended", grant.id),
-            ) {
-                return NoticeAck::Rejected { reason };
-            }
-            let detail = format!(
-                "session {} with {} on {id} ended ({by})",
-                grant.id, grant.technician
-            );
-            let (actor, ticket) = (format!("agent {id}"), grant.ticket);
-            let (agent, key) = (id.to_owned(), key.to_owned());
-            let recorded = shared
-                .store
-                .run(move |db| {
-                    db.ticket(ticket)?;
-                    db.add_delivered_event(
-                        &agent,
-                        &key,
-                        ticket,
-                        &crate::store::NewEvent {
-                            actor: &actor,
-                            kind: "session_ended",
-                            detail: &detail,
-                            evidence_sha256: None,
-                        },
-                    )
-                })
-                .await;
-            match recorded {
-                Ok(_) => NoticeAck::Recorded,
-                Err(crate::store::StoreError::NotFound(reason)) => NoticeAck::Rejected { reason },
-                Err(e) => NoticeAck::Retry {
-                    reason: e.to_string(),
-                },
-            }
-        }
-    }
 }

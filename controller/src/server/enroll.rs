@@ -9,11 +9,11 @@ use quinn::Connection;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::{Shared, refuse};
+use super::{Node, refuse};
 use crate::clock::now_secs;
 use crate::store::{NewAgent, Redeem, TokenFor};
 
-pub(super) async fn serve(shared: &Shared, conn: &Connection) {
+pub(super) async fn serve(shared: &Node, conn: &Connection) {
     let Ok(Ok((mut send, mut recv))) =
         tokio::time::timeout(shared.request_timeout, conn.accept_bi()).await
     else {
@@ -45,7 +45,7 @@ pub(super) async fn serve(shared: &Shared, conn: &Connection) {
     }
 }
 
-async fn enroll(shared: &Shared, req: &EnrollRequest) -> Result<Enrollment, EnrollRefusal> {
+async fn enroll(shared: &Node, req: &EnrollRequest) -> Result<Enrollment, EnrollRefusal> {
     let internal = |e: crate::store::StoreError| EnrollRefusal::Internal {
         reason: e.to_string(),
     };

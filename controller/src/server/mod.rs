@@ -2,20 +2,13 @@
 //!
 //! Every connection opens with the version hello. What follows depends on the client
 //! certificate: none → enrollment only (`enroll.rs`); an agent's → it registers and
-//! waits for requests (`agents.rs`); a technician's → request streams (`tech.rs`).
+//! waits for requests (`agents.rs`); a technician's → request streams handed to the
+//! service layer (`technician.rs`).
 
 mod admission;
 mod agents;
-mod collect;
 mod enroll;
-mod intake;
-mod renew;
-mod scripts;
-mod seen;
-mod sessions;
-mod tech;
-mod throttle;
-mod tickets;
+mod technician;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -34,16 +27,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
-pub use agents::{CallError, Registry};
-pub use throttle::{
-    FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW, LOCKOUT, LOCKOUT_AFTER,
-    WRONG_CODE_MEMORY,
+pub use crate::service::{
+    CallError, DIAG_TIMEOUT, FIRST_BACKOFF, FREE_WRONG_CODES, GLOBAL_MAX_WRONG, GLOBAL_WINDOW,
+    LOCKOUT, LOCKOUT_AFTER, WRONG_CODE_MEMORY,
 };
+pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
+pub use agents::Registry;
 
-use crate::ca::Ca;
 use crate::datadir::DataDir;
-use crate::evidence::{BlobStore, DirBlobs};
+use crate::evidence::DirBlobs;
+use crate::service::{JoinThrottle, Seen, Shared};
 use crate::store::Store;
 
 /// Most connections held at once. 20,000 agents plus technicians is the design target;
@@ -62,8 +55,6 @@ pub const UNIDENTIFIED_DEADLINE: Duration = Duration::from_secs(30);
 /// A request frame must arrive whole within this after its stream opens (default of
 /// [`Options::request_timeout`]).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an agent may take to collect and send a snapshot.
-pub const DIAG_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often revoked identities' live connections are looked for and closed.
 pub const REVOCATION_SWEEP: Duration = Duration::from_secs(2);
 /// How often the outbox looks for syncs that are due.
@@ -73,38 +64,25 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 const SOFTWARE: &str = concat!("deskside ", env!("CARGO_PKG_VERSION"));
 
-/// Everything the connection tasks share.
+/// What the connection tasks share: the operations' state, and what only the server
+/// needs (the live connections, the handshake limits).
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub store: Store,
-    /// Check-ins and last-seen times, committed in batches.
-    pub seen: seen::Seen,
-    pub blobs: Arc<dyn BlobStore>,
-    pub ca: Ca,
-    pub script_public_key: [u8; 32],
-    /// Issues the key every request to an agent carries, and checks it on late evidence.
-    pub request_keys: crate::request_key::RequestKeys,
-    /// Signs the session records the controller stores as evidence.
-    pub records: crate::records::RecordSigner,
-    pub agents: Registry,
-    pub sla: crate::sla::SlaConfig,
-    /// Where escalation and export bundles are built.
-    pub bundles: std::path::PathBuf,
-    /// The external ticket system, when `[ticketing]` configures one.
-    pub ticketing: Option<Arc<dyn crate::adapters::TicketSystem>>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+pub(crate) struct Node {
+    pub shared: Arc<Shared>,
+    /// The live connections; also the service's way to the agents.
+    pub registry: Arc<Registry>,
     /// How long a new connection may take to say hello.
     pub hello_timeout: Duration,
     /// How long a connection may stay unidentified, enrollment included.
     pub unidentified_deadline: Duration,
-    /// How long a request (or notice) frame may take to arrive whole.
-    pub request_timeout: Duration,
-    /// Validity of the client certificates issued at enrollment and renewal.
-    pub client_validity: Duration,
-    /// Largest file `deskside collect` stores.
-    pub max_collect_bytes: u64,
-    /// Wrong support codes per technician and controller-wide.
-    pub join_throttle: throttle::JoinThrottle,
+}
+
+impl std::ops::Deref for Node {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// A running controller.
@@ -210,25 +188,30 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     )
     .with_context(|| format!("listening on UDP {listen}"))?;
     let addr = endpoint.local_addr()?;
+    let registry = Arc::new(Registry::default());
     let shared = Arc::new(Shared {
-        seen: seen::Seen::start(store.clone()),
+        seen: Seen::start(store.clone()),
         store,
         blobs: Arc::new(DirBlobs::new(data.evidence())),
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
         records: crate::records::RecordSigner::new(record_signing),
-        agents: Registry::default(),
+        agents: registry.clone(),
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
         ticketing: crate::adapters::from_config(&options.ticketing, &origin),
         metrics: Arc::new(crate::metrics::Metrics::default()),
-        hello_timeout: options.hello_timeout,
-        unidentified_deadline: options.unidentified_deadline,
         client_validity: options.client_validity,
         request_timeout: options.request_timeout,
         max_collect_bytes: options.max_collect_bytes,
-        join_throttle: throttle::JoinThrottle::default(),
+        join_throttle: JoinThrottle::default(),
+    });
+    let node = Arc::new(Node {
+        shared: shared.clone(),
+        registry,
+        hello_timeout: options.hello_timeout,
+        unidentified_deadline: options.unidentified_deadline,
     });
     let warnings: Arc<[String]> = options.ticketing.warnings().into();
     for w in warnings.iter() {
@@ -252,8 +235,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         ),
         None => None,
     };
-    tokio::spawn(revocation_sweep(shared.clone(), cancel.clone()));
-    let task = tokio::spawn(accept_loop(endpoint, shared, cancel.clone()));
+    tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
+    let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
     info!(%addr, ?metrics_addr, "controller listening");
     Ok(Running {
         addr,
@@ -263,7 +246,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
     })
 }
 
-async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Node>, cancel: CancellationToken) {
     let tracker = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let pending = admission::Pending::new(MAX_PENDING_PER_ADDRESS);
@@ -327,7 +310,7 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, cancel: Cancellati
 
 /// Closes revoked agents' and technicians' connections promptly; new connections and
 /// requests are checked against the store anyway.
-async fn revocation_sweep(shared: Arc<Shared>, cancel: CancellationToken) {
+async fn revocation_sweep(shared: Arc<Node>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -335,7 +318,7 @@ async fn revocation_sweep(shared: Arc<Shared>, cancel: CancellationToken) {
         }
         match shared.store.run(|db| db.revoked()).await {
             Ok((agents, techs)) => {
-                let closed = shared.agents.close_revoked(&agents, &techs);
+                let closed = shared.registry.close_revoked(&agents, &techs);
                 if closed > 0 {
                     info!(closed, "closed revoked connections");
                 }
@@ -377,7 +360,7 @@ impl CutShort {
     }
 
     /// Closes `conn` saying why, in words its user can act on, and counts it.
-    fn close(self, shared: &Shared, conn: &Connection) {
+    fn close(self, shared: &Node, conn: &Connection) {
         shared.metrics.cut_short(self.label());
         let reason = match self {
             CutShort::Displaced => format!(
@@ -415,7 +398,7 @@ async fn unidentified<T>(
 /// then a newer connection from the same address may displace it, and it must be done
 /// within [`Shared::unidentified_deadline`].
 async fn handle(
-    shared: Arc<Shared>,
+    shared: Arc<Node>,
     incoming: Incoming,
     slot: admission::PendingSlot,
     cancel: CancellationToken,
@@ -454,7 +437,8 @@ async fn handle(
         }
         Peer::Technician { name, tier } => {
             drop((slot, send, recv));
-            tech::serve(&shared, &conn, &name, tier, &cancel).await;
+            let registry = shared.registry.clone();
+            technician::serve(&shared.shared, &registry, &conn, &name, tier, &cancel).await;
         }
     }
 }
@@ -462,7 +446,7 @@ async fn handle(
 /// The hello: versions checked, the peer identified and welcomed. `None` when the
 /// connection was refused (already closed with the reason).
 async fn greet(
-    shared: &Shared,
+    shared: &Node,
     conn: &Connection,
 ) -> Option<(Peer, quinn::SendStream, quinn::RecvStream)> {
     let within = shared.hello_timeout;
@@ -515,7 +499,7 @@ async fn greet(
 
 /// Reads the client certificate's identity and checks it against the store: known,
 /// not revoked, and the very certificate the controller issued last.
-async fn identify(shared: &Shared, conn: &Connection) -> Result<Peer, String> {
+async fn identify(shared: &Node, conn: &Connection) -> Result<Peer, String> {
     let Some(cert) = peer_certificate(conn) else {
         return Ok(Peer::Anonymous);
     };

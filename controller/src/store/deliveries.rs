@@ -6,7 +6,7 @@ use deskside_proto::msg::tech::TimelineEntry;
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::sqlite::{Db, to_i64, to_u64};
-use super::tickets::append_event;
+use super::timeline::append_event;
 use super::{NewEvent, NewEvidence, StoreResult};
 use crate::clock::now_secs;
 
@@ -72,7 +72,7 @@ impl Db {
         if let Some(earlier) = claim(&tx, agent, key, number, Some(&item.sha256))? {
             return Ok(earlier);
         }
-        super::tickets::insert_evidence(&tx, number, item)?;
+        super::timeline::insert_evidence(&tx, number, item)?;
         let entry = append_event(&tx, number, event)?;
         tx.commit()?;
         Ok(Delivered::New(entry))
@@ -97,7 +97,7 @@ impl Db {
         }
         let mut last = None;
         for (item, event) in items {
-            super::tickets::insert_evidence(&tx, number, item)?;
+            super::timeline::insert_evidence(&tx, number, item)?;
             last = Some(append_event(&tx, number, event)?);
         }
         let Some(entry) = last else {

@@ -12,6 +12,7 @@ mod schema;
 mod scripts;
 mod sqlite;
 mod tickets;
+mod timeline;
 mod visibility;
 
 use std::path::Path;
@@ -25,7 +26,8 @@ pub use certs::Credentials;
 pub use deliveries::Delivered;
 pub use scripts::StoredScript;
 pub use sqlite::Db;
-pub use tickets::{GENESIS_HASH, NewTicket, PRIORITIES, entry_hash};
+pub use tickets::{NewTicket, PRIORITIES};
+pub use timeline::{GENESIS_HASH, entry_hash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever a field is added, removed or changes meaning.
 pub const SNAPSHOT_VERSION: u32 = 2;
 
-/// A point-in-time picture of one machine, collected by the agent.
+/// A point-in-time picture of one machine, taken by the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Snapshot {
-    /// [`SNAPSHOT_VERSION`] of the agent that collected it.
+    /// [`SNAPSHOT_VERSION`] of the agent that took it.
     pub version: u32,
-    /// Wall-clock time on the agent when collection started, Unix milliseconds.
+    /// Wall-clock time on the agent when it started taking the snapshot, Unix milliseconds
+    /// (the wire name stays `collected_at_ms`).
     pub collected_at_ms: u64,
     pub host: Host,
     pub os: Os,

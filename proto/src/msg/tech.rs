@@ -97,6 +97,80 @@ pub enum TechRequest {
     },
 }
 
+impl TechRequest {
+    /// The request's name in metrics, logs and the audit (`list_agents`, `run_script`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TechRequest::ListAgents => "list_agents",
+            TechRequest::NewTicket { .. } => "new_ticket",
+            TechRequest::ListTickets => "list_tickets",
+            TechRequest::ShowTicket { .. } => "show_ticket",
+            TechRequest::Diagnostics { .. } => "diagnostics",
+            TechRequest::RequestSession { .. } => "request_session",
+            TechRequest::JoinSession { .. } => "join_session",
+            TechRequest::EndSession { .. } => "end_session",
+            TechRequest::Note { .. } => "note",
+            TechRequest::Resolve { .. } => "resolve",
+            TechRequest::Escalate { .. } => "escalate",
+            TechRequest::Export { .. } => "export",
+            TechRequest::Sync { .. } => "sync",
+            TechRequest::ListScripts => "list_scripts",
+            TechRequest::ShowScript { .. } => "show_script",
+            TechRequest::RunScript { .. } => "run_script",
+            TechRequest::RenewCertificate { .. } => "renew_certificate",
+            TechRequest::Collect { .. } => "collect",
+        }
+    }
+
+    /// The ticket the request is about, for requests about one.
+    pub fn ticket(&self) -> Option<u64> {
+        match self {
+            TechRequest::ShowTicket { number }
+            | TechRequest::Note { number, .. }
+            | TechRequest::Resolve { number, .. }
+            | TechRequest::Escalate { number, .. }
+            | TechRequest::Export { number }
+            | TechRequest::Sync { number } => Some(*number),
+            TechRequest::Diagnostics { ticket, .. }
+            | TechRequest::RequestSession { ticket, .. }
+            | TechRequest::JoinSession { ticket, .. }
+            | TechRequest::EndSession { ticket, .. }
+            | TechRequest::RunScript { ticket, .. }
+            | TechRequest::Collect { ticket, .. } => Some(*ticket),
+            TechRequest::ListAgents
+            | TechRequest::NewTicket { .. }
+            | TechRequest::ListTickets
+            | TechRequest::ListScripts
+            | TechRequest::ShowScript { .. }
+            | TechRequest::RenewCertificate { .. } => None,
+        }
+    }
+
+    /// The agent the request names (an id or a hostname), for requests that name one.
+    pub fn agent(&self) -> Option<&str> {
+        match self {
+            TechRequest::Diagnostics { agent, .. }
+            | TechRequest::RequestSession { agent, .. }
+            | TechRequest::EndSession { agent, .. }
+            | TechRequest::RunScript { agent, .. }
+            | TechRequest::Collect { agent, .. } => Some(agent),
+            TechRequest::NewTicket { agent, .. } => agent.as_deref(),
+            TechRequest::ListAgents
+            | TechRequest::ListTickets
+            | TechRequest::ShowTicket { .. }
+            | TechRequest::JoinSession { .. }
+            | TechRequest::Note { .. }
+            | TechRequest::Resolve { .. }
+            | TechRequest::Escalate { .. }
+            | TechRequest::Export { .. }
+            | TechRequest::Sync { .. }
+            | TechRequest::ListScripts
+            | TechRequest::ShowScript { .. }
+            | TechRequest::RenewCertificate { .. } => None,
+        }
+    }
+}
+
 impl Message for TechRequest {
     const KIND: &'static str = "technician request";
     const MAX_BYTES: u32 = MAX_REQUEST_BYTES;
@@ -330,4 +404,101 @@ pub enum ErrorCode {
     /// Too many wrong support codes: joining by code waits, for this technician or for
     /// everyone; the message says how long.
     Throttled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_of_each() -> Vec<TechRequest> {
+        let (agent, ticket, number) = (String::from("a1"), 7, 7);
+        vec![
+            TechRequest::ListAgents,
+            TechRequest::NewTicket {
+                title: "t".into(),
+                agent: Some(agent.clone()),
+                requester: "r".into(),
+                priority: "normal".into(),
+            },
+            TechRequest::ListTickets,
+            TechRequest::ShowTicket { number },
+            TechRequest::Diagnostics {
+                agent: agent.clone(),
+                ticket,
+            },
+            TechRequest::RequestSession {
+                agent: agent.clone(),
+                ticket,
+                scopes: vec![Scope::Diagnostics],
+                duration_secs: 60,
+                wait_secs: 60,
+            },
+            TechRequest::JoinSession {
+                code: "123".into(),
+                ticket,
+            },
+            TechRequest::EndSession {
+                agent: agent.clone(),
+                ticket,
+            },
+            TechRequest::Note {
+                number,
+                text: "n".into(),
+            },
+            TechRequest::Resolve {
+                number,
+                note: "n".into(),
+            },
+            TechRequest::Escalate {
+                number,
+                to: Tier::L2,
+                note: "n".into(),
+            },
+            TechRequest::Export { number },
+            TechRequest::Sync { number },
+            TechRequest::ListScripts,
+            TechRequest::ShowScript { name: "s".into() },
+            TechRequest::RunScript {
+                agent: agent.clone(),
+                ticket,
+                script: "s".into(),
+                params: Vec::new(),
+            },
+            TechRequest::RenewCertificate {
+                csr_pem: String::new(),
+            },
+            TechRequest::Collect {
+                agent,
+                ticket,
+                path: "/p".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_request_has_its_own_kind_and_names_what_it_is_about() {
+        let requests = one_of_each();
+        let mut kinds: Vec<&str> = requests.iter().map(TechRequest::kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), requests.len(), "two requests share a kind");
+        for req in &requests {
+            let kind = req.kind();
+            // A request that acts on an agent is always about a ticket (its evidence and
+            // timeline go there), except opening the ticket itself.
+            if req.agent().is_some() && kind != "new_ticket" {
+                assert_eq!(req.ticket(), Some(7), "{kind}");
+            }
+            let about_ticket = matches!(
+                kind,
+                "show_ticket" | "note" | "resolve" | "escalate" | "export" | "sync"
+            );
+            if about_ticket {
+                assert_eq!(req.ticket(), Some(7), "{kind}");
+                assert_eq!(req.agent(), None, "{kind}");
+            }
+        }
+        let new_ticket = requests.get(1).map(TechRequest::agent);
+        assert_eq!(new_ticket, Some(Some("a1")));
+    }
 }

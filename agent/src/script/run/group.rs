@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
-use crate::process;
+use crate::os;
 
 /// How the wait for the main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl ProcessGroup {
     /// this reaches only the script's leftovers (or nothing).
     pub(super) fn kill(&self) {
         let Some(pgid) = self.0 else { return };
-        match process::kill_group(pgid) {
+        match os::kill_group(pgid) {
             Err(e) if e.raw_os_error() != Some(libc::ESRCH) => {
                 tracing::warn!("cannot kill the script's process group {pgid}: {e}");
             }

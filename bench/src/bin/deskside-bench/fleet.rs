@@ -31,7 +31,7 @@ pub struct Fleet {
     bins: Bins,
     controller: Child,
     agent: Child,
-    /// More real agents, for the fan-out with real collection (`add_agents`).
+    /// More real agents, for the fan-out with real agents (`add_agents`).
     more_agents: Vec<Child>,
     addr: String,
     pub agent_id: String,
@@ -264,4 +264,19 @@ impl Drop for Fleet {
             let _ = child.wait();
         }
     }
+}
+
+/// The agent counts pending updates (`apt-get -s upgrade`, seconds of work) once after it
+/// starts; idle is measured after that child has exited, or this long at most.
+const UPDATES_COUNT_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until the agent has no child processes; returns how long that took. Every
+/// measure of the agent's speed starts after this too: the count runs niced, but on two
+/// cores it still takes CPU time from whatever is being timed.
+pub(crate) async fn quiet_agent(pid: u32) -> Result<Duration> {
+    let start = std::time::Instant::now();
+    while crate::procfs::children(pid)? > 0 && start.elapsed() < UPDATES_COUNT_WAIT {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(start.elapsed())
 }

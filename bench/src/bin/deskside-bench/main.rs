@@ -10,6 +10,7 @@ mod meshcentral;
 mod procfs;
 mod realfan;
 mod report;
+mod rows;
 mod run;
 mod sshd;
 mod stats;
@@ -32,7 +33,7 @@ const AGENT_TARGET: &str = "x86_64-unknown-linux-musl";
 const BULK_BYTES: u64 = 256 * 1024 * 1024;
 /// The smoke's bulk-transfer file.
 const SMOKE_BULK_BYTES: u64 = 8 * 1024 * 1024;
-/// Real agents added to the fleet's one for the fan-out with real collection: on two
+/// Real agents added to the fleet's one for the fan-out with real agents: on two
 /// cores, 20 collections at once already keep both busy for seconds.
 const REAL_FANOUT_MORE_AGENTS: usize = 19;
 /// The slow baselines (inxi ~0.6 s, a CLI process each run) run at most this often.
@@ -70,6 +71,17 @@ enum Mode {
     },
     /// Every measure with tiny sizes (3 runs, 20 swarm agents, 8 MiB); prints the report.
     Smoke {
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+    },
+    /// Only the diagnostics round trip (snapshots over an open connection, and as
+    /// `deskside diag` processes, vs inxi, sos and ssh); prints the rows.
+    Diag {
+        #[arg(long, default_value = "50", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        /// Leave out inxi, sos and ssh (a quick before/after of Deskside alone).
+        #[arg(long)]
+        no_baselines: bool,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
     },
@@ -205,6 +217,16 @@ async fn bench(cli: Cli) -> Result<()> {
                 .1;
             std::fs::write(&out, &text)?;
             println!("{text}\n(smoke report also in {})", out.display());
+        }
+        Mode::Diag {
+            runs,
+            no_baselines,
+            bin_dir,
+        } => {
+            let bins = release_bins(bin_dir)?;
+            let runs = usize::try_from(runs).context("--runs too large")?;
+            let rows = run::diag(&bins, runs, !no_baselines).await?;
+            print_rows(command, format!("{runs} each"), rows);
         }
         Mode::Script {
             runs,

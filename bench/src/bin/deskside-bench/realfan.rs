@@ -1,7 +1,7 @@
-//! Snapshot fan-out with real collection: real `deskside-agent run` processes on this
-//! machine, each collecting its own snapshot when asked, pulled with `deskside diag --all`
+//! Snapshot fan-out with real agents: real `deskside-agent run` processes on this
+//! machine, each taking its own snapshot when asked, pulled with `deskside diag --all`
 //! as a technician runs it. The swarm's fan-out row measures the controller with agents
-//! that answer from a prepared snapshot; this one includes the collection itself.
+//! that answer from a prepared snapshot; this one includes taking the snapshot.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use crate::report::Row;
 use crate::sshd::check;
 use crate::stats::ms;
 
-/// What the fan-out with real collection measured.
+/// What the fan-out with real agents measured.
 #[derive(Debug)]
 struct RealFanout {
     agents: usize,
@@ -27,7 +27,7 @@ struct RealFanout {
 /// work to finish, then pulls a snapshot from every agent at once with `deskside diag
 /// --all` and, for the baseline, from each one after another over one connection.
 pub async fn row(fleet: &mut Fleet, client: &TechClient, more: usize) -> Row {
-    let measure = "snapshot fan-out with real collection";
+    let measure = "snapshot fan-out with real agents";
     let target = "—";
     match measure_fanout(fleet, client, more).await {
         Ok(r) => Row::new(
@@ -60,10 +60,10 @@ pub async fn row(fleet: &mut Fleet, client: &TechClient, more: usize) -> Row {
 }
 
 async fn measure_fanout(fleet: &mut Fleet, client: &TechClient, more: usize) -> Result<RealFanout> {
-    eprintln!("fan-out with real collection: starting {more} more agents…");
+    eprintln!("fan-out with real agents: starting {more} more agents…");
     let added = fleet.add_agents(more).await?;
     for (_, pid) in &added {
-        crate::run::quiet_agent(*pid).await?;
+        crate::fleet::quiet_agent(*pid).await?;
     }
     let mut agents: Vec<String> = added.into_iter().map(|(id, _)| id).collect();
     agents.push(fleet.agent_id.clone());

@@ -58,7 +58,7 @@ pub async fn serve_stream(
     }
 }
 
-/// The reply to `req`: a snapshot for diagnostics (this host's name, collected now),
+/// The reply to `req`: a snapshot for diagnostics (this host's name, taken now),
 /// `Failed` for everything a simulated agent does not do.
 pub fn answer(
     fixed: &Snapshot,

@@ -180,8 +180,8 @@ async fn run(args: Args) -> Result<()> {
         tmp.path().display()
     );
 
-    // One real snapshot of this machine, collected once, served by every agent.
-    let fixed = Arc::new(deskside_agent::diag::collect().await);
+    // One real snapshot of this machine, taken once, served by every agent.
+    let fixed = Arc::new(deskside_agent::diag::snapshot().await);
     let platform = Platform {
         os: fixed.os.pretty_name.clone(),
         kernel: fixed.os.kernel.clone(),
