@@ -152,18 +152,26 @@ fn bind(path: &Path) -> Result<UnixListener> {
     Ok(listener)
 }
 
+/// Why a control request is refused before it is read: the caller is not one who may
+/// use the socket, or cannot be identified.
+#[derive(Debug, thiserror::Error)]
+enum Unauthorised {
+    #[error("the agent cannot tell who is calling (peer credentials: {0}); refused")]
+    NoPeerCredentials(std::io::Error),
+    #[error("{0}")]
+    NotLocal(#[from] crate::local_user::NotLocal),
+    #[error("the agent could not check who is calling: {0}; try again")]
+    CheckFailed(tokio::task::JoinError),
+}
+
 /// Who sent this request: the peer's uid, read from the socket (SO_PEERCRED) and judged
 /// against the local sessions as they are now.
-async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, String> {
-    let uid = crate::os::peer_uid(stream).map_err(|e| {
-        format!("the agent cannot tell who is calling (peer credentials: {e}); refused")
-    })?;
+async fn authorise(stream: &UnixStream, access: &LocalSessions) -> Result<Caller, Unauthorised> {
+    let uid = crate::os::peer_uid(stream).map_err(Unauthorised::NoPeerCredentials)?;
     let access = access.clone();
     match tokio::task::spawn_blocking(move || access.authorise(uid)).await {
-        Ok(verdict) => verdict.map_err(|refusal| refusal.to_string()),
-        Err(e) => Err(format!(
-            "the agent could not check who is calling: {e}; try again"
-        )),
+        Ok(verdict) => Ok(verdict?),
+        Err(e) => Err(Unauthorised::CheckFailed(e)),
     }
 }
 
@@ -190,7 +198,8 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
         // the socket at their next request.
         let caller = match authorise(&stream, &access).await {
             Ok(c) => c,
-            Err(message) => {
+            Err(refused) => {
+                let message = refused.to_string();
                 warn!(%message, "control request refused");
                 let _ = framed::send_io(&mut stream, &ControlReply::Error { message }).await;
                 return;
@@ -214,11 +223,11 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Status => ControlReply::Status(s.status()),
         ControlRequest::Approve { id } => match s.answer(id, true) {
             Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} approved by {caller}"), "approved")),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         },
         ControlRequest::Deny { id } => match s.answer(id, false) {
             Ok(who) => done(&audited(ctx, &who, "answered", format!("request {id} denied by {caller}"), "denied")),
-            Err(e) => err(e),
+            Err(e) => err(e.to_string()),
         },
         ControlRequest::End => match s.end("user") {
             Some(g) => {
@@ -230,7 +239,7 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         },
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
-        ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(err, ControlReply::Code),
+        ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
     }
 }
 

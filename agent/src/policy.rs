@@ -76,30 +76,47 @@ impl PartialEq for PathGlobs {
 
 impl Eq for PathGlobs {}
 
-impl TryFrom<Vec<String>> for PathGlobs {
-    type Error = String;
+/// Why a list of `[files]` globs is refused; each names the glob.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GlobError {
+    #[error("{count} globs, over the limit of {MAX_FILE_GLOBS}")]
+    TooMany { count: usize },
+    #[error("{0:?} is not an absolute path glob; start it with / (or **/ for any directory)")]
+    NotAbsolute(String),
+    #[error("{glob:?} is not a valid glob: {reason}")]
+    Invalid {
+        glob: String,
+        reason: globset::Error,
+    },
+    #[error("{0}")]
+    Set(globset::Error),
+}
 
-    fn try_from(patterns: Vec<String>) -> Result<PathGlobs, String> {
+impl TryFrom<Vec<String>> for PathGlobs {
+    type Error = GlobError;
+
+    fn try_from(patterns: Vec<String>) -> Result<PathGlobs, GlobError> {
         if patterns.len() > MAX_FILE_GLOBS {
-            return Err(format!(
-                "{} globs, over the limit of {MAX_FILE_GLOBS}",
-                patterns.len()
-            ));
+            return Err(GlobError::TooMany {
+                count: patterns.len(),
+            });
         }
         let mut set = GlobSetBuilder::new();
         for p in &patterns {
             if !(p.starts_with('/') || p.starts_with("**/")) {
-                return Err(format!(
-                    "{p:?} is not an absolute path glob; start it with / (or **/ for any directory)"
-                ));
+                return Err(GlobError::NotAbsolute(p.clone()));
             }
             let glob = GlobBuilder::new(p)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| format!("{p:?} is not a valid glob: {e}"))?;
+                .map_err(|reason| GlobError::Invalid {
+                    glob: p.clone(),
+                    reason,
+                })?;
             set.add(glob);
         }
-        let set = set.build().map_err(|e| e.to_string())?;
+        let set = set.build().map_err(GlobError::Set)?;
         Ok(PathGlobs { patterns, set })
     }
 }

@@ -6,11 +6,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 
-use crate::ca::{self, Ca, CertAndKey};
+use crate::ca::{self, Ca, CaError, CertAndKey};
 
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
@@ -21,6 +20,62 @@ const RECORD_KEY: &str = "record-signing.key";
 const RECORD_CERT: &str = "record-signing.crt";
 const DATABASE: &str = "deskside.db";
 const EVIDENCE: &str = "evidence";
+
+/// Why a data directory cannot be made or read. Each names the directory or file; an
+/// I/O or key error underneath is the error's source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    #[error(
+        "{} is already initialised (found {found}); refusing to replace its CA, \
+         which would cut off every enrolled agent. Use another --data directory.",
+        .root.display()
+    )]
+    AlreadyInitialised { root: PathBuf, found: &'static str },
+    #[error(
+        "{} is not a Deskside data directory (no {CA_CERT}); run `deskside --data {} init` first",
+        .root.display(),
+        .root.display()
+    )]
+    NotInitialised { root: PathBuf },
+    /// `doing` is what was being done to `path`: `creating`, `reading`, `removing`…
+    #[error("{doing} {}", .path.display())]
+    File {
+        doing: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the CA from {}", .root.display())]
+    LoadCa { root: PathBuf, source: CaError },
+    #[error("making the record-signing certificate")]
+    RecordSigning(#[source] CaError),
+    #[error("encoding the script-signing key: {0}")]
+    EncodeScriptKey(String),
+    #[error("loading {SCRIPT_KEY}: {0}")]
+    LoadScriptKey(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error(transparent)]
+    Pki(#[from] deskside_transport::TransportError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+type Result<T, E = DataDirError> = std::result::Result<T, E>;
+
+/// `doing` `path` failed with the I/O error given to the closure.
+fn file<'p>(
+    doing: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(std::io::Error) -> DataDirError + 'p {
+    move |source| DataDirError::File {
+        doing,
+        path: path.to_owned(),
+        source,
+    }
+}
 
 /// Paths inside a data directory.
 #[derive(Debug, Clone)]
@@ -59,20 +114,23 @@ impl DataDir {
         self.root.join(name)
     }
 
+    fn read(&self, name: &str) -> Result<String> {
+        let path = self.path(name);
+        fs::read_to_string(&path).map_err(file("reading", &path))
+    }
+
     /// Creates the CA, server certificate, script key and database. Refuses a directory
     /// that already holds a CA: overwriting it would orphan every enrolled machine.
     pub fn init(&self) -> Result<()> {
         for existing in [CA_CERT, CA_KEY, DATABASE] {
             if self.path(existing).exists() {
-                bail!(
-                    "{} is already initialised (found {existing}); refusing to replace its CA, \
-                     which would cut off every enrolled agent. Use another --data directory.",
-                    self.root.display()
-                );
+                return Err(DataDirError::AlreadyInitialised {
+                    root: self.root.clone(),
+                    found: existing,
+                });
             }
         }
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating data directory {}", self.root.display()))?;
+        fs::create_dir_all(&self.root).map_err(file("creating data directory", &self.root))?;
         restrict_dir(&self.root)?;
         fs::create_dir_all(self.evidence())?;
 
@@ -82,7 +140,7 @@ impl DataDir {
         let script_key = SigningKey::generate(&mut rand::rngs::OsRng);
         let script_pem = script_key
             .to_pkcs8_pem(Default::default())
-            .map_err(|e| anyhow::anyhow!("encoding the script-signing key: {e}"))?;
+            .map_err(|e| DataDirError::EncodeScriptKey(e.to_string()))?;
 
         write_new(&self.path(CA_KEY), made.key_pem.as_bytes(), 0o600)?;
         write_new(&self.path(CA_CERT), made.cert_pem.as_bytes(), 0o644)?;
@@ -97,22 +155,19 @@ impl DataDir {
     /// Loads the keys, with an error that says to run `init` when they are missing.
     pub fn load(&self) -> Result<Keys> {
         if !self.path(CA_CERT).exists() {
-            bail!(
-                "{} is not a Deskside data directory (no {CA_CERT}); run `deskside --data {} init` first",
-                self.root.display(),
-                self.root.display()
-            );
+            return Err(DataDirError::NotInitialised {
+                root: self.root.clone(),
+            });
         }
-        let read = |name: &str| {
-            fs::read_to_string(self.path(name))
-                .with_context(|| format!("reading {}", self.path(name).display()))
-        };
+        let read = |name: &str| self.read(name);
         let ca_pem = read(CA_CERT)?;
-        let ca = Ca::load(&ca_pem, &read(CA_KEY)?)
-            .with_context(|| format!("loading the CA from {}", self.root.display()))?;
+        let ca = Ca::load(&ca_pem, &read(CA_KEY)?).map_err(|source| DataDirError::LoadCa {
+            root: self.root.clone(),
+            source,
+        })?;
         let ca_der = deskside_transport::pki::cert_from_pem(&ca_pem)?;
         let script_key = SigningKey::from_pkcs8_pem(&read(SCRIPT_KEY)?)
-            .map_err(|e| anyhow::anyhow!("loading {SCRIPT_KEY}: {e}"))?;
+            .map_err(|e| DataDirError::LoadScriptKey(e.to_string()))?;
         Ok(Keys {
             ca,
             ca_sha256: deskside_transport::pki::fingerprint(&ca_der),
@@ -131,10 +186,7 @@ impl DataDir {
         if !self.path(RECORD_KEY).exists() || !self.path(RECORD_CERT).exists() {
             self.make_record_signing(ca)?;
         }
-        let read = |name: &str| {
-            fs::read_to_string(self.path(name))
-                .with_context(|| format!("reading {}", self.path(name).display()))
-        };
+        let read = |name: &str| self.read(name);
         Ok(CertAndKey {
             cert_pem: read(RECORD_CERT)?,
             key_pem: read(RECORD_KEY)?,
@@ -146,12 +198,11 @@ impl DataDir {
     fn make_record_signing(&self, ca: &Ca) -> Result<()> {
         let made = ca
             .record_signing_cert()
-            .context("making the record-signing certificate")?;
+            .map_err(DataDirError::RecordSigning)?;
         for name in [RECORD_KEY, RECORD_CERT] {
             match fs::remove_file(self.path(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e)
-                        .with_context(|| format!("removing {}", self.path(name).display()));
+                    return Err(file("removing", &self.path(name))(e));
                 }
                 _ => {}
             }
@@ -170,7 +221,7 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .map_err(file("creating", path))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -178,8 +229,7 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 fn restrict_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("restricting {}", dir.display()))
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(file("restricting", dir))
 }
 
 #[cfg(test)]
@@ -187,7 +237,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_init_refuses() -> Result<()> {
+    fn second_init_refuses() -> anyhow::Result<()> {
         let tmp = tempfile::tempdir()?;
         let dir = DataDir::new(tmp.path().join("data"));
         dir.init()?;
@@ -199,7 +249,7 @@ mod tests {
     }
 
     #[test]
-    fn a_data_dir_without_a_record_key_gets_one_when_served() -> Result<()> {
+    fn a_data_dir_without_a_record_key_gets_one_when_served() -> anyhow::Result<()> {
         let tmp = tempfile::tempdir()?;
         let dir = DataDir::new(tmp.path().join("data"));
         dir.init()?;

@@ -6,12 +6,52 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use deskside_proto::msg::identity::Tier;
 use serde::{Deserialize, Serialize};
 
 /// A profile is a few PEM blocks; anything larger is not one.
 const MAX_PROFILE_BYTES: u64 = 64 * 1024;
+
+/// Why a profile cannot be found, read or written. Each names the file and, where there
+/// is one, what to do next; the I/O or TOML cause is the error's source.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    #[error("no config directory for this user; set DESKSIDE_PROFILE")]
+    NoConfigDir,
+    #[error(
+        "no technician profile at {}; run `deskside login TOKEN` with the token from `deskside tech add`",
+        .path.display()
+    )]
+    Missing {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading {}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is larger than {MAX_PROFILE_BYTES} bytes; it is not a Deskside profile", .path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{} is not a valid profile", .path.display())]
+    Invalid {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("encoding the profile")]
+    Encode(#[source] toml::ser::Error),
+    #[error("creating {}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {}", .path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,53 +77,65 @@ impl std::fmt::Debug for Profile {
 }
 
 /// `DESKSIDE_PROFILE`, else `<config dir>/deskside/profile.toml`.
-pub fn default_path() -> Result<PathBuf> {
+pub fn default_path() -> Result<PathBuf, ProfileError> {
     if let Some(p) = std::env::var_os("DESKSIDE_PROFILE") {
         return Ok(PathBuf::from(p));
     }
-    let dir =
-        dirs::config_dir().context("no config directory for this user; set DESKSIDE_PROFILE")?;
+    let dir = dirs::config_dir().ok_or(ProfileError::NoConfigDir)?;
     Ok(dir.join("deskside").join("profile.toml"))
 }
 
 impl Profile {
-    pub fn load(path: &Path) -> Result<Profile> {
-        let file = fs::File::open(path).with_context(|| {
-            format!(
-                "no technician profile at {}; run `deskside login TOKEN` with the token from `deskside tech add`",
-                path.display()
-            )
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let file = fs::File::open(path).map_err(|source| ProfileError::Missing {
+            path: path.to_owned(),
+            source,
         })?;
         let mut text = String::new();
         file.take(MAX_PROFILE_BYTES + 1)
             .read_to_string(&mut text)
-            .with_context(|| format!("reading {}", path.display()))?;
+            .map_err(|source| ProfileError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         if text.len() as u64 > MAX_PROFILE_BYTES {
-            bail!(
-                "{} is larger than {MAX_PROFILE_BYTES} bytes; it is not a Deskside profile",
-                path.display()
-            );
+            return Err(ProfileError::TooLarge {
+                path: path.to_owned(),
+            });
         }
-        toml::from_str(&text).with_context(|| format!("{} is not a valid profile", path.display()))
+        toml::from_str(&text).map_err(|source| ProfileError::Invalid {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Writes the profile readable by its owner only, replacing any previous one.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            fs::create_dir_all(dir).map_err(|source| ProfileError::Create {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
-        let text = toml::to_string(self).context("encoding the profile")?;
+        let text = toml::to_string(self).map_err(ProfileError::Encode)?;
         let tmp = path.with_extension("toml.tmp");
         let _ = fs::remove_file(&tmp);
+        let create = |source| ProfileError::Create {
+            path: tmp.clone(),
+            source,
+        };
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            .map_err(create)?;
+        f.write_all(text.as_bytes()).map_err(create)?;
+        f.sync_all().map_err(create)?;
+        fs::rename(&tmp, path).map_err(|source| ProfileError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(())
     }
 }
@@ -93,7 +145,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn save_load_round_trip_and_bad_files() -> Result<()> {
+    fn save_load_round_trip_and_bad_files() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p/profile.toml");
         let p = Profile {

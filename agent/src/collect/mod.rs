@@ -76,6 +76,20 @@ impl Drop for Recycled {
     }
 }
 
+/// Why a file stopped being read part-way; the transfer is aborted with this text.
+#[derive(Debug, thiserror::Error)]
+enum ReadFailed {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} shrank while it was being read ({got} of {size} bytes); collect it again")]
+    Shrank { path: String, got: u64, size: u64 },
+    #[error("the transfer was abandoned")]
+    Abandoned,
+}
+
 /// Reads exactly `size` bytes in chunks, hashing as it goes, and hands each chunk to
 /// the network side. Runs on a blocking thread. Returns the SHA-256 of what was sent.
 fn read_chunks(
@@ -83,7 +97,7 @@ fn read_chunks(
     size: u64,
     path: &str,
     out: &mpsc::Sender<Bytes>,
-) -> Result<[u8; 32], String> {
+) -> Result<[u8; 32], ReadFailed> {
     let mut hasher = Sha256::new();
     let mut left = size;
     let (home, spare) = std::sync::mpsc::sync_channel(SPARE_CHUNKS);
@@ -96,12 +110,16 @@ fn read_chunks(
         let got = (&mut file)
             .take(want as u64)
             .read_to_end(&mut buf)
-            .map_err(|e| format!("reading {path}: {e}"))?;
+            .map_err(|source| ReadFailed::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         if got < want {
-            return Err(format!(
-                "{path} shrank while it was being read ({} of {size} bytes); collect it again",
-                size - left + got as u64
-            ));
+            return Err(ReadFailed::Shrank {
+                path: path.to_owned(),
+                got: size - left + got as u64,
+                size,
+            });
         }
         hasher.update(&buf);
         left -= want as u64;
@@ -110,7 +128,7 @@ fn read_chunks(
             home: home.clone(),
         });
         if out.blocking_send(chunk).is_err() {
-            return Err("the transfer was abandoned".into());
+            return Err(ReadFailed::Abandoned);
         }
     }
     Ok(hasher.finalize().into())
@@ -278,7 +296,7 @@ async fn stream_file(
     sent.map_err(Stop::Aborted)?;
     let digest = read.map_err(|reason| {
         warn!(%reason, "file not sent");
-        Stop::Aborted(reason)
+        Stop::Aborted(reason.to_string())
     })?;
     debug!(path, size, "file sent");
     Ok(digest)
@@ -297,8 +315,7 @@ mod tests {
             .collect();
         std::fs::write(&path, &data)?;
         let (tx, mut rx) = mpsc::channel(64);
-        let digest = read_chunks(File::open(&path)?, data.len() as u64, "f", &tx)
-            .map_err(anyhow::Error::msg)?;
+        let digest = read_chunks(File::open(&path)?, data.len() as u64, "f", &tx)?;
         drop(tx);
         let mut got = Vec::new();
         while let Ok(chunk) = rx.try_recv() {
@@ -308,7 +325,10 @@ mod tests {
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&data)));
         let (tx, _rx) = mpsc::channel(64);
         let short = read_chunks(File::open(&path)?, data.len() as u64 + 1, "f", &tx);
-        assert!(short.is_err());
+        assert!(
+            matches!(&short, Err(ReadFailed::Shrank { got, size, .. }) if got + 1 == *size),
+            "{short:?}"
+        );
         Ok(())
     }
 }

@@ -32,7 +32,11 @@ pub(super) async fn diagnostics(
     let sealed = ctx.seal(&snapshot);
     let item = match sealed {
         Ok(item) => item,
-        Err(reason) => return AgentReply::Failed { reason },
+        Err(e) => {
+            return AgentReply::Failed {
+                reason: e.to_string(),
+            };
+        }
     };
     let detail = format!(
         "snapshot with {} findings sent, key {}, sha256:{}{}",

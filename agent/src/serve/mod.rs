@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use crate::audit::{self, AuditEntry};
 use crate::deliver::Deliveries;
 use crate::policy::Policy;
-use crate::redact::Redactor;
+use crate::redact::{RedactError, Redactor};
 use crate::session::Sessions;
 use crate::state::StateDir;
 
@@ -24,6 +24,27 @@ mod scripts;
 
 use diagnostics::diagnostics;
 use scripts::run_script;
+
+/// Why an evidence item could not be made; the request fails with this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The value does not serialise (the decoder's own words, as before).
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    /// `policy.toml` cannot be read; the cause chain is shown in full.
+    #[error("the machine's policy cannot be read: {0:#}")]
+    Policy(anyhow::Error),
+    #[error(transparent)]
+    Redact(#[from] RedactError),
+    #[error(transparent)]
+    Serialise(#[from] evidence::SealError),
+    #[error("signing {what}: {source}")]
+    Sign {
+        what: String,
+        source: deskside_transport::TransportError,
+    },
+}
 
 /// What every request handler needs.
 #[derive(Debug, Clone)]
@@ -90,26 +111,25 @@ impl AgentCtx {
     }
 
     /// Redacts (per the machine's policy), serialises and signs an evidence item.
-    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
-        let mut value = serde_json::to_value(value).map_err(|e| e.to_string())?;
-        let policy = Policy::load(&self.state.policy())
-            .map_err(|e| format!("the machine's policy cannot be read: {e:#}"))?;
-        let redactor = Redactor::new(&policy.redact).map_err(|e| e.to_string())?;
+    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
+        let mut value = serde_json::to_value(value)?;
+        let policy = Policy::load(&self.state.policy()).map_err(SealError::Policy)?;
+        let redactor = Redactor::new(&policy.redact)?;
         redactor.apply(&mut value);
-        let bytes = evidence::seal_value(T::KIND, &value).map_err(|e| e.to_string())?;
+        let bytes = evidence::seal_value(T::KIND, &value)?;
         let mut item = self.sign_item(T::KIND, bytes)?;
         item.redaction = redactor.rules();
         Ok(item)
     }
 
     /// Serialises and signs `value` as an evidence item, unredacted, under a new key.
-    pub(crate) fn seal_unredacted<T: Evidence>(&self, value: &T) -> Result<SignedItem, String> {
-        let (kind, bytes) = evidence::seal_bytes(value).map_err(|e| e.to_string())?;
+    pub(crate) fn seal_unredacted<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
+        let (kind, bytes) = evidence::seal_bytes(value)?;
         self.sign_item(kind, bytes)
     }
 
     /// Signs `bytes` as an evidence item of `kind`, unredacted, under a new key.
-    fn sign_item(&self, kind: EvidenceKind, bytes: Vec<u8>) -> Result<SignedItem, String> {
+    fn sign_item(&self, kind: EvidenceKind, bytes: Vec<u8>) -> Result<SignedItem, SealError> {
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let signature = self.sign_digest(&digest, kind.as_str())?;
         Ok(SignedItem {
@@ -122,9 +142,13 @@ impl AgentCtx {
     }
 
     /// The agent's evidence signature over a SHA-256 digest of `what`.
-    pub(crate) fn sign_digest(&self, digest: &[u8; 32], what: &str) -> Result<Vec<u8>, String> {
-        deskside_transport::pki::sign_evidence(&self.key_pem, digest)
-            .map_err(|e| format!("signing {what}: {e}"))
+    pub(crate) fn sign_digest(&self, digest: &[u8; 32], what: &str) -> Result<Vec<u8>, SealError> {
+        deskside_transport::pki::sign_evidence(&self.key_pem, digest).map_err(|source| {
+            SealError::Sign {
+                what: what.to_owned(),
+                source,
+            }
+        })
     }
 
     pub(crate) fn audit(

@@ -150,7 +150,7 @@ pub(super) async fn run_script(
                 Err(reason) => AgentReply::Failed { reason },
             }
         }
-        Err(reason) => failed(ctx, who, scope.as_str(), reason),
+        Err(e) => failed(ctx, who, scope.as_str(), e.to_string()),
     };
     let _ = replies
         .send(AgentReply::Run(RunEvent::Finished(result)))

@@ -13,6 +13,16 @@ use tokio::sync::oneshot;
 use super::{Active, Pending, PendingView, Sessions};
 use crate::policy::Decision;
 
+/// Why the user's answer to a session request was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    #[error("no pending request {0} (`deskside-agent pending` lists them)")]
+    NoSuchRequest(u32),
+    #[error("that request was already answered")]
+    AlreadyAnswered,
+}
+
 impl Sessions {
     /// A technician asks for a session: policy decides, or the user does, or nobody in time.
     pub async fn request(self: &Arc<Self>, ask: SessionAsk) -> SessionOutcome {
@@ -134,19 +144,14 @@ impl Sessions {
     }
 
     /// Answers a pending request from the user side; returns who had asked.
-    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, String> {
+    pub fn answer(&self, id: u32, approve: bool) -> Result<Requester, AnswerError> {
         let mut inner = self.lock();
         let pending = inner
             .pending
             .iter_mut()
             .find(|p| p.view.id == id)
-            .ok_or_else(|| {
-                format!("no pending request {id} (`deskside-agent pending` lists them)")
-            })?;
-        let sender = pending
-            .answer
-            .take()
-            .ok_or("that request was already answered")?;
+            .ok_or(AnswerError::NoSuchRequest(id))?;
+        let sender = pending.answer.take().ok_or(AnswerError::AlreadyAnswered)?;
         let _ = sender.send(approve);
         let ask = &pending.view.ask;
         Ok(Requester {

@@ -16,6 +16,8 @@ use crate::state::StateDir;
 mod asked;
 mod support;
 
+pub use asked::AnswerError;
+
 /// A request waiting for the user, as the support UI and `pending` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingView {

@@ -17,8 +17,8 @@ impl Sessions {
         &self,
         scopes: Vec<Scope>,
         duration_secs: u64,
-    ) -> Result<SupportCode, String> {
-        self.check_enabled().map_err(|r| r.reason)?;
+    ) -> Result<SupportCode, Refusal> {
+        self.check_enabled()?;
         let n: u32 = rand::random::<u32>() % 1_000_000;
         let code = SupportCode {
             code: format!("{:03}-{:03}", n / 1000, n % 1000),

@@ -48,6 +48,17 @@ pub enum SpoolError {
     Encode(String),
 }
 
+/// Why a spooled file is moved aside instead of delivered; logged with the file.
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("over the size limit")]
+    TooLarge,
+    #[error("{0}")]
+    Decode(#[from] deskside_proto::DecodeError),
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     move |source| SpoolError::Io {
         path: path.display().to_string(),
@@ -267,22 +278,21 @@ impl Spool {
             match self.read_file(&name) {
                 Ok(d) if d.key == entry.key => return Some(d),
                 Ok(d) => self.quarantine(&name, &format!("holds key {} instead", d.key)),
-                Err(reason) => self.quarantine(&name, &reason),
+                Err(reason) => self.quarantine(&name, &reason.to_string()),
             }
         }
     }
 
-    fn read_file(&self, name: &str) -> Result<Delivery, String> {
+    fn read_file(&self, name: &str) -> Result<Delivery, Unreadable> {
         let path = self.dir.join(name);
-        let file = File::open(&path).map_err(|e| e.to_string())?;
+        let file = File::open(&path)?;
         let mut bytes = Vec::new();
         file.take(u64::from(Delivery::MAX_BYTES) + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| e.to_string())?;
+            .read_to_end(&mut bytes)?;
         if bytes.len() as u64 > u64::from(Delivery::MAX_BYTES) {
-            return Err("over the size limit".into());
+            return Err(Unreadable::TooLarge);
         }
-        deskside_proto::decode::<Delivery>(&bytes).map_err(|e| e.to_string())
+        Ok(deskside_proto::decode::<Delivery>(&bytes)?)
     }
 
     fn quarantine(&self, name: &str, reason: &str) {

@@ -18,6 +18,7 @@ use super::{CatalogError, Location};
 /// read whole into memory.
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 
+/// A manifest as written; turned into a [`CatalogEntry`] by [`load`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Manifest {

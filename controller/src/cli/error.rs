@@ -132,6 +132,14 @@ impl From<anyhow::Error> for CliError {
     }
 }
 
+impl From<crate::profile::ProfileError> for CliError {
+    /// The profile's typed error enters the CLI like the client's: an invalid profile (a
+    /// TOML error underneath) is [`CliError::BadState`].
+    fn from(e: crate::profile::ProfileError) -> CliError {
+        CliError::from(anyhow::Error::from(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use deskside_proto::msg::tech::ErrorReply;
