@@ -84,7 +84,7 @@ impl dyn AgentLink {
         Ok(reply)
     }
 
-    /// [`call`](Self::call) that leaves the request's stream open: a reply carrying
+    /// `call` that leaves the request's stream open: a reply carrying
     /// evidence is acknowledged on it once stored ([`AgentStream::acknowledge`]).
     pub async fn call_open(
         &self,

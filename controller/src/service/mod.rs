@@ -2,9 +2,9 @@
 //! visibility, audit (the ticket's timeline), storage and the call to the agent.
 //!
 //! Every operation is a function taking the authenticated [`Principal`] and typed
-//! arguments and returning a typed result or a [`Failure`]; [`handle`] is the one
-//! dispatch from a [`TechRequest`] to them. A front end — the QUIC technician connection
-//! in `server/technician.rs` today — decodes a request, calls [`handle`] with a
+//! arguments and returning a typed result or a [`Failure`]; `handle` is the one
+//! dispatch from a [`TechRequest`](deskside_proto::msg::tech::TechRequest) to them. A front end — the QUIC technician connection
+//! in `server/technician.rs` today — decodes a request, calls `handle` with a
 //! [`ReplySink`] for the replies that stream (script output, file progress, bundle
 //! files), and encodes what comes back. It adds no policy of its own.
 //!
