@@ -22,7 +22,7 @@ impl DirBlobs {
     }
 
     pub(super) fn path(&self, sha256: &str) -> Result<PathBuf, BlobError> {
-        Ok(self.root.join(DirBlobs::relative_path(sha256)?))
+        super::path_in(&self.root, sha256)
     }
 
     /// The file that holds blob `sha256` (whether or not it is stored yet).
@@ -33,12 +33,7 @@ impl DirBlobs {
     /// `ab/abcdef…`: where blob `sha256` lives below the store's root, `/`-separated,
     /// for an archive that mirrors the layout.
     pub fn relative_path(sha256: &str) -> Result<String, BlobError> {
-        let valid = deskside_proto::digest::is_sha256_hex(sha256);
-        let prefix = sha256
-            .get(..2)
-            .filter(|_| valid)
-            .ok_or_else(|| BlobError::BadName(sha256.to_owned()))?;
-        Ok(format!("{prefix}/{sha256}"))
+        super::relative_path(sha256)
     }
 
     /// Every blob stored, sorted by hash, and anything else found under the root. A
@@ -142,7 +137,7 @@ impl BlobStore for DirBlobs {
             .map_err(io(&tmp))?;
         let sink = Sink::new(file, &tmp);
         Ok(Box::new(DirBlobWriter {
-            store: self.clone(),
+            root: self.root.clone(),
             sink: Some(sink),
             tmp,
             hasher: Sha256::new(),

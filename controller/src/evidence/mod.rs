@@ -59,3 +59,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
         source,
     }
 }
+
+/// `ab/abcdef…`: where blob `sha256` lives below a blob directory, `/`-separated.
+fn relative_path(sha256: &str) -> Result<String, BlobError> {
+    let valid = deskside_proto::digest::is_sha256_hex(sha256);
+    let prefix = sha256
+        .get(..2)
+        .filter(|_| valid)
+        .ok_or_else(|| BlobError::BadName(sha256.to_owned()))?;
+    Ok(format!("{prefix}/{sha256}"))
+}
+
+/// The file that holds blob `sha256` in the blob directory `root`.
+fn path_in(root: &std::path::Path, sha256: &str) -> Result<std::path::PathBuf, BlobError> {
+    Ok(root.join(relative_path(sha256)?))
+}

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::dir::DirBlobs;
 use super::{BlobError, BlobWriter, io};
 
 /// A blob being written to a temporary file in the blob directory.
 #[derive(Debug)]
 pub(super) struct DirBlobWriter {
-    pub(super) store: DirBlobs,
+    /// The blob directory it commits into.
+    pub(super) root: PathBuf,
     pub(super) sink: Option<Sink>,
     pub(super) tmp: PathBuf,
     pub(super) hasher: Sha256,
@@ -223,7 +223,7 @@ impl BlobWriter for DirBlobWriter {
 
     fn commit(mut self: Box<Self>) -> Result<String, BlobError> {
         let sha = self.sha256();
-        let path = self.store.path(&sha)?;
+        let path = super::path_in(&self.root, &sha)?;
         let sink = self.sink.take().ok_or_else(|| BlobError::Io {
             path: self.tmp.display().to_string(),
             source: std::io::Error::other("committed twice"),
@@ -232,7 +232,7 @@ impl BlobWriter for DirBlobWriter {
             let _ = fs::remove_file(&self.tmp);
             return Err(io(&self.tmp)(e));
         }
-        let dir = path.parent().unwrap_or(&self.store.root).to_path_buf();
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         // Write aside, sync, then rename: a crash leaves either no blob or a whole one.
         fs::rename(&self.tmp, &path).map_err(io(&path))?;
@@ -256,6 +256,7 @@ impl Drop for DirBlobWriter {
 mod tests {
     use super::*;
     use crate::evidence::BlobStore;
+    use crate::evidence::DirBlobs;
 
     /// Bytes that straddle the direct-write stage in uneven pieces, with a tail that
     /// fills no block.
