@@ -4,13 +4,40 @@
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 /// Longest audit line read back; longer lines are skipped as damaged.
 const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Why the audit log could not be written or read; each names the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("opening the audit log {}: {reason}", .path.display())]
+    Open {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("syncing the audit log {}: {reason}", .path.display())]
+    Sync {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    /// Opening the log to read it back.
+    #[error("opening {}: {reason}", .path.display())]
+    OpenToRead {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(std::io::Error),
+}
+
+type Result<T> = std::result::Result<T, AuditError>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -27,8 +54,7 @@ pub struct AuditEntry {
 
 /// Appends one entry and syncs it to disk before the reply leaves the machine.
 pub fn append(path: &Path, entry: &AuditEntry) -> Result<()> {
-    write(path, entry)?.sync_data()?;
-    Ok(())
+    write(path, entry)?.sync_data().map_err(AuditError::Io)
 }
 
 /// Appends one entry without waiting for the disk. Only for the entry of an item the
@@ -41,24 +67,31 @@ pub fn append_unsynced(path: &Path, entry: &AuditEntry) -> Result<()> {
 /// Makes every earlier [`append_unsynced`] durable.
 pub fn sync(path: &Path) -> Result<()> {
     match std::fs::File::open(path) {
-        Ok(f) => f
-            .sync_data()
-            .with_context(|| format!("syncing the audit log {}", path.display())),
+        Ok(f) => f.sync_data().map_err(|reason| AuditError::Sync {
+            path: path.to_owned(),
+            reason,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("opening the audit log {}", path.display())),
+        Err(reason) => Err(AuditError::Open {
+            path: path.to_owned(),
+            reason,
+        }),
     }
 }
 
 fn write(path: &Path, entry: &AuditEntry) -> Result<std::fs::File> {
-    let mut line = serde_json::to_vec(entry)?;
+    let mut line = serde_json::to_vec(entry).map_err(AuditError::Encode)?;
     line.push(b'\n');
     let mut f = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("opening the audit log {}", path.display()))?;
-    f.write_all(&line)?;
+        .map_err(|reason| AuditError::Open {
+            path: path.to_owned(),
+            reason,
+        })?;
+    f.write_all(&line).map_err(AuditError::Io)?;
     Ok(f)
 }
 
@@ -67,7 +100,12 @@ pub fn read(path: &Path) -> Result<(Vec<AuditEntry>, usize)> {
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+        Err(reason) => {
+            return Err(AuditError::OpenToRead {
+                path: path.to_owned(),
+                reason,
+            });
+        }
     };
     let mut entries = Vec::new();
     let mut damaged = 0;
@@ -77,7 +115,8 @@ pub fn read(path: &Path) -> Result<(Vec<AuditEntry>, usize)> {
         line.clear();
         let n = (&mut reader)
             .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)?;
+            .read_until(b'\n', &mut line)
+            .map_err(AuditError::Io)?;
         if n == 0 {
             break;
         }
@@ -85,7 +124,9 @@ pub fn read(path: &Path) -> Result<(Vec<AuditEntry>, usize)> {
             damaged += 1;
             // Skip the rest of the oversized line.
             let mut rest = Vec::new();
-            reader.read_until(b'\n', &mut rest)?;
+            reader
+                .read_until(b'\n', &mut rest)
+                .map_err(AuditError::Io)?;
             continue;
         }
         match serde_json::from_slice::<AuditEntry>(&line) {
@@ -104,7 +145,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn append_then_read_and_count_damage() -> Result<()> {
+    fn append_then_read_and_count_damage() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("audit.log");
         let e = AuditEntry {
@@ -129,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn unsynced_entries_read_back_and_sync_makes_no_log() -> Result<()> {
+    fn unsynced_entries_read_back_and_sync_makes_no_log() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("audit.log");
         sync(&path)?;

@@ -2,16 +2,19 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 use deskside_proto::findings;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditError;
+use crate::backoff::BackoffError;
+use crate::consent::ConsentError;
 use crate::control::ControlRequest;
-use crate::link::LinkStatus;
+use crate::enroll::EnrollError;
+use crate::link::{LinkError, LinkStatus};
 use crate::local_user::LocalSessions;
-use crate::policy::Policy;
-use crate::state::StateDir;
+use crate::policy::{Policy, PolicyError};
+use crate::state::{StateDir, StateError};
 use deskside_proto::msg::session::Scope;
 
 /// A configuration or policy problem found by our own checks (exit 64).
@@ -26,6 +29,55 @@ pub mod exit {
     /// Invalid policy or state file.
     pub const BAD_CONFIG: u8 = 64;
 }
+
+/// Why a `deskside-agent` command did not succeed. The message (with its causes) is what
+/// the user reads after `error: `; [`AgentCliError::exit_code`] is what a script reads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentCliError {
+    #[error(transparent)]
+    BadConfig(#[from] BadConfig),
+    /// The reconnect timing in agent.toml is inconsistent.
+    #[error(transparent)]
+    Backoff(#[from] BackoffError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl AgentCliError {
+    /// The exit status for this ending: the one place that decides it. An invalid policy,
+    /// a damaged state file or an inconsistent config is [`exit::BAD_CONFIG`].
+    pub fn exit_code(&self) -> u8 {
+        let bad_state = |e: &StateError| matches!(e, StateError::Damaged { .. });
+        let bad = match self {
+            AgentCliError::BadConfig(_) | AgentCliError::Backoff(_) => true,
+            AgentCliError::Policy(e) => matches!(e, PolicyError::Invalid { .. }),
+            AgentCliError::State(e) | AgentCliError::Enroll(EnrollError::State(e)) => bad_state(e),
+            AgentCliError::Link(LinkError::State(e)) => bad_state(e),
+            AgentCliError::Link(LinkError::Backoff(_)) => true,
+            AgentCliError::Enroll(_)
+            | AgentCliError::Link(_)
+            | AgentCliError::Consent(_)
+            | AgentCliError::Audit(_)
+            | AgentCliError::Json(_) => false,
+        };
+        if bad { exit::BAD_CONFIG } else { exit::FAILURE }
+    }
+}
+
+type Result<T> = std::result::Result<T, AgentCliError>;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,14 +168,16 @@ pub enum ConfigCommand {
 #[derive(Debug, Clone)]
 pub struct ScopeList(pub Vec<Scope>);
 
-fn parse_scopes(s: &str) -> Result<ScopeList, String> {
+fn parse_scopes(s: &str) -> std::result::Result<ScopeList, String> {
     Scope::parse_list(s)
         .map(ScopeList)
         .map_err(|e| e.to_string())
 }
 
 /// `--for`: a session lasts at least a second and at most what the protocol allows.
-fn session_duration(s: &str) -> Result<std::time::Duration, deskside_config::DurationError> {
+fn session_duration(
+    s: &str,
+) -> std::result::Result<std::time::Duration, deskside_config::DurationError> {
     let max = std::time::Duration::from_secs(deskside_proto::msg::session::MAX_SESSION_SECS);
     deskside_config::parse_duration_in(s, std::time::Duration::from_secs(1)..=max)
 }
@@ -133,7 +187,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
     let socket = cli.socket.clone().or_else(|| config.control_socket.clone());
     let state = || {
         let state = StateDir::resolve(state_flag.clone())?;
-        Ok::<_, anyhow::Error>(match &socket {
+        Ok::<_, StateError>(match &socket {
             Some(s) => state.with_control_socket(s),
             None => state,
         })
@@ -171,7 +225,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
                     stopper.cancel();
                 }
             });
-            crate::link::run_with(state, backoff, LocalSessions::system(), cancel).await
+            Ok(crate::link::run_with(state, backoff, LocalSessions::system(), cancel).await?)
         }
         Command::Status { json } => status(&state()?, *json),
         Command::Diag { json } => {
@@ -190,7 +244,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
         }
         Command::Audit { json } => audit(&state()?, *json),
         Command::Support { scopes, duration } => {
-            crate::consent::support(&state()?, scopes.0.clone(), *duration).await
+            Ok(crate::consent::support(&state()?, scopes.0.clone(), *duration).await?)
         }
         Command::Pending { json } => say(&state()?, ControlRequest::Status, *json).await,
         Command::Approve { id } => say(&state()?, ControlRequest::Approve { id: *id }, false).await,
@@ -239,7 +293,7 @@ async fn say(state: &StateDir, req: ControlRequest, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() -> Result<()> {
+async fn shutdown_signal() -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     tokio::select! {
@@ -340,4 +394,45 @@ fn audit(state: &StateDir, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_policy_or_damaged_state_exits_64_and_anything_else_1() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let state = StateDir::new(dir.path());
+        std::fs::write(state.policy(), "[scopes]\ndiagnostics = \"sometimes\"\n")?;
+        let e = AgentCliError::from(
+            Policy::load(&state.policy())
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("an unknown decision was accepted"))?,
+        );
+        assert_eq!(e.exit_code(), exit::BAD_CONFIG);
+        assert!(
+            crate::error_chain(&e).starts_with("invalid policy in "),
+            "{e}"
+        );
+
+        std::fs::write(state.enrollment_file(), "agent_id = ")?;
+        let damaged = state
+            .enrollment()
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("parsed"))?;
+        assert_eq!(
+            AgentCliError::from(LinkError::from(damaged)).exit_code(),
+            exit::BAD_CONFIG
+        );
+
+        let e = AgentCliError::from(BadConfig("redact: bad pattern".into()));
+        assert_eq!(e.exit_code(), exit::BAD_CONFIG);
+        let e = AgentCliError::from(StateError::TooLarge(state.policy()));
+        assert_eq!(e.exit_code(), exit::FAILURE);
+        let e = AgentCliError::from(ConsentError::NoCode);
+        assert_eq!(e.exit_code(), exit::FAILURE);
+        assert_eq!(e.to_string(), "the agent did not return a support code");
+        Ok(())
+    }
 }

@@ -5,11 +5,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
 use deskside_proto::msg::session::{Scope, SessionAsk};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::control::{ControlClient, ControlReply, ControlRequest};
+use crate::control::{ControlClient, ControlError, ControlReply, ControlRequest};
 use crate::session::SessionStatus;
 use crate::state::StateDir;
 
@@ -81,6 +80,27 @@ pub fn render(s: &SessionStatus) -> String {
 
 /// `deskside-agent support`: show a code, then requests and the session live; the user
 /// types `a ID` / `d ID` to answer, `e` to end the session, `q` to leave.
+/// Why a `support` or one-shot command could not talk to the agent service.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsentError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("the agent did not return a support code")]
+    NoCode,
+    #[error("unexpected reply from the agent")]
+    Unexpected,
+    /// The service answered with an error; its words.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, ConsentError>;
+
 pub async fn support(state: &StateDir, scopes: Vec<Scope>, duration: Duration) -> Result<()> {
     let mut control = ControlClient::connect(state).await?;
     let ControlReply::Code(code) = control
@@ -90,7 +110,7 @@ pub async fn support(state: &StateDir, scopes: Vec<Scope>, duration: Duration) -
         })
         .await?
     else {
-        bail!("the agent did not return a support code");
+        return Err(ConsentError::NoCode);
     };
     println!(
         "Your support code is  {}  — read it to the help desk engineer.",
@@ -109,7 +129,7 @@ pub async fn support(state: &StateDir, scopes: Vec<Scope>, duration: Duration) -
     let mut stdin_open = true;
     loop {
         let ControlReply::Status(status) = control.call(&ControlRequest::Status).await? else {
-            bail!("unexpected reply from the agent");
+            return Err(ConsentError::Unexpected);
         };
         let screen = render(&status);
         if screen != last {
@@ -143,7 +163,7 @@ pub async fn support(state: &StateDir, scopes: Vec<Scope>, duration: Duration) -
                     match control.call(&req).await {
                         Ok(ControlReply::Done { message }) => println!("{message}"),
                         Ok(_) => {}
-                        Err(e) => println!("{e:#}"),
+                        Err(e) => println!("{}", crate::error_chain(&e)),
                     }
                 }
             },
@@ -167,13 +187,13 @@ pub async fn command(state: &StateDir, req: ControlRequest, json: bool) -> Resul
                 _ => return Ok("Deskside is switched on again".into()),
             }
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     Ok(match control.call(&req).await? {
         ControlReply::Status(s) if json => serde_json::to_string_pretty(&s)?,
         ControlReply::Status(s) => render(&s),
         ControlReply::Done { message } => message,
         ControlReply::Code(c) => c.code,
-        ControlReply::Error { message } => bail!("{message}"),
+        ControlReply::Error { message } => return Err(ConsentError::Refused(message)),
     })
 }

@@ -5,15 +5,14 @@
 //! users with a local session on this machine).
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use deskside_proto::codec::Message;
 use deskside_proto::msg::agent::Requester;
 use deskside_proto::msg::session::Scope;
-use deskside_transport::framed;
+use deskside_transport::{TransportError, framed};
 use serde::{Deserialize, Serialize};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -24,6 +23,63 @@ use crate::local_user::{Caller, LocalSessions};
 use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode};
 use crate::state::StateDir;
+
+/// Why the control socket could not be served, or a call to it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    #[error("creating the control socket's directory {}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening up {} to local users", .dir.display())]
+    OpenDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("checking the control socket's directory {}", .dir.display())]
+    CheckDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to serve the control socket in {}: it is owned by uid {uid} with mode {mode:o}, so another user could replace the socket; make it owned by the agent's user and not writable by group or others (chmod 0755), or choose another path (--socket, control_socket in agent.toml)",
+        .dir.display()
+    )]
+    UnsafeDir { dir: PathBuf, uid: u32, mode: u32 },
+    #[error("binding the control socket {}", .path.display())]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening the control socket {} to local users", .path.display())]
+    OpenSocket {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot reach the agent service at {} — is `deskside-agent run` running?",
+        .path.display()
+    )]
+    Unreachable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The service answered with an error; its words.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the agent service closed the control connection")]
+    Closed,
+}
 
 /// A local client that sends nothing for this long is dropped.
 const IDLE: Duration = Duration::from_secs(600);
@@ -73,7 +129,11 @@ impl Message for ControlReply {
 
 /// Starts listening on the control socket ([`StateDir::control_socket`]); `access` says
 /// who may use it.
-pub fn serve(ctx: AgentCtx, access: LocalSessions, cancel: CancellationToken) -> Result<()> {
+pub fn serve(
+    ctx: AgentCtx,
+    access: LocalSessions,
+    cancel: CancellationToken,
+) -> Result<(), ControlError> {
     let path = ctx.state.control_socket();
     let listener = bind(&path)?;
     info!(socket = %path.display(), "control socket ready");
@@ -110,7 +170,7 @@ pub fn serve(ctx: AgentCtx, access: LocalSessions, cancel: CancellationToken) ->
 /// Binds the socket at `path`, creating its directory (0755) if missing. The directory
 /// must be the agent's own and writable by nobody else: whoever could write it could put
 /// their own socket in the agent's place.
-fn bind(path: &Path) -> Result<UnixListener> {
+fn bind(path: &Path) -> Result<UnixListener, ControlError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -120,33 +180,39 @@ fn bind(path: &Path) -> Result<UnixListener> {
             .recursive(true)
             .mode(SOCKET_DIR_MODE)
             .create(dir)
-            .with_context(|| {
-                format!("creating the control socket's directory {}", dir.display())
+            .map_err(|source| ControlError::CreateDir {
+                dir: dir.to_owned(),
+                source,
             })?;
         // The umask may have narrowed it.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))
-            .with_context(|| format!("opening up {} to local users", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE)).map_err(
+            |source| ControlError::OpenDir {
+                dir: dir.to_owned(),
+                source,
+            },
+        )?;
     }
-    let meta = std::fs::metadata(dir)
-        .with_context(|| format!("checking the control socket's directory {}", dir.display()))?;
+    let meta = std::fs::metadata(dir).map_err(|source| ControlError::CheckDir {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let me = crate::os::effective_uid();
     if Some(meta.uid()) != me || meta.mode() & 0o022 != 0 {
-        bail!(
-            "refusing to serve the control socket in {}: it is owned by uid {} with mode {:o}, so another user could replace the socket; make it owned by the agent's user and not writable by group or others (chmod 0755), or choose another path (--socket, control_socket in agent.toml)",
-            dir.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
-        );
+        return Err(ControlError::UnsafeDir {
+            dir: dir.to_owned(),
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+        });
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding the control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).with_context(
-        || {
-            format!(
-                "opening the control socket {} to local users",
-                path.display()
-            )
+    let listener = UnixListener::bind(path).map_err(|source| ControlError::Bind {
+        path: path.to_owned(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
+        |source| ControlError::OpenSocket {
+            path: path.to_owned(),
+            source,
         },
     )?;
     Ok(listener)
@@ -259,29 +325,28 @@ pub struct ControlClient {
 }
 
 impl ControlClient {
-    pub async fn connect(state: &StateDir) -> Result<ControlClient> {
+    pub async fn connect(state: &StateDir) -> Result<ControlClient, ControlError> {
         let path = state.control_socket();
-        let stream = UnixStream::connect(&path).await.with_context(|| {
-            format!(
-                "cannot reach the agent service at {} — is `deskside-agent run` running?",
-                path.display()
-            )
-        })?;
-        Ok(ControlClient { stream })
+        match UnixStream::connect(&path).await {
+            Ok(stream) => Ok(ControlClient { stream }),
+            Err(source) => Err(ControlError::Unreachable { path, source }),
+        }
     }
 
-    pub async fn call(&mut self, req: &ControlRequest) -> Result<ControlReply> {
+    pub async fn call(&mut self, req: &ControlRequest) -> Result<ControlReply, ControlError> {
         framed::send_io(&mut self.stream, req).await?;
         match framed::recv_io::<ControlReply, _>(&mut self.stream).await? {
-            Some(ControlReply::Error { message }) => bail!("{message}"),
+            Some(ControlReply::Error { message }) => Err(ControlError::Refused(message)),
             Some(reply) => Ok(reply),
-            None => bail!("the agent service closed the control connection"),
+            None => Err(ControlError::Closed),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use anyhow::Context as _;
+
     use super::*;
 
     fn mode(p: &Path) -> u32 {
@@ -289,7 +354,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bind_makes_a_missing_dir_0755_and_the_socket_0666() -> Result<()> {
+    async fn bind_makes_a_missing_dir_0755_and_the_socket_0666() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let socket = dir
             .path()
@@ -306,14 +371,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bind_refuses_a_directory_others_can_write() -> Result<()> {
+    async fn bind_refuses_a_directory_others_can_write() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let open = dir.path().join("open");
         std::fs::create_dir(&open)?;
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777))?;
         let err = bind(&open.join("control.sock"))
             .err()
-            .map(|e| format!("{e:#}"));
+            .map(|e| crate::error_chain(&e));
         assert!(
             err.as_deref()
                 .is_some_and(|e| e.contains("refusing to serve the control socket")

@@ -1,40 +1,74 @@
 //! `deskside-agent enroll TOKEN`: make a key here, get it certified, keep the CA pinned.
 
-use anyhow::{Context, Result, bail};
-use deskside_proto::msg::enroll::{EnrollToken, TokenKind};
+use deskside_proto::msg::enroll::{EnrollToken, TokenError, TokenKind};
 use deskside_proto::msg::identity::Identity;
-use deskside_transport::enroll::enroll as run_enrollment;
+use deskside_transport::enroll::{EnrollError as ExchangeError, enroll as run_enrollment};
 
 use crate::policy::DEFAULT_POLICY;
-use crate::state::{Enrollment, StateDir, write_atomic};
+use crate::state::{Enrollment, StateDir, StateError, write_atomic};
+
+/// Why this machine could not be enrolled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrollError {
+    #[error("reading the enrollment token")]
+    Token(#[source] TokenError),
+    #[error(
+        "this is a technician login token; use it with `deskside login`, and enroll with a token from `deskside token create`"
+    )]
+    TechnicianToken,
+    #[error(
+        "already enrolled as {agent_id} with {controller} ({}); remove {} to enroll again",
+        .record.display(),
+        .root.display()
+    )]
+    AlreadyEnrolled {
+        agent_id: String,
+        controller: String,
+        record: std::path::PathBuf,
+        root: std::path::PathBuf,
+    },
+    #[error("enrolling with the controller at {controller}")]
+    Exchange {
+        controller: String,
+        #[source]
+        source: ExchangeError,
+    },
+    #[error("the controller issued a technician certificate for an agent token")]
+    TechnicianCertificate,
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Encode(#[from] toml::ser::Error),
+}
 
 pub const SOFTWARE: &str = concat!("deskside-agent ", env!("CARGO_PKG_VERSION"));
 
 /// Enrolls this machine with the controller named in `token_text`.
-pub async fn enroll(state: &StateDir, token_text: &str) -> Result<Enrollment> {
-    let token = EnrollToken::parse(token_text).context("reading the enrollment token")?;
+pub async fn enroll(state: &StateDir, token_text: &str) -> Result<Enrollment, EnrollError> {
+    let token = EnrollToken::parse(token_text).map_err(EnrollError::Token)?;
     if token.kind != TokenKind::Agent {
-        bail!(
-            "this is a technician login token; use it with `deskside login`, and enroll with a token from `deskside token create`"
-        );
+        return Err(EnrollError::TechnicianToken);
     }
     if state.is_enrolled() {
         let current = state.enrollment()?;
-        bail!(
-            "already enrolled as {} with {} ({}); remove {} to enroll again",
-            current.agent_id,
-            current.controller,
-            state.enrollment_file().display(),
-            state.root().display()
-        );
+        return Err(EnrollError::AlreadyEnrolled {
+            agent_id: current.agent_id,
+            controller: current.controller,
+            record: state.enrollment_file(),
+            root: state.root().to_owned(),
+        });
     }
     state.create()?;
     let (hostname, os, _) = crate::host_identity();
     let done = run_enrollment(&token, &hostname, &os, SOFTWARE)
         .await
-        .with_context(|| format!("enrolling with the controller at {}", token.controller))?;
+        .map_err(|source| EnrollError::Exchange {
+            controller: token.controller.clone(),
+            source,
+        })?;
     let Identity::Agent { id } = done.enrollment.identity.clone() else {
-        bail!("the controller issued a technician certificate for an agent token");
+        return Err(EnrollError::TechnicianCertificate);
     };
     write_atomic(&state.key(), done.key_pem.as_bytes(), 0o600)?;
     write_atomic(&state.cert(), done.enrollment.cert_pem.as_bytes(), 0o644)?;

@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use deskside_proto::close;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn, NoticeAck};
 use deskside_proto::msg::diag::ControllerLink;
@@ -13,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, BackoffError};
+use crate::control::ControlError;
 use crate::enroll::SOFTWARE;
 use crate::local_user::LocalSessions;
-use crate::serve::AgentCtx;
-use crate::state::{StateDir, write_atomic};
+use crate::serve::{AgentCtx, CtxError};
+use crate::state::{StateDir, StateError, write_atomic};
 
 pub use crate::backoff::{RECONNECT_BASE, RECONNECT_CAP};
 /// A connection that lasted this long was healthy: the next failure starts from the base.
@@ -27,6 +27,29 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the controller may take to store an item sent as a reply (verify, write,
 /// commit) before it is left to the spool's pump to deliver again.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why the agent service could not start, or a connection to the controller failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    #[error("enrollment.toml: script_public_key is not 32 hex bytes; enroll again")]
+    ScriptKey,
+    #[error("loading the agent's certificate and key")]
+    Credentials(#[source] TransportError),
+    /// A state file cannot be read (a damaged enrollment record is a bad state file).
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Backoff(#[from] BackoffError),
+    #[error(transparent)]
+    Ctx(#[from] CtxError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+type Result<T> = std::result::Result<T, LinkError>;
 
 /// What `deskside-agent status` reads: the service's view of its link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,11 +70,12 @@ fn write_status(state: &StateDir, status: &str, controller: &str, last_error: Op
         last_error,
         pid: std::process::id(),
     };
-    let written = serde_json::to_vec_pretty(&s)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| write_atomic(&state.status_file(), &bytes, 0o644));
+    let written = match serde_json::to_vec_pretty(&s) {
+        Ok(bytes) => write_atomic(&state.status_file(), &bytes, 0o644).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = written {
-        debug!(error = %format!("{e:#}"), "status file not written");
+        debug!(error = %e, "status file not written");
     }
 }
 
@@ -78,7 +102,7 @@ pub async fn run_with(
     let script_key: [u8; 32] = hex::decode(&enrollment.script_public_key)
         .ok()
         .and_then(|b| b.try_into().ok())
-        .context("enrollment.toml: script_public_key is not 32 hex bytes; enroll again")?;
+        .ok_or(LinkError::ScriptKey)?;
     let ctx = AgentCtx::new(
         state.clone(),
         enrollment.agent_id.clone(),
@@ -102,8 +126,9 @@ pub async fn run_with(
                 Some(reason)
             }
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "cannot reach the controller");
-                Some(format!("{e:#}"))
+                let e = crate::error_chain(&e);
+                warn!(error = %e, "cannot reach the controller");
+                Some(e)
             }
         };
         if cancel.is_cancelled() {
@@ -132,7 +157,7 @@ fn client_config(state: &StateDir) -> Result<quinn::ClientConfig> {
         pki::cert_from_pem(&state.read(&state.cert())?)?,
         pki::key_from_pem(&state.read(&state.key())?)?,
     )
-    .context("loading the agent's certificate and key")
+    .map_err(LinkError::Credentials)
 }
 
 /// One connection, from dial to loss. Returns why it ended.
@@ -148,7 +173,7 @@ async fn session(
         let addr = endpoint::resolve(controller).await?;
         let ep = endpoint::client_endpoint(addr)?;
         let conn = endpoint::connect(&ep, addr, config).await?;
-        anyhow::Ok((addr, ep, conn))
+        Ok::<_, TransportError>((addr, ep, conn))
     };
     let (addr, ep, conn) = tokio::select! {
         dialled = dial => dialled?,

@@ -48,18 +48,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            let bad_config = e.chain().any(|c| {
-                c.is::<toml::de::Error>()
-                    || c.is::<cli::BadConfig>()
-                    || c.is::<deskside_agent::config::ConfigError>()
-                    || c.is::<deskside_agent::backoff::BackoffError>()
-            });
-            ExitCode::from(if bad_config {
-                exit::BAD_CONFIG
-            } else {
-                exit::FAILURE
-            })
+            eprintln!("error: {}", deskside_agent::error_chain(&e));
+            ExitCode::from(e.exit_code())
         }
     }
 }

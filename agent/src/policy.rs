@@ -4,12 +4,26 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use deskside_proto::msg::files::FileRule;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::state::read_bounded;
+use crate::state::{StateError, read_bounded};
+
+/// Why `policy.toml` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file exists and cannot be read.
+    #[error(transparent)]
+    Read(#[from] StateError),
+    /// The file is not a valid policy (a bad config: exit 64).
+    #[error("invalid policy in {}: {reason}", .path.display())]
+    Invalid {
+        path: std::path::PathBuf,
+        reason: toml::de::Error,
+    },
+}
 
 /// What the policy says for one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -253,7 +267,7 @@ impl Policy {
     /// next one. Compiling the `[files]` globs costs more than the rest of a read (about
     /// half a millisecond, twice per script run), so the policy last read is kept with
     /// its text and a text read again is not compiled again.
-    pub fn load(path: &Path) -> Result<Policy> {
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let text = if path.exists() {
             Some(read_bounded(path)?)
         } else {
@@ -266,9 +280,10 @@ impl Policy {
             return Ok(policy.clone());
         }
         let policy = match &text {
-            Some(t) => {
-                Policy::parse(t).with_context(|| format!("invalid policy in {}", path.display()))?
-            }
+            Some(t) => Policy::parse(t).map_err(|reason| PolicyError::Invalid {
+                path: path.to_owned(),
+                reason,
+            })?,
             None => Policy::default(),
         };
         *last = Some((text, policy.clone()));
@@ -293,7 +308,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_edited_policy_applies_at_the_next_read_and_a_removed_one_is_the_default() -> Result<()> {
+    fn an_edited_policy_applies_at_the_next_read_and_a_removed_one_is_the_default()
+    -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("policy.toml");
         std::fs::write(&path, "[scopes]\nfiles = \"allow\"\n")?;
@@ -317,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn default_file_parses_to_prompt_everywhere() -> Result<()> {
+    fn default_file_parses_to_prompt_everywhere() -> anyhow::Result<()> {
         let p = Policy::parse(DEFAULT_POLICY)?;
         assert_eq!(p, Policy::default());
         assert_eq!(p.decision("diagnostics"), Decision::Prompt);
@@ -326,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn allow_and_deny_and_typos() -> Result<()> {
+    fn allow_and_deny_and_typos() -> anyhow::Result<()> {
         let p = Policy::parse("[scopes]\ndiagnostics = \"allow\"\n\"scripts:l2\" = \"deny\"\n")?;
         assert_eq!(p.decision("diagnostics"), Decision::Allow);
         assert_eq!(p.decision("scripts:l2"), Decision::Deny);
@@ -340,7 +356,7 @@ mod tests {
     }
 
     #[test]
-    fn files_default_to_logs_and_documents_not_hidden_files() -> Result<()> {
+    fn files_default_to_logs_and_documents_not_hidden_files() -> anyhow::Result<()> {
         let p = Policy::parse("[scopes]\nfiles = \"allow\"\n")?;
         let check = |s: &str| p.files.check(Path::new(s));
         assert_eq!(check("/var/log/syslog"), Ok(()));
@@ -366,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn files_globs_are_the_admins_and_deny_wins() -> Result<()> {
+    fn files_globs_are_the_admins_and_deny_wins() -> anyhow::Result<()> {
         let p = Policy::parse(
             "[files]\nallow = [\"/srv/app/**\", \"**/*.log\"]\ndeny = [\"/srv/app/private/**\"]\n",
         )?;

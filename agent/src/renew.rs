@@ -6,14 +6,35 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
 use deskside_proto::msg::agent::{AgentNotice, Delivery, NoticeAck};
-use deskside_transport::{framed, pki, tls};
+use deskside_transport::{TransportError, framed, pki, tls};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::serve::AgentCtx;
-use crate::state::write_atomic;
+use crate::state::{StateError, write_atomic};
+
+/// Why the certificate was not renewed (the agent tries again later).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenewError {
+    #[error("asking the controller to renew the certificate")]
+    Asking(#[source] TransportError),
+    #[error("the controller did not renew the certificate: {0}")]
+    NotRenewed(String),
+    #[error("the controller answered the renewal without a certificate")]
+    NoCertificate,
+    #[error("the renewed certificate does not fit the agent's key")]
+    DoesNotFit(#[source] TransportError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Encode(#[from] toml::ser::Error),
+}
+
+type Result<T> = std::result::Result<T, RenewError>;
 
 /// The controller signs a certificate and writes one row; this bounds a stuck one.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
@@ -40,7 +61,7 @@ pub async fn keep_renewed(ctx: AgentCtx, conn: quinn::Connection, cancel: Cancel
             Ok((wait, _)) if renewed && wait.is_zero() => RENEW_RETRY,
             Ok((wait, _)) => wait,
             Err(e) => {
-                warn!(error = %format!("{e:#}"), "cannot read the agent's certificate");
+                warn!(error = %crate::error_chain(&e), "cannot read the agent's certificate");
                 return;
             }
         };
@@ -55,7 +76,7 @@ pub async fn keep_renewed(ctx: AgentCtx, conn: quinn::Connection, cancel: Cancel
                 .map(|(_, not_after)| not_after.saturating_sub(crate::now_secs()))
                 .unwrap_or(0);
             let retry = RENEW_RETRY.min(Duration::from_secs(left / 2).max(Duration::from_secs(1)));
-            warn!(error = %format!("{e:#}"), ?retry, "certificate renewal failed");
+            warn!(error = %crate::error_chain(&e), ?retry, "certificate renewal failed");
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(retry) => {}
@@ -75,13 +96,13 @@ pub async fn renew(ctx: &AgentCtx, conn: &quinn::Connection) -> Result<()> {
     };
     let reply = framed::request::<_, NoticeAck>(conn, &request, RENEW_TIMEOUT)
         .await
-        .context("asking the controller to renew the certificate")?;
+        .map_err(RenewError::Asking)?;
     let cert_pem = match reply {
         NoticeAck::Renewed { cert_pem, .. } => cert_pem,
         NoticeAck::Rejected { reason } | NoticeAck::Retry { reason } => {
-            bail!("the controller did not renew the certificate: {reason}")
+            return Err(RenewError::NotRenewed(reason));
         }
-        NoticeAck::Recorded => bail!("the controller answered the renewal without a certificate"),
+        NoticeAck::Recorded => return Err(RenewError::NoCertificate),
     };
     let cert = pki::cert_from_pem(&cert_pem)?;
     let (_, not_after) = pki::validity(&cert)?;
@@ -91,7 +112,7 @@ pub async fn renew(ctx: &AgentCtx, conn: &quinn::Connection) -> Result<()> {
         cert,
         pki::key_from_pem(&key_pem)?,
     )
-    .context("the renewed certificate does not fit the agent's key")?;
+    .map_err(RenewError::DoesNotFit)?;
     write_atomic(&ctx.state.cert(), cert_pem.as_bytes(), 0o644)?;
     let mut enrollment = ctx.state.enrollment()?;
     enrollment.cert_not_after_secs = not_after;

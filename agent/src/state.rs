@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 /// Where the packaged service keeps its state (0700: its key never leaves root).
@@ -18,6 +17,56 @@ pub const SYSTEM_SOCKET: &str = "/run/deskside-agent/control.sock";
 
 /// Files here are small (PEM, TOML); anything larger is not ours.
 const MAX_STATE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Why the state directory or a file in it could not be used; each names the file and,
+/// where the user can, what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error("no data directory for this user; pass --state DIR")]
+    NoDataDir,
+    #[error(
+        "this machine is not enrolled (no {}); run `deskside-agent enroll TOKEN` with a token from `deskside token create`",
+        .0.display()
+    )]
+    NotEnrolled(PathBuf),
+    /// The enrollment record is not valid TOML (a bad state file: exit 64).
+    #[error("{} is damaged: {reason}", .path.display())]
+    Damaged {
+        path: PathBuf,
+        reason: toml::de::Error,
+    },
+    #[error("opening {}: {reason}", .path.display())]
+    Open {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("reading {} (is it text?): {reason}", .path.display())]
+    Read {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("{} is over {MAX_STATE_FILE_BYTES} bytes; refusing to read it", .0.display())]
+    TooLarge(PathBuf),
+    #[error("creating {}: {reason}", .path.display())]
+    Create {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("restricting {}: {reason}", .path.display())]
+    Restrict {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("writing {}: {reason}", .path.display())]
+    Write {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    /// Writing or syncing the file set aside before the rename.
+    #[error("{0}")]
+    Io(std::io::Error),
+}
 
 /// What enrollment left behind, besides the PEM files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +94,7 @@ impl StateDir {
     /// `--state`, `DESKSIDE_AGENT_STATE`, else `/var/lib/deskside-agent` for root (and for
     /// everyone on a machine that has it, or the packaged service's socket), else
     /// `<data dir>/deskside-agent`.
-    pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir> {
+    pub fn resolve(flag: Option<PathBuf>) -> Result<StateDir, StateError> {
         let system = PathBuf::from(SYSTEM_STATE);
         let root = match flag {
             Some(p) => p,
@@ -54,7 +103,7 @@ impl StateDir {
             // look inside the 0700 state directory; the socket's directory is 0755.)
             None if is_root() || Path::new(SYSTEM_SOCKET).exists() || system.exists() => system,
             None => dirs::data_dir()
-                .context("no data directory for this user; pass --state DIR")?
+                .ok_or(StateError::NoDataDir)?
                 .join("deskside-agent"),
         };
         Ok(StateDir { root, socket: None })
@@ -129,28 +178,32 @@ impl StateDir {
         self.enrollment_file().exists()
     }
 
-    pub fn enrollment(&self) -> Result<Enrollment> {
+    pub fn enrollment(&self) -> Result<Enrollment, StateError> {
+        let path = self.enrollment_file();
         if !self.is_enrolled() {
-            bail!(
-                "this machine is not enrolled (no {}); run `deskside-agent enroll TOKEN` with a token from `deskside token create`",
-                self.enrollment_file().display()
-            );
+            return Err(StateError::NotEnrolled(path));
         }
-        let text = read_bounded(&self.enrollment_file())?;
-        toml::from_str(&text)
-            .with_context(|| format!("{} is damaged", self.enrollment_file().display()))
+        let text = read_bounded(&path)?;
+        toml::from_str(&text).map_err(|reason| StateError::Damaged { path, reason })
     }
 
-    pub fn read(&self, path: &Path) -> Result<String> {
+    pub fn read(&self, path: &Path) -> Result<String, StateError> {
         read_bounded(path)
     }
 
-    pub fn create(&self) -> Result<()> {
+    pub fn create(&self) -> Result<(), StateError> {
         use std::os::unix::fs::PermissionsExt;
-        fs::create_dir_all(&self.root)
-            .with_context(|| format!("creating {}", self.root.display()))?;
-        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("restricting {}", self.root.display()))
+        let path = || self.root.clone();
+        fs::create_dir_all(&self.root).map_err(|reason| StateError::Create {
+            path: path(),
+            reason,
+        })?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(|reason| {
+            StateError::Restrict {
+                path: path(),
+                reason,
+            }
+        })
     }
 }
 
@@ -159,23 +212,26 @@ fn is_root() -> bool {
 }
 
 /// Reads a small text file, refusing anything over `MAX_STATE_FILE_BYTES` (1 MiB).
-pub fn read_bounded(path: &Path) -> Result<String> {
-    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+pub fn read_bounded(path: &Path) -> Result<String, StateError> {
+    let file = fs::File::open(path).map_err(|reason| StateError::Open {
+        path: path.to_owned(),
+        reason,
+    })?;
     let mut text = String::new();
     file.take(MAX_STATE_FILE_BYTES + 1)
         .read_to_string(&mut text)
-        .with_context(|| format!("reading {} (is it text?)", path.display()))?;
+        .map_err(|reason| StateError::Read {
+            path: path.to_owned(),
+            reason,
+        })?;
     if text.len() as u64 > MAX_STATE_FILE_BYTES {
-        bail!(
-            "{} is over {MAX_STATE_FILE_BYTES} bytes; refusing to read it",
-            path.display()
-        );
+        return Err(StateError::TooLarge(path.to_owned()));
     }
     Ok(text)
 }
 
 /// Replaces `path` atomically with `bytes` (write aside, sync, rename), with `mode`.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StateError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
@@ -183,10 +239,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        .map_err(|reason| StateError::Create {
+            path: tmp.clone(),
+            reason,
+        })?;
+    f.write_all(bytes).map_err(StateError::Io)?;
+    f.sync_all().map_err(StateError::Io)?;
+    fs::rename(&tmp, path).map_err(|reason| StateError::Write {
+        path: path.to_owned(),
+        reason,
+    })?;
     Ok(())
 }
 
@@ -213,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn create_makes_the_state_dir_0700_even_if_it_was_opened_up() -> Result<()> {
+    fn create_makes_the_state_dir_0700_even_if_it_was_opened_up() -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         let state = StateDir::new(dir.path().join("agent"));

@@ -46,7 +46,7 @@ pub struct Agent {
     pub id: String,
     pub state: StateDir,
     pub cancel: CancellationToken,
-    pub task: tokio::task::JoinHandle<Result<()>>,
+    pub task: tokio::task::JoinHandle<Result<(), deskside_agent::link::LinkError>>,
 }
 
 impl Agent {
@@ -326,7 +326,7 @@ pub async fn control(agent: &Agent) -> Result<deskside_agent::control::ControlCl
     loop {
         match deskside_agent::control::ControlClient::connect(&agent.state).await {
             Ok(c) => return Ok(c),
-            Err(e) if start.elapsed() > Duration::from_secs(10) => return Err(e),
+            Err(e) if start.elapsed() > Duration::from_secs(10) => return Err(e.into()),
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }

@@ -71,7 +71,9 @@ async fn agent_reconnects_after_a_controller_crash_before_its_idle_timeout() -> 
     // The controller is ready when enrollment works; a refused dial uses no token.
     while let Err(e) = deskside_agent::enroll::enroll(&state, &token).await {
         if start.elapsed() > Duration::from_secs(30) {
-            return Err(e.context("the controller never accepted the enrollment"));
+            return Err(
+                anyhow::Error::from(e).context("the controller never accepted the enrollment")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

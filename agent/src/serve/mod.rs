@@ -32,9 +32,9 @@ pub enum SealError {
     /// The value does not serialise (the decoder's own words, as before).
     #[error("{0}")]
     Encode(#[from] serde_json::Error),
-    /// `policy.toml` cannot be read; the cause chain is shown in full.
-    #[error("the machine's policy cannot be read: {0:#}")]
-    Policy(anyhow::Error),
+    /// `policy.toml` cannot be read; the cause is shown in full.
+    #[error("the machine's policy cannot be read: {0}")]
+    Policy(crate::policy::PolicyError),
     #[error(transparent)]
     Redact(#[from] RedactError),
     #[error(transparent)]
@@ -44,6 +44,23 @@ pub enum SealError {
         what: String,
         source: deskside_transport::TransportError,
     },
+}
+
+/// Why the agent's request context could not be set up at start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CtxError {
+    #[error("opening the spool in {}", .dir.display())]
+    Spool {
+        dir: std::path::PathBuf,
+        #[source]
+        source: crate::spool::SpoolError,
+    },
+    #[error("reading the audit log: {0}")]
+    AuditLog(std::io::Error),
+    /// An item recovered from the spool could not be audited.
+    #[error("{0}")]
+    Audit(String),
 }
 
 /// What every request handler needs.
@@ -66,11 +83,14 @@ impl AgentCtx {
         agent_id: String,
         key_pem: String,
         script_key: [u8; 32],
-    ) -> anyhow::Result<AgentCtx> {
-        use anyhow::Context as _;
+    ) -> Result<AgentCtx, CtxError> {
         let deliveries = Arc::new(
-            Deliveries::open(&state.spool_dir(), state.audit_log())
-                .with_context(|| format!("opening the spool in {}", state.spool_dir().display()))?,
+            Deliveries::open(&state.spool_dir(), state.audit_log()).map_err(|source| {
+                CtxError::Spool {
+                    dir: state.spool_dir(),
+                    source,
+                }
+            })?,
         );
         let ctx = AgentCtx {
             sessions: Arc::new(Sessions::new(state.clone(), deliveries.clone())),
@@ -86,7 +106,7 @@ impl AgentCtx {
 
     /// An agent that died after spooling an item but before auditing it left the item
     /// unaudited: write the entry now, before the item leaves the machine.
-    fn audit_recovered(&self) -> anyhow::Result<()> {
+    fn audit_recovered(&self) -> Result<(), CtxError> {
         let waiting = self.deliveries.waiting_evidence();
         if waiting.is_empty() {
             return Ok(());
@@ -94,7 +114,7 @@ impl AgentCtx {
         let log = match std::fs::read(self.state.audit_log()) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(anyhow::anyhow!("reading the audit log: {e}")),
+            Err(e) => return Err(CtxError::AuditLog(e)),
         };
         for (key, who, kind) in waiting {
             if !log.contains(&key) {
@@ -104,7 +124,7 @@ impl AgentCtx {
                     "recovered",
                     format!("{kind} spooled before the agent stopped, key {key}; delivering it"),
                 )
-                .map_err(anyhow::Error::msg)?;
+                .map_err(CtxError::Audit)?;
             }
         }
         Ok(())
@@ -170,7 +190,7 @@ impl AgentCtx {
         scope: &str,
         outcome: &str,
         detail: String,
-        append: fn(&std::path::Path, &AuditEntry) -> anyhow::Result<()>,
+        append: fn(&std::path::Path, &AuditEntry) -> Result<(), audit::AuditError>,
     ) -> Result<(), String> {
         let entry = AuditEntry {
             at_secs: crate::now_secs(),
@@ -183,8 +203,8 @@ impl AgentCtx {
         };
         info!(technician = %entry.technician, ticket = entry.ticket, scope, outcome, detail = %entry.detail, "request");
         append(&self.state.audit_log(), &entry).map_err(|e| {
-            warn!(error = %format!("{e:#}"), "audit log write failed");
-            format!("the agent cannot write its audit log, so it serves nothing: {e:#}")
+            warn!(error = %e, "audit log write failed");
+            format!("the agent cannot write its audit log, so it serves nothing: {e}")
         })
     }
 }

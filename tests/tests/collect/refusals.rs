@@ -37,7 +37,7 @@ async fn collecting_needs_the_files_scope_from_a_session_or_the_policy() -> Resu
     let approve = async {
         let mut c = control(&prompt).await?;
         let id = pending_request(&mut c).await?;
-        c.call(&ControlRequest::Approve { id }).await
+        Ok::<_, anyhow::Error>(c.call(&ControlRequest::Approve { id }).await?)
     };
     let (reply, approved) = tokio::join!(tech.request(&diagnostics_only), approve);
     approved?;
@@ -54,7 +54,7 @@ async fn collecting_needs_the_files_scope_from_a_session_or_the_policy() -> Resu
     let approve = async {
         let mut c = control(&prompt).await?;
         let id = pending_request(&mut c).await?;
-        c.call(&ControlRequest::Approve { id }).await
+        Ok::<_, anyhow::Error>(c.call(&ControlRequest::Approve { id }).await?)
     };
     let (reply, approved) = tokio::join!(tech.request(&files), approve);
     approved?;
