@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use deskside_proto::msg::tech::{ErrorReply, TechReply, TechRequest};
-use deskside_transport::{endpoint, framed, pki, tls};
+use deskside_transport::{TransportError, endpoint, framed, pki, tls};
 use quinn::{Connection, Endpoint};
 
-use crate::profile::Profile;
+use crate::profile::{Profile, ProfileError};
 
 /// Long enough for a diagnostics pull (the agent taking its snapshot, plus storage).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +28,55 @@ pub struct TechClient {
 #[error("{0}")]
 pub struct Refused(pub ErrorReply);
 
+/// Why a technician's request did not get a reply it can use.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The controller answered with an error reply.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The controller would not take this technician at the hello (the reason with its
+    /// causes, on one line).
+    #[error("controller {controller} refused technician {name}: {reason}")]
+    Hello {
+        controller: String,
+        name: String,
+        reason: String,
+    },
+    #[error("unexpected reply to a renewal: {0}")]
+    UnexpectedRenewal(String),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+}
+
+impl ClientError {
+    /// The controller's error reply, if that is what this is.
+    pub fn refused(&self) -> Option<&ErrorReply> {
+        match self {
+            ClientError::Refused(r) => Some(&r.0),
+            _ => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// An error and its causes on one line, `outer: inner: …`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 impl TechClient {
     pub async fn connect(profile: &Profile) -> Result<TechClient> {
         let config = tls::client_config(
@@ -39,12 +87,13 @@ impl TechClient {
         let addr = endpoint::resolve(&profile.controller).await?;
         let ep = endpoint::client_endpoint(addr)?;
         let conn = endpoint::connect(&ep, addr, config).await?;
-        endpoint::hello(&conn, SOFTWARE).await.with_context(|| {
-            format!(
-                "controller {} refused technician {}",
-                profile.controller, profile.name
-            )
-        })?;
+        endpoint::hello(&conn, SOFTWARE)
+            .await
+            .map_err(|e| ClientError::Hello {
+                controller: profile.controller.clone(),
+                name: profile.name.clone(),
+                reason: chain(&e),
+            })?;
         Ok(TechClient {
             _endpoint: ep,
             conn,
@@ -68,7 +117,7 @@ impl TechClient {
                     profile.save(path)?;
                     tracing::info!(not_after_secs, "technician certificate renewed");
                 }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "certificate renewal failed"),
+                Err(e) => tracing::warn!(error = %chain(&e), "certificate renewal failed"),
             }
         }
         Ok(client)
@@ -85,7 +134,7 @@ impl TechClient {
                 cert_pem,
                 not_after_secs,
             } => Ok((cert_pem, not_after_secs)),
-            other => anyhow::bail!("unexpected reply to a renewal: {other:?}"),
+            other => Err(ClientError::UnexpectedRenewal(format!("{other:?}"))),
         }
     }
 

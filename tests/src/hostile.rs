@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::{ClientError, TechClient};
 use deskside_controller::profile::Profile;
 use deskside_controller::server;
 use deskside_proto::msg::identity::Tier;
@@ -167,10 +167,10 @@ pub async fn diag(client: &TechClient, agent: &str, ticket: u64) -> Result<()> {
 pub async fn refusal(client: &TechClient, req: &TechRequest) -> Result<ErrorReply> {
     match client.request(req).await {
         Ok(reply) => bail!("expected a refusal of {req:?}, got {reply:?}"),
-        Err(e) => match e.downcast::<Refused>() {
-            Ok(r) => Ok(r.0),
-            Err(e) => Err(e.context(format!("{req:?} failed without an error reply"))),
-        },
+        Err(ClientError::Refused(r)) => Ok(r.0),
+        Err(e) => {
+            Err(anyhow::Error::from(e).context(format!("{req:?} failed without an error reply")))
+        }
     }
 }
 

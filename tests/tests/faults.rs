@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use deskside_agent::state::{StateDir, write_atomic};
 use deskside_controller::cli::admin::{make_token, script_add};
 use deskside_controller::cli::tech::login_to;
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::TechClient;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::profile::Profile;
 use deskside_controller::store::{Store, TokenFor};
@@ -216,9 +216,12 @@ async fn upload(
         Ok(TechReply::Diagnostics(_) | TechReply::RunFinished(_)) => Ok(true),
         Ok(other) => Err(format!("unexpected reply {other:?}")),
         // Refusals by code; transport errors by their first words.
-        Err(e) => Err(match e.downcast_ref::<Refused>() {
-            Some(r) => format!("{:?}", r.0.code),
-            None => format!("{e:#}").chars().take(48).collect(),
+        Err(e) => Err(match e.refused() {
+            Some(r) => format!("{:?}", r.code),
+            None => format!("{:#}", anyhow::Error::from(e))
+                .chars()
+                .take(48)
+                .collect(),
         }),
     }
 }
@@ -373,7 +376,7 @@ async fn run_faults(rounds: u32, seed: u64, rng: &mut StdRng, dir: &std::path::P
                 }
             }
         }
-        let client = retry(|| TechClient::connect(&profile)).await?;
+        let client = retry(|| async { Ok(TechClient::connect(&profile).await?) }).await?;
         deskside_tests::wait_online(&client, &agent_id).await?;
     }
 

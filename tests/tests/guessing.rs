@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use deskside_agent::control::{ControlReply, ControlRequest};
 use deskside_agent::policy::DEFAULT_POLICY;
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::{ClientError, TechClient};
 use deskside_controller::server::Options;
 use deskside_controller::service::{FIRST_BACKOFF, FREE_WRONG_CODES, LOCKOUT_AFTER};
 use deskside_proto::msg::identity::Tier;
@@ -23,13 +23,11 @@ async fn join(tech: &TechClient, code: &str, ticket: u64) -> Result<TechReply, E
     };
     match tech.request(&req).await {
         Ok(reply) => Ok(reply),
-        Err(e) => match e.downcast::<Refused>() {
-            Ok(r) => Err(r.0),
-            Err(e) => Err(ErrorReply {
-                code: ErrorCode::Internal,
-                message: format!("{e:#}"),
-            }),
-        },
+        Err(ClientError::Refused(r)) => Err(r.0),
+        Err(e) => Err(ErrorReply {
+            code: ErrorCode::Internal,
+            message: format!("{:#}", anyhow::Error::from(e)),
+        }),
     }
 }
 

@@ -328,9 +328,11 @@ async fn policy_prompt_and_deny_refuse_diagnostics_with_the_policy_named() -> Re
             ticket,
         })
         .await;
-    let refused = err
-        .err()
-        .and_then(|e| e.downcast::<deskside_controller::client::Refused>().ok());
+    let refused = err.err().and_then(|e| {
+        e.refused()
+            .cloned()
+            .map(deskside_controller::client::Refused)
+    });
     let refused = refused.map(|r| r.0);
     assert_eq!(
         refused.as_ref().map(|r| r.code),
@@ -421,7 +423,10 @@ async fn revoked_agent_and_technician_are_cut_off_and_refused() -> Result<()> {
         .await;
     assert_eq!(
         err.err()
-            .and_then(|e| e.downcast::<deskside_controller::client::Refused>().ok())
+            .and_then(|e| e
+                .refused()
+                .cloned()
+                .map(deskside_controller::client::Refused))
             .map(|r| r.0.code),
         Some(ErrorCode::Forbidden)
     );
@@ -448,7 +453,11 @@ async fn a_store_failure_is_reported_as_one_not_as_a_revocation() -> Result<()> 
         .request(&TechRequest::ListAgents)
         .await
         .err()
-        .and_then(|e| e.downcast::<deskside_controller::client::Refused>().ok())
+        .and_then(|e| {
+            e.refused()
+                .cloned()
+                .map(deskside_controller::client::Refused)
+        })
         .map(|r| r.0);
     let Some(refused) = refused else {
         anyhow::bail!("a request was served while the store could not check revocation");

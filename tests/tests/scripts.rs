@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use deskside_agent::control::ControlRequest;
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::{ClientError, TechClient};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::script::{MAX_OUTPUT_BYTES, OutputStream};
 use deskside_proto::msg::session::{Scope, SessionOutcome};
@@ -53,7 +53,7 @@ async fn run(
     let result = match reply {
         Ok(TechReply::RunFinished(r)) => Ok(r),
         Ok(other) => Err(anyhow::anyhow!("unexpected {other:?}")),
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     Run {
         stdout,
@@ -67,7 +67,10 @@ fn refusal(run: Run) -> (Option<ErrorCode>, String) {
         Ok(r) => (None, format!("ran: {r:?}")),
         Err(e) => {
             let text = format!("{e:#}");
-            (e.downcast::<Refused>().ok().map(|r| r.0.code), text)
+            let reply = e
+                .downcast_ref::<ClientError>()
+                .and_then(ClientError::refused);
+            (reply.map(|r| r.code), text)
         }
     }
 }

@@ -320,7 +320,7 @@ async fn pull_all(
                         agent: agent.id.clone(),
                         ticket,
                     };
-                    client.request(&req).await
+                    client.request(&req).await.map_err(anyhow::Error::from)
                 }
                 Err(e) => Err(e.into()),
             };

@@ -3,7 +3,7 @@
 
 use deskside_proto::msg::tech::ErrorCode;
 
-use crate::client::Refused;
+use crate::client::{ClientError, Refused};
 
 /// Exit statuses scripts can rely on (also listed in the README).
 pub mod exit {
@@ -119,15 +119,33 @@ impl CliError {
 }
 
 impl From<anyhow::Error> for CliError {
-    /// The technician client and the profile report through anyhow, as libraries shared
-    /// with the tests and the benchmark. An error reply from the controller arrives as
-    /// [`Refused`] and an unreadable profile as a TOML error in the chain; here, where
-    /// they enter the CLI, they become the variants that carry their own exit status.
+    /// Commands add context with anyhow on their way here. An error reply from the
+    /// controller (a [`ClientError::Refused`], or a bare [`Refused`]) and an unreadable
+    /// profile (a TOML error in the chain) become the variants that carry their own exit
+    /// status.
     fn from(e: anyhow::Error) -> CliError {
+        if let Some(reply) = e
+            .downcast_ref::<ClientError>()
+            .and_then(ClientError::refused)
+        {
+            return CliError::Controller(Refused(reply.clone()));
+        }
         match e.downcast::<Refused>() {
             Ok(refused) => CliError::Controller(refused),
             Err(e) if e.chain().any(|c| c.is::<toml::de::Error>()) => CliError::BadState(e),
             Err(e) => CliError::Failed(e),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    /// The technician client's typed error: an error reply keeps its code for the exit
+    /// status, a profile problem is the profile's.
+    fn from(e: ClientError) -> CliError {
+        match e {
+            ClientError::Refused(r) => CliError::Controller(r),
+            ClientError::Profile(p) => CliError::from(p),
+            other => CliError::from(anyhow::Error::from(other)),
         }
     }
 }

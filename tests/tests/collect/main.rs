@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use deskside_agent::control::ControlRequest;
 use deskside_controller::bundle;
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::{ClientError, TechClient};
 use deskside_controller::server::Options;
 use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, CheckIn, NoticeAck, SignedItem};
@@ -63,10 +63,11 @@ async fn collect_refused(
 ) -> Result<ErrorReply> {
     match collect(tech, agent, ticket, path).await {
         Ok(r) => bail!("{path} was collected: {r:?}"),
-        Err(e) => Ok(e
-            .downcast::<Refused>()
-            .map_err(|e| anyhow::anyhow!("not a refusal: {e:#}"))?
-            .0),
+        Err(e) => match e.downcast::<ClientError>() {
+            Ok(ClientError::Refused(r)) => Ok(r.0),
+            Ok(other) => bail!("not a refusal: {:#}", anyhow::Error::from(other)),
+            Err(e) => bail!("not a refusal: {e:#}"),
+        },
     }
 }
 

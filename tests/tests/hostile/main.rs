@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use deskside_controller::client::Refused;
 use deskside_controller::server::Options;
 use deskside_proto::msg::agent::{AgentNotice, CheckIn, Delivery, NoticeAck};
 use deskside_proto::msg::identity::{Identity, Tier};

@@ -89,10 +89,8 @@ async fn streamed_refusal_by(
 ) -> Result<ErrorReply> {
     match client.stream(req, |_| {}).await {
         Ok(reply) => bail!("expected a refusal of {req:?}, got {reply:?}"),
-        Err(e) => Ok(e
-            .downcast::<Refused>()
-            .map_err(|e| e.context("no error reply"))?
-            .0),
+        Err(deskside_controller::client::ClientError::Refused(r)) => Ok(r.0),
+        Err(e) => Err(anyhow::Error::from(e).context("no error reply")),
     }
 }
 

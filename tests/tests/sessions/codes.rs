@@ -64,7 +64,10 @@ async fn user_started_session_by_code_and_wrong_or_reused_codes() -> Result<()> 
         .await;
     let msg = format!(
         "{:#}",
-        again.err().unwrap_or_else(|| anyhow::anyhow!("no error"))
+        again
+            .map_err(anyhow::Error::from)
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("no error"))
     );
     assert!(msg.contains("already used"), "{msg}");
 

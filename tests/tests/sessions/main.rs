@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use deskside_agent::control::{ControlClient, ControlReply, ControlRequest};
 use deskside_agent::policy::DEFAULT_POLICY;
 use deskside_agent::session::SupportCode;
-use deskside_controller::client::{Refused, TechClient};
+use deskside_controller::client::{ClientError, TechClient};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::{GrantOrigin, Scope, SessionOutcome};
 use deskside_proto::msg::tech::{ErrorCode, TechReply, TechRequest};
@@ -47,18 +47,15 @@ fn ask(
     }
 }
 
-fn outcome(reply: Result<TechReply>) -> Result<SessionOutcome> {
+fn outcome(reply: Result<TechReply, ClientError>) -> Result<SessionOutcome> {
     match reply? {
         TechReply::Session(r) => Ok(r.outcome),
         other => bail!("unexpected {other:?}"),
     }
 }
 
-fn code_of(reply: Result<TechReply>) -> Option<ErrorCode> {
-    reply
-        .err()
-        .and_then(|e| e.downcast::<Refused>().ok())
-        .map(|r| r.0.code)
+fn code_of(reply: Result<TechReply, ClientError>) -> Option<ErrorCode> {
+    reply.err().and_then(|e| e.refused().map(|r| r.code))
 }
 
 /// The user starts a session for diagnostics, 10 minutes, and gets a code to read out.
@@ -75,7 +72,7 @@ async fn offer_code(user: &mut ControlClient) -> Result<SupportCode> {
     }
 }
 
-async fn diag(tech: &TechClient, agent: &str, ticket: u64) -> Result<TechReply> {
+async fn diag(tech: &TechClient, agent: &str, ticket: u64) -> Result<TechReply, ClientError> {
     tech.request(&TechRequest::Diagnostics {
         agent: agent.into(),
         ticket,

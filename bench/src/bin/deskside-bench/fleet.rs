@@ -195,7 +195,7 @@ impl Fleet {
     }
 
     pub async fn client(&self) -> Result<TechClient> {
-        TechClient::connect(&Profile::load(&self.profile())?).await
+        Ok(TechClient::connect(&Profile::load(&self.profile())?).await?)
     }
 
     pub fn controller_pid(&self) -> u32 {
