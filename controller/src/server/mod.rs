@@ -9,6 +9,7 @@ mod admission;
 mod agents;
 mod enroll;
 mod hello;
+mod start_error;
 mod technician;
 
 use std::future::IntoFuture;
@@ -16,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use deskside_proto::close;
 use deskside_transport::{pki, tls};
 use quinn::{Connection, Endpoint, Incoming};
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 pub use admission::{GRACE as PENDING_GRACE, MAX_PENDING_PER_ADDRESS};
 pub use agents::Registry;
+pub use start_error::StartError;
 
 use crate::datadir::DataDir;
 use crate::evidence::DirBlobs;
@@ -99,12 +100,12 @@ impl Running {
     }
 }
 
-/// Loads the data directory and starts serving on `listen` (no metrics endpoint).
 /// 48 bits of the CA digest: enough to tell installations sharing one RT apart, short
 /// enough for a ticket subject.
 const ORIGIN_HEX_CHARS: usize = 12;
 
-pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running> {
+/// Loads the data directory and starts serving on `listen` (no metrics endpoint).
+pub async fn start(data: &DataDir, listen: SocketAddr) -> Result<Running, StartError> {
     start_with(
         data,
         &Options {
@@ -157,12 +158,14 @@ impl Default for Options {
 }
 
 /// [`start`], also serving `/metrics` and `/health` on `metrics_listen`.
-pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
+pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, StartError> {
     let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
     let record_signing = data.record_signing(&keys.ca)?;
-    let store = Store::open(&data.database())
-        .with_context(|| format!("opening {}", data.database().display()))?;
+    let store = Store::open(&data.database()).map_err(|source| StartError::Database {
+        path: data.database(),
+        source,
+    })?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
     // Names this controller in what it writes to an external ticket system: its CA's
     // digest, stable across restarts and distinct between installations.
@@ -178,7 +181,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
         keys.server_key_pem.as_bytes(),
         config,
     )
-    .with_context(|| format!("listening on UDP {listen}"))?;
+    .map_err(|source| StartError::Listen { listen, source })?;
     let addr = endpoint.local_addr()?;
     let registry = Arc::new(Registry::default());
     let shared = Arc::new(Shared {
@@ -223,7 +226,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running> {
                 cancel.clone(),
             )
             .await
-            .with_context(|| format!("serving metrics on TCP {at}"))?,
+            .map_err(|source| StartError::Metrics { at, source })?,
         ),
         None => None,
     };

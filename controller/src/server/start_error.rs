@@ -1,0 +1,33 @@
+//! Why the controller could not start serving: each variant names what it was doing.
+
+use std::net::SocketAddr;
+
+/// Why the controller could not start serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    #[error("opening {}", .path.display())]
+    Database {
+        path: std::path::PathBuf,
+        #[source]
+        source: crate::store::StoreError,
+    },
+    #[error(transparent)]
+    Pki(#[from] deskside_transport::TransportError),
+    #[error("listening on UDP {listen}")]
+    Listen {
+        listen: SocketAddr,
+        #[source]
+        source: deskside_transport::TransportError,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("serving metrics on TCP {at}")]
+    Metrics {
+        at: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
