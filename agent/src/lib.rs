@@ -25,20 +25,9 @@ pub mod state;
 
 pub use deskside_transport::clock::{now_ms, now_secs};
 
-/// Hostname, OS pretty name and kernel release, cheaply, for enrollment and check-in.
-/// An error and its causes on one line, `outer: inner: …`, as a user reads it (what
-/// anyhow's `{:#}` prints).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
+pub use deskside_transport::error::chain as error_chain;
 
+/// Hostname, OS pretty name and kernel release, cheaply, for enrollment and check-in.
 pub fn host_identity() -> (String, String, String) {
     let os = diag::os_pretty_name().unwrap_or_else(|| std::env::consts::OS.to_owned());
     (

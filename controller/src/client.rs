@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use deskside_proto::msg::tech::{ErrorReply, TechReply, TechRequest};
+use deskside_transport::error::chain;
 use deskside_transport::{TransportError, endpoint, framed, pki, tls};
 use quinn::{Connection, Endpoint};
 
@@ -64,18 +65,6 @@ impl ClientError {
 }
 
 type Result<T> = std::result::Result<T, ClientError>;
-
-/// An error and its causes on one line, `outer: inner: …`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
 
 impl TechClient {
     pub async fn connect(profile: &Profile) -> Result<TechClient> {

@@ -55,3 +55,16 @@ impl TransportError {
         }
     }
 }
+
+/// An error and its causes on one line, `outer: inner: …`, as a user reads it (what
+/// anyhow's `{:#}` prints).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
