@@ -383,7 +383,7 @@ async fn unidentified<T>(
 /// One connection. `slot` holds its place among its address's unidentified connections
 /// until it identifies as an agent or technician (an enrolling client keeps it); until
 /// then a newer connection from the same address may displace it, and it must be done
-/// within [`Shared::unidentified_deadline`].
+/// within [`Node::unidentified_deadline`].
 async fn handle(
     shared: Arc<Node>,
     incoming: Incoming,
