@@ -45,13 +45,11 @@ async fn read_payload<M: Message>(
     let mut payload = Vec::with_capacity(len.min(FIRST_ALLOCATION));
     while payload.len() < len {
         let want = len - payload.len();
-        let chunk = stream
-            .read_chunk(want, true)
-            .await
-            .map_err(read_error)?
+        let chunk = read_chunk(stream, want)
+            .await?
             .ok_or(TransportError::Truncated { kind: M::KIND })?;
-        grow_for(&mut payload, chunk.bytes.len(), len);
-        payload.extend_from_slice(&chunk.bytes);
+        grow_for(&mut payload, chunk.len(), len);
+        payload.extend_from_slice(&chunk);
     }
     Ok(payload)
 }
@@ -67,6 +65,19 @@ fn grow_for(buf: &mut Vec<u8>, more: usize, limit: usize) {
             .clamp(need, limit.max(need));
         buf.reserve_exact(target - buf.len());
     }
+}
+
+/// Up to `max` bytes as they arrive, in order, without copying them; `None` once the
+/// peer has finished the stream.
+pub async fn read_chunk(
+    stream: &mut RecvStream,
+    max: usize,
+) -> Result<Option<bytes::Bytes>, TransportError> {
+    Ok(stream
+        .read_chunk(max, true)
+        .await
+        .map_err(read_error)?
+        .map(|c| c.bytes))
 }
 
 fn read_error(e: quinn::ReadError) -> TransportError {

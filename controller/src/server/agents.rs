@@ -124,21 +124,6 @@ impl Registry {
         }
         closed
     }
-
-    /// The agent whose user offered `code`, if it is still valid.
-    pub fn code_owner(&self, code: &str) -> Option<String> {
-        let now = crate::clock::now_secs();
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.retain(|_, (_, expires)| *expires > now);
-        codes.get(&digits(code)).map(|(agent, _)| agent.clone())
-    }
-
-    fn offer_code(&self, agent: &str, code: &str, expires: u64) {
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        // One live code per agent: a new one replaces the old.
-        codes.retain(|_, (a, _)| a != agent);
-        codes.insert(digits(code), (agent.to_owned(), expires));
-    }
 }
 
 impl AgentLink for Registry {
@@ -151,11 +136,17 @@ impl AgentLink for Registry {
     }
 
     fn code_owner(&self, code: &str) -> Option<String> {
-        Registry::code_owner(self, code)
+        let now = crate::clock::now_secs();
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        codes.retain(|_, (_, expires)| *expires > now);
+        codes.get(&digits(code)).map(|(agent, _)| agent.clone())
     }
 
     fn offer_code(&self, agent: &str, code: &str, expires_at_secs: u64) {
-        Registry::offer_code(self, agent, code, expires_at_secs);
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        // One live code per agent: a new one replaces the old.
+        codes.retain(|_, (a, _)| a != agent);
+        codes.insert(digits(code), (agent.to_owned(), expires_at_secs));
     }
 
     fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>> {
@@ -190,13 +181,7 @@ impl AgentStream for QuicStream {
     }
 
     fn read_chunk(&mut self, max: usize) -> Pending<'_, Result<Option<Bytes>, TransportError>> {
-        Box::pin(async move {
-            match self.recv.read_chunk(max, true).await {
-                Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-                Err(quinn::ReadError::ConnectionLost(c)) => Err(TransportError::Connection(c)),
-                Err(e) => Err(TransportError::Stream(e.to_string())),
-            }
-        })
+        Box::pin(framed::read_chunk(&mut self.recv, max))
     }
 
     fn acknowledge<'a>(&'a mut self, ack: &'a NoticeAck) -> Pending<'a, ()> {
