@@ -36,6 +36,20 @@ pub async fn serve(data: &DataDir, options: &crate::server::Options) -> Result<(
     if let Some(m) = running.metrics_addr {
         eprintln!("metrics and health on http://{m}/metrics and /health");
     }
+    if let Some(c) = running.console_addr {
+        eprintln!(
+            "web console on {}://{c}/ (make a login with `deskside console add NAME`)",
+            if options
+                .console
+                .as_ref()
+                .is_some_and(|c| matches!(c.tls, crate::console::ConsoleTls::BehindProxy { .. }))
+            {
+                "http"
+            } else {
+                "https"
+            }
+        );
+    }
     shutdown_signal().await?;
     info!("shutdown requested");
     running.shutdown();

@@ -58,6 +58,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TechCommand,
     },
+    /// Admin, on the controller host: the web console's logins and certificate.
+    Console {
+        #[command(subcommand)]
+        command: ConsoleCommand,
+    },
     /// On a technician workstation: make a key, get it certified, save the profile.
     Login {
         /// The token printed by `deskside tech add`.
@@ -288,6 +293,25 @@ pub enum TokenCommand {
 pub enum AgentCommand {
     /// Revoke an agent: its connection closes within seconds and it is refused after.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Make (or reset) an existing technician's console login and print its one-time
+    /// setup link, where they choose a password and enroll an authenticator app.
+    /// Resetting ends their console sessions.
+    Add {
+        name: String,
+        /// Also give the admin pages (tokens, technicians, revocation).
+        #[arg(long)]
+        admin: bool,
+        /// The console's address as browsers reach it (default: from `[console] listen`).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// Print the controller's CA certificate (PEM), to import into browsers so they trust
+    /// the console's certificate.
+    Ca,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,8 +22,8 @@ use anyhow::Context;
 use deskside_proto::msg::tech::TechRequest;
 
 pub use args::{
-    AgentCommand, ArgError, Cli, Command, ConfigCommand, ScopeList, ScriptCommand, SessionCommand,
-    TechCommand, TicketCommand, TokenCommand,
+    AgentCommand, ArgError, Cli, Command, ConfigCommand, ConsoleCommand, ScopeList, ScriptCommand,
+    SessionCommand, TechCommand, TicketCommand, TokenCommand,
 };
 pub use error::{CliError, ScriptEnd, Shortfall, exit};
 pub use render::print_json;
@@ -65,6 +65,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 ticketing: config.ticketing.clone(),
                 client_validity: config.client_validity,
                 max_collect_bytes: config.max_collect_bytes,
+                console: config.console.clone(),
                 ..crate::server::Options::default()
             };
             Ok(admin::serve(&data_dir(data)?, &options).await?)
@@ -83,6 +84,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         Command::Agent {
             command: AgentCommand::Revoke { id },
         } => Ok(admin::revoke(&data_dir(data.clone())?, Some(&id), None)?),
+        Command::Console { command } => Ok(console(command, &config, data)?),
         Command::Tech {
             command: TechCommand::Revoke { name },
         } => Ok(admin::revoke(&data_dir(data.clone())?, None, Some(&name))?),
@@ -203,5 +205,45 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             Ok(check::status(metrics, json).await?)
         }
         Command::Demo => Ok(demo::run().await?),
+    }
+}
+
+/// `deskside console add|ca`.
+fn console(
+    command: ConsoleCommand,
+    config: &crate::config::ControllerConfig,
+    data: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let data = data_dir(data)?;
+    match command {
+        ConsoleCommand::Ca => {
+            let keys = data.load()?;
+            print!("{}", keys.ca.cert_pem);
+            Ok(())
+        }
+        ConsoleCommand::Add { name, admin, url } => {
+            let base = match (url, &config.console) {
+                (Some(u), _) => u.trim_end_matches('/').to_owned(),
+                (None, Some(c)) => {
+                    let scheme = match c.tls {
+                        crate::console::ConsoleTls::BehindProxy { .. } => "http",
+                        _ => "https",
+                    };
+                    format!("{scheme}://{}", admin::reachable(c.listen))
+                }
+                (None, None) => anyhow::bail!(
+                    "the console is not configured: add a [console] table with listen to controller.toml, or give --url"
+                ),
+            };
+            let store = crate::store::Store::open(&data.database())?;
+            let path = crate::console::add_login(&store, &name, admin)?;
+            eprintln!(
+                "console login for {name}{} ready; the link works once, for {}; open it in their browser:",
+                if admin { " (admin)" } else { "" },
+                admin::human_duration(crate::console::SETUP_LINK_VALIDITY)
+            );
+            println!("{base}{path}");
+            Ok(())
+        }
     }
 }

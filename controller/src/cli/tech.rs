@@ -58,7 +58,7 @@ pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
     Ok(profile)
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())

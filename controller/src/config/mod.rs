@@ -97,6 +97,8 @@ pub struct ControllerConfig {
     pub client_validity: Duration,
     /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`).
     pub max_collect_bytes: u64,
+    /// The web console (`[console]`); `None` when the table is absent.
+    pub console: Option<crate::console::ConsoleConfig>,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -113,6 +115,7 @@ impl Default for ControllerConfig {
             ticketing: TicketingConfig::default(),
             client_validity: crate::ca::CLIENT_VALIDITY,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
+            console: None,
             source: None,
         }
     }

@@ -116,6 +116,11 @@ impl BlobStore for DirBlobs {
         fs::read(&path).map_err(io(&path))
     }
 
+    fn open(&self, sha256: &str) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
+        let path = self.path(sha256)?;
+        Ok(Box::new(File::open(&path).map_err(io(&path))?))
+    }
+
     fn location(&self, sha256: &str) -> String {
         self.path(sha256)
             .map(|p| p.display().to_string())

@@ -39,6 +39,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     fn copy_to(&self, sha256: &str, dest: &Path) -> Result<String, BlobError>;
     /// The blob's size in bytes.
     fn size(&self, sha256: &str) -> Result<u64, BlobError>;
+    /// Reads a blob in pieces (a download of a collected file).
+    fn open(&self, sha256: &str) -> Result<Box<dyn std::io::Read + Send>, BlobError>;
 }
 
 /// A blob being written; see [`BlobStore::begin`].

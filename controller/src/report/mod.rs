@@ -32,6 +32,14 @@ pub fn html(bundle: &Bundle, items: ItemSource<'_>) -> String {
     html::render(&sections::document(bundle, items))
 }
 
+/// What changed between two snapshots of one machine, one plain-language line each.
+pub fn snapshot_changes(
+    first: &deskside_proto::msg::diag::Snapshot,
+    last: &deskside_proto::msg::diag::Snapshot,
+) -> Vec<String> {
+    diff::changes(first, last)
+}
+
 /// A piece of text in a line.
 #[derive(Debug, Clone)]
 enum Inline {

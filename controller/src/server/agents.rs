@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use super::Node;
 use super::refuse;
-use crate::service::{AgentLink, AgentStream, CallError, Pending};
+use crate::service::{AgentLink, AgentStream, CallError, Event, Pending};
 
 /// Agents connected to this controller, by id, and the support codes their users offer.
 #[derive(Debug, Default)]
@@ -239,6 +239,7 @@ pub(super) async fn serve(
     shared
         .registry
         .insert(id, conn.clone(), &shared.metrics.agents_connected);
+    shared.events.send(Event::AgentOnline(id.to_owned()));
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
         tokio::select! {
@@ -254,6 +255,7 @@ pub(super) async fn serve(
         .registry
         .remove(id, conn, &shared.metrics.agents_connected);
     shared.seen.touch(id).await;
+    shared.events.send(Event::AgentOffline(id.to_owned()));
     info!(agent = id, %reason, "agent disconnected");
 }
 

@@ -84,6 +84,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where `/metrics` and `/health` are served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the web console is served, when enabled.
+    pub console_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -137,6 +139,8 @@ pub struct Options {
     /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`); the agent
     /// refuses larger ones before sending a byte.
     pub max_collect_bytes: u64,
+    /// Serve the web console (`[console]`); `None` for none.
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 impl Default for Options {
@@ -153,6 +157,7 @@ impl Default for Options {
             client_validity: crate::ca::CLIENT_VALIDITY,
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
+            console: None,
         }
     }
 }
@@ -201,6 +206,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
         request_timeout: options.request_timeout,
         max_collect_bytes: options.max_collect_bytes,
         join_throttle: JoinThrottle::default(),
+        events: crate::service::Events::default(),
     });
     let node = Arc::new(Node {
         shared: shared.clone(),
@@ -230,12 +236,20 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
         ),
         None => None,
     };
+    let console_addr = match &options.console {
+        Some(console) => Some(
+            crate::console::start(console, shared.clone(), data.clone(), addr, cancel.clone())
+                .await?,
+        ),
+        None => None,
+    };
     tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
-    info!(%addr, ?metrics_addr, "controller listening");
+    info!(%addr, ?metrics_addr, ?console_addr, "controller listening");
     Ok(Running {
         addr,
         metrics_addr,
+        console_addr,
         cancel,
         task,
     })

@@ -30,4 +30,7 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The web console could not start (address in use, bad certificate…).
+    #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
 }

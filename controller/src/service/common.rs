@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub max_collect_bytes: u64,
     /// Wrong support codes per technician and controller-wide.
     pub join_throttle: JoinThrottle,
+    /// What the live views show: agents coming and going, tickets changing.
+    pub events: super::events::Events,
 }
 
 /// Who asks: a technician, authenticated by the front end (a client certificate today).

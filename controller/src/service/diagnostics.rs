@@ -137,6 +137,18 @@ async fn store_snapshot(
             Err(refused) => return (Err(refused.failure()), refused.ack()),
         };
     info!(sha256 = %evidence.sha256, findings = snapshot.findings.len(), "snapshot stored");
+    // The fleet view filters on each machine's newest worst finding.
+    let worst_now = snapshot.findings.iter().map(|f| f.severity).max();
+    let (id, taken) = (agent.to_owned(), snapshot.collected_at_ms / 1000);
+    if let Err(e) = shared
+        .store
+        .run(move |db| {
+            db.set_agent_findings(&id, worst_now.map(|s| s.to_string()).as_deref(), taken)
+        })
+        .await
+    {
+        tracing::warn!(error = %e, "remembering the agent's worst finding failed");
+    }
     let report = DiagReport {
         ticket,
         agent: agent.to_owned(),

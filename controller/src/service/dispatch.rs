@@ -7,6 +7,7 @@ use deskside_proto::msg::tech::{TechReply, TechRequest};
 use tracing::{debug, info};
 
 use super::common::{Failure, Principal, ReplySink, Shared};
+use super::events::Event;
 use super::{agents, bundles, collect, diagnostics, renew, scripts, sessions, tickets};
 
 /// Serves `req` for `who`. Replies that stream before the last (script output, file
@@ -29,9 +30,17 @@ pub(crate) async fn handle<S: ReplySink>(
         span.record("agent", agent);
     }
     debug!(?req, "request");
+    let about = req.ticket();
     let reply = serve(shared, who, req, out)
         .await
         .unwrap_or_else(TechReply::from);
+    // Whatever succeeded on a ticket may have added to its timeline; a new ticket is news.
+    match (&reply, about) {
+        (TechReply::Error(_), _) => {}
+        (TechReply::Ticket(view), None) => shared.events.send(Event::Ticket(view.ticket.number)),
+        (_, Some(number)) => shared.events.send(Event::Ticket(number)),
+        (_, None) => {}
+    }
     let elapsed = started.elapsed();
     let outcome = outcome_of(&reply);
     shared.metrics.observe(kind, &outcome, elapsed);

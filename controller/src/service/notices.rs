@@ -23,7 +23,10 @@ pub(crate) async fn agent_notice(
             super::renew::agent(shared, presented.as_ref(), id, &csr_pem).await
         }
         AgentNotice::Evidence { requester, item } => {
-            super::intake::late(shared, id, &requester, *item).await
+            let ticket = requester.ticket;
+            let ack = super::intake::late(shared, id, &requester, *item).await;
+            shared.events.send(super::events::Event::Ticket(ticket));
+            ack
         }
         AgentNotice::SupportCode {
             code,
@@ -71,7 +74,10 @@ pub(crate) async fn agent_notice(
                 })
                 .await;
             match recorded {
-                Ok(_) => NoticeAck::Recorded,
+                Ok(_) => {
+                    shared.events.send(super::events::Event::Ticket(ticket));
+                    NoticeAck::Recorded
+                }
                 Err(crate::store::StoreError::NotFound(reason)) => NoticeAck::Rejected { reason },
                 Err(e) => NoticeAck::Retry {
                     reason: e.to_string(),

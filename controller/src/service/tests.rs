@@ -141,6 +141,7 @@ async fn controller(dir: &std::path::Path) -> Result<(Shared, u64, u64, Arc<Scri
         client_validity: Duration::from_secs(86_400),
         max_collect_bytes: 1 << 20,
         join_throttle: JoinThrottle::default(),
+        events: crate::service::Events::default(),
     };
     let (low, high) = shared
         .store

@@ -170,3 +170,33 @@ pub(crate) async fn resolve(
         .await?;
     view(shared, number).await
 }
+
+/// One evidence item of a ticket `who` may see: its record, and a reader of its bytes.
+pub(crate) async fn evidence(
+    shared: &Shared,
+    who: &Principal,
+    number: u64,
+    sha256: &str,
+) -> Result<
+    (
+        deskside_proto::msg::tech::EvidenceRef,
+        Box<dyn std::io::Read + Send>,
+    ),
+    Failure,
+> {
+    let view = show(shared, who, number).await?;
+    let Some(item) = view.evidence.into_iter().find(|e| e.sha256 == sha256) else {
+        return Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("ticket {number} has no evidence {sha256}"),
+        ));
+    };
+    let reader = shared.blobs.open(&item.sha256).map_err(|e| {
+        tracing::warn!(error = %e, "reading an evidence blob failed");
+        Failure::new(
+            ErrorCode::Internal,
+            format!("reading evidence {sha256}: {e}"),
+        )
+    })?;
+    Ok((item, reader))
+}

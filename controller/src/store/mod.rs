@@ -6,6 +6,7 @@
 
 pub mod backup;
 mod certs;
+mod console;
 mod deliveries;
 mod outbox;
 mod schema;
@@ -23,6 +24,7 @@ use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, TimelineEntry};
 
 pub use certs::Credentials;
+pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
 pub use deliveries::Delivered;
 pub use scripts::StoredScript;
 pub use sqlite::Db;

@@ -121,4 +121,42 @@ CREATE TABLE deliveries (
 ALTER TABLE agents ADD COLUMN prev_cert_sha256 TEXT;
 ALTER TABLE technicians ADD COLUMN prev_cert_sha256 TEXT;
 "#,
+    r#"
+CREATE TABLE console_logins (
+    technician      TEXT PRIMARY KEY REFERENCES technicians (name),
+    admin           BIGINT NOT NULL DEFAULT 0,
+    password_hash   TEXT,
+    totp_secret     TEXT,
+    setup_sha256    TEXT,
+    setup_expires_at BIGINT,
+    failures        BIGINT NOT NULL DEFAULT 0,
+    locked_until    BIGINT,
+    last_totp_step  BIGINT,
+    created_at      BIGINT NOT NULL
+);
+CREATE TABLE console_sessions (
+    token_sha256    TEXT PRIMARY KEY,
+    technician      TEXT NOT NULL REFERENCES technicians (name),
+    csrf            TEXT NOT NULL,
+    address         TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    last_seen       BIGINT NOT NULL,
+    expires_at      BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_technician ON console_sessions (technician);
+CREATE TABLE console_prefs (
+    technician      TEXT PRIMARY KEY REFERENCES technicians (name),
+    agent_columns   TEXT NOT NULL
+);
+CREATE TABLE console_audit (
+    id              BIGINT PRIMARY KEY,
+    at              BIGINT NOT NULL,
+    technician      TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    address         TEXT NOT NULL
+);
+ALTER TABLE agents ADD COLUMN worst_finding TEXT;
+ALTER TABLE agents ADD COLUMN snapshot_at BIGINT;
+"#,
 ];

@@ -155,11 +155,15 @@ impl Db {
     }
 
     /// Revokes a technician. Returns false if unknown.
+    /// Every console session of theirs ends with it.
     pub fn revoke_technician(&mut self, name: &str) -> StoreResult<bool> {
-        let n = self.conn.execute(
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
             "UPDATE technicians SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
             params![name, to_i64(now_secs())],
         )?;
+        tx.execute("DELETE FROM console_sessions WHERE technician = ?1", [name])?;
+        tx.commit()?;
         Ok(n > 0)
     }
 

@@ -73,6 +73,35 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// An agent's newest `limit` snapshots on any ticket, newest first, as
+    /// `(ticket, item)`; the caller filters by who may see the ticket.
+    pub fn agent_snapshots(
+        &mut self,
+        agent: &str,
+        limit: u64,
+    ) -> StoreResult<Vec<(u64, EvidenceRef)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ticket, sha256, kind, size_bytes, agent_id, created_at, signature FROM evidence \
+             WHERE agent_id = ?1 AND kind = 'snapshot' ORDER BY created_at DESC, sha256 LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![agent, to_i64(limit)], |r| {
+            Ok((
+                to_u64(r.get(0)?),
+                EvidenceRef {
+                    sha256: r.get(1)?,
+                    kind: r.get(2)?,
+                    size_bytes: to_u64(r.get(3)?),
+                    agent: r.get(4)?,
+                    created_at_secs: to_u64(r.get(5)?),
+                    location: String::new(),
+                    signature: r.get(6)?,
+                    redaction: Vec::new(),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Appends an event to a ticket's timeline.
     pub fn add_event(&mut self, number: u64, event: &NewEvent<'_>) -> StoreResult<TimelineEntry> {
         let tx = self
