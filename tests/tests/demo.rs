@@ -56,6 +56,8 @@ fn demo_runs_the_real_agent_binary_and_stops_it() -> Result<()> {
         "approved: scripts:l1 until",
         "all 3 items signed: 2 on the machine by the agent, 1 by the controller",
         "entries intact",
+        "web console on https://127.0.0.1:",
+        "the web console login's one-time setup link",
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }
@@ -88,5 +90,93 @@ fn demo_without_the_agent_binary_says_how_to_build_it() -> Result<()> {
     );
     // Nothing was made before the check.
     assert_eq!(demo_dir(tmp.path())?, None);
+    Ok(())
+}
+
+/// `GET path` over HTTPS from `addr`, trusting only the CA in `ca_pem`: the status line
+/// and the body.
+fn https_get(addr: &str, path: &str, ca_pem: &str) -> Result<(String, String)> {
+    use std::io::{Read, Write};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost")?.to_owned();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)?;
+    let mut tls = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr)?);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    // The server closes after the response; a missing close_notify is not our concern.
+    let _ = tls.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    ))
+}
+
+#[test]
+fn demo_with_console_keeps_serving_the_console_until_stopped() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let marker = format!("demo-console-{}", std::process::id());
+    let out_path = tmp.path().join("demo.out");
+    let mut child = demo(&bin("deskside")?, tmp.path(), &marker)
+        .arg("--console")
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let started = std::time::Instant::now();
+    let out = loop {
+        let out = std::fs::read_to_string(&out_path)?;
+        if out.contains("Ctrl-C stops everything") {
+            break out;
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("the demo ended early ({status}):\n{out}");
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            bail!("the demo did not get to the console within 120 s:\n{out}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let link = out
+        .split_whitespace()
+        .find(|w| w.starts_with("https://127.0.0.1:") && w.contains("/setup/"))
+        .context("no setup link in the demo's output")?;
+    let (addr, path) = link
+        .trim_start_matches("https://")
+        .split_once('/')
+        .context("a setup link without a path")?;
+    // The console is served with a certificate from the demo's CA, which
+    // `deskside console ca` prints.
+    let dir = demo_dir(tmp.path())?.context("the demo made no directory")?;
+    let (code, ca_pem, err) = run(std::process::Command::new(bin("deskside")?)
+        .arg("--data")
+        .arg(dir.join("controller"))
+        .args(["console", "ca"]))?;
+    assert_eq!(code, 0, "{err}");
+    let (status, body) = https_get(addr, &format!("/{path}"), &ca_pem)?;
+    assert!(status.contains(" 200 "), "{status}\n{body}");
+    assert!(
+        body.contains("Set up the console login for demo-hotline"),
+        "{body}"
+    );
+    assert!(body.contains("id=\"totp-secret\""), "{body}");
+    // Ctrl-C (SIGTERM here) stops the controller and the agent.
+    let pid = i32::try_from(child.id())?;
+    run(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]))?;
+    let status = child.wait()?;
+    assert!(status.success(), "{status}");
+    let left = processes_with_marker(&format!("DESKSIDE_DEMO_TEST={marker}"));
+    assert!(left.is_empty(), "still running: {left:?}");
     Ok(())
 }

@@ -174,8 +174,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Everything above, locally, in one go: a throwaway controller, agent and technician.
-    Demo,
+    /// Everything above, locally, in one go: a throwaway controller, agent and technician,
+    /// with the web console on loopback.
+    Demo {
+        /// Keep the controller, the agent and the web console running after the demo,
+        /// until Ctrl-C, to look around in a browser.
+        #[arg(long)]
+        console: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -82,6 +82,26 @@ pub async fn config(
     println!("  listen          {}", config.listen);
     println!("  metrics listen  {}", config.metrics_listen);
     println!(
+        "  console         {}",
+        match &config.console {
+            None => "off".to_owned(),
+            Some(c) => match &c.tls {
+                crate::console::ConsoleTls::Issued { .. } => {
+                    format!(
+                        "https://{} (certificate from the controller's CA)",
+                        c.listen
+                    )
+                }
+                crate::console::ConsoleTls::Files { cert, .. } => {
+                    format!("https://{} (certificate {})", c.listen, cert.display())
+                }
+                crate::console::ConsoleTls::BehindProxy { proxy } => {
+                    format!("http://{} behind the proxy at {proxy}", c.listen)
+                }
+            },
+        }
+    );
+    println!(
         "  data            {}",
         super::data_dir(data)?.root().display()
     );

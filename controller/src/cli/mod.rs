@@ -204,7 +204,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             let metrics = metrics.unwrap_or_else(|| admin::reachable(config.metrics_listen));
             Ok(check::status(metrics, json).await?)
         }
-        Command::Demo => Ok(demo::run().await?),
+        Command::Demo { console } => Ok(demo::run(console).await?),
     }
 }
 

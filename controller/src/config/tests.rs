@@ -279,6 +279,18 @@ fn the_example_parses_and_shows_the_defaults() -> anyhow::Result<()> {
     let path = write(dir.path(), &uncomment(example(), "ticketing"))?;
     let c = load(Some(&path), &no_env)?;
     assert!(matches!(c.ticketing.backend, Backend::Rt(_)), "{c:?}");
+    // The commented-out [console] example serves HTTPS with a CA-issued certificate.
+    let path = write(dir.path(), &uncomment(example(), "console"))?;
+    let c = load(Some(&path), &no_env)?;
+    assert_eq!(
+        c.console.map(|c| (c.listen.to_string(), c.tls)),
+        Some((
+            "0.0.0.0:8443".to_owned(),
+            crate::console::ConsoleTls::Issued {
+                names: vec!["ctl.example.org".to_owned()]
+            }
+        ))
+    );
     // And `data`, uncommented, is the service's default data directory.
     let top = example().replace("#data = ", "data = ");
     let c = parse(&top, &path)?;

@@ -468,7 +468,11 @@ mod tests {
         db.console_session_create("b", "ana", "c", "::1", 10, 20)?;
         assert!(db.console_session("b", 30, 21)?.is_none(), "expired");
         db.console_session_create("c", "ana", "c", "::1", 100, 1000)?;
-        assert_eq!(db.console_session_count("ana", 100)?, 2, "a and c; b has expired");
+        assert_eq!(
+            db.console_session_count("ana", 100)?,
+            2,
+            "a and c; b has expired"
+        );
         db.revoke_technician("ana")?;
         assert!(db.console_session("c", 30, 101)?.is_none());
         assert_eq!(db.console_session_count("ana", 100)?, 0);

@@ -30,7 +30,7 @@ fn step(n: u32, text: &str) {
     println!("\n[{n}] {text}");
 }
 
-pub async fn run() -> Result<()> {
+pub async fn run(keep_console: bool) -> Result<()> {
     // Before anything is made: without the agent binary there is no demo.
     let agent_bin = agent::locate()?;
     let root = tempfile::Builder::new()
@@ -54,11 +54,29 @@ pub async fn run() -> Result<()> {
         2,
         "deskside serve: the controller listens on QUIC (mutual TLS, ALPN deskside/1)",
     );
-    let running = crate::server::start(&data, SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let options = crate::server::Options {
+        listen: loopback,
+        console: Some(crate::console::ConsoleConfig::issued(loopback)),
+        ..crate::server::Options::default()
+    };
+    let running = crate::server::start_with(&data, &options).await?;
     let controller = running.addr.to_string();
     println!("    listening on {controller}");
+    let console = running
+        .console_addr
+        .map(|a| format!("https://{a}"))
+        .context("the demo controller did not start its web console")?;
+    println!("    web console on {console}/ (HTTPS, certificate from the demo's own CA)");
 
-    let result = scenario(&root, &data, &controller, agent_bin).await;
+    let demo = Demo {
+        root: &root,
+        data: &data,
+        controller: &controller,
+        console: &console,
+        keep_console,
+    };
+    let result = scenario(&demo, agent_bin).await;
     running.shutdown();
     running.stopped().await;
     result?;
@@ -69,12 +87,19 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn scenario(
-    root: &std::path::Path,
-    data: &DataDir,
-    controller: &str,
-    agent_bin: std::path::PathBuf,
-) -> Result<()> {
+/// Where the demo runs.
+struct Demo<'a> {
+    root: &'a std::path::Path,
+    data: &'a DataDir,
+    controller: &'a str,
+    /// The web console's base URL.
+    console: &'a str,
+    /// Keep everything running after the scenario (`--console`).
+    keep_console: bool,
+}
+
+async fn scenario(demo: &Demo<'_>, agent_bin: std::path::PathBuf) -> Result<()> {
+    let (root, data, controller) = (demo.root, demo.data, demo.controller);
     step(
         3,
         "deskside token create + deskside-agent enroll: the agent makes its own key, pins the CA, gets a certificate",
@@ -101,18 +126,20 @@ async fn scenario(
     agent.start()?;
     println!("    its log: {}", agent.log().display());
 
-    let outcome = technician(root, data, controller, &agent_id, &mut agent).await;
+    let mut outcome = technician(demo, &agent_id, &mut agent).await;
+    if outcome.is_ok() && demo.keep_console {
+        println!(
+            "\nThe controller, the agent and the web console keep running: open {}/ (sign in as above). Ctrl-C stops everything.",
+            demo.console
+        );
+        outcome = super::admin::shutdown_signal().await;
+    }
     agent.stop().await;
     outcome
 }
 
-async fn technician(
-    root: &std::path::Path,
-    data: &DataDir,
-    controller: &str,
-    agent_id: &str,
-    agent: &mut DemoAgent,
-) -> Result<()> {
+async fn technician(demo: &Demo<'_>, agent_id: &str, agent: &mut DemoAgent) -> Result<()> {
+    let (root, data, controller) = (demo.root, demo.data, demo.controller);
     step(
         5,
         "deskside tech add + deskside login: a hotline engineer gets a workstation certificate",
@@ -132,6 +159,18 @@ async fn technician(
         profile.name,
         profile.tier,
         profile_path.display()
+    );
+    let setup = crate::console::add_login(&store, "demo-hotline", true)?;
+    println!(
+        "    deskside console add demo-hotline --admin: the web console login's one-time setup link"
+    );
+    println!(
+        "    (choose a password, add the key to an authenticator app — or `oathtool --totp -b KEY`):"
+    );
+    println!("    {}{setup}", demo.console);
+    println!(
+        "    the browser asks to trust the demo's CA once: `deskside --data {} console ca > demo-ca.pem`",
+        data.root().display()
     );
     let client = TechClient::connect(&profile).await?;
 
