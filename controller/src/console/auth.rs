@@ -255,9 +255,14 @@ fn to_login(parts: &Parts) -> Response {
     }
 }
 
-/// Only a path on this site: no scheme, no `//host`, no backslash tricks.
+/// Only a path on this site: no scheme, no `//host`, no backslash tricks, and nothing
+/// that could not stand in a `Location` header (printable ASCII only).
 fn safe_next(next: &str) -> bool {
-    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && next.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl FromRequestParts<Arc<Console>> for Session {
@@ -650,6 +655,8 @@ mod tests {
             "https://evil.example/",
             "/\\evil",
             "agents",
+            "/a\r\nSet-Cookie: x=1",
+            "/é",
         ] {
             assert!(!safe_next(bad), "{bad}");
         }

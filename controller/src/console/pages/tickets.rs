@@ -100,7 +100,9 @@ pub struct NewTicket {
 pub async fn open(State(console): State<Arc<Console>>, posted: Posted<NewTicket>) -> Response {
     let f = posted.form;
     let agent = Some(f.agent.trim().to_owned()).filter(|a| !a.is_empty());
-    let back = agent.clone();
+    // Back to the machine's page when the form came from there (by the id the store
+    // resolved, never the text typed).
+    let back = agent.is_some();
     let req = TechRequest::NewTicket {
         title: f.title,
         agent,
@@ -112,9 +114,11 @@ pub async fn open(State(console): State<Arc<Console>>, posted: Posted<NewTicket>
         },
     };
     match ask(&console, &posted.session, req).await {
-        Ok(TechReply::Ticket(view)) => match back {
-            Some(agent) => Redirect::to(&format!("/agents/{agent}")).into_response(),
-            None => Redirect::to(&format!("/tickets/{}", view.ticket.number)).into_response(),
+        Ok(TechReply::Ticket(view)) => match view.ticket.agent.as_deref() {
+            Some(id) if back && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+                Redirect::to(&format!("/agents/{id}")).into_response()
+            }
+            _ => Redirect::to(&format!("/tickets/{}", view.ticket.number)).into_response(),
         },
         Ok(other) => unexpected(&other),
         Err(r) => r,
