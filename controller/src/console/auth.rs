@@ -36,7 +36,7 @@ pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub const LOCK_AFTER_FAILURES: u64 = 5;
 /// ... for this long.
 pub const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
-/// Sign-in attempts one address may make per [`ADDRESS_WINDOW`], whatever the login:
+/// Sign-in attempts one address may make per ten minutes, whatever the login:
 /// guessing across many logins is slowed as much as guessing one.
 pub const SIGN_IN_ATTEMPTS_PER_ADDRESS: u32 = 20;
 const ADDRESS_WINDOW: Duration = Duration::from_secs(10 * 60);

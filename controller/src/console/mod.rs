@@ -2,7 +2,7 @@
 //!
 //! It is one more front end on the service layer: every action a page offers is a
 //! [`TechRequest`](deskside_proto::msg::tech::TechRequest) handed to
-//! [`crate::service::handle`] with the signed-in technician as the
+//! `crate::service::handle` with the signed-in technician as the
 //! [`Principal`](crate::service::Principal), so the console has the CLI's authority, tiers,
 //! ticket visibility, consent and audit, and no policy of its own. What it adds is how
 //! people sign in (password and TOTP, `auth.rs`), server-side sessions with a CSRF token
