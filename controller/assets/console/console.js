@@ -11,21 +11,22 @@ function follow(url, handlers) {
   return source;
 }
 
-function agentStates() {
-  follow("/events", {
-    agent: (e) => {
-      const [id, state] = e.data.split(" ");
-      const online = state === "online";
-      document.querySelectorAll(`[data-agent="${CSS.escape(id)}"] .state, [data-agent-state="${CSS.escape(id)}"]`)
-        .forEach((el) => {
-          el.textContent = state;
-          el.classList.toggle("online", online);
-          el.classList.toggle("offline", !online);
-        });
-    },
-  });
+function agentState(e) {
+  const [id, state] = e.data.split(" ");
+  const online = state === "online";
+  document.querySelectorAll(`[data-agent="${CSS.escape(id)}"] .state, [data-agent-state="${CSS.escape(id)}"]`)
+    .forEach((el) => {
+      el.textContent = state;
+      el.classList.toggle("online", online);
+      el.classList.toggle("offline", !online);
+    });
 }
 
+function agentStates() {
+  follow("/events", { agent: agentState });
+}
+
+// One event stream per page: browsers keep few connections per host open.
 function ticketTimeline(number) {
   const refresh = async () => {
     const r = await fetch(`/tickets/${number}/timeline`, { credentials: "same-origin" });
@@ -36,7 +37,7 @@ function ticketTimeline(number) {
     const count = document.getElementById("note-count");
     if (count) count.textContent = String(notes);
   };
-  follow(`/events?ticket=${encodeURIComponent(number)}`, { ticket: refresh, stale: refresh });
+  follow(`/events?ticket=${encodeURIComponent(number)}`, { ticket: refresh, stale: refresh, agent: agentState });
 }
 
 function jobLog(pre) {
@@ -79,5 +80,5 @@ document.addEventListener("DOMContentLoaded", () => {
   if (pre && pre.dataset.events) { jobLog(pre); return; }
   const ticket = document.body.dataset.ticket;
   if (ticket) ticketTimeline(ticket);
-  agentStates();
+  else agentStates();
 });
