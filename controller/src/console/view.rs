@@ -156,6 +156,10 @@ pub fn relative(secs: &u64) -> String {
     } else {
         (now - secs, false)
     };
+    // Clocks a second apart (agent and controller) should not read "in 0s".
+    if d < 2 {
+        return "just now".to_owned();
+    }
     let text = if d < 60 {
         format!("{d}s")
     } else if d < 3600 {
@@ -210,6 +214,7 @@ mod tests {
         assert_eq!(bytes(&512), "512 B");
         assert_eq!(bytes(&(1536 * 1024)), "1.5 MiB");
         assert!(relative(&0).ends_with(" ago"));
+        assert_eq!(relative(&crate::clock::now_secs()), "just now");
         assert_eq!(selected("a", "a"), " selected");
         assert_eq!(selected("a", "b"), "");
     }
