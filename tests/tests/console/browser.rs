@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use anyhow::{Result, bail, ensure};
 use deskside_agent::control::ControlRequest;
+use deskside_controller::client::TechClient;
 use deskside_controller::console::add_login;
 use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::TechRequest;
 use deskside_tests::browser::{Browser, PAGE_WITHIN};
 use deskside_tests::console::{Https, SESSION_COOKIE, totp_code};
 use deskside_tests::{ALLOW_DIAGNOSTICS, bin, control, pending_request, run, wait_online};
@@ -54,7 +56,7 @@ async fn a_technician_works_a_ticket_in_chromium() -> Result<()> {
 
     let browser = Browser::start().await?;
     let outcome = async {
-        let ticket = works_a_ticket(&browser, &https, &link, &desk, &gate).await?;
+        let ticket = works_a_ticket(&browser, &https, &link, &desk, &gate, &colleague).await?;
         super::hostile::shown_inert_in_the_browser(&browser, &cluster, &https, &colleague)
             .await
             .step("hostile data in the browser")?;
@@ -78,6 +80,7 @@ async fn works_a_ticket(
     link: &str,
     desk: &deskside_tests::Agent,
     gate: &std::path::Path,
+    colleague: &TechClient,
 ) -> Result<u64> {
     let base = https.base();
     let c = &browser.client;
@@ -205,9 +208,25 @@ async fn works_a_ticket(
     let html = https.get(&job, Some(&session)).await?.text();
     super::hostile::inert(&html).step("the script job's HTML")?;
 
-    // The ticket: escalate with a note; the page shows the new tier.
+    // The ticket: a colleague's note (on the CLI) appears in the open page's timeline.
     c.goto(&format!("{base}/tickets/{ticket}")).await?;
+    ensure!(browser.text("#note-count").await? == "0");
+    mark_page(browser).await?;
+    colleague
+        .request(&TechRequest::Note {
+            number: ticket,
+            text: "user says it started after the update".into(),
+        })
+        .await?;
+    browser
+        .text_until("#timeline", |t| t.contains("started after the update"))
+        .await
+        .step("a new timeline entry on the open ticket page")?;
+    browser.text_until("#note-count", |t| t == "1").await?;
+    ensure!(page_marked(browser).await?, "the ticket page was reloaded");
     super::shot(browser, "ticket").await?;
+
+    // Escalate with a note; the page shows the new tier.
     browser
         .fill(
             "#escalate-note",

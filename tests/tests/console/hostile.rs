@@ -194,7 +194,22 @@ pub async fn shown_inert_in_the_browser(
         inert(&html).with_context(|| format!("the HTML of {page}"))?;
     }
     super::shot(browser, "agent-hostile").await?;
+
+    // The machine goes away: the open fleet page says so without a reload.
+    c.goto(&format!("{base}/agents")).await?;
+    let row = format!("tr[data-agent='{}']", hostile.id);
+    ensure!(browser.text(&row).await?.contains("online"));
+    c.execute("window.desksideMark = 'still here';", vec![])
+        .await?;
     hostile.conn.close(0u32.into(), b"done");
+    browser
+        .text_until(&row, |t| t.contains("offline"))
+        .await
+        .context("the agent going offline on the open fleet page")?;
+    ensure!(
+        c.execute("return window.desksideMark;", vec![]).await? == "still here",
+        "the fleet page was reloaded"
+    );
     Ok(())
 }
 
