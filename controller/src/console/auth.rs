@@ -255,9 +255,14 @@ fn to_login(parts: &Parts) -> Response {
     }
 }
 
-/// Only a path on this site: no scheme, no `//host`, no backslash tricks.
+/// Only a path on this site: no scheme, no `//host`, no backslash tricks, and no tab,
+/// newline or other control character (browsers drop tabs and newlines from a URL, so
+/// `/<TAB>/evil.example` would arrive as `//evil.example`).
 fn safe_next(next: &str) -> bool {
-    next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')
+    next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
 }
 
 impl FromRequestParts<Arc<Console>> for Session {
@@ -649,6 +654,9 @@ mod tests {
             "//evil.example/",
             "https://evil.example/",
             "/\\evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
             "agents",
         ] {
             assert!(!safe_next(bad), "{bad}");
