@@ -181,6 +181,17 @@ impl Https {
     /// password and code. Returns the reply (a redirect with the session cookie when it
     /// worked).
     pub async fn sign_in(&self, name: &str, password: &str, code: &str) -> Result<Reply> {
+        self.sign_in_to(name, password, code, "/").await
+    }
+
+    /// [`Https::sign_in`], asking to be sent to `next` afterwards.
+    pub async fn sign_in_to(
+        &self,
+        name: &str,
+        password: &str,
+        code: &str,
+        next: &str,
+    ) -> Result<Reply> {
         let form = self.get("/login", None).await?;
         let login = form
             .cookie(LOGIN_COOKIE)
@@ -191,7 +202,7 @@ impl Https {
             &[("cookie", format!("{LOGIN_COOKIE}={login}"))],
             &[
                 ("csrf", &csrf),
-                ("next", "/"),
+                ("next", next),
                 ("name", name),
                 ("password", password),
                 ("code", code),

@@ -262,3 +262,42 @@ async fn revoking_a_technician_ends_their_console_session_at_once() -> Result<()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_sends_nowhere_but_this_site() -> Result<()> {
+    let (cluster, https) = console_cluster().await?;
+    let (_, secret) = console_technician(&cluster, &https, "fay", Tier::L1, false).await?;
+    // Browsers drop tabs and newlines from URLs: `/<TAB>/evil.example` is `//evil.example`.
+    let elsewhere = [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+    ];
+    for next in elsewhere {
+        let query: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let form = https
+            .get(&format!("/login?next={query}"), None)
+            .await?
+            .text();
+        let kept = between(&form, "name=\"next\" value=\"", "\"");
+        ensure!(kept == Some("/"), "next={next:?} kept as {kept:?}");
+    }
+    let form = https
+        .get("/login?next=%2Fagents%3Fq%3Dvm", None)
+        .await?
+        .text();
+    ensure!(between(&form, "name=\"next\" value=\"", "\"") == Some("/agents?q=vm"));
+    // Posted straight to the form, past the page: the redirect stays here too.
+    let r = https
+        .sign_in_to("fay", PASSWORD, &totp_code(&secret, 1)?, "/\t/evil.example")
+        .await?;
+    ensure!(r.status == 303, "{} {}", r.status, r.text());
+    ensure!(
+        r.header("location").as_deref() == Some("/"),
+        "{:?}",
+        r.header("location")
+    );
+    Ok(())
+}
