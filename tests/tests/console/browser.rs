@@ -264,6 +264,25 @@ async fn works_a_ticket(
     );
     super::shot(browser, "admin").await?;
 
+    // The HTML report: the ticket's story with the script's output, inert, and served
+    // sandboxed under a policy that allows no script at all.
+    let report = https
+        .get(&format!("/tickets/{ticket}/report"), Some(&session))
+        .await?;
+    ensure!(report.status == 200, "report: {}", report.status);
+    let csp = report.header("content-security-policy").unwrap_or_default();
+    ensure!(
+        csp.contains("sandbox") && csp.starts_with("default-src 'none'") && !csp.contains("script"),
+        "report CSP {csp:?}"
+    );
+    super::hostile::no_raw_markup(&report.text()).step("the HTML report")?;
+    c.goto(&format!("{base}/tickets/{ticket}/report")).await?;
+    ensure!(
+        browser.dialog().await.is_none(),
+        "a script in the report ran"
+    );
+    browser.screenshot("report").await?;
+
     // The bundle, downloaded with the browser's session, verified by the real binary.
     let tar = https
         .get(&format!("/tickets/{ticket}/bundle"), Some(&session))

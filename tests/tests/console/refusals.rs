@@ -301,3 +301,53 @@ async fn signing_in_sends_nowhere_but_this_site() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_its_starters_and_signing_out_ends_the_session() -> Result<()> {
+    let (cluster, https) = console_cluster().await?;
+    let (gil, gil_secret) = console_technician(&cluster, &https, "gil", Tier::L1, false).await?;
+    let (_, hal_secret) = console_technician(&cluster, &https, "hal", Tier::L1, false).await?;
+    let gil_session = signed_in(&https, "gil", &gil_secret).await?;
+    let hal_session = signed_in(&https, "hal", &hal_secret).await?;
+    let ticket = open_ticket(&gil, "no such machine", None).await?;
+
+    // gil starts an action (on a machine that does not exist: it fails, as a job).
+    let csrf = csrf_field(&https.get("/", Some(&gil_session)).await?.text())
+        .ok_or_else(|| anyhow::anyhow!("no CSRF token on the dashboard"))?;
+    let ticket = ticket.to_string();
+    let r = https
+        .post(
+            "/agents/ag-000000000000/diag",
+            &[("cookie", format!("{SESSION_COOKIE}={gil_session}"))],
+            &[("csrf", csrf.as_str()), ("ticket", ticket.as_str())],
+        )
+        .await?;
+    ensure!(r.status == 303, "{} {}", r.status, r.text());
+    let job = r
+        .header("location")
+        .filter(|l| l.starts_with("/jobs/"))
+        .ok_or_else(|| anyhow::anyhow!("no job: {:?}", r.header("location")))?;
+    ensure!(https.get(&job, Some(&gil_session)).await?.status == 200);
+    for path in [job.clone(), format!("{job}/events")] {
+        let r = https.get(&path, Some(&hal_session)).await?;
+        ensure!(
+            r.status == 404,
+            "{path} for another technician: {}",
+            r.status
+        );
+    }
+
+    // Signing out ends the session on the server, not just in the browser.
+    let r = https
+        .post(
+            "/logout",
+            &[("cookie", format!("{SESSION_COOKIE}={gil_session}"))],
+            &[("csrf", csrf.as_str())],
+        )
+        .await?;
+    ensure!(r.status == 303, "sign out: {}", r.status);
+    let r = https.get("/", Some(&gil_session)).await?;
+    ensure!(r.status == 303, "after signing out: {}", r.status);
+    ensure!(https.get("/", Some(&hal_session)).await?.status == 200);
+    Ok(())
+}
