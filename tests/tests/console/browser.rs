@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use deskside_agent::control::ControlRequest;
 use deskside_controller::client::TechClient;
 use deskside_controller::console::add_login;
@@ -19,7 +19,7 @@ use deskside_tests::console::{Https, SESSION_COOKIE, totp_code};
 use deskside_tests::{ALLOW_DIAGNOSTICS, bin, control, pending_request, run, wait_online};
 use fantoccini::Locator;
 
-use super::{PASSWORD, Step, console_cluster};
+use super::{PASSWORD, console_cluster};
 
 /// Output a script writes that would run if a page treated it as HTML.
 pub const HOSTILE_OUTPUT: [&str; 2] = [
@@ -59,7 +59,7 @@ async fn a_technician_works_a_ticket_in_chromium() -> Result<()> {
         let ticket = works_a_ticket(&browser, &https, &link, &desk, &gate, &colleague).await?;
         super::hostile::shown_inert_in_the_browser(&browser, &cluster, &https, &colleague)
             .await
-            .step("hostile data in the browser")?;
+            .context("hostile data in the browser")?;
         Ok::<_, anyhow::Error>(ticket)
     }
     .await;
@@ -82,6 +82,7 @@ async fn works_a_ticket(
     gate: &std::path::Path,
     colleague: &TechClient,
 ) -> Result<u64> {
+    let scratch = gate.parent().unwrap_or(gate);
     let base = https.base();
     let c = &browser.client;
 
@@ -106,7 +107,10 @@ async fn works_a_ticket(
     browser.fill("#password", PASSWORD).await?;
     browser.fill("#code", &totp_code(&secret, 1)?).await?;
     browser.click("#sign-in").await?;
-    browser.path_until(|p| p == "/").await.step("signing in")?;
+    browser
+        .path_until(|p| p == "/")
+        .await
+        .context("signing in")?;
     ensure!(browser.text("#whoami").await?.contains("ana (l1)"));
     super::shot(browser, "dashboard").await?;
 
@@ -162,7 +166,7 @@ async fn works_a_ticket(
     let log = browser
         .text_until("#job-log", |t| t.contains("Approved: session"))
         .await
-        .step("the user's answer on the job page")?;
+        .context("the user's answer on the job page")?;
     ensure!(log.contains("scripts:l1"), "{log}");
     ensure!(page_marked(browser).await?, "the job page was reloaded");
     super::shot(browser, "job-session").await?;
@@ -177,7 +181,7 @@ async fn works_a_ticket(
     let log = browser
         .text_until("#job-log", |t| t.contains(HOSTILE_OUTPUT[1]))
         .await
-        .step("the script's first output on the page")?;
+        .context("the script's first output on the page")?;
     ensure!(log.contains(HOSTILE_OUTPUT[0]), "{log}");
     ensure!(browser.text("#job-state").await?.starts_with("Working"));
     std::fs::write(gate, b"")?;
@@ -186,7 +190,7 @@ async fn works_a_ticket(
             t.contains("second half") && t.contains("exit code 0")
         })
         .await
-        .step("the script's output after the gate")?;
+        .context("the script's output after the gate")?;
     browser
         .text_until("#job-state", |t| t == "Finished.")
         .await?;
@@ -206,7 +210,7 @@ async fn works_a_ticket(
     super::shot(browser, "job-script").await?;
     let session = c.get_named_cookie(SESSION_COOKIE).await?.value().to_owned();
     let html = https.get(&job, Some(&session)).await?.text();
-    super::hostile::inert(&html).step("the script job's HTML")?;
+    super::hostile::inert(&html).context("the script job's HTML")?;
 
     // The ticket: a colleague's note (on the CLI) appears in the open page's timeline.
     c.goto(&format!("{base}/tickets/{ticket}")).await?;
@@ -221,7 +225,7 @@ async fn works_a_ticket(
     browser
         .text_until("#timeline", |t| t.contains("started after the update"))
         .await
-        .step("a new timeline entry on the open ticket page")?;
+        .context("a new timeline entry on the open ticket page")?;
     browser.text_until("#note-count", |t| t == "1").await?;
     ensure!(page_marked(browser).await?, "the ticket page was reloaded");
     super::shot(browser, "ticket").await?;
@@ -237,7 +241,7 @@ async fn works_a_ticket(
     browser
         .text_until("#ticket-tier", |t| t == "l2")
         .await
-        .step("escalating")?;
+        .context("escalating")?;
     let timeline = timeline(browser).await?;
     for kind in ["snapshot", "session", "script", "escalated"] {
         ensure!(
@@ -254,8 +258,21 @@ async fn works_a_ticket(
         browser.text("main h1").await?;
         super::shot(browser, name).await?;
     }
+    // An admin makes an enrollment token on the admin page; a machine enrolls with it.
     c.goto(&format!("{base}/admin")).await?;
+    browser.click("#make-token").await?;
+    let token = browser.text(".made pre.token").await?;
+    let state = deskside_agent::state::StateDir::new(scratch.join("enrolled-from-console"));
+    deskside_agent::enroll::enroll(&state, token.trim())
+        .await
+        .context("enrolling with the console's token")?;
     let audit = browser.text("#audit").await?;
+    ensure!(
+        audit
+            .lines()
+            .any(|l| l.contains("ana") && l.contains("token_create")),
+        "no token in the console audit: {audit}"
+    );
     ensure!(
         audit
             .lines()
@@ -275,7 +292,7 @@ async fn works_a_ticket(
         csp.contains("sandbox") && csp.starts_with("default-src 'none'") && !csp.contains("script"),
         "report CSP {csp:?}"
     );
-    super::hostile::no_raw_markup(&report.text()).step("the HTML report")?;
+    super::hostile::no_raw_markup(&report.text()).context("the HTML report")?;
     c.goto(&format!("{base}/tickets/{ticket}/report")).await?;
     ensure!(
         browser.dialog().await.is_none(),

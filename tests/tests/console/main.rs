@@ -4,7 +4,7 @@
 //! and revoked requests refused (`refusals.rs`, plain HTTPS). One chromedriver for the
 //! binary: the browser test starts it and runs the hostile-data checks in it.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use deskside_controller::client::TechClient;
 use deskside_controller::console::{ConsoleConfig, add_login};
 use deskside_controller::server;
@@ -78,15 +78,4 @@ async fn shot(browser: &deskside_tests::browser::Browser, name: &str) -> Result<
         "{name}: the page is wider than the window: {wide:?}"
     );
     Ok(())
-}
-
-/// Context for a step of a long test.
-trait Step<T> {
-    fn step(self, what: &'static str) -> Result<T>;
-}
-
-impl<T> Step<T> for Result<T> {
-    fn step(self, what: &'static str) -> Result<T> {
-        self.context(what)
-    }
 }
