@@ -63,8 +63,10 @@ async fn a_technician_works_a_ticket_in_chromium() -> Result<()> {
         Ok::<_, anyhow::Error>(ticket)
     }
     .await;
-    browser.close().await?;
+    // The browser quits whatever happened; the test's own failure is the one reported.
+    let closed = browser.close().await;
     outcome?;
+    closed?;
     eprintln!(
         "console browser test: {:.1} s",
         started.elapsed().as_secs_f64()
