@@ -2,6 +2,8 @@
 //! real agents enrolled through the real token/CSR path, real technician profiles, all
 //! over real QUIC with mutual TLS. Also finds the built binaries for CLI tests.
 
+pub mod browser;
+pub mod console;
 pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
@@ -78,6 +80,14 @@ impl Cluster {
             running: Some(running),
             addr,
         })
+    }
+
+    /// Where the web console listens (started with `Options { console: Some(..) }`).
+    pub fn console_addr(&self) -> Result<std::net::SocketAddr> {
+        self.running
+            .as_ref()
+            .and_then(|r| r.console_addr)
+            .context("this controller serves no web console (start it with Options::console)")
     }
 
     pub fn token(&self, ttl: Duration) -> Result<String> {

@@ -256,7 +256,9 @@ fn to_login(parts: &Parts) -> Response {
 }
 
 /// Only a path on this site: no scheme, no `//host`, no backslash tricks, and nothing
-/// that could not stand in a `Location` header (printable ASCII only).
+/// that could not stand in a `Location` header — printable ASCII only, so no tab or
+/// newline either (browsers drop those from a URL, so `/<TAB>/evil.example` would
+/// arrive as `//evil.example`).
 fn safe_next(next: &str) -> bool {
     next.starts_with('/')
         && !next.starts_with("//")
@@ -654,6 +656,9 @@ mod tests {
             "//evil.example/",
             "https://evil.example/",
             "/\\evil",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
             "agents",
             "/a\r\nSet-Cookie: x=1",
             "/é",

@@ -108,7 +108,8 @@ pub async fn security_headers(
     let asset = req.uri().path().starts_with("/assets/");
     let mut response = next.run(req).await;
     let h = response.headers_mut();
-    // A response with a policy of its own (the self-contained HTML report) keeps it.
+    // A handler that set a policy of its own keeps it: the HTML report's allows its inline
+    // CSS, no script at all, and sandboxes it.
     h.entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(CSP));
     h.insert(
@@ -116,9 +117,12 @@ pub async fn security_headers(
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null`
+    // with every form post, and the CSRF check (rightly) refuses an origin it cannot
+    // match. Other sites still learn nothing, and their posts arrive as `Origin: null`.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
@@ -152,6 +156,10 @@ pub fn relative(secs: &u64) -> String {
     } else {
         (now - secs, false)
     };
+    // Clocks a second apart (agent and controller) should not read "in 0s".
+    if d < 2 {
+        return "just now".to_owned();
+    }
     let text = if d < 60 {
         format!("{d}s")
     } else if d < 3600 {
@@ -206,6 +214,7 @@ mod tests {
         assert_eq!(bytes(&512), "512 B");
         assert_eq!(bytes(&(1536 * 1024)), "1.5 MiB");
         assert!(relative(&0).ends_with(" ago"));
+        assert_eq!(relative(&crate::clock::now_secs()), "just now");
         assert_eq!(selected("a", "a"), " selected");
         assert_eq!(selected("a", "b"), "");
     }
