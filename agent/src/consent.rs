@@ -194,6 +194,8 @@ pub async fn command(state: &StateDir, req: ControlRequest, json: bool) -> Resul
         ControlReply::Status(s) => render(&s),
         ControlReply::Done { message } => message,
         ControlReply::Code(c) => c.code,
+        ControlReply::Watched(w) if json => serde_json::to_string_pretty(&w)?,
+        ControlReply::Watched(w) => render(&w.status),
         ControlReply::Error { message } => return Err(ConsentError::Refused(message)),
     })
 }

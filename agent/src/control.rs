@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::local_user::{Caller, LocalSessions};
 use crate::serve::AgentCtx;
-use crate::session::{SessionStatus, SupportCode};
+use crate::session::{SessionStatus, SupportCode, Watched};
 use crate::state::StateDir;
 
 /// Why the control socket could not be served, or a call to it failed.
@@ -86,6 +86,9 @@ const IDLE: Duration = Duration::from_secs(600);
 /// Open control connections at once. A desktop has a helper and a command or two; the cap
 /// keeps a local user from holding the agent's file descriptors with idle connections.
 const MAX_CLIENTS: usize = 64;
+/// Longest a watch waits for a change. Well under [`IDLE`], so a helper that only
+/// watches keeps its connection; short enough that it notices a dead agent soon.
+pub const MAX_WATCH_SECS: u32 = 30;
 /// The socket's directory when the agent creates it: everyone may reach the socket in it.
 const SOCKET_DIR_MODE: u32 = 0o755;
 /// The socket itself: anyone may connect; each request's caller is checked.
@@ -107,6 +110,13 @@ pub enum ControlRequest {
         scopes: Vec<Scope>,
         duration_secs: u64,
     },
+    /// Answers when the state differs from generation `seen` (0: at once), or after
+    /// `wait_secs` (capped at [`MAX_WATCH_SECS`]) with the state as it is: the desktop
+    /// helper's long poll.
+    Watch {
+        seen: u64,
+        wait_secs: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +125,7 @@ pub enum ControlReply {
     Done { message: String },
     Code(SupportCode),
     Error { message: String },
+    Watched(Watched),
 }
 
 impl Message for ControlRequest {
@@ -272,7 +283,13 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
             }
         };
         debug!(?req, %caller, "control request");
-        let reply = handle(&ctx, &caller, req);
+        let reply = match req {
+            ControlRequest::Watch { seen, wait_secs } => {
+                let wait = Duration::from_secs(u64::from(wait_secs.min(MAX_WATCH_SECS)));
+                ControlReply::Watched(ctx.sessions.watch(seen, wait).await)
+            }
+            req => handle(&ctx, &caller, req),
+        };
         if framed::send_io(&mut stream, &reply).await.is_err() {
             return;
         }
@@ -306,6 +323,8 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
+        // Served in `client`: it waits.
+        ControlRequest::Watch { .. } => ControlReply::Status(s.status()),
     }
 }
 
@@ -326,10 +345,28 @@ pub struct ControlClient {
 
 impl ControlClient {
     pub async fn connect(state: &StateDir) -> Result<ControlClient, ControlError> {
-        let path = state.control_socket();
-        match UnixStream::connect(&path).await {
+        ControlClient::connect_to(&state.control_socket()).await
+    }
+
+    /// Connects to the socket at `path` (a desktop helper knows the path, not the state
+    /// directory, which is not its to read).
+    pub async fn connect_to(path: &Path) -> Result<ControlClient, ControlError> {
+        match UnixStream::connect(path).await {
             Ok(stream) => Ok(ControlClient { stream }),
-            Err(source) => Err(ControlError::Unreachable { path, source }),
+            Err(source) => Err(ControlError::Unreachable {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The state once it differs from generation `seen` (0: now), or after `wait_secs`.
+    pub async fn watch(&mut self, seen: u64, wait_secs: u32) -> Result<Watched, ControlError> {
+        match self.call(&ControlRequest::Watch { seen, wait_secs }).await? {
+            ControlReply::Watched(w) => Ok(w),
+            _ => Err(ControlError::Refused(
+                "the agent answered a watch with something else; is it an older version? Update deskside-agent".into(),
+            )),
         }
     }
 
