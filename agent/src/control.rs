@@ -86,7 +86,7 @@ const IDLE: Duration = Duration::from_secs(600);
 /// Open control connections at once. A desktop has a helper and a command or two; the cap
 /// keeps a local user from holding the agent's file descriptors with idle connections.
 const MAX_CLIENTS: usize = 64;
-/// Longest a watch waits for a change. Well under [`IDLE`], so a helper that only
+/// Longest a watch waits for a change. Well under the idle limit, so a helper that only
 /// watches keeps its connection; short enough that it notices a dead agent soon.
 pub const MAX_WATCH_SECS: u32 = 30;
 /// The socket's directory when the agent creates it: everyone may reach the socket in it.
@@ -168,8 +168,14 @@ pub fn serve(
             };
             let ctx = ctx.clone();
             let access = access.clone();
+            let cancel = cancel.clone();
             tokio::spawn(async move {
-                client(ctx, access, stream).await;
+                // A stopping service closes its clients too: a desktop helper's watch
+                // must not go on watching a service that is gone.
+                tokio::select! {
+                    () = client(ctx, access, stream) => {}
+                    () = cancel.cancelled() => {}
+                }
                 drop(permit);
             });
         }

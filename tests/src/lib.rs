@@ -5,6 +5,7 @@
 pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
+pub mod local;
 pub mod raw;
 pub mod rt;
 pub mod sample_bundle;

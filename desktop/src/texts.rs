@@ -1,0 +1,151 @@
+//! Every word the helper shows the user, in one place: translating the helper is
+//! translating this file. Scopes are said as what they let someone do on this computer,
+//! never as the policy names (`scripts:l1`).
+
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::session::Scope;
+
+/// The application name notification servers show and group by.
+pub const APP_NAME: &str = "Deskside";
+/// The icon name (installed under hicolor by the package).
+pub const ICON: &str = "deskside-desktop";
+
+pub const ALLOW: &str = "Allow";
+pub const DENY: &str = "Deny";
+pub const DETAILS: &str = "Details";
+pub const END_SESSION: &str = "End session";
+pub const ANSWER_FAILED: &str = "Deskside could not pass on your answer";
+
+/// What a scope lets the technician do, as a line the user can judge.
+pub fn scope(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Diagnostics => "see this computer's system information",
+        Scope::ScriptsL1 => "run approved fixes of level 1",
+        Scope::ScriptsL2 => "run approved fixes of level 2",
+        Scope::ScriptsL3 => "run approved fixes of level 3",
+        Scope::Files => "copy files from this computer",
+    }
+}
+
+/// The technician's tier as the help desk says it.
+pub fn tier(tier: Tier) -> String {
+    match tier {
+        Tier::L1 => "help desk, level 1".into(),
+        Tier::L2 => "desktop support, level 2".into(),
+        Tier::L3 => "specialist, level 3".into(),
+    }
+}
+
+/// `#42 "Printer jams"`, or `#42` when the title is unknown.
+pub fn ticket(number: u64, title: &str) -> String {
+    if title.is_empty() {
+        format!("ticket #{number}")
+    } else {
+        format!("ticket #{number} \u{201c}{title}\u{201d}")
+    }
+}
+
+/// `25 minutes`, `1 hour 5 minutes`, `40 seconds`.
+pub fn duration(secs: u64) -> String {
+    let (h, m) = (secs / 3600, secs % 3600 / 60);
+    let unit = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    match (h, m) {
+        (0, 0) => unit(secs, "second", "seconds"),
+        (0, m) => unit(m, "minute", "minutes"),
+        (h, 0) => unit(h, "hour", "hours"),
+        (h, m) => format!(
+            "{} {}",
+            unit(h, "hour", "hours"),
+            unit(m, "minute", "minutes")
+        ),
+    }
+}
+
+/// A countdown: `4:05`.
+pub fn countdown(secs: u64) -> String {
+    format!("{}:{:02}", secs / 60, secs % 60)
+}
+
+/// The prompt's title line.
+pub fn prompt_summary(technician: &str) -> String {
+    format!("{technician} asks to help on this computer")
+}
+
+/// The prompt's body: who, for which ticket, to do what, for how long, answer by when.
+pub fn prompt_body(
+    technician: &str,
+    tier: Tier,
+    ticket: &str,
+    scopes: &[Scope],
+    duration_secs: u64,
+    answer_in_secs: u64,
+) -> String {
+    let mut body = format!(
+        "{technician} ({}) asks, for {ticket}, to:\n",
+        self::tier(tier)
+    );
+    for s in scopes {
+        body.push_str(&format!("\u{2022} {}\n", scope(*s)));
+    }
+    body.push_str(&format!(
+        "for {}. Answer within {}; no answer means no.",
+        duration(duration_secs),
+        countdown(answer_in_secs)
+    ));
+    body
+}
+
+/// The running session's title line.
+pub fn session_summary(technician: &str) -> String {
+    format!("{technician} is helping on this computer")
+}
+
+/// The running session's body; `left` is a [`duration`].
+pub fn session_body(ticket: &str, left: &str, activity: Option<&str>) -> String {
+    format!(
+        "For {ticket}; ends in {left}.\nRight now: {}",
+        activity.unwrap_or("nothing")
+    )
+}
+
+/// The agent service cannot be reached.
+pub fn agent_unreachable(socket: &str) -> String {
+    format!(
+        "cannot reach the Deskside agent at {socket}; it may be stopped (systemctl status deskside-agent). Retrying."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_says_who_what_and_how_long_in_plain_words() {
+        let body = prompt_body(
+            "ann",
+            Tier::L1,
+            &ticket(42, "Printer jams"),
+            &[Scope::Diagnostics, Scope::ScriptsL1, Scope::Files],
+            1800,
+            95,
+        );
+        assert_eq!(
+            body,
+            "ann (help desk, level 1) asks, for ticket #42 \u{201c}Printer jams\u{201d}, to:\n\
+             \u{2022} see this computer's system information\n\
+             \u{2022} run approved fixes of level 1\n\
+             \u{2022} copy files from this computer\n\
+             for 30 minutes. Answer within 1:35; no answer means no."
+        );
+        assert!(!body.contains("scripts:"));
+    }
+
+    #[test]
+    fn durations_and_clock_read_naturally() {
+        assert_eq!(duration(40), "40 seconds");
+        assert_eq!(duration(60), "1 minute");
+        assert_eq!(duration(3900), "1 hour 5 minutes");
+        assert_eq!(duration(7200), "2 hours");
+        assert_eq!(ticket(7, ""), "ticket #7");
+    }
+}
