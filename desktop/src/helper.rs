@@ -23,6 +23,8 @@ use crate::texts;
 const RETRY_BASE: Duration = Duration::from_millis(250);
 /// Longest wait between tries: a user who starts the agent sees prompts within seconds.
 const RETRY_CAP: Duration = Duration::from_secs(10);
+/// The details window's binary, installed beside the helper.
+const WINDOW: &str = "deskside-desktop-window";
 
 /// What the watching task reports.
 #[derive(Debug)]
@@ -241,8 +243,8 @@ impl Shown {
             (None, Action::End) if self.session.as_ref().is_some_and(|s| s.id == id) => {
                 ControlRequest::End
             }
-            (_, Action::Details) => {
-                info!("details asked for; this build shows them in the notification only");
+            (request, Action::Details) => {
+                self.details(request);
                 return;
             }
             _ => return,
@@ -268,6 +270,28 @@ impl Shown {
             if let Some(s) = self.session.as_mut() {
                 s.id = 0;
             }
+        }
+    }
+
+    /// Opens the details window (`deskside-desktop-window`, beside this binary) on
+    /// `request`, or on whatever is current.
+    fn details(&self, request: Option<u32>) {
+        let exe = match std::env::current_exe() {
+            Ok(me) => me.with_file_name(WINDOW),
+            Err(e) => {
+                warn!(error = %e, "cannot tell where {WINDOW} is");
+                return;
+            }
+        };
+        let mut cmd = tokio::process::Command::new(&exe);
+        cmd.arg("--socket").arg(&self.socket);
+        if let Some(id) = request {
+            cmd.arg("--request").arg(id.to_string());
+        }
+        match cmd.spawn() {
+            // Reaped when it closes.
+            Ok(mut child) => drop(tokio::spawn(async move { child.wait().await })),
+            Err(e) => warn!(error = %e, exe = %exe.display(), "cannot open the details window"),
         }
     }
 

@@ -6,3 +6,5 @@
 pub mod helper;
 pub mod notify;
 pub mod texts;
+#[cfg(feature = "window")]
+pub mod window;

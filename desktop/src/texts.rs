@@ -39,9 +39,9 @@ pub fn tier(tier: Tier) -> String {
 /// `#42 "Printer jams"`, or `#42` when the title is unknown.
 pub fn ticket(number: u64, title: &str) -> String {
     if title.is_empty() {
-        format!("ticket #{number}")
+        format!("#{number}")
     } else {
-        format!("ticket #{number} \u{201c}{title}\u{201d}")
+        format!("#{number} \u{201c}{title}\u{201d}")
     }
 }
 
@@ -81,7 +81,7 @@ pub fn prompt_body(
     answer_in_secs: u64,
 ) -> String {
     let mut body = format!(
-        "{technician} ({}) asks, for {ticket}, to:\n",
+        "{technician} ({}) asks, for ticket {ticket}, to:\n",
         self::tier(tier)
     );
     for s in scopes {
@@ -103,9 +103,38 @@ pub fn session_summary(technician: &str) -> String {
 /// The running session's body; `left` is a [`duration`].
 pub fn session_body(ticket: &str, left: &str, activity: Option<&str>) -> String {
     format!(
-        "For {ticket}; ends in {left}.\nRight now: {}",
+        "For ticket {ticket}; ends in {left}.\nRight now: {}",
         activity.unwrap_or("nothing")
     )
+}
+
+/// The details window's words.
+pub mod window {
+    pub const TITLE: &str = "Deskside";
+    pub const TECHNICIAN: &str = "Technician";
+    pub const TICKET: &str = "Ticket";
+    pub const MAY: &str = "Would be able to";
+    pub const FOR: &str = "For";
+    pub const TIME_TO_ANSWER: &str = "Time left to answer";
+    pub const ENDS_IN: &str = "Ends in";
+    pub const RIGHT_NOW: &str = "Right now";
+    pub const NOTHING: &str = "nothing";
+    pub const DENY: &str = "Deny";
+    pub const ALLOW: &str = "Allow";
+    pub const END_SESSION: &str = "End session";
+    pub const HELP_HEADING: &str = "Get help from the help desk";
+    pub const HELP_INTRO: &str = "Get a code and read it to the help desk engineer on the phone. \
+        They can then help on this computer with what you tick below, for 30 minutes.";
+    pub const GET_CODE: &str = "Get a support code";
+    pub const CODE_NAME: &str = "Support code";
+    pub const NO_CODE: &str = "No code yet";
+    pub const SWITCHED_OFF: &str =
+        "Deskside is switched off on this computer: nobody can connect (deskside-agent enable).";
+
+    /// Under the code: how to use it and how long it lasts.
+    pub fn code_valid(left: &str) -> String {
+        format!("Read it to the help desk engineer. It works once, for {left} more.")
+    }
 }
 
 /// The agent service cannot be reached.
@@ -146,6 +175,6 @@ mod tests {
         assert_eq!(duration(60), "1 minute");
         assert_eq!(duration(3900), "1 hour 5 minutes");
         assert_eq!(duration(7200), "2 hours");
-        assert_eq!(ticket(7, ""), "ticket #7");
+        assert_eq!(ticket(7, ""), "#7");
     }
 }

@@ -5,8 +5,6 @@
 //! the desktop session. Run as root (as CI does), the helper runs as another user who
 //! is logged in at the machine, as it would on a desktop.
 
-mod bus;
-
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -14,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bus::{Bus, MockNotifications};
 use anyhow::{Context, Result, bail};
-use bus::{Bus, MockNotifications};
 use deskside_agent::policy::DEFAULT_POLICY;
 use deskside_controller::client::TechClient;
 use deskside_proto::msg::identity::Tier;

@@ -4,6 +4,7 @@
 //! the signals a user's click would.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,13 +21,19 @@ const MOCK: &str = "org.freedesktop.DBus.Mock";
 #[derive(Debug)]
 pub struct Bus {
     pub address: String,
+    /// `XDG_RUNTIME_DIR` for programs on this bus.
+    pub runtime: std::path::PathBuf,
     daemon: Option<Guard>,
 }
 
 impl Bus {
     /// Starts `dbus-daemon` with a config that lets every uid connect (a session bus
-    /// normally admits its owner only), listening in `dir`.
+    /// normally admits its owner only), listening in `dir`. Services it starts on demand
+    /// (the accessibility bus) keep their sockets in `dir/runtime`.
     pub fn start(dir: &Path) -> Result<Bus> {
+        let runtime = dir.join("runtime");
+        std::fs::create_dir_all(&runtime)?;
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700))?;
         let config = dir.join("bus.conf");
         std::fs::write(
             &config,
@@ -37,6 +44,7 @@ impl Bus {
   <type>session</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
+  <standard_session_servicedirs/>
   <policy context="default">
     <allow user="*"/>
     <allow send_destination="*" eavesdrop="true"/>
@@ -51,6 +59,7 @@ impl Bus {
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--print-address=1"])
+            .env("XDG_RUNTIME_DIR", &runtime)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -65,6 +74,7 @@ impl Bus {
         }
         Ok(Bus {
             address,
+            runtime,
             daemon: Some(daemon),
         })
     }
