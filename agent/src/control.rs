@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::local_user::{Caller, LocalSessions};
+use crate::self_check::LocalCheck;
 use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode, Watched};
 use crate::state::StateDir;
@@ -117,15 +118,18 @@ pub enum ControlRequest {
         seen: u64,
         wait_secs: u32,
     },
+    /// "Check my computer": a local snapshot's findings, for the user only.
+    Check,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControlReply {
     Status(SessionStatus),
     Done { message: String },
     Code(SupportCode),
     Error { message: String },
     Watched(Watched),
+    Checked(LocalCheck),
 }
 
 impl Message for ControlRequest {
@@ -294,6 +298,7 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
                 let wait = Duration::from_secs(u64::from(wait_secs.min(MAX_WATCH_SECS)));
                 ControlReply::Watched(ctx.sessions.watch(seen, wait).await)
             }
+            ControlRequest::Check => ControlReply::Checked(ctx.self_check.run().await),
             req => handle(&ctx, &caller, req),
         };
         if framed::send_io(&mut stream, &reply).await.is_err() {
@@ -329,8 +334,8 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
-        // Served in `client`: it waits.
-        ControlRequest::Watch { .. } => ControlReply::Status(s.status()),
+        // Served in `client`: they wait.
+        ControlRequest::Watch { .. } | ControlRequest::Check => ControlReply::Status(s.status()),
     }
 }
 

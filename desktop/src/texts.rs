@@ -131,6 +131,29 @@ pub mod window {
     pub const SWITCHED_OFF: &str =
         "Deskside is switched off on this computer: nobody can connect (deskside-agent enable).";
 
+    pub const CHECK: &str = "Check my computer";
+    pub const CHECKING: &str = "Checking this computer\u{2026}";
+    pub const NO_PROBLEMS: &str = "No problems found.";
+
+    /// What a finding's severity means to the user.
+    pub fn severity(s: deskside_proto::msg::diag::Severity) -> &'static str {
+        use deskside_proto::msg::diag::Severity;
+        match s {
+            Severity::Critical => "Needs attention now",
+            Severity::Warning => "Worth a look",
+            Severity::Info => "For your information",
+        }
+    }
+
+    /// The heading over a check's findings.
+    pub fn found(n: usize) -> String {
+        match n {
+            0 => NO_PROBLEMS.to_owned(),
+            1 => "Deskside found 1 thing on this computer:".to_owned(),
+            n => format!("Deskside found {n} things on this computer:"),
+        }
+    }
+
     /// Under the code: how to use it and how long it lasts.
     pub fn code_valid(left: &str) -> String {
         format!("Read it to the help desk engineer. It works once, for {left} more.")

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deskside_agent::control::{ControlClient, ControlReply, ControlRequest, MAX_WATCH_SECS};
+use deskside_agent::self_check::LocalCheck;
 use deskside_agent::session::Watched;
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -17,6 +18,8 @@ pub enum Update {
     Said(String),
     /// The agent cannot be reached or refused: its words.
     Failed(String),
+    /// "Check my computer" came back.
+    Checked(LocalCheck),
 }
 
 /// Wait between tries while the agent cannot be reached.
@@ -81,6 +84,7 @@ async fn serve(
         let update = match result {
             Ok(ControlReply::Done { message }) => Update::Said(message),
             Ok(ControlReply::Code(code)) => Update::Said(format!("code {}", code.code)),
+            Ok(ControlReply::Checked(check)) => Update::Checked(check),
             Ok(_) => continue,
             Err(e) => Update::Failed(deskside_agent::error_chain(&e)),
         };

@@ -18,19 +18,11 @@ use gtk4::glib;
 use gtk4::prelude::*;
 
 use self::bridge::Update;
+pub use self::pages::Opened;
 use self::pages::Pages;
 
 /// How often the window redraws its countdowns and takes the agent's news.
 const TICK: Duration = Duration::from_millis(250);
-
-/// What the window was opened for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Opened {
-    /// Details of this pending request (from its notification).
-    Request(u32),
-    /// Whatever is current: a pending request, else the session, else Get help.
-    Current,
-}
 
 /// Runs the window until the user closes it. GTK reads no arguments of ours.
 pub fn run(socket: PathBuf, opened: Opened) -> anyhow::Result<glib::ExitCode> {
@@ -52,6 +44,7 @@ pub fn run(socket: PathBuf, opened: Opened) -> anyhow::Result<glib::ExitCode> {
                     Ok(Update::State(w)) => *state.borrow_mut() = Some(*w),
                     Ok(Update::Said(m)) => pages.say(&m),
                     Ok(Update::Failed(m)) => pages.say(&m),
+                    Ok(Update::Checked(c)) => pages.checked(&c),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         return glib::ControlFlow::Break;

@@ -6,6 +6,7 @@
 use std::cell::Cell;
 
 use deskside_agent::control::ControlRequest;
+use deskside_agent::self_check::LocalCheck;
 use deskside_agent::session::{PendingView, Watched};
 use deskside_proto::msg::session::Scope;
 use gtk4 as gtk;
@@ -13,11 +14,19 @@ use gtk4::glib;
 use gtk4::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::Opened;
 use crate::texts::{self, window as words};
 
 /// A user-started session lasts this long (the help desk can ask for more).
 const SUPPORT_SECS: u64 = 30 * 60;
+
+/// What the window was opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// Details of this pending request (from its notification).
+    Request(u32),
+    /// Whatever is current: a pending request, else the session, else Get help.
+    Current,
+}
 
 /// A label that keeps its text: setting the same text again is a no-op, so screen
 /// readers are not told of changes that are not.
@@ -75,6 +84,8 @@ pub struct Pages {
     session_details: Text,
     code: Text,
     code_left: Text,
+    /// "Check my computer"'s findings, in plain words.
+    findings: Text,
     switched_off: Text,
     status: Text,
 }
@@ -162,7 +173,10 @@ impl Pages {
 
         let help = page(&outer);
         Text::new(&help).heading(words::HELP_HEADING);
-        Text::new(&help).set(words::HELP_INTRO);
+        let intro = Text::new(&help);
+        intro.set(words::HELP_INTRO);
+        // Not selectable, so the focus starts on a control, not inside this paragraph.
+        intro.0.set_selectable(false);
         let mut offered = Vec::new();
         for scope in Scope::ALL {
             let check = gtk::CheckButton::with_label(texts::scope(scope));
@@ -171,7 +185,18 @@ impl Pages {
             offered.push((scope, check));
         }
         let get = gtk::Button::with_label(words::GET_CODE);
-        buttons(&help).append(&get);
+        let check = gtk::Button::with_label(words::CHECK);
+        let row = buttons(&help);
+        row.append(&check);
+        row.append(&get);
+        let findings = Text::new(&help);
+        {
+            let (send, findings) = (send.clone(), findings.0.clone());
+            check.connect_clicked(move |_| {
+                findings.set_text(words::CHECKING);
+                send(ControlRequest::Check);
+            });
+        }
         get.connect_clicked(move |_| {
             let scopes: Vec<Scope> = offered
                 .iter()
@@ -209,6 +234,7 @@ impl Pages {
             session_details,
             code,
             code_left,
+            findings,
             switched_off,
             status,
         }
@@ -221,6 +247,21 @@ impl Pages {
                 p.set_visible(on);
             }
         }
+    }
+
+    /// Shows a check's findings, most serious first.
+    pub fn checked(&self, check: &LocalCheck) {
+        let mut found: Vec<_> = check.findings.iter().collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        let mut text = words::found(found.len());
+        for f in found {
+            text.push_str(&format!(
+                "\n\u{2022} {}: {}",
+                words::severity(f.severity),
+                f.message
+            ));
+        }
+        self.findings.set(&text);
     }
 
     /// A line from the agent under the page (an answer taken, or why not).

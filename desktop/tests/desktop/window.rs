@@ -1,7 +1,8 @@
 //! The details window end to end, driven as a screen reader would (AT-SPI): on Xvfb and a
 //! private session bus, against a real controller and agent. It shows the request in
 //! plain words with Deny focused, takes Allow and Deny, shows the running session and
-//! ends it, and gets a support code. Screenshots land in target/desktop-screens/.
+//! ends it, gets a support code, and checks the computer. Screenshots land in
+//! target/desktop-screens/.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -152,7 +153,7 @@ fn ask(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_window_shows_the_request_the_session_and_a_support_code() -> Result<()> {
+async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let x = start_x()?;
     let bus = Bus::start(dir.path())?;
@@ -264,6 +265,23 @@ async fn the_window_shows_the_request_the_session_and_a_support_code() -> Result
         ])
         .await?;
     screen.shot("help")?;
+
+    // Check my computer: the findings of a local snapshot, in plain words (the agent
+    // answers a second check within 30 s with the same result, which the test reads).
+    screen.press("Check my computer")?;
+    let check = match control.call(&ControlRequest::Check).await? {
+        ControlReply::Checked(c) => c,
+        other => bail!("unexpected {other:?}"),
+    };
+    let mut expected = vec![if check.findings.is_empty() {
+        "No problems found.".to_owned()
+    } else {
+        format!("found {} thing", check.findings.len())
+    }];
+    expected.extend(check.findings.iter().map(|f| f.message.clone()));
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    screen.wait_for(&expected).await?;
+    screen.shot("check")?;
 
     // Deny from the window.
     let asking = ask(&tech, &agent.id, ticket, &[Scope::ScriptsL1]);
