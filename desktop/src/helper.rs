@@ -284,7 +284,8 @@ impl Shown {
             }
         };
         let mut cmd = tokio::process::Command::new(&exe);
-        cmd.arg("--socket").arg(&self.socket);
+        // The window goes when the helper does (the desktop session ended).
+        cmd.arg("--socket").arg(&self.socket).kill_on_drop(true);
         if let Some(id) = request {
             cmd.arg("--request").arg(id.to_string());
         }

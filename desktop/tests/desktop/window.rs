@@ -1,5 +1,6 @@
 //! The details window end to end, driven as a screen reader would (AT-SPI): on Xvfb and a
-//! private session bus, against a real controller and agent. It shows the request in
+//! private session bus, against a real controller and agent, opened from the helper's
+//! notification (Details) as on a desktop. It shows the request in
 //! plain words with Deny focused, takes Allow and Deny, shows the running session and
 //! ends it, gets a support code, and checks the computer. Screenshots land in
 //! target/desktop-screens/.
@@ -10,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bus::Bus;
+use crate::bus::{Bus, MockNotifications};
 use anyhow::{Context, Result, bail};
 use deskside_agent::control::{ControlClient, ControlReply, ControlRequest};
 use deskside_agent::policy::DEFAULT_POLICY;
@@ -112,6 +113,19 @@ impl Screen<'_> {
         self.python(&["press", APP, button]).map(drop)
     }
 
+    /// Types `key` (xdotool's names) into the focused window.
+    fn key(&self, key: &str) -> Result<()> {
+        let status = Command::new("xdotool")
+            .args(["key", key])
+            .env("DISPLAY", &self.x.display)
+            .status()
+            .context("running xdotool (Debian package xdotool)")?;
+        if !status.success() {
+            bail!("xdotool key {key}: {status}");
+        }
+        Ok(())
+    }
+
     /// `import -window root` into target/desktop-screens/NAME.png.
     fn shot(&self, name: &str) -> Result<()> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desktop-screens");
@@ -186,8 +200,11 @@ async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -
         ticket,
         &[Scope::Diagnostics, Scope::Files],
     );
-    let _window = Guard(
-        Command::new(env!("CARGO_BIN_EXE_deskside-desktop-window"))
+    // The helper raises the prompt; Details on it opens the window (the helper starts
+    // deskside-desktop-window from beside itself).
+    let mock = MockNotifications::start(&bus).await?;
+    let helper = Guard(
+        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
             .arg("--socket")
             .arg(agent.state.control_socket())
             .env("DISPLAY", &x.display)
@@ -197,8 +214,10 @@ async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -
             .env("GDK_DEBUG", "gl-disable")
             .stdin(Stdio::null())
             .spawn()
-            .context("starting deskside-desktop-window")?,
+            .context("starting deskside-desktop")?,
     );
+    let (prompt, _) = mock.wait_notify(1).await?;
+    mock.click(prompt, "details").await?;
 
     // The request, in plain words, with Deny focused.
     let nodes = screen
@@ -283,17 +302,47 @@ async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -
     screen.wait_for(&expected).await?;
     screen.shot("check")?;
 
-    // Deny from the window.
+    // Deny from the keyboard: Enter on a fresh request is Deny, the focused default.
     let asking = ask(&tech, &agent.id, ticket, &[Scope::ScriptsL1]);
     screen
         .wait_for(&["run approved fixes of level 1", "Deny"])
         .await?;
-    screen.press("Deny")?;
+    screen.key("Return")?;
     let got = asking.await??;
     assert!(
         matches!(got, SessionOutcome::Refused { ref reason } if reason.contains("declined")),
         "{got:?}"
     );
+
+    // The helper stops on SIGTERM and takes its window with it.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &helper.0.id().to_string()])
+        .status()?;
+    assert!(stopped.success());
+    let bound = Instant::now() + Duration::from_secs(30);
+    let mut helper = helper;
+    while helper.0.try_wait()?.is_none() {
+        if Instant::now() > bound {
+            bail!("the helper did not stop on SIGTERM within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bound = Instant::now() + Duration::from_secs(10);
+    loop {
+        let windows = Command::new("pgrep")
+            .args(["-f", env!("CARGO_BIN_EXE_deskside-desktop-window")])
+            .output()?;
+        if windows.stdout.is_empty() {
+            break;
+        }
+        if Instant::now() > bound {
+            bail!(
+                "the window outlived its helper: {}",
+                String::from_utf8_lossy(&windows.stdout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     agent.stop().await;
     cluster.stop().await;
