@@ -1,5 +1,6 @@
 //! The local control socket: how the machine's user approves, denies and ends sessions,
-//! starts a support code, and switches the agent off. The socket is 0666 in a 0755
+//! starts a support code, checks the computer and switches the agent off; the desktop
+//! helper watches it for changes. The socket is 0666 in a 0755
 //! directory outside the 0700 state directory; who may use it is decided from the peer's
 //! credentials on every request (`crate::local_user`: root, the agent's own user, and
 //! users with a local session on this machine).
@@ -23,7 +24,10 @@ use crate::local_user::{Caller, LocalSessions};
 use crate::self_check::LocalCheck;
 use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode, Watched};
-use crate::state::StateDir;
+
+mod client;
+
+pub use client::ControlClient;
 
 /// Why the control socket could not be served, or a call to it failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +146,8 @@ impl Message for ControlReply {
     const MAX_BYTES: u32 = 256 * 1024;
 }
 
-/// Starts listening on the control socket ([`StateDir::control_socket`]); `access` says
-/// who may use it.
+/// Starts listening on the control socket
+/// ([`crate::state::StateDir::control_socket`]); `access` says who may use it.
 pub fn serve(
     ctx: AgentCtx,
     access: LocalSessions,
@@ -345,49 +349,6 @@ fn audited(ctx: &AgentCtx, who: &Requester, outcome: &str, detail: String, said:
     match ctx.audit(who, "session", outcome, detail) {
         Ok(()) => said.to_owned(),
         Err(e) => format!("{said} (warning: {e})"),
-    }
-}
-
-/// A connection to the running agent service's control socket.
-#[derive(Debug)]
-pub struct ControlClient {
-    stream: UnixStream,
-}
-
-impl ControlClient {
-    pub async fn connect(state: &StateDir) -> Result<ControlClient, ControlError> {
-        ControlClient::connect_to(&state.control_socket()).await
-    }
-
-    /// Connects to the socket at `path` (a desktop helper knows the path, not the state
-    /// directory, which is not its to read).
-    pub async fn connect_to(path: &Path) -> Result<ControlClient, ControlError> {
-        match UnixStream::connect(path).await {
-            Ok(stream) => Ok(ControlClient { stream }),
-            Err(source) => Err(ControlError::Unreachable {
-                path: path.to_owned(),
-                source,
-            }),
-        }
-    }
-
-    /// The state once it differs from generation `seen` (0: now), or after `wait_secs`.
-    pub async fn watch(&mut self, seen: u64, wait_secs: u32) -> Result<Watched, ControlError> {
-        match self.call(&ControlRequest::Watch { seen, wait_secs }).await? {
-            ControlReply::Watched(w) => Ok(w),
-            _ => Err(ControlError::Refused(
-                "the agent answered a watch with something else; is it an older version? Update deskside-agent".into(),
-            )),
-        }
-    }
-
-    pub async fn call(&mut self, req: &ControlRequest) -> Result<ControlReply, ControlError> {
-        framed::send_io(&mut self.stream, req).await?;
-        match framed::recv_io::<ControlReply, _>(&mut self.stream).await? {
-            Some(ControlReply::Error { message }) => Err(ControlError::Refused(message)),
-            Some(reply) => Ok(reply),
-            None => Err(ControlError::Closed),
-        }
     }
 }
 
