@@ -194,6 +194,15 @@ pub async fn command(state: &StateDir, req: ControlRequest, json: bool) -> Resul
         ControlReply::Status(s) => render(&s),
         ControlReply::Done { message } => message,
         ControlReply::Code(c) => c.code,
+        ControlReply::Watched(w) if json => serde_json::to_string_pretty(&w)?,
+        ControlReply::Watched(w) => render(&w.status),
+        ControlReply::Checked(c) if json => serde_json::to_string_pretty(&c)?,
+        ControlReply::Checked(c) => c
+            .findings
+            .iter()
+            .map(|f| format!("{}: {}", f.severity, f.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
         ControlReply::Error { message } => return Err(ConsentError::Refused(message)),
     })
 }

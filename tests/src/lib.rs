@@ -7,6 +7,7 @@ pub mod console;
 pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
+pub mod local;
 pub mod raw;
 pub mod rt;
 pub mod sample_bundle;

@@ -18,47 +18,13 @@ use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::{Scope, SessionOutcome};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::hostile::new_ticket;
+use deskside_tests::local::{User, ensure_user, is_root};
 use deskside_tests::{Cluster, bin, pending_request, run, wait_online};
 
 /// Has a console login (tty2) in the agent's utmp.
 const AT_THE_MACHINE: &str = "deskside-seat";
 /// Has only an SSH login (pts/0 from a remote address).
 const OVER_SSH: &str = "deskside-ssh";
-
-#[derive(Debug, Clone, Copy)]
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
-/// `id -u NAME` / `id -g NAME`, creating the user first if needed (idempotent; another
-/// test binary may be creating the same user at the same moment).
-fn ensure_user(name: &str) -> Result<User> {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").args([flag, name]).output().ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    if id("-u").is_none() {
-        let status = Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home"])
-            .args(["--shell", "/usr/sbin/nologin", name])
-            .status()
-            .context("running useradd (package passwd)")?;
-        // 9: the name exists (made in the meantime).
-        if !status.success() && status.code() != Some(9) {
-            bail!("useradd {name} failed: {status}");
-        }
-    }
-    match (id("-u"), id("-g")) {
-        (Some(uid), Some(gid)) => Ok(User { uid, gid }),
-        _ => bail!("user {name} has no uid/gid after useradd"),
-    }
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
 
 /// The utmp the agent reads: `AT_THE_MACHINE` on tty2 (if `at_machine`), `OVER_SSH` on
 /// pts/0 from 192.0.2.7. The records name this test's pid, which is alive.

@@ -74,6 +74,8 @@ pub struct AgentCtx {
     pub deliveries: Arc<Deliveries>,
     /// The controller's ed25519 script key, learnt at enrollment.
     pub script_key: [u8; 32],
+    /// The user's own "Check my computer" (control socket).
+    pub self_check: Arc<crate::self_check::SelfCheck>,
 }
 
 impl AgentCtx {
@@ -99,6 +101,7 @@ impl AgentCtx {
             key_pem: Arc::new(key_pem),
             deliveries,
             script_key,
+            self_check: Arc::default(),
         };
         ctx.audit_recovered()?;
         Ok(ctx)

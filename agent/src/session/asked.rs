@@ -70,10 +70,10 @@ impl Sessions {
             });
             id
         };
-        self.changed.notify_waiters();
+        self.touch();
         let answer = tokio::time::timeout(Duration::from_secs(wait), rx).await;
         self.lock().pending.retain(|p| p.view.id != id);
-        self.changed.notify_waiters();
+        self.touch();
         match answer {
             Ok(Ok(true)) => SessionOutcome::Approved(self.grant(
                 &ask,
@@ -116,6 +116,7 @@ impl Sessions {
             inner.expired = None;
             inner.active.replace(Active {
                 grant: grant.clone(),
+                ticket_title: ask.ticket_title.clone(),
                 cancel: cancel.clone(),
             })
         };
@@ -139,7 +140,7 @@ impl Sessions {
                 _ = cancel.cancelled() => {}
             }
         });
-        self.changed.notify_waiters();
+        self.touch();
         grant
     }
 
@@ -186,7 +187,7 @@ impl Sessions {
                 by: by.to_owned(),
             });
         }
-        self.changed.notify_waiters();
+        self.touch();
         ended
     }
 

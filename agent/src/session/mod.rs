@@ -2,7 +2,9 @@
 //! grant, the user-started support code, and the local kill switch. The grant is held
 //! and checked here for every request; nothing the controller says widens it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use deskside_proto::msg::agent::{Refusal, RefusalCode, Requester};
 use deskside_proto::msg::session::{Grant, Scope, SessionAsk};
@@ -44,6 +46,8 @@ struct Pending {
 
 struct Active {
     grant: Grant,
+    /// The ticket's title as the request named it (empty when unknown: joined by code).
+    ticket_title: String,
     cancel: CancellationToken,
 }
 
@@ -68,14 +72,25 @@ pub struct SessionStatus {
     pub code: Option<SupportCode>,
 }
 
+/// What a watcher gets: the state, and the generation to pass back next time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watched {
+    pub generation: u64,
+    pub status: SessionStatus,
+    /// The active session's ticket title, empty when unknown.
+    pub active_ticket_title: String,
+}
+
 /// Shared session state of one agent.
 pub struct Sessions {
     state: StateDir,
     inner: Mutex<Inner>,
     /// Parent of every grant's token: `disable` cancels everything at once.
     all: Mutex<CancellationToken>,
-    /// Woken on every change (the support UI waits on it).
-    pub changed: Notify,
+    /// Woken on every change (the desktop helper's watch waits on it).
+    changed: Notify,
+    /// Counts changes, so a watcher can tell "changed since I looked" without a race.
+    generation: AtomicU64,
     notices: Arc<crate::deliver::Deliveries>,
 }
 
@@ -99,6 +114,7 @@ impl Sessions {
             inner: Mutex::new(Inner::default()),
             all: Mutex::new(CancellationToken::new()),
             changed: Notify::new(),
+            generation: AtomicU64::new(1),
             notices,
         }
     }
@@ -202,7 +218,7 @@ impl Sessions {
         old.cancel();
         self.lock().pending.clear();
         self.end("disable");
-        self.changed.notify_waiters();
+        self.touch();
         Ok(())
     }
 
@@ -211,13 +227,43 @@ impl Sessions {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        self.changed.notify_waiters();
+        self.touch();
         Ok(())
     }
 
     pub fn set_activity(&self, what: Option<String>) {
         self.lock().activity = what;
+        self.touch();
+    }
+
+    /// Records a change and wakes every watcher.
+    fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.changed.notify_waiters();
+    }
+
+    /// Waits until the state differs from generation `seen`, or `wait` passes; returns
+    /// the generation and the state then. `seen == 0` never matches: it answers at once.
+    pub async fn watch(&self, seen: u64, wait: Duration) -> Watched {
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        // Registered before the generation is read: a change in between still wakes us.
+        changed.as_mut().enable();
+        if self.generation.load(Ordering::Acquire) == seen {
+            let _ = tokio::time::timeout(wait, changed).await;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let active_ticket_title = self
+            .lock()
+            .active
+            .as_ref()
+            .map(|a| a.ticket_title.clone())
+            .unwrap_or_default();
+        Watched {
+            generation,
+            status: self.status(),
+            active_ticket_title,
+        }
     }
 
     pub fn status(&self) -> SessionStatus {
@@ -233,5 +279,82 @@ impl Sessions {
                 .clone()
                 .filter(|c| !c.used && c.expires_at_secs > crate::now_secs()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use deskside_proto::msg::identity::Tier;
+
+    use super::*;
+
+    fn sessions(dir: &std::path::Path) -> anyhow::Result<Arc<Sessions>> {
+        let state = StateDir::new(dir.join("state"));
+        state.create()?;
+        std::fs::write(state.policy(), crate::policy::DEFAULT_POLICY)?;
+        let notices = Arc::new(crate::deliver::Deliveries::open(
+            &state.spool_dir(),
+            state.audit_log(),
+        )?);
+        Ok(Arc::new(Sessions::new(state, notices)))
+    }
+
+    fn ask() -> SessionAsk {
+        SessionAsk {
+            technician: "ann".into(),
+            tier: Tier::L1,
+            ticket: 7,
+            ticket_title: "printer offline".into(),
+            scopes: vec![Scope::Diagnostics],
+            duration_secs: 600,
+            answer_within_secs: 60,
+            request_key: "k".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watch_answers_at_once_for_zero_waits_for_a_change_and_times_out_without()
+    -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let s = sessions(dir.path())?;
+        let first = s.watch(0, Duration::from_secs(30)).await;
+        assert!(first.status.pending.is_empty());
+
+        // Nothing changes: the watch returns after its wait with the same generation.
+        let idle = s.watch(first.generation, Duration::from_secs(30)).await;
+        assert_eq!(idle.generation, first.generation);
+
+        // A request arrives while a watcher waits: it wakes with the request in view.
+        let watcher = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.watch(first.generation, Duration::from_secs(30)).await })
+        };
+        tokio::task::yield_now().await;
+        let asking = {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move { s.request(ask()).await })
+        };
+        let woke = watcher.await?;
+        assert!(woke.generation > first.generation);
+        let pending = woke
+            .status
+            .pending
+            .first()
+            .map(|p| (p.id, p.ask.ticket_title.clone()));
+        let Some((id, title)) = pending else {
+            anyhow::bail!("the watcher woke without the request: {woke:?}");
+        };
+        assert_eq!(title, "printer offline");
+
+        // Approved: the next watch shows the session with its ticket's title.
+        s.answer(id, true)?;
+        assert!(matches!(
+            asking.await?,
+            deskside_proto::msg::session::SessionOutcome::Approved(_)
+        ));
+        let active = s.watch(woke.generation, Duration::from_secs(30)).await;
+        assert_eq!(active.status.active.map(|g| g.ticket), Some(7));
+        assert_eq!(active.active_ticket_title, "printer offline");
+        Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Sessions {
             code: code.code.clone(),
             expires_at_secs: code.expires_at_secs,
         });
-        self.changed.notify_waiters();
+        self.touch();
         Ok(code)
     }
 

@@ -15,6 +15,7 @@ use deskside_tests::{Cluster, control, pending_request, wait_online};
 
 mod codes;
 mod user_controls;
+mod watch;
 
 async fn ticket(tech: &TechClient, agent: &str) -> Result<u64> {
     match tech

@@ -1,5 +1,6 @@
 //! The local control socket: how the machine's user approves, denies and ends sessions,
-//! starts a support code, and switches the agent off. The socket is 0666 in a 0755
+//! starts a support code, checks the computer and switches the agent off; the desktop
+//! helper watches it for changes. The socket is 0666 in a 0755
 //! directory outside the 0700 state directory; who may use it is decided from the peer's
 //! credentials on every request (`crate::local_user`: root, the agent's own user, and
 //! users with a local session on this machine).
@@ -20,9 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::local_user::{Caller, LocalSessions};
+use crate::self_check::LocalCheck;
 use crate::serve::AgentCtx;
-use crate::session::{SessionStatus, SupportCode};
-use crate::state::StateDir;
+use crate::session::{SessionStatus, SupportCode, Watched};
+
+mod client;
+
+pub use client::ControlClient;
 
 /// Why the control socket could not be served, or a call to it failed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +91,9 @@ const IDLE: Duration = Duration::from_secs(600);
 /// Open control connections at once. A desktop has a helper and a command or two; the cap
 /// keeps a local user from holding the agent's file descriptors with idle connections.
 const MAX_CLIENTS: usize = 64;
+/// Longest a watch waits for a change. Well under the idle limit, so a helper that only
+/// watches keeps its connection; short enough that it notices a dead agent soon.
+pub const MAX_WATCH_SECS: u32 = 30;
 /// The socket's directory when the agent creates it: everyone may reach the socket in it.
 const SOCKET_DIR_MODE: u32 = 0o755;
 /// The socket itself: anyone may connect; each request's caller is checked.
@@ -107,14 +115,25 @@ pub enum ControlRequest {
         scopes: Vec<Scope>,
         duration_secs: u64,
     },
+    /// Answers when the state differs from generation `seen` (0: at once), or after
+    /// `wait_secs` (capped at [`MAX_WATCH_SECS`]) with the state as it is: the desktop
+    /// helper's long poll.
+    Watch {
+        seen: u64,
+        wait_secs: u32,
+    },
+    /// "Check my computer": a local snapshot's findings, for the user only.
+    Check,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ControlReply {
     Status(SessionStatus),
     Done { message: String },
     Code(SupportCode),
     Error { message: String },
+    Watched(Watched),
+    Checked(LocalCheck),
 }
 
 impl Message for ControlRequest {
@@ -127,8 +146,8 @@ impl Message for ControlReply {
     const MAX_BYTES: u32 = 256 * 1024;
 }
 
-/// Starts listening on the control socket ([`StateDir::control_socket`]); `access` says
-/// who may use it.
+/// Starts listening on the control socket
+/// ([`crate::state::StateDir::control_socket`]); `access` says who may use it.
 pub fn serve(
     ctx: AgentCtx,
     access: LocalSessions,
@@ -157,8 +176,14 @@ pub fn serve(
             };
             let ctx = ctx.clone();
             let access = access.clone();
+            let cancel = cancel.clone();
             tokio::spawn(async move {
-                client(ctx, access, stream).await;
+                // A stopping service closes its clients too: a desktop helper's watch
+                // must not go on watching a service that is gone.
+                tokio::select! {
+                    () = client(ctx, access, stream) => {}
+                    () = cancel.cancelled() => {}
+                }
                 drop(permit);
             });
         }
@@ -272,7 +297,14 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
             }
         };
         debug!(?req, %caller, "control request");
-        let reply = handle(&ctx, &caller, req);
+        let reply = match req {
+            ControlRequest::Watch { seen, wait_secs } => {
+                let wait = Duration::from_secs(u64::from(wait_secs.min(MAX_WATCH_SECS)));
+                ControlReply::Watched(ctx.sessions.watch(seen, wait).await)
+            }
+            ControlRequest::Check => ControlReply::Checked(ctx.self_check.run().await),
+            req => handle(&ctx, &caller, req),
+        };
         if framed::send_io(&mut stream, &reply).await.is_err() {
             return;
         }
@@ -306,6 +338,8 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
+        // Served in `client`: they wait.
+        ControlRequest::Watch { .. } | ControlRequest::Check => ControlReply::Status(s.status()),
     }
 }
 
@@ -315,31 +349,6 @@ fn audited(ctx: &AgentCtx, who: &Requester, outcome: &str, detail: String, said:
     match ctx.audit(who, "session", outcome, detail) {
         Ok(()) => said.to_owned(),
         Err(e) => format!("{said} (warning: {e})"),
-    }
-}
-
-/// A connection to the running agent service's control socket.
-#[derive(Debug)]
-pub struct ControlClient {
-    stream: UnixStream,
-}
-
-impl ControlClient {
-    pub async fn connect(state: &StateDir) -> Result<ControlClient, ControlError> {
-        let path = state.control_socket();
-        match UnixStream::connect(&path).await {
-            Ok(stream) => Ok(ControlClient { stream }),
-            Err(source) => Err(ControlError::Unreachable { path, source }),
-        }
-    }
-
-    pub async fn call(&mut self, req: &ControlRequest) -> Result<ControlReply, ControlError> {
-        framed::send_io(&mut self.stream, req).await?;
-        match framed::recv_io::<ControlReply, _>(&mut self.stream).await? {
-            Some(ControlReply::Error { message }) => Err(ControlError::Refused(message)),
-            Some(reply) => Ok(reply),
-            None => Err(ControlError::Closed),
-        }
     }
 }
 

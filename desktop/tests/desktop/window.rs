@@ -1,0 +1,350 @@
+//! The details window end to end, driven as a screen reader would (AT-SPI): on Xvfb and a
+//! private session bus, against a real controller and agent, opened from the helper's
+//! notification (Details) as on a desktop. It shows the request in
+//! plain words with Deny focused, takes Allow and Deny, shows the running session and
+//! ends it, gets a support code, and checks the computer. Screenshots land in
+//! target/desktop-screens/.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::bus::{Bus, MockNotifications};
+use anyhow::{Context, Result, bail};
+use deskside_agent::control::{ControlClient, ControlReply, ControlRequest};
+use deskside_agent::policy::DEFAULT_POLICY;
+use deskside_controller::client::TechClient;
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::session::{Scope, SessionOutcome};
+use deskside_proto::msg::tech::{TechReply, TechRequest};
+use deskside_tests::{Cluster, Guard, wait_online};
+
+/// What the accessibility tree says, one node per label, button or box.
+#[derive(Debug, serde::Deserialize)]
+struct Node {
+    role: String,
+    name: String,
+    text: String,
+    focused: bool,
+}
+
+/// The window's process name, as AT-SPI lists applications.
+const APP: &str = "deskside-desktop-window";
+
+/// An X server of our own; `display` is `:N`.
+struct Display {
+    display: String,
+    _server: Guard,
+}
+
+fn start_x() -> Result<Display> {
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "800x600x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting Xvfb (Debian package xvfb)")?;
+    let stdout = child.stdout.take().context("Xvfb's stdout")?;
+    let server = Guard(child);
+    let mut n = String::new();
+    BufReader::new(stdout).read_line(&mut n)?;
+    let n = n.trim();
+    if n.is_empty() {
+        bail!("Xvfb printed no display number");
+    }
+    Ok(Display {
+        display: format!(":{n}"),
+        _server: server,
+    })
+}
+
+struct Screen<'a> {
+    bus: &'a Bus,
+    x: &'a Display,
+    script: PathBuf,
+}
+
+impl Screen<'_> {
+    fn python(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("/usr/bin/python3")
+            .arg(&self.script)
+            .args(args)
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.bus.address)
+            .env("XDG_RUNTIME_DIR", &self.bus.runtime)
+            .env("DISPLAY", &self.x.display)
+            .output()
+            .context("running the AT-SPI driver (python3-pyatspi)")?;
+        if !out.status.success() {
+            bail!(
+                "atspi.py {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until the window shows every one of `texts` (in a label or a button).
+    async fn wait_for(&self, texts: &[&str]) -> Result<Vec<Node>> {
+        let bound = Instant::now() + Duration::from_secs(30);
+        loop {
+            let nodes: Vec<Node> = serde_json::from_str(&self.python(&["dump", APP])?)?;
+            let shows = |t: &&str| nodes.iter().any(|n| n.text.contains(t) || n.name == *t);
+            if texts.iter().all(shows) {
+                return Ok(nodes);
+            }
+            if Instant::now() > bound {
+                bail!("the window did not show {texts:?} within 30 s: {nodes:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn press(&self, button: &str) -> Result<()> {
+        self.python(&["press", APP, button]).map(drop)
+    }
+
+    /// Types `key` (xdotool's names) into the focused window.
+    fn key(&self, key: &str) -> Result<()> {
+        let status = Command::new("xdotool")
+            .args(["key", key])
+            .env("DISPLAY", &self.x.display)
+            .status()
+            .context("running xdotool (Debian package xdotool)")?;
+        if !status.success() {
+            bail!("xdotool key {key}: {status}");
+        }
+        Ok(())
+    }
+
+    /// `import -window root` into target/desktop-screens/NAME.png.
+    fn shot(&self, name: &str) -> Result<()> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desktop-screens");
+        std::fs::create_dir_all(&dir)?;
+        let status = Command::new("import")
+            .args(["-display", &self.x.display, "-window", "root"])
+            .arg(dir.join(format!("{name}.png")))
+            .status()
+            .context("running import (Debian package imagemagick)")?;
+        if !status.success() {
+            bail!("import {name}: {status}");
+        }
+        Ok(())
+    }
+}
+
+fn ask(
+    tech: &Arc<TechClient>,
+    agent: &str,
+    ticket: u64,
+    scopes: &[Scope],
+) -> tokio::task::JoinHandle<Result<SessionOutcome>> {
+    let (tech, req) = (
+        Arc::clone(tech),
+        TechRequest::RequestSession {
+            agent: agent.into(),
+            ticket,
+            scopes: scopes.to_vec(),
+            duration_secs: 1800,
+            wait_secs: 120,
+        },
+    );
+    tokio::spawn(async move {
+        match tech.request(&req).await? {
+            TechReply::Session(r) => Ok(r.outcome),
+            other => bail!("unexpected {other:?}"),
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let x = start_x()?;
+    let bus = Bus::start(dir.path())?;
+    let screen = Screen {
+        bus: &bus,
+        x: &x,
+        script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/desktop/atspi.py"),
+    };
+    let mut cluster = Cluster::start().await?;
+    let agent = cluster.agent("desk", DEFAULT_POLICY).await?;
+    let (_p, tech) = cluster.technician("ann", Tier::L1).await?;
+    wait_online(&tech, &agent.id).await?;
+    let ticket = match tech
+        .request(&TechRequest::NewTicket {
+            requester: String::new(),
+            priority: "normal".into(),
+            title: "Printer jams".into(),
+            agent: Some(agent.id.clone()),
+        })
+        .await?
+    {
+        TechReply::Ticket(v) => v.ticket.number,
+        other => bail!("unexpected {other:?}"),
+    };
+    let tech = Arc::new(tech);
+
+    let asking = ask(
+        &tech,
+        &agent.id,
+        ticket,
+        &[Scope::Diagnostics, Scope::Files],
+    );
+    // The helper raises the prompt; Details on it opens the window (the helper starts
+    // deskside-desktop-window from beside itself).
+    let mock = MockNotifications::start(&bus).await?;
+    let helper = Guard(
+        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
+            .arg("--socket")
+            .arg(agent.state.control_socket())
+            .env("DISPLAY", &x.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("XDG_RUNTIME_DIR", &bus.runtime)
+            .env_remove("GSK_RENDERER")
+            .env("GDK_DEBUG", "gl-disable")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting deskside-desktop")?,
+    );
+    let (prompt, _) = mock.wait_notify(1).await?;
+    mock.click(prompt, "details").await?;
+
+    // The request, in plain words, with Deny focused.
+    let nodes = screen
+        .wait_for(&[
+            "ann asks to help on this computer",
+            "Technician: ann (help desk, level 1)",
+            &format!("Ticket: #{ticket} \u{201c}Printer jams\u{201d}"),
+            "see this computer's system information",
+            "copy files from this computer",
+            "For: 30 minutes",
+            "Time left to answer: 1:",
+            "Deny",
+            "Allow",
+        ])
+        .await?;
+    let deny = nodes
+        .iter()
+        .find(|n| n.role == "push button" && n.name == "Deny");
+    assert!(
+        deny.is_some_and(|d| d.focused),
+        "Deny is not focused: {nodes:#?}"
+    );
+    screen.shot("prompt")?;
+    screen.press("Allow")?;
+    let got = asking.await??;
+    assert!(matches!(got, SessionOutcome::Approved(_)), "{got:?}");
+
+    // The running session, and ending it.
+    screen
+        .wait_for(&[
+            "ann is helping on this computer",
+            &format!("Ticket: #{ticket}"),
+            "Ends in: 29:",
+            "Right now: nothing",
+            "End session",
+        ])
+        .await?;
+    screen.shot("session")?;
+    screen.press("End session")?;
+
+    // Get help: a support code, the same the agent holds.
+    screen
+        .wait_for(&["Get help from the help desk", "Get a support code"])
+        .await?;
+    screen.press("Get a support code")?;
+    let mut control = ControlClient::connect(&agent.state).await?;
+    let bound = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        if let ControlReply::Status(s) = control.call(&ControlRequest::Status).await?
+            && let Some(c) = s.code
+        {
+            break c.code;
+        }
+        if Instant::now() > bound {
+            bail!("pressing Get a support code made no code");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    screen
+        .wait_for(&[
+            &code,
+            "It works once, for 9:",
+            "Read it to the help desk engineer",
+        ])
+        .await?;
+    screen.shot("help")?;
+
+    // Check my computer: the findings of a local snapshot, in plain words (the agent
+    // answers a second check within 30 s with the same result, which the test reads).
+    screen.press("Check my computer")?;
+    let check = match control.call(&ControlRequest::Check).await? {
+        ControlReply::Checked(c) => c,
+        other => bail!("unexpected {other:?}"),
+    };
+    let mut expected = vec![if check.findings.is_empty() {
+        "No problems found.".to_owned()
+    } else {
+        format!("found {} thing", check.findings.len())
+    }];
+    expected.extend(check.findings.iter().map(|f| f.message.clone()));
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    screen.wait_for(&expected).await?;
+    screen.shot("check")?;
+
+    // Deny from the keyboard: Enter on a fresh request is Deny, the focused default.
+    let asking = ask(&tech, &agent.id, ticket, &[Scope::ScriptsL1]);
+    screen
+        .wait_for(&["run approved fixes of level 1", "Deny"])
+        .await?;
+    screen.key("Return")?;
+    let got = asking.await??;
+    assert!(
+        matches!(got, SessionOutcome::Refused { ref reason } if reason.contains("declined")),
+        "{got:?}"
+    );
+
+    // The helper stops on SIGTERM and takes its window with it.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &helper.0.id().to_string()])
+        .status()?;
+    assert!(stopped.success());
+    let bound = Instant::now() + Duration::from_secs(30);
+    let mut helper = helper;
+    while helper.0.try_wait()?.is_none() {
+        if Instant::now() > bound {
+            bail!("the helper did not stop on SIGTERM within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bound = Instant::now() + Duration::from_secs(10);
+    loop {
+        let windows = Command::new("pgrep")
+            .args(["-f", env!("CARGO_BIN_EXE_deskside-desktop-window")])
+            .output()?;
+        if windows.stdout.is_empty() {
+            break;
+        }
+        if Instant::now() > bound {
+            bail!(
+                "the window outlived its helper: {}",
+                String::from_utf8_lossy(&windows.stdout)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    agent.stop().await;
+    cluster.stop().await;
+    Ok(())
+}
