@@ -246,6 +246,29 @@ impl Browser {
         }
     }
 
+    /// Waits until the page follows the live stream `url` (the console lists the streams
+    /// it has open in `<body data-live>`), so what happens next reaches the page.
+    pub async fn live(&self, url: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let open = self
+                .client
+                .execute("return document.body.dataset.live || '';", vec![])
+                .await?;
+            let open = open.as_str().unwrap_or_default();
+            if open.split(' ').any(|s| s == url) {
+                return Ok(());
+            }
+            if start.elapsed() > PAGE_WITHIN {
+                bail!(
+                    "{} did not open the live stream {url} within {PAGE_WITHIN:?} (open: {open:?})",
+                    self.here().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The text of an open JavaScript dialog (`alert(…)`), if one is open.
     pub async fn dialog(&self) -> Option<String> {
         self.client.get_alert_text().await.ok()

@@ -3,8 +3,18 @@
 // inserts (a ticket's timeline) is rendered and escaped by the server's templates.
 "use strict";
 
+// The streams this page follows that are open right now, in `<body data-live>`: what
+// happened before a stream opened is in the page as rendered, what happens after arrives
+// on the stream (tests wait for it before they make something happen).
+const live = new Set();
+function showLive() {
+  document.body.dataset.live = [...live].join(" ");
+}
+
 function follow(url, handlers) {
   const source = new EventSource(url);
+  source.addEventListener("open", () => { live.add(url); showLive(); });
+  source.addEventListener("error", () => { live.delete(url); showLive(); });
   for (const [name, fn] of Object.entries(handlers)) {
     source.addEventListener(name, (e) => fn(e, source));
   }
@@ -58,6 +68,8 @@ function jobLog(pre) {
   for (const kind of ["out", "err", "info", "ok", "failed"]) handlers[kind] = add(kind);
   handlers.end = (e, source) => {
     source.close();
+    live.delete(pre.dataset.events);
+    showLive();
     if (state) state.textContent = "Finished.";
     if (links) {
       links.textContent = "";

@@ -217,6 +217,7 @@ async fn works_a_ticket(
     // The ticket: a colleague's note (on the CLI) appears in the open page's timeline.
     c.goto(&format!("{base}/tickets/{ticket}")).await?;
     ensure!(browser.text("#note-count").await? == "0");
+    browser.live(&format!("/events?ticket={ticket}")).await?;
     mark_page(browser).await?;
     colleague
         .request(&TechRequest::Note {

@@ -199,6 +199,7 @@ pub async fn shown_inert_in_the_browser(
     c.goto(&format!("{base}/agents")).await?;
     let row = format!("tr[data-agent='{}']", hostile.id);
     ensure!(browser.text(&row).await?.contains("online"));
+    browser.live("/events").await?;
     c.execute("window.desksideMark = 'still here';", vec![])
         .await?;
     hostile.conn.close(0u32.into(), b"done");
