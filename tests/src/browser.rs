@@ -140,7 +140,7 @@ impl Browser {
     }
 
     /// Writes a screenshot of the whole page (the window grown to its height, up to
-    /// [`MAX_SCREENSHOT_HEIGHT`]) as `target/console-screens/NAME.png`.
+    /// 6000 pixels) as `target/console-screens/NAME.png`.
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
         let height = self
             .client
