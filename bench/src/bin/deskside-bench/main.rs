@@ -133,6 +133,10 @@ enum Mode {
         browser_runs: u64,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
+        /// Also write the rows as a section of their own at the end of this report
+        /// (docs/PERFORMANCE.md), replacing an earlier console section there.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Only the MeshCentral agent's idle RSS (the baseline of the agent idle row): a
     /// MeshCentral server on 127.0.0.1 and its agent, `--runs` times; prints each figure.
@@ -294,8 +298,10 @@ async fn bench(cli: Cli) -> Result<()> {
             runs,
             browser_runs,
             bin_dir,
+            out,
         } => {
             let bins = release_bins(bin_dir)?;
+            let load_before = load_average();
             let plan = ConsolePlan {
                 agents,
                 snapshots: snapshots.min(agents),
@@ -304,11 +310,24 @@ async fn bench(cli: Cli) -> Result<()> {
                 browser_runs: usize::try_from(browser_runs).context("--browser-runs too large")?,
             };
             let rows = run::console(&bins, plan, None).await;
-            print_rows(
+            let report = report::Report {
+                machine: machine::Machine::describe(&workspace()),
                 command,
-                format!("{runs} per page; {browser_runs} navigations per page in Chromium"),
+                runs: format!("{runs} per page; {browser_runs} navigations per page in Chromium"),
+                setup: vec![format!(
+                    "**Load:** a shared machine: load average (1 min) {load_before} when the run \
+                     started, {} when it ended",
+                    load_average()
+                )],
                 rows,
-            );
+            };
+            println!("{}", report.markdown());
+            if let Some(out) = out {
+                let existing = std::fs::read_to_string(&out).unwrap_or_default();
+                let text = report.section_of(&existing, CONSOLE_SECTION);
+                std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote the console section of {}", out.display());
+            }
         }
         Mode::Meshcentral { runs, settle_secs } => {
             for run in 1..=runs {
@@ -324,6 +343,17 @@ async fn bench(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The heading of the console's own section in docs/PERFORMANCE.md (`console --out`).
+const CONSOLE_SECTION: &str = "Web console with a real fleet (its own run)";
+
+/// The 1-minute load average from /proc/loadavg, as text.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The binaries in `--bin-dir`, or release builds of them.
