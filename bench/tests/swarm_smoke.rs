@@ -56,3 +56,39 @@ fn tiny_swarm_connects_fans_out_and_reconnects() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_holding_swarm_says_where_its_console_is_and_stops_when_stdin_closes() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deskside-swarm"))
+        .args(["--agents", "4", "--fanout", "2", "--idle-secs", "0"])
+        .args(["--console", "--hold", "--controller-bin"])
+        .arg(controller_bin()?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take().context("the swarm's stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let doc: serde_json::Value = serde_json::from_str(line.trim())
+        .with_context(|| format!("the hold line is not one JSON object: {line:?}"))?;
+    assert_eq!(doc["connected"], 4, "{doc}");
+    assert_eq!(
+        doc["snapshot_agents"].as_array().map(Vec::len),
+        Some(2),
+        "{doc}"
+    );
+    let console = doc["console"].as_str().context("no console address")?;
+    std::net::TcpStream::connect(console).context("the console does not accept connections")?;
+    assert!(
+        std::path::Path::new(doc["profile"].as_str().unwrap_or("")).exists(),
+        "{doc}"
+    );
+    drop(stdin);
+    let status = child.wait()?;
+    assert!(status.success(), "the swarm ended with {status}");
+    Ok(())
+}

@@ -25,19 +25,12 @@ pub(crate) struct FleetRow {
 
 /// Every enrolled agent with its newest snapshot's worst finding.
 pub(crate) async fn fleet(shared: &Shared, who: &Principal) -> Result<Vec<FleetRow>, Failure> {
-    let agents = list(shared, who).await?;
-    let findings: std::collections::HashMap<String, (Option<String>, Option<u64>)> = shared
-        .store
-        .run(|db| db.agent_findings())
-        .await?
+    admit(shared, who, None).await?;
+    let rows = shared.store.run(|db| db.fleet()).await?;
+    Ok(rows
         .into_iter()
-        .map(|(id, worst, at)| (id, (worst, at)))
-        .collect();
-    Ok(agents
-        .into_iter()
-        .map(|agent| {
-            let (worst_finding, snapshot_at_secs) =
-                findings.get(&agent.id).cloned().unwrap_or((None, None));
+        .map(|(mut agent, worst_finding, snapshot_at_secs)| {
+            agent.online = shared.agents.is_online(&agent.id);
             FleetRow {
                 agent,
                 worst_finding,

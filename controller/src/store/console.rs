@@ -4,6 +4,7 @@
 //! check codes.
 
 use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::AgentSummary;
 use rusqlite::{OptionalExtension, params};
 
 use super::sqlite::{Db, to_i64, to_u64};
@@ -36,7 +37,8 @@ pub struct ConsoleSession {
 }
 
 /// An agent's id, its newest snapshot's worst finding, and when that was taken.
-pub type AgentFindings = (String, Option<String>, Option<u64>);
+/// An agent with its newest snapshot's worst finding and when that snapshot was taken.
+pub type FleetAgent = (AgentSummary, Option<String>, Option<u64>);
 
 /// What a failed sign-in did to the login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,21 +354,23 @@ impl Db {
         Ok(())
     }
 
-    /// Each agent's id with its newest snapshot's worst finding (`critical`, `warning`,
-    /// `info`, or none) and when it was taken.
-    pub fn agent_findings(&mut self) -> StoreResult<Vec<AgentFindings>> {
-        let rows = self
-            .conn
-            .prepare("SELECT id, worst_finding, snapshot_at FROM agents")?
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get::<_, Option<i64>>(2)?.map(to_u64),
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+    /// Every agent, ordered as [`Db::agents`], with its newest snapshot's worst finding
+    /// (`critical`, `warning`, `info`, or none) and when it was taken: one read of the
+    /// `agents_fleet` covering index, never of the rows with their certificates. The
+    /// console's fleet view reads this on every page.
+    pub fn fleet(&mut self) -> StoreResult<Vec<FleetAgent>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
+            Self::AGENT_COLUMNS
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                Self::agent_row(r)?,
+                r.get(8)?,
+                r.get::<_, Option<i64>>(9)?.map(to_u64),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -427,6 +431,54 @@ mod tests {
         let mut db = Db::open(&dir.path().join("d.db"))?;
         db.insert_technician("ana", Tier::L1)?;
         Ok((dir, db))
+    }
+
+    #[test]
+    fn fleet_lists_agents_in_order_with_findings_from_the_covering_index() -> anyhow::Result<()> {
+        let (_d, mut db) = db()?;
+        for (id, host) in [("ag-2", "pc-b"), ("ag-1", "pc-a"), ("ag-3", "pc-b")] {
+            db.insert_agent(&crate::store::NewAgent {
+                id: id.into(),
+                hostname: host.into(),
+                os: "Debian".into(),
+                cert_sha256: "00".into(),
+                cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+                cert_not_after: 1,
+            })?;
+        }
+        db.set_agent_findings("ag-3", Some("warning"), 40)?;
+        db.set_agent_findings("ag-3", Some("critical"), 30)?; // older: ignored
+        let fleet = db.fleet()?;
+        let listed: Vec<_> = fleet
+            .iter()
+            .map(|(a, worst, at)| (a.id.as_str(), worst.as_deref(), *at))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("ag-1", None, None),
+                ("ag-2", None, None),
+                ("ag-3", Some("warning"), Some(40))
+            ]
+        );
+        let agents = db.agents()?;
+        assert_eq!(
+            fleet.into_iter().map(|(a, _, _)| a).collect::<Vec<_>>(),
+            agents,
+            "the same agents as `agents`, in the same order"
+        );
+        let plan: String = db
+            .conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
+                Db::AGENT_COLUMNS
+            ))?
+            .query_map([], |r| r.get::<_, String>(3))?
+            .collect::<Result<Vec<_>, _>>()?
+            .join("; ");
+        assert!(plan.contains("COVERING INDEX agents_fleet"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        Ok(())
     }
 
     #[test]

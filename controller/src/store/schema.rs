@@ -159,4 +159,11 @@ CREATE TABLE console_audit (
 ALTER TABLE agents ADD COLUMN worst_finding TEXT;
 ALTER TABLE agents ADD COLUMN snapshot_at BIGINT;
 "#,
+    // The console's fleet view reads every agent on each page: from this index alone
+    // (about 150 bytes an agent) instead of the rows with their certificates (about
+    // 1 KiB), and already in its order.
+    r#"
+CREATE INDEX agents_fleet ON agents (hostname, id, os, kernel, agent_version, enrolled_at,
+    last_seen, revoked_at, worst_finding, snapshot_at);
+"#,
 ];

@@ -238,7 +238,7 @@ impl Db {
         Ok(())
     }
 
-    fn agent_row(r: &Row<'_>) -> rusqlite::Result<AgentSummary> {
+    pub(super) fn agent_row(r: &Row<'_>) -> rusqlite::Result<AgentSummary> {
         Ok(AgentSummary {
             id: r.get(0)?,
             hostname: r.get(1)?,
@@ -252,7 +252,7 @@ impl Db {
         })
     }
 
-    const AGENT_COLUMNS: &'static str =
+    pub(super) const AGENT_COLUMNS: &'static str =
         "id, hostname, os, kernel, agent_version, enrolled_at, last_seen, revoked_at IS NOT NULL";
 
     pub fn agents(&mut self) -> StoreResult<Vec<AgentSummary>> {

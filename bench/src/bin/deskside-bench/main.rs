@@ -2,6 +2,10 @@
 //! scp, sos, inxi) on the same machine in the same run, plus the agent swarm; writes
 //! docs/PERFORMANCE.md. `smoke` runs every measure with tiny sizes so CI keeps it working.
 
+mod browser;
+mod console;
+mod console_http;
+mod console_rows;
 mod deskside;
 mod fleet;
 mod group;
@@ -24,6 +28,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use crate::console::ConsolePlan;
 use crate::run::Plan;
 use crate::swarm::SwarmPlan;
 
@@ -40,6 +45,11 @@ const REAL_FANOUT_MORE_AGENTS: usize = 19;
 const MAX_SLOW_RUNS: usize = 20;
 /// `sos report` takes seconds per run.
 const SOS_RUNS: usize = 3;
+/// The console's fleet: tickets opened, and agents with a snapshot (the fan-out's size).
+const CONSOLE_TICKETS: u64 = 10_000;
+const CONSOLE_SNAPSHOTS: u64 = 1_000;
+/// Navigations per page in Chromium: each is a full page load, a few suffice for a p50.
+const BROWSER_RUNS: usize = 5;
 /// The `meshcentral` mode's default wait from connected to read: `all`'s settle period
 /// (10 s) plus its idle window (60 s), when the Deskside agent's RSS is read.
 const MESHCENTRAL_SETTLE: Duration = Duration::from_secs(70);
@@ -103,6 +113,30 @@ enum Mode {
         mib: u64,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
+    },
+    /// Only the web console with a real fleet: a release controller serving the console,
+    /// `--agents` simulated agents connected, `--tickets` tickets; server time of its
+    /// pages, first render in headless Chromium, controller RSS; prints the rows.
+    Console {
+        #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        agents: u64,
+        #[arg(long, default_value_t = CONSOLE_TICKETS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        tickets: u64,
+        /// Agents given a snapshot first (at most --agents).
+        #[arg(long, default_value_t = CONSOLE_SNAPSHOTS, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        snapshots: u64,
+        /// Timed requests per page.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        /// Timed navigations per page in Chromium.
+        #[arg(long, default_value_t = BROWSER_RUNS as u64, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        browser_runs: u64,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Also write the rows as a section of their own at the end of this report
+        /// (docs/PERFORMANCE.md), replacing an earlier console section there.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Only the MeshCentral agent's idle RSS (the baseline of the agent idle row): a
     /// MeshCentral server on 127.0.0.1 and its agent, `--runs` times; prints each figure.
@@ -180,6 +214,13 @@ async fn bench(cli: Cli) -> Result<()> {
                     reconnect: swarm_agents.min(10_000),
                     idle_secs: 30,
                 },
+                console: ConsolePlan {
+                    agents: swarm_agents,
+                    snapshots: swarm_agents.min(CONSOLE_SNAPSHOTS),
+                    tickets: CONSOLE_TICKETS,
+                    runs,
+                    browser_runs: BROWSER_RUNS,
+                },
             };
             let text = report(&plan, &bins, command).await?;
             if let Some(dir) = out.parent() {
@@ -206,6 +247,13 @@ async fn bench(cli: Cli) -> Result<()> {
                     fanout: 20,
                     reconnect: 20,
                     idle_secs: 3,
+                },
+                console: ConsolePlan {
+                    agents: 20,
+                    snapshots: 5,
+                    tickets: 30,
+                    runs: 3,
+                    browser_runs: 1,
                 },
             };
             let text = report(&plan, &bins, command).await?;
@@ -243,6 +291,44 @@ async fn bench(cli: Cli) -> Result<()> {
             let rows = run::bulk(&bins, mib * 1024 * 1024).await?;
             print_rows(command, "one transfer each".into(), rows);
         }
+        Mode::Console {
+            agents,
+            tickets,
+            snapshots,
+            runs,
+            browser_runs,
+            bin_dir,
+            out,
+        } => {
+            let bins = release_bins(bin_dir)?;
+            let load_before = load_average();
+            let plan = ConsolePlan {
+                agents,
+                snapshots: snapshots.min(agents),
+                tickets,
+                runs: usize::try_from(runs).context("--runs too large")?,
+                browser_runs: usize::try_from(browser_runs).context("--browser-runs too large")?,
+            };
+            let rows = run::console(&bins, plan, None).await;
+            let report = report::Report {
+                machine: machine::Machine::describe(&workspace()),
+                command,
+                runs: format!("{runs} per page; {browser_runs} navigations per page in Chromium"),
+                setup: vec![format!(
+                    "**Load:** a shared machine: load average (1 min) {load_before} when the run \
+                     started, {} when it ended",
+                    load_average()
+                )],
+                rows,
+            };
+            println!("{}", report.markdown());
+            if let Some(out) = out {
+                let existing = std::fs::read_to_string(&out).unwrap_or_default();
+                let text = report.section_of(&existing, CONSOLE_SECTION);
+                std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote the console section of {}", out.display());
+            }
+        }
         Mode::Meshcentral { runs, settle_secs } => {
             for run in 1..=runs {
                 let idle = meshcentral::idle_rss_async(Duration::from_secs(settle_secs)).await?;
@@ -257,6 +343,17 @@ async fn bench(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The heading of the console's own section in docs/PERFORMANCE.md (`console --out`).
+const CONSOLE_SECTION: &str = "Web console with a real fleet (its own run)";
+
+/// The 1-minute load average from /proc/loadavg, as text.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The binaries in `--bin-dir`, or release builds of them.

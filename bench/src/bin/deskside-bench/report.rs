@@ -94,7 +94,6 @@ pub struct Report {
 
 impl Report {
     pub fn markdown(&self) -> String {
-        let m = &self.machine;
         let mut s = String::new();
         let _ = writeln!(s, "# Deskside performance\n");
         let _ = writeln!(
@@ -108,6 +107,15 @@ impl Report {
              the dates they were measured, is written by hand in \
              [PERFORMANCE-HISTORY.md](PERFORMANCE-HISTORY.md).\n"
         );
+        s.push_str(&self.body("##"));
+        s
+    }
+
+    /// The machine, command, table and how each row was measured; `level` is the
+    /// heading level of "How measured".
+    fn body(&self, level: &str) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
         let _ = writeln!(
             s,
             "- **Machine:** {} ({} cores), {} RAM",
@@ -143,10 +151,31 @@ impl Report {
                 cell(&r.target)
             );
         }
-        let _ = writeln!(s, "\n## How measured\n");
+        let _ = writeln!(s, "\n{level} How measured\n");
         for r in self.rows.iter().filter(|r| !r.how.is_empty()) {
             let _ = writeln!(s, "- **{}**: {}", r.measure, r.how);
         }
+        s
+    }
+
+    /// This report as a section of its own appended to `existing` (docs/PERFORMANCE.md),
+    /// replacing the section of an earlier such run: for a measure run alone, whose
+    /// figures come from a different run than the table above it.
+    pub fn section_of(&self, existing: &str, heading: &str) -> String {
+        let marker = format!("\n## {heading}\n");
+        let kept = existing
+            .find(&marker)
+            .and_then(|i| existing.get(..i))
+            .unwrap_or(existing);
+        let mut s = kept.trim_end().to_owned();
+        let _ = writeln!(s, "\n{marker}");
+        let _ = writeln!(
+            s,
+            "Measured by `deskside-bench` in a run of its own, not the run of the table \
+             above; its machine, date and command are these. `all` measures the same rows \
+             in its one run.\n"
+        );
+        s.push_str(&self.body("###"));
         s
     }
 }
@@ -193,6 +222,34 @@ mod tests {
             !md.contains("Before/after"),
             "history stays out of the generated report"
         );
+    }
+
+    #[test]
+    fn a_section_of_its_own_replaces_the_earlier_one() {
+        let report = Report {
+            machine: Machine {
+                cpu: "cpu".into(),
+                cores: 2,
+                ram: "1 MiB".into(),
+                kernel: "k".into(),
+                os: "os".into(),
+                date: "d".into(),
+                commit: "c".into(),
+            },
+            command: "deskside-bench console".into(),
+            runs: "3".into(),
+            setup: vec![],
+            rows: vec![Row::new("console: x", "1 ms".into(), "t").how("timed")],
+        };
+        let once = report.section_of("# Top\n\n| table |\n", "Console");
+        assert!(
+            once.starts_with("# Top\n\n| table |\n\n## Console\n"),
+            "{once}"
+        );
+        assert!(once.contains("| console: x | 1 ms |"), "{once}");
+        assert!(once.contains("### How measured"), "{once}");
+        let twice = report.section_of(&once, "Console");
+        assert_eq!(twice, once, "the earlier section is replaced, not repeated");
     }
 
     #[test]

@@ -281,9 +281,10 @@ const CONTROLLER_SWARM_RSS_TARGET: u64 = 2 * 1024 * 1024 * 1024;
 /// at least five seconds that the controller's handshake rate needs.
 const HERD_PEAK_SHARE: f64 = 0.2;
 
-pub(crate) fn swarm_rows(bins: &Path, plan: SwarmPlan) -> Vec<Row> {
+/// The swarm's rows, and its controller's RSS (without the console) when it ran.
+pub(crate) fn swarm_rows(bins: &Path, plan: SwarmPlan) -> (Vec<Row>, Option<u64>) {
     match swarm::run(bins, plan) {
-        Ok(r) => vec![
+        Ok(r) => (vec![
             Row::new(
                 "swarm: agents connected to one controller",
                 format!(
@@ -343,7 +344,7 @@ pub(crate) fn swarm_rows(bins: &Path, plan: SwarmPlan) -> Vec<Row> {
             )
             .how("SIGKILL, then the same port and data: agents notice at their next keep-alive (25 s), answered by a stateless reset, and reconnect with jittered exponential backoff. \
                   The swarm counts every connection attempt its agents make; the peak is the largest count in any one-second window from the kill until all are back"),
-        ],
-        Err(e) => vec![Row::new("swarm (20,000 agents, 1,000 fan-out, 10,000 reconnect)", format!("{e:#}"), "see the swarm rows")],
+        ], Some(r.controller_rss_bytes)),
+        Err(e) => (vec![Row::new("swarm (20,000 agents, 1,000 fan-out, 10,000 reconnect)", format!("{e:#}"), "see the swarm rows")], None),
     }
 }

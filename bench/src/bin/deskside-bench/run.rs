@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::Bins;
+use crate::console::ConsolePlan;
 use crate::deskside;
 use crate::fleet::{Fleet, quiet_agent};
 use crate::meshcentral;
@@ -31,6 +32,7 @@ pub struct Plan {
     /// Real agents added to the fleet's one for the fan-out with real agents.
     pub more_real_agents: usize,
     pub swarm: SwarmPlan,
+    pub console: ConsolePlan,
 }
 
 /// Measures everything; returns the table rows and the setup lines (ssh negotiation).
@@ -123,8 +125,27 @@ pub async fn all(plan: &Plan, bins: &Bins) -> Result<(Vec<Row>, Vec<String>)> {
     drop(fleet);
 
     eprintln!("swarm…");
-    rows.extend(swarm_rows(&bins.dir, plan.swarm));
+    let (swarm, without_console_rss) = swarm_rows(&bins.dir, plan.swarm);
+    rows.extend(swarm);
+
+    eprintln!("web console with the swarm…");
+    rows.extend(console(bins, plan.console, without_console_rss).await);
     Ok((rows, setup))
+}
+
+/// The console's rows; a failure is one row that says why.
+pub async fn console(bins: &Bins, plan: ConsolePlan, without_console_rss: Option<u64>) -> Vec<Row> {
+    match crate::console::run(bins, plan).await {
+        Ok(run) => crate::console_rows::rows(&run, without_console_rss),
+        Err(e) => vec![
+            Row::new(
+                "console (server time, first render, RSS)",
+                format!("not measured: {e:#}"),
+                "p95 ≤ 100 ms server time with 20,000 agents",
+            )
+            .not_measured(),
+        ],
+    }
 }
 
 /// Only the diagnostics round trip: a release controller and agent, `runs` snapshots over

@@ -25,6 +25,8 @@ pub struct Controller {
     pub data: DataDir,
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
+    /// The web console's HTTPS address, when it is served.
+    pub console: Option<SocketAddr>,
     child: Option<Child>,
 }
 
@@ -44,23 +46,35 @@ fn free_tcp() -> Result<SocketAddr> {
 }
 
 impl Controller {
-    /// Initialises a data dir under `root` and starts `bin serve` on free ports.
-    pub async fn start(bin: &Path, root: &Path) -> Result<Controller> {
+    /// Initialises a data dir under `root` and starts `bin serve` on free ports; with
+    /// `console`, the web console too (HTTPS, certificate issued by the controller's CA).
+    pub async fn start(bin: &Path, root: &Path, console: bool) -> Result<Controller> {
         let data = DataDir::new(root.join("controller"));
         data.init()
             .context("initialising the controller's data dir")?;
-        // An empty config file: defaults only, whatever /etc/deskside holds.
-        std::fs::write(root.join("controller.toml"), "")?;
+        let console = if console { Some(free_tcp()?) } else { None };
+        // Defaults only, whatever /etc/deskside holds; the console when asked for.
+        let config = match console {
+            Some(addr) => format!("[console]\nlisten = \"{addr}\"\n"),
+            None => String::new(),
+        };
+        std::fs::write(Controller::config_path(root), config)?;
         let mut c = Controller {
             bin: bin.to_owned(),
             root: root.to_owned(),
             data,
             addr: free_udp()?,
             metrics: free_tcp()?,
+            console,
             child: None,
         };
         c.spawn().await?;
         Ok(c)
+    }
+
+    /// The controller's config file under `root`.
+    pub fn config_path(root: &Path) -> PathBuf {
+        root.join("controller.toml")
     }
 
     async fn spawn(&mut self) -> Result<()> {
@@ -70,7 +84,7 @@ impl Controller {
             .open(self.root.join("controller.log"))?;
         let child = Command::new(&self.bin)
             .arg("--config")
-            .arg(self.root.join("controller.toml"))
+            .arg(Controller::config_path(&self.root))
             .arg("--data")
             .arg(self.data.root())
             .args(["serve", "--listen", &self.addr.to_string()])

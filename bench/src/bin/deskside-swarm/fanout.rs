@@ -17,10 +17,13 @@ use deskside_proto::msg::tech::{TechReply, TechRequest};
 /// The technician's login token only has to last until the profile is saved.
 const LOGIN_TTL: Duration = Duration::from_secs(600);
 
+/// The technician the swarm adds (an L1).
+pub const TECHNICIAN: &str = "swarm-tech";
+
 /// Adds a technician on the controller's data dir and logs in; the profile is saved at
 /// `path` for the CLI (`DESKSIDE_PROFILE`).
 pub async fn technician(data: &DataDir, addr: &str, path: &Path) -> Result<Profile> {
-    let name = "swarm-tech";
+    let name = TECHNICIAN;
     Store::open(&data.database())?.blocking(|db| db.insert_technician(name, Tier::L1))?;
     let token = make_token(data, TokenFor::Technician(name.into()), addr, LOGIN_TTL)?;
     login_to(&token, path).await

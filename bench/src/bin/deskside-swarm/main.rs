@@ -6,6 +6,7 @@ mod answer;
 mod controller;
 mod enroll;
 mod fanout;
+mod hold;
 mod swarm;
 
 use std::path::PathBuf;
@@ -59,6 +60,14 @@ struct Args {
     /// Keep the controller's data dir and log (its path is printed) instead of deleting them.
     #[arg(long)]
     keep: bool,
+    /// Serve the web console too (HTTPS on a free loopback port).
+    #[arg(long)]
+    console: bool,
+    /// After the fan-out, print one JSON line saying where the controller, its data and
+    /// the technician's profile are, and keep everything running until stdin closes
+    /// (no sequential baseline, no restart); for `deskside-bench console`.
+    #[arg(long)]
+    hold: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -166,13 +175,15 @@ async fn run(args: Args) -> Result<()> {
     let n = args.agents;
     let m = args.fanout.unwrap_or(n.min(1000));
     let k = args.reconnect.unwrap_or(n);
-    if n == 0 || m > n || k > n {
-        bail!("need --agents > 0, --fanout ≤ agents and --reconnect ≤ agents");
+    if n == 0 || m > n || k > n || (args.hold && m == 0) {
+        bail!(
+            "need --agents > 0, --fanout ≤ agents (and > 0 with --hold) and --reconnect ≤ agents"
+        );
     }
     raise_nofile();
     let bin = controller_bin(args.controller_bin)?;
     let tmp = tempfile::tempdir()?;
-    let mut ctl = Controller::start(&bin, tmp.path()).await?;
+    let mut ctl = Controller::start(&bin, tmp.path(), args.console).await?;
     let addr = ctl.addr.to_string();
     eprintln!(
         "controller {} on {addr}, data in {}",
@@ -224,13 +235,35 @@ async fn run(args: Args) -> Result<()> {
     let ticket = fanout::new_ticket(&tech, "swarm fan-out").await?;
     let parallel_secs = fanout::parallel(
         bin.clone(),
-        profile_path,
+        profile_path.clone(),
         ticket,
         args.concurrency,
         "fan-*".into(),
     )
     .await?;
     let stored = fanout::stored_on(&tech, ticket).await?;
+    if args.hold {
+        tech.close().await;
+        let held = hold::Held {
+            agents: n,
+            connected,
+            connect_secs,
+            controller_pid: ctl.pid().context("the controller is not running")?,
+            addr: addr.clone(),
+            console: ctl.console.map(|a| a.to_string()),
+            config: Controller::config_path(tmp.path()),
+            data: ctl.data.root().to_owned(),
+            technician: fanout::TECHNICIAN.into(),
+            profile: profile_path,
+            fanout_ticket: ticket,
+            snapshot_agents: fan_ids,
+        };
+        eprintln!("fan-out stored {stored}/{m} snapshots on ticket #{ticket}");
+        hold::announce_and_wait(&held).await?;
+        swarm.stop().await;
+        ctl.kill();
+        return Ok(());
+    }
     let baseline = fanout::new_ticket(&tech, "swarm sequential baseline").await?;
     let (sequential_secs, seq_stored) = fanout::sequential(&tech, &fan_ids, baseline).await;
     eprintln!("sequential baseline stored {seq_stored}/{m}");
