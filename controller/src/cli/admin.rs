@@ -1,18 +1,17 @@
 //! Admin commands that work on the data directory directly: init, serve, tokens, technicians.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use deskside_proto::limits::MAX_NAME_BYTES;
-use deskside_proto::msg::enroll::{EnrollToken, TokenKind};
 use deskside_proto::msg::identity::{Tier, valid_name};
-use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::clock::now_secs;
 use crate::datadir::DataDir;
-use crate::store::{Store, TokenFor, TokenRecord};
+use crate::store::{Store, TokenFor};
+
+pub use crate::host::reachable;
+pub use crate::tokens::make_token;
 
 pub fn init(data: &DataDir) -> Result<()> {
     data.init()?;
@@ -66,55 +65,6 @@ pub async fn shutdown_signal() -> Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
-}
-
-/// Makes and records a token; returns its text.
-pub fn make_token(
-    data: &DataDir,
-    kind: TokenFor,
-    controller: &str,
-    ttl: Duration,
-) -> Result<String> {
-    let valid = controller.len() <= MAX_NAME_BYTES
-        && controller.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-        });
-    if !valid {
-        bail!(
-            "--controller must be HOST:PORT as agents will reach it, e.g. 192.0.2.10:4433 (got {controller:?})"
-        );
-    }
-    let keys = data.load()?;
-    let store = Store::open(&data.database())?;
-    let secret: [u8; 32] = rand::random();
-    let now = now_secs();
-    let record = TokenRecord {
-        secret_sha256: hex::encode(Sha256::digest(secret)),
-        for_: kind.clone(),
-        created_at: now,
-        expires_at: now.saturating_add(ttl.as_secs()),
-    };
-    store.blocking(|db| db.insert_token(&record))?;
-    let token = EnrollToken {
-        kind: match kind {
-            TokenFor::Agent => TokenKind::Agent,
-            TokenFor::Technician(_) => TokenKind::Technician,
-        },
-        controller: controller.to_owned(),
-        ca_sha256: keys.ca_sha256,
-        secret,
-    };
-    Ok(token.to_text())
-}
-
-/// Where a client on this host reaches a server listening on `listen`: the address itself,
-/// or loopback of the same family on its port when it listens on every address.
-pub fn reachable(listen: SocketAddr) -> SocketAddr {
-    match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, listen.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, listen.port()).into(),
-        _ => listen,
-    }
 }
 
 /// The controller address a token names when the admin gave none: the QUIC `listen`

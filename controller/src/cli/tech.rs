@@ -34,7 +34,7 @@ pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
             "this is an agent enrollment token; use it with `deskside-agent enroll`, and log in with a token from `deskside tech add`"
         );
     }
-    let host = hostname();
+    let host = crate::host::hostname();
     let done = enroll(&token, &host, std::env::consts::OS, SOFTWARE)
         .await
         .with_context(|| format!("logging in to the controller at {}", token.controller))?;
@@ -56,12 +56,6 @@ pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
     };
     profile.save(path)?;
     Ok(profile)
-}
-
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 pub async fn agents(json: bool) -> Result<(), CliError> {

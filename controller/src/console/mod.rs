@@ -71,7 +71,7 @@ pub(crate) async fn start(
             _ => None,
         },
         data,
-        controller: crate::cli::admin::reachable(controller).to_string(),
+        controller: crate::host::reachable(controller).to_string(),
     });
     serve::start(config, router(console.clone()), &console, cancel).await
 }

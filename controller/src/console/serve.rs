@@ -63,7 +63,7 @@ pub(super) async fn start(
         ConsoleTls::BehindProxy { .. } => None,
         ConsoleTls::Issued { names } => {
             let mut names = names.clone();
-            let host = crate::cli::tech::hostname();
+            let host = crate::host::hostname();
             if !host.is_empty() && host != "localhost" && host != "unknown" {
                 names.push(host);
             }

@@ -19,13 +19,7 @@ use deskside_tests::console::{Https, SESSION_COOKIE, totp_code};
 use deskside_tests::{ALLOW_DIAGNOSTICS, bin, control, pending_request, run, wait_online};
 use fantoccini::Locator;
 
-use super::{PASSWORD, console_cluster};
-
-/// Output a script writes that would run if a page treated it as HTML.
-pub const HOSTILE_OUTPUT: [&str; 2] = [
-    "<script>alert(1)</script>",
-    "\"><img src=x onerror=alert(1)>",
-];
+use super::{HOSTILE_OUTPUT, PASSWORD, console_cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_works_a_ticket_in_chromium() -> Result<()> {

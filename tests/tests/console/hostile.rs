@@ -19,7 +19,7 @@ use deskside_transport::{endpoint, framed, pki, tls};
 use fantoccini::Locator;
 use sha2::{Digest, Sha256};
 
-use super::browser::HOSTILE_OUTPUT;
+use super::HOSTILE_OUTPUT;
 use super::open_ticket;
 
 /// What the hostile machine calls itself.

@@ -17,6 +17,12 @@ mod browser;
 mod hostile;
 mod refusals;
 
+/// Output a script writes that would run if a page treated it as HTML.
+const HOSTILE_OUTPUT: [&str; 2] = [
+    "<script>alert(1)</script>",
+    "\"><img src=x onerror=alert(1)>",
+];
+
 /// Every password the tests choose (the console asks for at least 12 characters).
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -81,7 +81,7 @@ pub async fn page(State(console): State<Arc<Console>>, session: Session) -> Resp
 async fn make(console: &Console, kind: TokenFor) -> Result<String, Response> {
     let (data, controller) = (console.data.clone(), console.controller.clone());
     tokio::task::spawn_blocking(move || {
-        crate::cli::admin::make_token(&data, kind, &controller, TOKEN_TTL)
+        crate::tokens::make_token(&data, kind, &controller, TOKEN_TTL)
     })
     .await
     .map_err(|e| view::internal(&e.to_string()))?
