@@ -96,6 +96,7 @@ mod tests {
                 default: None,
             }],
             body_sha256: Sha256::digest(body.as_bytes()).into(),
+            self_service: false,
         };
         let signature = key.sign(&signing_bytes(&entry)).to_bytes().to_vec();
         SignedScript {
