@@ -195,5 +195,6 @@ pub async fn command(state: &StateDir, req: ControlRequest, json: bool) -> Resul
         ControlReply::Done { message } => message,
         ControlReply::Code(c) => c.code,
         ControlReply::Error { message } => return Err(ConsentError::Refused(message)),
+        other => format!("{other:?}"),
     })
 }

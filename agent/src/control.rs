@@ -107,6 +107,19 @@ pub enum ControlRequest {
         scopes: Vec<Scope>,
         duration_secs: u64,
     },
+    /// The self-service scripts this machine holds (L0; see [`crate::selfhelp`]).
+    SelfFixes,
+    /// Run a self-service script; answered when it ends.
+    SelfFix {
+        name: String,
+        params: Vec<(String, String)>,
+    },
+    /// Check this machine: findings with advice.
+    Check,
+    /// Ask the help desk for help with a sentence.
+    AskForHelp {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +128,10 @@ pub enum ControlReply {
     Done { message: String },
     Code(SupportCode),
     Error { message: String },
+    SelfFixes(Vec<crate::selfhelp::SelfFix>),
+    Fixed(Box<crate::selfhelp::FixOutcome>),
+    Checked(Box<crate::selfhelp::CheckReport>),
+    Asked(crate::selfhelp::Asked),
 }
 
 impl Message for ControlRequest {
@@ -272,7 +289,10 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
             }
         };
         debug!(?req, %caller, "control request");
-        let reply = handle(&ctx, &caller, req);
+        let reply = match crate::selfhelp::serve(&ctx, &caller, &req).await {
+            Some(reply) => reply,
+            None => handle(&ctx, &caller, req),
+        };
         if framed::send_io(&mut stream, &reply).await.is_err() {
             return;
         }
@@ -306,6 +326,8 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
+        // Served by `crate::selfhelp::serve` before this is reached.
+        ControlRequest::SelfFixes | ControlRequest::SelfFix { .. } | ControlRequest::Check | ControlRequest::AskForHelp { .. } => err("self-service requests are served elsewhere".into()),
     }
 }
 

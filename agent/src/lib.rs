@@ -18,6 +18,7 @@ pub mod policy;
 pub mod redact;
 pub mod renew;
 pub mod script;
+pub mod selfhelp;
 pub mod serve;
 pub mod session;
 pub mod spool;

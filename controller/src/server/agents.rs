@@ -240,6 +240,11 @@ pub(super) async fn serve(
         .registry
         .insert(id, conn.clone(), &shared.metrics.agents_connected);
     shared.events.send(Event::AgentOnline(id.to_owned()));
+    {
+        // The self-service scripts the user may run alone, ahead of any need.
+        let (node, agent) = (shared.shared.clone(), id.to_owned());
+        tokio::spawn(async move { crate::service::selfservice::offer(&node, &agent).await });
+    }
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
         tokio::select! {
