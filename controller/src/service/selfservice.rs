@@ -26,8 +26,9 @@ pub const ASK_WINDOW: Duration = Duration::from_secs(3600);
 /// A ticket title made from the user's words is cut to this many characters.
 const MAX_TITLE_CHARS: usize = 80;
 
-/// Sends agent `id` the catalog's self-service scripts: first their names (it drops any
-/// other it cached), then each signed script, which it verifies before caching.
+/// Sends agent `id` the catalog's self-service scripts, if there are any: first their
+/// names (it drops any other it cached), then each signed script, which it verifies
+/// before caching.
 pub(crate) async fn offer(shared: &Shared, id: &str) {
     let scripts = shared
         .store
@@ -47,6 +48,11 @@ pub(crate) async fn offer(shared: &Shared, id: &str) {
             return;
         }
     };
+    // Nothing to offer: the agent is not bothered. (An agent that cached scripts when the
+    // catalog still had some keeps them until one is marked again; each still verifies.)
+    if scripts.is_empty() {
+        return;
+    }
     let names = scripts.iter().map(|s| s.entry.name.clone()).collect();
     let list = AgentRequest::SelfServiceList { names };
     match shared.agents.call(id, &list, AGENT_TIMEOUT).await {
