@@ -242,8 +242,13 @@ pub(super) async fn serve(
     shared.events.send(Event::AgentOnline(id.to_owned()));
     {
         // The self-service scripts the user may run alone, ahead of any need.
-        let (node, agent) = (shared.shared.clone(), id.to_owned());
-        tokio::spawn(async move { crate::service::selfservice::offer(&node, &agent).await });
+        let (node, agent, conn) = (shared.shared.clone(), id.to_owned(), conn.clone());
+        let closed = async move {
+            conn.closed().await;
+        };
+        tokio::spawn(crate::service::selfservice::keep_offered(
+            node, agent, closed,
+        ));
     }
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {

@@ -26,10 +26,39 @@ pub const ASK_WINDOW: Duration = Duration::from_secs(3600);
 /// A ticket title made from the user's words is cut to this many characters.
 const MAX_TITLE_CHARS: usize = 80;
 
-/// Sends agent `id` the catalog's self-service scripts, if there are any: first their
-/// names (it drops any other it cached), then each signed script, which it verifies
-/// before caching.
-pub(crate) async fn offer(shared: &Shared, id: &str) {
+/// How often a connected agent's self-service scripts are compared with the catalog:
+/// `deskside script add` writes the database while the controller serves, so a script
+/// marked (or no longer marked) self-service reaches connected agents within this.
+pub const CATALOG_RESYNC: Duration = Duration::from_secs(300);
+
+/// What an agent was last offered: the SHA-256 over the self-service entries' names and
+/// signatures (a signature changes with any field of its entry).
+pub(crate) type Offered = [u8; 32];
+
+/// Offers agent `id` the catalog's self-service scripts now and every
+/// [`CATALOG_RESYNC`] while it stays connected, whenever they differ from what it was
+/// last offered; stops when `closed` completes.
+pub(crate) async fn keep_offered(
+    shared: std::sync::Arc<Shared>,
+    id: String,
+    closed: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(closed);
+    let mut last = None;
+    loop {
+        last = offer(&shared, &id, last).await;
+        tokio::select! {
+            () = &mut closed => return,
+            () = tokio::time::sleep(CATALOG_RESYNC) => {}
+        }
+    }
+}
+
+/// Sends agent `id` the catalog's self-service scripts unless they are what it was
+/// offered `last`: first their names (it drops any other it cached), then each signed
+/// script, which it verifies before caching. An agent never offered any, of a catalog
+/// without any, is not bothered. Returns what it now holds from us.
+pub(crate) async fn offer(shared: &Shared, id: &str, last: Option<Offered>) -> Option<Offered> {
     let scripts = shared
         .store
         .run(|db| {
@@ -45,13 +74,18 @@ pub(crate) async fn offer(shared: &Shared, id: &str) {
         Ok(s) => s,
         Err(e) => {
             warn!(agent = id, error = %e, "self-service scripts not offered: the catalog cannot be read");
-            return;
+            return last;
         }
     };
-    // Nothing to offer: the agent is not bothered. (An agent that cached scripts when the
-    // catalog still had some keeps them until one is marked again; each still verifies.)
-    if scripts.is_empty() {
-        return;
+    let mut hash = Sha256::new();
+    for s in &scripts {
+        hash.update(s.entry.name.as_bytes());
+        hash.update([0]);
+        hash.update(&s.signature);
+    }
+    let now: Offered = hash.finalize().into();
+    if Some(now) == last || (scripts.is_empty() && last.is_none()) {
+        return Some(now);
     }
     let names = scripts.iter().map(|s| s.entry.name.clone()).collect();
     let list = AgentRequest::SelfServiceList { names };
@@ -60,11 +94,11 @@ pub(crate) async fn offer(shared: &Shared, id: &str) {
         // An agent that does not keep self-service scripts gets none.
         Ok(other) => {
             info!(agent = id, reply = ?other, "the agent does not cache self-service scripts");
-            return;
+            return Some(now);
         }
         Err(e) => {
             warn!(agent = id, error = %e, "self-service list not delivered");
-            return;
+            return last;
         }
     }
     for script in scripts {
@@ -80,14 +114,15 @@ pub(crate) async fn offer(shared: &Shared, id: &str) {
                 warn!(agent = id, script = %name, reason = %r.reason, "the agent refused a self-service script");
             }
             Ok(other) => {
-                warn!(agent = id, script = %name, reply = ?other, "unexpected answer to a self-service script")
+                warn!(agent = id, script = %name, reply = ?other, "unexpected answer to a self-service script");
             }
             Err(e) => {
                 warn!(agent = id, script = %name, error = %e, "self-service script not delivered");
-                return;
+                return last;
             }
         }
     }
+    Some(now)
 }
 
 /// `text` cut to a ticket title: its first line, at most [`MAX_TITLE_CHARS`] characters.
