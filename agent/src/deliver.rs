@@ -260,6 +260,28 @@ impl Deliveries {
             .map_err(|e| e.to_string())
     }
 
+    /// Notes in the local audit log the ticket a request for help, sent later by the
+    /// pump, became: where `user` reads its number (`deskside-agent audit`).
+    async fn audit_opened(&self, user: &str, ticket: u64) {
+        let entry = crate::audit::AuditEntry {
+            at_secs: crate::now_secs(),
+            technician: format!("{user} (self-service)"),
+            tier: String::new(),
+            ticket,
+            scope: "self-service".into(),
+            outcome: "opened".into(),
+            detail: format!(
+                "your saved request for help reached the help desk as ticket #{ticket}"
+            ),
+        };
+        let log = self.audit_log.clone();
+        let written =
+            tokio::task::spawn_blocking(move || crate::audit::append_unsynced(&log, &entry)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            warn!(ticket, "could not note the opened ticket in the audit log");
+        }
+    }
+
     /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
@@ -291,6 +313,11 @@ impl Deliveries {
                 Ok(ack) => {
                     if let NoticeAck::Rejected { reason } = &ack {
                         self.audit_dropped(&delivery, reason).await;
+                    }
+                    if let (NoticeAck::Opened { ticket }, AgentNotice::AskForHelp(ask)) =
+                        (&ack, &delivery.notice)
+                    {
+                        self.audit_opened(&ask.user, *ticket).await;
                     }
                     let retry = matches!(ack, NoticeAck::Retry { .. });
                     claim.settle(&ack).await;

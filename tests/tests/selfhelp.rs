@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use deskside_agent::selfhelp::{cache, client};
 use deskside_agent::state::StateDir;
+use deskside_controller::server;
 use deskside_proto::msg::identity::Tier;
 use deskside_tests::{Agent, Cluster, bin, run};
 use serde_json::Value;
@@ -228,6 +229,53 @@ async fn asking_for_help_opens_a_ticket_with_the_evidence_and_the_fourth_ask_in_
         .args(["ask", "once more"]))?;
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("try again in"), "{stderr}");
+    agent.stop().await;
+    cluster.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_help_made_while_the_controller_is_down_opens_its_ticket_when_it_returns()
+-> Result<()> {
+    let (mut cluster, agent) = setup().await?;
+    let addr = cluster
+        .running
+        .as_ref()
+        .map(|r| r.addr)
+        .context("not running")?;
+    cluster.stop().await;
+    let asked = client::ask(&agent.state, "no network since the update").await?;
+    assert_eq!(asked.ticket, None);
+    assert!(asked.message.contains("saved"), "{}", asked.message);
+
+    cluster.running = Some(server::start(&cluster.data, addr).await?);
+    let start = Instant::now();
+    let ticket = loop {
+        let tickets = cluster.store()?.blocking(|db| db.tickets())?;
+        if let Some(t) = tickets
+            .iter()
+            .find(|t| t.title == "no network since the update")
+        {
+            break t.clone();
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            bail!("the saved request never became a ticket");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ticket.agent.as_deref(), Some(agent.id.as_str()));
+    assert_eq!(ticket.evidence_count, 1, "its snapshot");
+    // The user finds the number in the agent's audit log.
+    let start = Instant::now();
+    while !audit(&agent)?
+        .iter()
+        .any(|e| e.outcome == "opened" && e.ticket == ticket.number)
+    {
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("the audit log never named ticket #{}", ticket.number);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     agent.stop().await;
     cluster.stop().await;
     Ok(())
