@@ -54,6 +54,9 @@ pub enum AgentCliError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// A self-service call on the control socket failed or was refused.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 impl AgentCliError {
@@ -71,7 +74,8 @@ impl AgentCliError {
             | AgentCliError::Link(_)
             | AgentCliError::Consent(_)
             | AgentCliError::Audit(_)
-            | AgentCliError::Json(_) => false,
+            | AgentCliError::Json(_)
+            | AgentCliError::Control(_) => false,
         };
         if bad { exit::BAD_CONFIG } else { exit::FAILURE }
     }
@@ -154,6 +158,38 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Check this computer: what is wrong, and what you can do about it.
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the fixes you may run yourself (self-service scripts from your help desk).
+    Fixes {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a self-service fix, e.g. `deskside-agent fix flush-dns`.
+    Fix {
+        name: String,
+        /// A parameter as KEY=VALUE (repeatable); `fixes` shows the choices.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask your help desk for help: your words, a fresh check of this computer and the
+    /// fixes you ran go with it; prints the ticket number.
+    Ask {
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_param(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE, e.g. --param dry_run=true"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +288,22 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
         Command::End => say(&state()?, ControlRequest::End, false).await,
         Command::Disable => say(&state()?, ControlRequest::Disable, false).await,
         Command::Enable => say(&state()?, ControlRequest::Enable, false).await,
+        Command::Check { json } => {
+            let report = crate::selfhelp::client::check(&state()?).await?;
+            show(*json, &report, crate::selfhelp::render::check)
+        }
+        Command::Fixes { json } => {
+            let list = crate::selfhelp::client::fixes(&state()?).await?;
+            show(*json, &list, |l| crate::selfhelp::render::fixes(l))
+        }
+        Command::Fix { name, params, json } => {
+            let outcome = crate::selfhelp::client::fix(&state()?, name, params.clone()).await?;
+            show(*json, &outcome, crate::selfhelp::render::fixed)
+        }
+        Command::Ask { text, json } => {
+            let asked = crate::selfhelp::client::ask(&state()?, text).await?;
+            show(*json, &asked, |a| format!("{}\n", a.message))
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {
@@ -286,6 +338,16 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints `value` as JSON, or as `text` renders it.
+fn show<T: serde::Serialize>(json: bool, value: &T, text: impl Fn(&T) -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
 }
 
 async fn say(state: &StateDir, req: ControlRequest, json: bool) -> Result<()> {

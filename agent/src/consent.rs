@@ -204,5 +204,6 @@ pub async fn command(state: &StateDir, req: ControlRequest, json: bool) -> Resul
             .collect::<Vec<_>>()
             .join("\n"),
         ControlReply::Error { message } => return Err(ConsentError::Refused(message)),
+        other => format!("{other:?}"),
     })
 }

@@ -26,6 +26,9 @@ pub struct Deliveries {
     spool: Arc<Spool>,
     /// Made durable before an item leaves the spool (see [`crate::audit::sync`]).
     audit_log: Arc<PathBuf>,
+    /// The connection the pump last delivered over, for a notice the user waits on
+    /// (asking for help); a closed one fails at once and the pump delivers later.
+    current: std::sync::Mutex<Option<quinn::Connection>>,
 }
 
 /// An item being delivered by one path; released to the pump if dropped undelivered.
@@ -86,6 +89,9 @@ impl Claim {
     pub async fn settle(mut self, ack: &NoticeAck) {
         match ack {
             NoticeAck::Recorded => debug!(key = %self.key, "delivered"),
+            NoticeAck::Opened { ticket } => {
+                info!(key = %self.key, ticket, "the controller opened a ticket")
+            }
             NoticeAck::Rejected { reason } => {
                 warn!(key = %self.key, %reason, "the controller refused an item for good; dropping it");
             }
@@ -118,6 +124,7 @@ impl Deliveries {
         Ok(Deliveries {
             spool: Arc::new(Spool::open(dir)?),
             audit_log: Arc::new(audit_log),
+            current: std::sync::Mutex::new(None),
         })
     }
 
@@ -201,6 +208,12 @@ impl Deliveries {
                 (String::new(), String::new(), 0, "support code".into())
             }
             AgentNotice::Renew { .. } => (String::new(), String::new(), 0, "renewal".into()),
+            AgentNotice::AskForHelp(ask) => (
+                ask.user.clone(),
+                String::new(),
+                0,
+                "a request for help".into(),
+            ),
         };
         let entry = crate::audit::AuditEntry {
             at_secs: crate::now_secs(),
@@ -222,8 +235,56 @@ impl Deliveries {
         }
     }
 
+    /// Spools `delivery` durably and claims it for the caller, who sends it at once with
+    /// [`Deliveries::send_now`]; dropping the claim undelivered hands it to the pump.
+    pub async fn keep_notice(&self, delivery: &Delivery) -> Result<Claim, String> {
+        let (spool, d) = (self.spool.clone(), delivery.clone());
+        tokio::task::spawn_blocking(move || spool.put(&d, true))
+            .await
+            .map_err(|e| format!("the spool writer stopped: {e}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(self.claim(delivery.key.clone()))
+    }
+
+    /// Sends `delivery` now over the current connection and returns the controller's
+    /// answer; `Err` when there is no connection or it failed (the spool still has it).
+    pub async fn send_now(&self, delivery: &Delivery) -> Result<NoticeAck, String> {
+        let conn = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| "the agent is not connected to the controller".to_owned())?;
+        framed::request::<_, NoticeAck>(&conn, delivery, ACK_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Notes in the local audit log the ticket a request for help, sent later by the
+    /// pump, became: where `user` reads its number (`deskside-agent audit`).
+    async fn audit_opened(&self, user: &str, ticket: u64) {
+        let entry = crate::audit::AuditEntry {
+            at_secs: crate::now_secs(),
+            technician: format!("{user} (self-service)"),
+            tier: String::new(),
+            ticket,
+            scope: "self-service".into(),
+            outcome: "opened".into(),
+            detail: format!(
+                "your saved request for help reached the help desk as ticket #{ticket}"
+            ),
+        };
+        let log = self.audit_log.clone();
+        let written =
+            tokio::task::spawn_blocking(move || crate::audit::append_unsynced(&log, &entry)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            warn!(ticket, "could not note the opened ticket in the audit log");
+        }
+    }
+
     /// Delivers spooled items over `conn` until it fails; returns the error.
     pub async fn pump(&self, conn: &quinn::Connection) -> TransportError {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
         loop {
             let changed = self.spool.changed();
             let (spool, audit_log) = (self.spool.clone(), self.audit_log.clone());
@@ -252,6 +313,11 @@ impl Deliveries {
                 Ok(ack) => {
                     if let NoticeAck::Rejected { reason } = &ack {
                         self.audit_dropped(&delivery, reason).await;
+                    }
+                    if let (NoticeAck::Opened { ticket }, AgentNotice::AskForHelp(ask)) =
+                        (&ack, &delivery.notice)
+                    {
+                        self.audit_opened(&ask.user, *ticket).await;
                     }
                     let retry = matches!(ack, NoticeAck::Retry { .. });
                     claim.settle(&ack).await;

@@ -19,6 +19,7 @@ pub mod redact;
 pub mod renew;
 pub mod script;
 pub mod self_check;
+pub mod selfhelp;
 pub mod serve;
 pub mod session;
 pub mod spool;

@@ -51,6 +51,22 @@ pub struct Scopes {
     pub scripts_l3: Decision,
     #[serde(default)]
     pub files: Decision,
+    /// Whether the machine's user may run the catalog's self-service scripts alone.
+    #[serde(default, rename = "self-service")]
+    pub self_service: SelfService,
+}
+
+/// What the policy says for self-service fixes. Allowed by default: each script is one
+/// an admin marked self-service in the controller's signed catalog, its parameters are
+/// closed choices, and the user runs it on their own machine, where they are the one who
+/// would otherwise be asked; a machine's admin who wants none says `deny`. There is no
+/// `prompt`: the person who would be asked is the one running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelfService {
+    #[default]
+    Allow,
+    Deny,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,6 +244,8 @@ diagnostics = "prompt"
 "scripts:l2" = "prompt"
 "scripts:l3" = "prompt"
 files = "prompt"
+# The machine's user running the catalog's self-service fixes alone: "allow" or "deny".
+"self-service" = "allow"
 
 # Which files the "files" scope may send: absolute path globs ("*" stays within one
 # directory, "**" crosses them). A path must match an allow glob and no deny glob.
@@ -352,6 +370,15 @@ mod tests {
             .map(|e| e.to_string());
         assert!(typo.unwrap_or_default().contains("diagnostic"));
         assert!(Policy::parse("[scopes]\ndiagnostics = \"yes\"\n").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn self_service_is_allowed_unless_denied_and_never_prompts() -> anyhow::Result<()> {
+        assert_eq!(Policy::default().scopes.self_service, SelfService::Allow);
+        let p = Policy::parse("[scopes]\n\"self-service\" = \"deny\"\n")?;
+        assert_eq!(p.scopes.self_service, SelfService::Deny);
+        assert!(Policy::parse("[scopes]\n\"self-service\" = \"prompt\"\n").is_err());
         Ok(())
     }
 

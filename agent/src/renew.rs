@@ -102,7 +102,7 @@ pub async fn renew(ctx: &AgentCtx, conn: &quinn::Connection) -> Result<()> {
         NoticeAck::Rejected { reason } | NoticeAck::Retry { reason } => {
             return Err(RenewError::NotRenewed(reason));
         }
-        NoticeAck::Recorded => return Err(RenewError::NoCertificate),
+        NoticeAck::Recorded | NoticeAck::Opened { .. } => return Err(RenewError::NoCertificate),
     };
     let cert = pki::cert_from_pem(&cert_pem)?;
     let (_, not_after) = pki::validity(&cert)?;

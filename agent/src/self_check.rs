@@ -1,14 +1,13 @@
-//! "Check my computer": the user's own look at their machine from the desktop helper.
-//! The same snapshot and findings a technician's diagnostics take, kept on the machine:
-//! nothing is sent or stored. One check at a time, and a result younger than
-//! [`REUSE_FOR`] is answered again instead of taking another, so a local user cannot
-//! keep the agent busy by asking in a loop.
+//! The snapshot behind "Check my computer" (`crate::selfhelp`): the same snapshot and
+//! findings a technician's diagnostics take, kept on the machine — nothing is sent or
+//! stored. One check at a time, and a snapshot younger than [`REUSE_FOR`] is used again
+//! instead of taking another, so a local user cannot keep the agent busy by asking in a
+//! loop.
 
 use std::time::{Duration, Instant};
 
 use deskside_proto::findings;
-use deskside_proto::msg::diag::Finding;
-use serde::{Deserialize, Serialize};
+use deskside_proto::msg::diag::Snapshot;
 use tokio::sync::Mutex;
 
 /// A snapshot takes about a second of CPU on a desktop; a user who clicks again within
@@ -16,36 +15,25 @@ use tokio::sync::Mutex;
 /// another second).
 pub const REUSE_FOR: Duration = Duration::from_secs(30);
 
-/// What the user sees after a check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LocalCheck {
-    /// Unix seconds when the snapshot was taken.
-    pub taken_at_secs: u64,
-    pub findings: Vec<Finding>,
-}
-
-/// The last check, shared by every control connection of one agent.
+/// The last check's snapshot, shared by every control connection of one agent.
 #[derive(Debug, Default)]
 pub struct SelfCheck {
-    last: Mutex<Option<(Instant, LocalCheck)>>,
+    last: Mutex<Option<(Instant, Snapshot)>>,
 }
 
 impl SelfCheck {
-    /// Takes a snapshot and its findings, or returns one taken within [`REUSE_FOR`].
-    /// Callers queue behind a check under way and get its result.
-    pub async fn run(&self) -> LocalCheck {
+    /// Takes a snapshot and evaluates its findings, or returns one taken within
+    /// [`REUSE_FOR`]. Callers queue behind a check under way and get its result.
+    pub async fn snapshot(&self) -> Snapshot {
         let mut last = self.last.lock().await;
-        if let Some((at, check)) = last.as_ref()
+        if let Some((at, snapshot)) = last.as_ref()
             && at.elapsed() < REUSE_FOR
         {
-            return check.clone();
+            return snapshot.clone();
         }
-        let snapshot = crate::diag::snapshot().await;
-        let check = LocalCheck {
-            taken_at_secs: crate::now_secs(),
-            findings: findings::evaluate(&snapshot),
-        };
-        *last = Some((Instant::now(), check.clone()));
-        check
+        let mut snapshot = crate::diag::snapshot().await;
+        snapshot.findings = findings::evaluate(&snapshot);
+        *last = Some((Instant::now(), snapshot.clone()));
+        snapshot
     }
 }

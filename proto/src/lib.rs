@@ -22,7 +22,9 @@ pub use error::{DecodeError, EncodeError};
 ///
 /// 4: requests carry a request key that late evidence and session notices echo, and a
 /// snapshot's reboot need may be unknown (snapshot version 2).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: catalog entries carry the signed `self_service` flag; self-service scripts are
+/// offered to agents, and agents send requests for help.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// TLS application protocol name; a peer offering anything else fails the handshake.
 pub const ALPN: &[u8] = b"deskside/1";

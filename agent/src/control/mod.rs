@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::local_user::{Caller, LocalSessions};
-use crate::self_check::LocalCheck;
 use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode, Watched};
 
@@ -122,8 +121,20 @@ pub enum ControlRequest {
         seen: u64,
         wait_secs: u32,
     },
-    /// "Check my computer": a local snapshot's findings, for the user only.
+    /// "Check my computer": a local snapshot's findings with what the user can do about
+    /// each, for the user only (nothing is sent).
     Check,
+    /// The self-service scripts this machine holds (L0; see [`crate::selfhelp`]).
+    SelfFixes,
+    /// Run a self-service script; answered when it ends.
+    SelfFix {
+        name: String,
+        params: Vec<(String, String)>,
+    },
+    /// Ask the help desk for help with a sentence.
+    AskForHelp {
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,7 +144,10 @@ pub enum ControlReply {
     Code(SupportCode),
     Error { message: String },
     Watched(Watched),
-    Checked(LocalCheck),
+    Checked(Box<crate::selfhelp::CheckReport>),
+    SelfFixes(Vec<crate::selfhelp::SelfFix>),
+    Fixed(Box<crate::selfhelp::FixOutcome>),
+    Asked(crate::selfhelp::Asked),
 }
 
 impl Message for ControlRequest {
@@ -302,8 +316,10 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
                 let wait = Duration::from_secs(u64::from(wait_secs.min(MAX_WATCH_SECS)));
                 ControlReply::Watched(ctx.sessions.watch(seen, wait).await)
             }
-            ControlRequest::Check => ControlReply::Checked(ctx.self_check.run().await),
-            req => handle(&ctx, &caller, req),
+            req => match crate::selfhelp::serve(&ctx, &caller, &req).await {
+                Some(reply) => reply,
+                None => handle(&ctx, &caller, req),
+            },
         };
         if framed::send_io(&mut stream, &reply).await.is_err() {
             return;
@@ -338,8 +354,9 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
-        // Served in `client`: they wait.
-        ControlRequest::Watch { .. } | ControlRequest::Check => ControlReply::Status(s.status()),
+        // Served in `client` (the watch waits) or by `crate::selfhelp::serve` before this.
+        ControlRequest::Watch { .. } => ControlReply::Status(s.status()),
+        ControlRequest::SelfFixes | ControlRequest::SelfFix { .. } | ControlRequest::Check | ControlRequest::AskForHelp { .. } => err("self-service requests are served elsewhere".into()),
     }
 }
 

@@ -19,6 +19,17 @@ pub fn verify(
     params: &[(String, String)],
     public_key: &[u8; 32],
 ) -> Result<Vec<(String, String)>, Refusal> {
+    verify_signed(script, public_key)?;
+    let name = &script.entry.name;
+    script
+        .entry
+        .resolve_params(params)
+        .map_err(|e| bad(RefusalCode::BadParams, format!("script {name}: {e}")))
+}
+
+/// Everything [`verify`] checks but the parameters: signature, body hash, manifest
+/// sanity and operating system. Used to cache a script before anyone runs it.
+pub fn verify_signed(script: &SignedScript, public_key: &[u8; 32]) -> Result<(), Refusal> {
     let name = &script.entry.name;
     let key = VerifyingKey::from_bytes(public_key).map_err(|e| {
         bad(
@@ -63,10 +74,7 @@ pub fn verify(
             ),
         ));
     }
-    script
-        .entry
-        .resolve_params(params)
-        .map_err(|e| bad(RefusalCode::BadParams, format!("script {name}: {e}")))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -96,6 +104,7 @@ mod tests {
                 default: None,
             }],
             body_sha256: Sha256::digest(body.as_bytes()).into(),
+            self_service: false,
         };
         let signature = key.sign(&signing_bytes(&entry)).to_bytes().to_vec();
         SignedScript {

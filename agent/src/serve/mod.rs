@@ -134,7 +134,7 @@ impl AgentCtx {
     }
 
     /// Redacts (per the machine's policy), serialises and signs an evidence item.
-    fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
+    pub(crate) fn seal<T: Evidence>(&self, value: &T) -> Result<SignedItem, SealError> {
         let mut value = serde_json::to_value(value)?;
         let policy = Policy::load(&self.state.policy()).map_err(SealError::Policy)?;
         let redactor = Redactor::new(&policy.redact)?;
@@ -277,6 +277,8 @@ pub async fn handle(
         AgentRequest::CollectFile { .. } => AgentReply::Failed {
             reason: "file requests are answered on their own stream".into(),
         },
+        AgentRequest::SelfServiceList { names } => crate::selfhelp::cache::retain(ctx, &names),
+        AgentRequest::SelfServiceScript { script } => crate::selfhelp::cache::offered(ctx, *script),
     };
     let _ = replies.send(reply).await;
 }

@@ -33,6 +33,10 @@ struct Manifest {
     body: String,
     #[serde(default)]
     params: Vec<ManifestParam>,
+    /// The machine's user may run it without a technician (L0); see
+    /// [`CatalogEntry::self_service`].
+    #[serde(default)]
+    self_service: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +135,7 @@ pub fn load(manifest_path: &Path) -> Result<(CatalogEntry, String), CatalogError
         timeout_secs: manifest.timeout_secs,
         params,
         body_sha256: Sha256::digest(body.as_bytes()).into(),
+        self_service: manifest.self_service,
     };
     entry.check().map_err(|source| CatalogError::Manifest {
         path: manifest_path.to_owned(),

@@ -258,3 +258,43 @@ fn changed_body_or_flipped_signature_bit_fails() {
     short.pop();
     assert!(verify(&entry, &body, &short, &public).is_err());
 }
+
+#[test]
+fn a_self_service_manifest_with_a_free_text_parameter_is_refused_with_the_rule() {
+    let flagged = GOOD.replace(
+        "body = \"flush-dns.sh\"\n",
+        "body = \"flush-dns.sh\"\nself_service = true\n",
+    );
+    let text = refused(&flagged, BODY.as_bytes());
+    assert!(
+        text.contains("\"host\"") && text.contains("closed choices (enum, bool, or integer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_self_service_manifest_with_closed_choices_loads_flagged_and_signs_apart() {
+    let (head, _) = GOOD
+        .split_once("[[params]]\nname = \"host\"")
+        .expect("GOOD has a host parameter");
+    let (_, tail) = GOOD
+        .split_once("[[params]]\nname = \"count\"")
+        .expect("GOOD has a count parameter");
+    let flagged = format!(
+        "{}self_service = true\n\n[[params]]\nname = \"count\"{tail}",
+        head.trim_end_matches('\n').to_owned() + "\n"
+    );
+    let (_dir, path) = write(&flagged, BODY.as_bytes());
+    let (entry, _) = load(&path).expect("closed choices are fine");
+    assert!(entry.self_service);
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let signature = sign(&entry, &key);
+    let public = key.verifying_key().to_bytes();
+    assert!(verify(&entry, BODY, &signature, &public).is_ok());
+    let mut unflagged = entry.clone();
+    unflagged.self_service = false;
+    assert!(
+        verify(&unflagged, BODY, &signature, &public).is_err(),
+        "dropping the flag breaks the signature"
+    );
+}

@@ -193,8 +193,13 @@ pub fn scripts(list: &[CatalogEntry]) {
     }
     println!("{:<22} {:<4} {:>3}  DESCRIPTION", "NAME", "TIER", "VER");
     for e in list {
+        let l0 = if e.self_service {
+            " [self-service]"
+        } else {
+            ""
+        };
         println!(
-            "{:<22} {:<4} {:>3}  {}",
+            "{:<22} {:<4} {:>3}  {}{l0}",
             e.name, e.tier, e.version, e.description
         );
     }
@@ -213,6 +218,12 @@ pub fn script(view: &ScriptView) {
     );
     println!("  {}", e.description);
     println!("  changes: {}", e.changes);
+    if e.self_service {
+        println!(
+            "  self-service: the machine's user may run it alone (deskside-agent fix {})",
+            e.name
+        );
+    }
     for p in &e.params {
         let kind = match &p.kind {
             ParamKind::String { pattern, max_len } => {

@@ -240,6 +240,16 @@ pub(super) async fn serve(
         .registry
         .insert(id, conn.clone(), &shared.metrics.agents_connected);
     shared.events.send(Event::AgentOnline(id.to_owned()));
+    {
+        // The self-service scripts the user may run alone, ahead of any need.
+        let (node, agent, conn) = (shared.shared.clone(), id.to_owned(), conn.clone());
+        let closed = async move {
+            conn.closed().await;
+        };
+        tokio::spawn(crate::service::selfservice::keep_offered(
+            node, agent, closed,
+        ));
+    }
     info!(agent = id, hostname = %checkin.hostname, remote = %conn.remote_address(), "agent connected");
     let reason = loop {
         tokio::select! {

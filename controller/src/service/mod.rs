@@ -24,6 +24,7 @@ mod notices;
 pub(crate) mod renew;
 pub(crate) mod scripts;
 mod seen;
+pub(crate) mod selfservice;
 pub(crate) mod sessions;
 mod throttle;
 pub(crate) mod tickets;

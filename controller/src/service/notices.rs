@@ -19,6 +19,9 @@ pub(crate) async fn agent_notice(
     notice: AgentNotice,
 ) -> NoticeAck {
     match notice {
+        AgentNotice::AskForHelp(ask) => {
+            super::selfservice::ask_for_help(shared, id, key, *ask).await
+        }
         AgentNotice::Renew { csr_pem } => {
             super::renew::agent(shared, presented.as_ref(), id, &csr_pem).await
         }

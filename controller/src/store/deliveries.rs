@@ -24,7 +24,7 @@ pub enum Delivered {
 }
 
 /// Claims `(agent, key)` inside `tx`; the earlier record when it was claimed before.
-fn claim(
+pub(super) fn claim(
     tx: &Transaction<'_>,
     agent: &str,
     key: &str,

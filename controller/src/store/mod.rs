@@ -4,6 +4,7 @@
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
 //! the blocking pool so SQLite never stalls the reactor.
 
+mod asks;
 pub mod backup;
 mod certs;
 mod console;
@@ -23,6 +24,7 @@ use deskside_proto::evidence::EvidenceKind;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, TimelineEntry};
 
+pub use asks::{AskOutcome, NewAsk};
 pub use certs::Credentials;
 pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
 pub use deliveries::Delivered;

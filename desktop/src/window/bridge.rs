@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deskside_agent::control::{ControlClient, ControlReply, ControlRequest, MAX_WATCH_SECS};
-use deskside_agent::self_check::LocalCheck;
+use deskside_agent::selfhelp::CheckReport;
 use deskside_agent::session::Watched;
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -19,7 +19,7 @@ pub enum Update {
     /// The agent cannot be reached or refused: its words.
     Failed(String),
     /// "Check my computer" came back.
-    Checked(LocalCheck),
+    Checked(Box<CheckReport>),
 }
 
 /// Wait between tries while the agent cannot be reached.

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 
 use deskside_agent::control::ControlRequest;
-use deskside_agent::self_check::LocalCheck;
+use deskside_agent::selfhelp::CheckReport;
 use deskside_agent::session::{PendingView, Watched};
 use deskside_proto::msg::session::Scope;
 use gtk4 as gtk;
@@ -249,16 +249,17 @@ impl Pages {
         }
     }
 
-    /// Shows a check's findings, most serious first.
-    pub fn checked(&self, check: &LocalCheck) {
+    /// Shows a check's findings, most serious first, each with what the user can do.
+    pub fn checked(&self, check: &CheckReport) {
         let mut found: Vec<_> = check.findings.iter().collect();
         found.sort_by_key(|f| std::cmp::Reverse(f.severity));
         let mut text = words::found(found.len());
         for f in found {
             text.push_str(&format!(
-                "\n\u{2022} {}: {}",
+                "\n\u{2022} {}: {}\n  {}",
                 words::severity(f.severity),
-                f.message
+                f.message,
+                f.advice
             ));
         }
         self.findings.set(&text);

@@ -269,6 +269,7 @@ fn catalog_entry() -> CatalogEntry {
             default: None,
         }],
         body_sha256: [0x42; 32],
+        self_service: false,
     }
 }
 

@@ -75,6 +75,17 @@ pub enum AgentRequest {
         path: String,
         max_bytes: u64,
     },
+    /// The names of the catalog's self-service scripts as they are now: the agent drops
+    /// any script it cached that is not named. Answered with [`AgentReply::SelfService`].
+    SelfServiceList {
+        names: Vec<String>,
+    },
+    /// One signed self-service script for the agent to verify and cache ahead of time,
+    /// so its user can run it without a technician. Answered with
+    /// [`AgentReply::SelfService`], or [`AgentReply::Refused`] when it does not verify.
+    SelfServiceScript {
+        script: Box<SignedScript>,
+    },
 }
 
 impl AgentRequest {
@@ -85,6 +96,15 @@ impl AgentRequest {
             | AgentRequest::EndSession { requester }
             | AgentRequest::RunScript { requester, .. }
             | AgentRequest::CollectFile { requester, .. } => requester.clone(),
+            // The controller's own housekeeping: no technician, no ticket.
+            AgentRequest::SelfServiceList { .. } | AgentRequest::SelfServiceScript { .. } => {
+                Requester {
+                    technician: "controller".into(),
+                    tier: Tier::L1,
+                    ticket: 0,
+                    request_key: String::new(),
+                }
+            }
             AgentRequest::RequestSession(ask) => Requester {
                 technician: ask.technician.clone(),
                 tier: ask.tier,
@@ -182,6 +202,10 @@ pub enum AgentReply {
     FileSent(Box<SignedItem>),
     /// The agent will not send the file (missing, not regular, too large…).
     FileRefused(FileRefusal),
+    /// The self-service scripts the agent holds after the request, by name.
+    SelfService {
+        cached: Vec<String>,
+    },
 }
 
 impl Message for AgentReply {
@@ -216,6 +240,29 @@ pub enum AgentNotice {
     /// The agent's certificate nears expiry: certify the same key again (a CSR signed
     /// by it). Sent directly, never spooled; answered with [`NoticeAck::Renewed`].
     Renew { csr_pem: String },
+    /// The machine's user asks for help: open a ticket with their sentence and the
+    /// facts. Answered with [`NoticeAck::Opened`], or `Rejected` (over the rate limit).
+    AskForHelp(Box<HelpAsk>),
+}
+
+/// Most self-fix runs one ask carries: the latest ones, which are what L1 reads first.
+pub const MAX_ASK_RUNS: usize = 10;
+/// Longest sentence a user may write when asking for help: it becomes the ticket's
+/// title (shortened) and its first timeline entry.
+pub const MAX_ASK_TEXT_BYTES: usize = 1000;
+
+/// What the agent sends when its user asks for help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpAsk {
+    /// The local user who asked, as the machine knows them (`alice`).
+    pub user: String,
+    /// Their words (at most [`MAX_ASK_TEXT_BYTES`]).
+    pub text: String,
+    /// A snapshot taken when they asked ([`SignedItem`] of kind `snapshot`).
+    pub snapshot: SignedItem,
+    /// The self-fix runs since the last ask (of kind `script_run`, at most
+    /// [`MAX_ASK_RUNS`]), oldest first.
+    pub runs: Vec<SignedItem>,
 }
 
 /// One notice on a stream the agent opens. The agent keeps it in its spool until the
@@ -250,6 +297,8 @@ pub enum NoticeAck {
         cert_pem: String,
         not_after_secs: u64,
     },
+    /// The answer to [`AgentNotice::AskForHelp`]: recorded as this ticket.
+    Opened { ticket: u64 },
 }
 
 impl Message for NoticeAck {

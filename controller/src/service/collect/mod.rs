@@ -350,5 +350,6 @@ fn reply_name(reply: &AgentReply) -> &'static str {
         AgentReply::FileStart { .. } => "a second file header",
         AgentReply::FileSent(_) => "a manifest",
         AgentReply::FileRefused(_) => "a file refusal",
+        AgentReply::SelfService { .. } => "a self-service cache answer",
     }
 }

@@ -162,6 +162,15 @@ impl CatalogEntry {
                 p.check(d)
                     .map_err(|e| ParamError::Manifest(format!("default: {e}")))?;
             }
+            if self.self_service && matches!(p.kind, ParamKind::String { .. }) {
+                return bad(format!(
+                    "parameter {:?}: a self-service script takes only closed choices \
+                     (enum, bool, or integer with min and max), never free text, because \
+                     the machine's user fills them in without a technician; make it an enum \
+                     or drop self_service",
+                    p.name
+                ));
+            }
         }
         Ok(())
     }
@@ -259,7 +268,22 @@ pub(super) mod tests {
                 },
             ],
             body_sha256: [0; 32],
+            self_service: false,
         }
+    }
+
+    #[test]
+    fn a_self_service_script_takes_closed_choices_only() {
+        let mut e = entry();
+        e.self_service = true;
+        let refused = e.check();
+        assert!(
+            matches!(&refused, Err(ParamError::Manifest(m)) if m.contains("\"host\"") && m.contains("closed choices")),
+            "{refused:?}"
+        );
+        e.params
+            .retain(|p| !matches!(p.kind, ParamKind::String { .. }));
+        assert_eq!(e.check(), Ok(()), "enum, bool and bounded integer are fine");
     }
 
     fn given(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -87,6 +87,11 @@ pub struct CatalogEntry {
     /// SHA-256 of the body (hex in JSON).
     #[serde(with = "crate::digest")]
     pub body_sha256: [u8; 32],
+    /// An admin marked it for the machine's user to run without a technician (L0
+    /// self-service): sent to agents ahead of time, its parameters limited to closed
+    /// choices (see [`CatalogEntry::check`]). Absent in older catalogs: `false`.
+    #[serde(default)]
+    pub self_service: bool,
 }
 
 /// What the controller sends: entry, body and the controller's ed25519 signature.
@@ -98,18 +103,69 @@ pub struct SignedScript {
 }
 
 /// The exact bytes the script key signs: a domain label, then the encoded entry.
+///
+/// An entry that is not self-service signs exactly as before the flag existed (label
+/// `v1`, the entry without the flag), so every catalog signed then still verifies. A
+/// self-service entry signs under label `v2` with the flag included: the flag cannot be
+/// added to, or removed from, a signed entry without the signature failing.
 pub fn signing_bytes(entry: &CatalogEntry) -> Vec<u8> {
-    let mut out = b"deskside catalog entry v1\0".to_vec();
     // A catalog entry is far below the request limit; an absurd one signs as empty and
     // then fails verification on the agent, which is the safe direction.
-    out.extend_from_slice(&codec::encode(&EntryForSigning(entry.clone())).unwrap_or_default());
-    out
+    if entry.self_service {
+        let mut out = b"deskside catalog entry v2\0".to_vec();
+        out.extend_from_slice(&codec::encode(&EntryForSigning(entry.clone())).unwrap_or_default());
+        out
+    } else {
+        let mut out = b"deskside catalog entry v1\0".to_vec();
+        out.extend_from_slice(&codec::encode(&EntryV1::from(entry)).unwrap_or_default());
+        out
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct EntryForSigning(CatalogEntry);
 
 impl codec::Message for EntryForSigning {
+    const KIND: &'static str = "catalog entry";
+    const MAX_BYTES: u32 = crate::limits::MAX_REQUEST_BYTES;
+}
+
+/// A catalog entry's fields as they were signed before `self_service` existed, in the
+/// same order: bincode writes fields in order with no names, so these bytes are exactly
+/// the old `EntryForSigning`'s.
+#[derive(Serialize, Deserialize)]
+struct EntryV1 {
+    name: String,
+    version: u32,
+    description: String,
+    changes: String,
+    tier: Tier,
+    interpreter: Interpreter,
+    os: String,
+    timeout_secs: u32,
+    params: Vec<ParamSpec>,
+    #[serde(with = "crate::digest")]
+    body_sha256: [u8; 32],
+}
+
+impl From<&CatalogEntry> for EntryV1 {
+    fn from(e: &CatalogEntry) -> EntryV1 {
+        EntryV1 {
+            name: e.name.clone(),
+            version: e.version,
+            description: e.description.clone(),
+            changes: e.changes.clone(),
+            tier: e.tier,
+            interpreter: e.interpreter,
+            os: e.os.clone(),
+            timeout_secs: e.timeout_secs,
+            params: e.params.clone(),
+            body_sha256: e.body_sha256,
+        }
+    }
+}
+
+impl codec::Message for EntryV1 {
     const KIND: &'static str = "catalog entry";
     const MAX_BYTES: u32 = crate::limits::MAX_REQUEST_BYTES;
 }
@@ -186,6 +242,37 @@ mod tests {
         let wire = codec::encode(&EntryForSigning(signed.entry.clone())).unwrap_or_default();
         let back: Result<EntryForSigning, _> = codec::decode(&wire);
         assert_eq!(back.map(|e| e.0), Ok(signed.entry));
+    }
+
+    /// `signing_bytes(&entry())` as the controller computed it before `self_service`
+    /// existed: every catalog signed then must still verify.
+    const SIGNED_BEFORE_SELF_SERVICE: &str = "6465736b7369646520636174616c6f6720656e7472792076310009666c7573682d646e7301016401630000056c696e75781e0404686f737400000e5b412d5a612d7a302d392e2d5d2bfbfd000005636f756e7400010214010133046d6f646500020204666173740466756c6c010466617374076472795f72756e00030104747275650000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn an_entry_not_self_service_signs_exactly_as_before_the_flag() {
+        assert_eq!(
+            hex::encode(signing_bytes(&entry())),
+            SIGNED_BEFORE_SELF_SERVICE
+        );
+    }
+
+    #[test]
+    fn the_self_service_flag_is_covered_by_the_signature() {
+        let plain = entry();
+        let mut flagged = entry();
+        flagged.self_service = true;
+        assert_ne!(signing_bytes(&plain), signing_bytes(&flagged));
+        assert!(signing_bytes(&flagged).starts_with(b"deskside catalog entry v2\0"));
+    }
+
+    #[test]
+    fn an_old_catalog_row_without_the_flag_reads_as_not_self_service() {
+        let mut json = serde_json::to_value(entry()).unwrap_or_default();
+        if let Some(map) = json.as_object_mut() {
+            map.remove("self_service");
+        }
+        let back: Result<CatalogEntry, _> = serde_json::from_value(json);
+        assert_eq!(back.map(|e| e.self_service).ok(), Some(false));
     }
 
     #[test]
