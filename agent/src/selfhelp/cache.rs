@@ -229,6 +229,43 @@ mod tests {
     }
 
     #[test]
+    fn an_offered_script_is_cached_only_when_signed_and_self_service() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let state = StateDir::new(dir.path().to_owned());
+        state.create()?;
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let public = key.verifying_key().to_bytes();
+        let ctx = AgentCtx::new(state.clone(), "pc-1".into(), String::new(), public)?;
+
+        let plain = offered(&ctx, signed(&key, false));
+        assert!(
+            matches!(&plain, AgentReply::Refused(r) if r.code == RefusalCode::Policy),
+            "{plain:?}"
+        );
+        let mut forged = signed(&key, true);
+        forged.body.push_str("rm -rf ~\n");
+        let forged = offered(&ctx, forged);
+        assert!(
+            matches!(&forged, AgentReply::Refused(r) if r.code == RefusalCode::BadSignature),
+            "{forged:?}"
+        );
+        assert!(names(&state).is_empty(), "nothing refused was cached");
+
+        let good = offered(&ctx, signed(&key, true));
+        assert_eq!(
+            good,
+            AgentReply::SelfService {
+                cached: vec!["flush-dns".into()]
+            }
+        );
+        assert_eq!(
+            retain(&ctx, &[]),
+            AgentReply::SelfService { cached: Vec::new() }
+        );
+        Ok(())
+    }
+
+    #[test]
     fn a_cached_script_changed_on_disk_is_not_loaded_or_found() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let state = StateDir::new(dir.path().to_owned());
