@@ -181,7 +181,8 @@ fn ask(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -> Result<()> {
+async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_and_an_ask()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
     let x = start_x()?;
     let bus = Bus::start(dir.path())?;
