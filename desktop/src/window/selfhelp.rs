@@ -163,9 +163,15 @@ impl FixPage {
 
     /// Fills the list with the machine's fixes: a button per fix, what it changes under it.
     pub fn fixes(self: &Rc<Self>, fixes: Vec<SelfFix>) {
-        while let Some(child) = self.list.first_child() {
-            self.list.remove(&child);
+        // A fresh list: nothing chosen until the user chooses again.
+        for shown in [&self.list, &self.params] {
+            while let Some(child) = shown.first_child() {
+                shown.remove(&child);
+            }
         }
+        *self.controls.borrow_mut() = None;
+        self.run.set_sensitive(false);
+        self.chosen.set(words::FIX_CHOOSE);
         if fixes.is_empty() {
             Text::new(&self.list).set(words::NO_FIXES);
         }
