@@ -154,6 +154,71 @@ pub mod window {
         }
     }
 
+    pub const FIX_OPEN: &str = "Fix it myself";
+    pub const FIX_HEADING: &str = "Fix it myself";
+    pub const FIX_INTRO: &str = "Fixes your help desk has approved for this computer. \
+        Choose one to see what it does, then run it.";
+    pub const FIX_LOADING: &str = "Asking Deskside for the fixes on this computer\u{2026}";
+    pub const NO_FIXES: &str = "Your help desk has not offered any fixes for this computer yet.";
+    pub const FIX_CHOOSE: &str = "Choose a fix above.";
+    pub const RUN: &str = "Run this fix";
+    pub const RUNNING: &str = "Running the fix\u{2026}";
+    pub const OUTPUT: &str = "What it said";
+    pub const ERRORS: &str = "Errors it reported";
+    pub const ASK_OPEN: &str = "Ask for help";
+    pub const ASK_HEADING: &str = "Ask the help desk for help";
+    pub const ASK_INTRO: &str = "Write in one sentence what is wrong. Deskside sends it to the \
+        help desk with a fresh check of this computer and the results of the fixes you ran.";
+    pub const ASK_NAME: &str = "What is wrong";
+    pub const SEND: &str = "Send";
+    pub const SENDING: &str = "Sending your request\u{2026}";
+    pub const ASK_EMPTY: &str = "Write what is wrong first.";
+    pub const BACK: &str = "Back to Get help";
+
+    /// A fix in the list: what it changes, in the catalog's words.
+    pub fn fix_changes(changes: &str) -> String {
+        format!("Changes: {changes}")
+    }
+
+    /// The chosen fix's heading.
+    pub fn fix_chosen(description: &str) -> String {
+        format!("Fix: {description}")
+    }
+
+    /// How a run ended: exit status and time taken.
+    pub fn fix_ended(result: &deskside_proto::msg::script::RunResult) -> String {
+        let took = format!("{:.1} s", result.duration_ms as f64 / 1000.0);
+        if result.timed_out {
+            format!("The fix took too long and was stopped after {took}.")
+        } else if result.cancelled {
+            "The fix was stopped before it finished.".to_owned()
+        } else {
+            match (result.exit_code, result.signal) {
+                (Some(0), _) => format!("The fix finished: exit status 0 (done) after {took}."),
+                (Some(n), _) => format!(
+                    "The fix finished with exit status {n} (it reports a problem) after {took}."
+                ),
+                (None, Some(s)) => format!("The fix was stopped by signal {s} after {took}."),
+                (None, None) => format!("The fix ended after {took}."),
+            }
+        }
+    }
+
+    /// A fix the agent did not run, with its reason.
+    pub fn fix_refused(reason: &str) -> String {
+        format!("The fix was not run: {reason}")
+    }
+
+    /// The ticket the help desk opened.
+    pub fn asked(ticket: u64) -> String {
+        format!("Your request is ticket #{ticket}. The help desk will get back to you.")
+    }
+
+    /// A request for help not taken, with its reason.
+    pub fn ask_refused(reason: &str) -> String {
+        format!("Your request was not sent: {reason}")
+    }
+
     /// Under the code: how to use it and how long it lasts.
     pub fn code_valid(left: &str) -> String {
         format!("Read it to the help desk engineer. It works once, for {left} more.")

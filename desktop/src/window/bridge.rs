@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deskside_agent::control::{ControlClient, ControlReply, ControlRequest, MAX_WATCH_SECS};
-use deskside_agent::selfhelp::CheckReport;
+use deskside_agent::selfhelp::{Asked, CheckReport, FixOutcome, SelfFix};
 use deskside_agent::session::Watched;
 use tokio::sync::mpsc as tokio_mpsc;
 
@@ -20,6 +20,16 @@ pub enum Update {
     Failed(String),
     /// "Check my computer" came back.
     Checked(Box<CheckReport>),
+    /// The machine's self-service scripts.
+    Fixes(Vec<SelfFix>),
+    /// A self-service script ran.
+    Fixed(Box<FixOutcome>),
+    /// A self-service script was not run: the agent's reason.
+    FixRefused(String),
+    /// The help desk got the request for help (or it waits in the spool).
+    Asked(Asked),
+    /// The request for help was not taken: the agent's reason.
+    AskRefused(String),
 }
 
 /// Wait between tries while the agent cannot be reached.
@@ -77,6 +87,8 @@ async fn serve(
         })
     };
     while let Some(req) = commands.recv().await {
+        let fixing = matches!(req, ControlRequest::SelfFix { .. });
+        let asking = matches!(req, ControlRequest::AskForHelp { .. });
         let result = match ControlClient::connect_to(&socket).await {
             Ok(mut c) => c.call(&req).await,
             Err(e) => Err(e),
@@ -85,7 +97,12 @@ async fn serve(
             Ok(ControlReply::Done { message }) => Update::Said(message),
             Ok(ControlReply::Code(code)) => Update::Said(format!("code {}", code.code)),
             Ok(ControlReply::Checked(check)) => Update::Checked(check),
+            Ok(ControlReply::SelfFixes(list)) => Update::Fixes(list),
+            Ok(ControlReply::Fixed(outcome)) => Update::Fixed(outcome),
+            Ok(ControlReply::Asked(asked)) => Update::Asked(asked),
             Ok(_) => continue,
+            Err(e) if fixing => Update::FixRefused(deskside_agent::error_chain(&e)),
+            Err(e) if asking => Update::AskRefused(deskside_agent::error_chain(&e)),
             Err(e) => Update::Failed(deskside_agent::error_chain(&e)),
         };
         if updates.send(update).is_err() {

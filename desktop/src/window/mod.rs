@@ -1,11 +1,13 @@
 //! The details window (GTK 4): the request waiting for an answer (who, ticket, what in
 //! plain words, for how long, time left; Deny is the default button), else the running
 //! session (who, ticket, time left, what is running; End session), else Get help (a
-//! support code to read out, with its countdown). It shows what the agent says now and
+//! support code to read out, with its countdown; Check my computer) or the self-service
+//! pages it leads to (Fix it myself, Ask for help). It shows what the agent says now and
 //! follows every change; it decides nothing itself.
 
 mod bridge;
 mod pages;
+mod selfhelp;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -45,6 +47,14 @@ pub fn run(socket: PathBuf, opened: Opened) -> anyhow::Result<glib::ExitCode> {
                     Ok(Update::Said(m)) => pages.say(&m),
                     Ok(Update::Failed(m)) => pages.say(&m),
                     Ok(Update::Checked(c)) => pages.checked(&c),
+                    Ok(Update::Fixes(list)) => {
+                        pages.fix.loaded();
+                        pages.fix.fixes(list);
+                    }
+                    Ok(Update::Fixed(o)) => pages.fix.fixed(&o),
+                    Ok(Update::FixRefused(m)) => pages.fix.refused(&m),
+                    Ok(Update::Asked(a)) => pages.ask.asked(&a),
+                    Ok(Update::AskRefused(m)) => pages.ask.refused(&m),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => {
                         return glib::ControlFlow::Break;

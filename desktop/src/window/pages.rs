@@ -1,9 +1,11 @@
-//! The window's three pages and how the agent's state fills them. Every control is a
+//! The window's pages (the request, the session, Get help with Check my computer, and
+//! the self-service pages of `selfhelp.rs`) and how the agent's state fills them. Every control is a
 //! labelled button or check box (the names screen readers read; Tab and Space/Enter
 //! reach and press each); Deny is the window's default widget and has the focus when a
 //! request shows; Escape closes the window, which answers nothing.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use deskside_agent::control::ControlRequest;
 use deskside_agent::selfhelp::CheckReport;
@@ -13,6 +15,8 @@ use gtk4 as gtk;
 use gtk4::glib;
 use gtk4::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
+
+use super::selfhelp::{AskPage, FixPage, Send};
 
 use crate::texts::{self, window as words};
 
@@ -31,10 +35,10 @@ pub enum Opened {
 /// A label that keeps its text: setting the same text again is a no-op, so screen
 /// readers are not told of changes that are not.
 #[derive(Debug)]
-struct Text(gtk::Label);
+pub(super) struct Text(pub(super) gtk::Label);
 
 impl Text {
-    fn new(page: &gtk::Box) -> Text {
+    pub(super) fn new(page: &gtk::Box) -> Text {
         let label = gtk::Label::builder()
             .xalign(0.0)
             .wrap(true)
@@ -44,13 +48,13 @@ impl Text {
         Text(label)
     }
 
-    fn set(&self, text: &str) {
+    pub(super) fn set(&self, text: &str) {
         if self.0.text() != text {
             self.0.set_text(text);
         }
     }
 
-    fn heading(&self, text: &str) {
+    pub(super) fn heading(&self, text: &str) {
         // Not selectable: the first selectable label takes the focus, text all selected.
         self.0.set_selectable(false);
         let markup = format!("<big><b>{}</b></big>", glib::markup_escape_text(text));
@@ -66,13 +70,19 @@ enum Page {
     Prompt,
     Session,
     Help,
+    Fix,
+    Ask,
 }
 
 #[derive(Debug)]
 pub struct Pages {
     pub window: gtk::ApplicationWindow,
     /// In [`Page`] order.
-    pages: [gtk::Box; 3],
+    pages: Rc<[gtk::Box; 5]>,
+    /// The page shown when neither a request nor a session is: Get help, Fix or Ask.
+    own: Rc<Cell<Page>>,
+    pub fix: Rc<FixPage>,
+    pub ask: Rc<AskPage>,
     prompt_heading: Text,
     prompt_details: Text,
     prompt_left: Text,
@@ -90,7 +100,7 @@ pub struct Pages {
     status: Text,
 }
 
-fn page(outer: &gtk::Box) -> gtk::Box {
+pub(super) fn page(outer: &gtk::Box) -> gtk::Box {
     let page = gtk::Box::builder()
         .orientation(gtk::Orientation::Vertical)
         .spacing(12)
@@ -104,7 +114,7 @@ fn page(outer: &gtk::Box) -> gtk::Box {
     page
 }
 
-fn buttons(page: &gtk::Box) -> gtk::Box {
+pub(super) fn buttons(page: &gtk::Box) -> gtk::Box {
     let row = gtk::Box::builder()
         .orientation(gtk::Orientation::Horizontal)
         .spacing(12)
@@ -127,9 +137,9 @@ impl Pages {
             .default_width(480)
             .child(&outer)
             .build();
-        let send = move |req: ControlRequest| {
+        let send: Send = Rc::new(move |req: ControlRequest| {
             let _ = commands.send(req);
-        };
+        });
         let showing = std::rc::Rc::new(Cell::new(None));
 
         let prompt = page(&outer);
@@ -186,8 +196,12 @@ impl Pages {
         }
         let get = gtk::Button::with_label(words::GET_CODE);
         let check = gtk::Button::with_label(words::CHECK);
+        let fix_open = gtk::Button::with_label(words::FIX_OPEN);
+        let ask_open = gtk::Button::with_label(words::ASK_OPEN);
         let row = buttons(&help);
         row.append(&check);
+        row.append(&fix_open);
+        row.append(&ask_open);
         row.append(&get);
         let findings = Text::new(&help);
         {
@@ -197,13 +211,14 @@ impl Pages {
                 send(ControlRequest::Check);
             });
         }
+        let send_code = send.clone();
         get.connect_clicked(move |_| {
             let scopes: Vec<Scope> = offered
                 .iter()
                 .filter(|(_, c)| c.is_active())
                 .map(|(s, _)| *s)
                 .collect();
-            send(ControlRequest::Support {
+            send_code(ControlRequest::Support {
                 scopes,
                 duration_secs: SUPPORT_SECS,
             });
@@ -219,11 +234,53 @@ impl Pages {
         status.0.set_margin_start(18);
         status.0.set_margin_bottom(12);
         switched_off.0.set_margin_start(18);
+        // The self-service pages, under Get help; Back returns to it.
+        let own = Rc::new(Cell::new(Page::Help));
+        let boxes: Rc<RefCell<Vec<gtk::Box>>> = Rc::new(RefCell::new(Vec::new()));
+        let goto = {
+            let (own, boxes) = (own.clone(), boxes.clone());
+            move |to: Page| {
+                own.set(to);
+                for (i, p) in boxes.borrow().iter().enumerate() {
+                    p.set_visible(i == to as usize);
+                }
+            }
+        };
+        let back = {
+            let goto = goto.clone();
+            move || goto(Page::Help)
+        };
+        let fix = Rc::new(FixPage::build(&outer, &send, back.clone()));
+        let ask = Rc::new(AskPage::build(&outer, &send, back));
+        {
+            let (goto, fix, send) = (goto.clone(), fix.clone(), send.clone());
+            fix_open.connect_clicked(move |_| {
+                goto(Page::Fix);
+                fix.opened(&send);
+            });
+        }
+        {
+            let ask = ask.clone();
+            ask_open.connect_clicked(move |_| {
+                goto(Page::Ask);
+                ask.opened();
+            });
+        }
+        // The status lines stay last, under whichever page shows.
+        outer.reorder_child_after(&switched_off.0, Some(&ask.page));
+        outer.reorder_child_after(&status.0, Some(&switched_off.0));
+        let pages = Rc::new([prompt, session, help, fix.page.clone(), ask.page.clone()]);
+        *boxes.borrow_mut() = pages.to_vec();
         // Until the agent answers: Get help, which tells what Deskside is for.
-        help.set_visible(true);
+        if let Some(help) = pages.get(Page::Help as usize) {
+            help.set_visible(true);
+        }
         Pages {
             window,
-            pages: [prompt, session, help],
+            pages,
+            own,
+            fix,
+            ask,
             prompt_heading,
             prompt_details,
             prompt_left,
@@ -312,7 +369,7 @@ impl Pages {
                     self.code_left.set("");
                 }
             }
-            self.select(Page::Help);
+            self.select(self.own.get());
         }
     }
 

@@ -4,3 +4,4 @@
 mod bus;
 mod consent;
 mod window;
+mod window_l0;

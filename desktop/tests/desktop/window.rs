@@ -2,7 +2,8 @@
 //! private session bus, against a real controller and agent, opened from the helper's
 //! notification (Details) as on a desktop. It shows the request in
 //! plain words with Deny focused, takes Allow and Deny, shows the running session and
-//! ends it, gets a support code, and checks the computer. Screenshots land in
+//! ends it, gets a support code, checks the computer, runs a self-service fix and asks
+//! for help (`window_l0.rs`). Screenshots land in
 //! target/desktop-screens/.
 
 use std::io::{BufRead, BufReader};
@@ -23,10 +24,10 @@ use deskside_tests::{Cluster, Guard, wait_online};
 
 /// What the accessibility tree says, one node per label, button or box.
 #[derive(Debug, serde::Deserialize)]
-struct Node {
-    role: String,
-    name: String,
-    text: String,
+pub(crate) struct Node {
+    pub(crate) role: String,
+    pub(crate) name: String,
+    pub(crate) text: String,
     focused: bool,
 }
 
@@ -68,7 +69,7 @@ fn start_x() -> Result<Display> {
     })
 }
 
-struct Screen<'a> {
+pub(crate) struct Screen<'a> {
     bus: &'a Bus,
     x: &'a Display,
     script: PathBuf,
@@ -94,7 +95,7 @@ impl Screen<'_> {
     }
 
     /// Waits until the window shows every one of `texts` (in a label or a button).
-    async fn wait_for(&self, texts: &[&str]) -> Result<Vec<Node>> {
+    pub(crate) async fn wait_for(&self, texts: &[&str]) -> Result<Vec<Node>> {
         let bound = Instant::now() + Duration::from_secs(30);
         loop {
             let nodes: Vec<Node> = serde_json::from_str(&self.python(&["dump", APP])?)?;
@@ -109,7 +110,7 @@ impl Screen<'_> {
         }
     }
 
-    fn press(&self, button: &str) -> Result<()> {
+    pub(crate) fn press(&self, button: &str) -> Result<()> {
         self.python(&["press", APP, button]).map(drop)
     }
 
@@ -126,8 +127,21 @@ impl Screen<'_> {
         Ok(())
     }
 
+    /// Types `text` (xdotool) into the focused control.
+    pub(crate) fn type_text(&self, text: &str) -> Result<()> {
+        let status = Command::new("xdotool")
+            .args(["type", "--delay", "20", text])
+            .env("DISPLAY", &self.x.display)
+            .status()
+            .context("running xdotool (Debian package xdotool)")?;
+        if !status.success() {
+            bail!("xdotool type: {status}");
+        }
+        Ok(())
+    }
+
     /// `import -window root` into target/desktop-screens/NAME.png.
-    fn shot(&self, name: &str) -> Result<()> {
+    pub(crate) fn shot(&self, name: &str) -> Result<()> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desktop-screens");
         std::fs::create_dir_all(&dir)?;
         let status = Command::new("import")
@@ -167,7 +181,8 @@ fn ask(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -> Result<()> {
+async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_and_an_ask()
+-> Result<()> {
     let dir = tempfile::tempdir()?;
     let x = start_x()?;
     let bus = Bus::start(dir.path())?;
@@ -177,6 +192,7 @@ async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -
         script: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/desktop/atspi.py"),
     };
     let mut cluster = Cluster::start().await?;
+    crate::window_l0::add_fix(&cluster)?;
     let agent = cluster.agent("desk", DEFAULT_POLICY).await?;
     let (_p, tech) = cluster.technician("ann", Tier::L1).await?;
     wait_online(&tech, &agent.id).await?;
@@ -301,6 +317,9 @@ async fn the_window_shows_the_request_the_session_a_support_code_and_a_check() -
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     screen.wait_for(&expected).await?;
     screen.shot("check")?;
+
+    // Fix it myself, and Ask for help.
+    crate::window_l0::fix_and_ask(&screen, &agent, &tech).await?;
 
     // Deny from the keyboard: Enter on a fresh request is Deny, the focused default.
     let asking = ask(&tech, &agent.id, ticket, &[Scope::ScriptsL1]);
