@@ -132,6 +132,9 @@ struct Shown {
     socket: PathBuf,
     /// Pending request id → its prompt's notification id.
     prompts: HashMap<u32, u32>,
+    /// Requests shown in the window because no notification could be shown (no
+    /// notification service on this desktop): the window alone asks.
+    windowed: std::collections::HashSet<u32>,
     session: Option<SessionNote>,
     /// The last reason the agent could not be watched (logged once, not every retry).
     lost: Option<String>,
@@ -142,6 +145,7 @@ impl Shown {
         Shown {
             socket: socket.to_owned(),
             prompts: HashMap::new(),
+            windowed: std::collections::HashSet::new(),
             session: None,
             lost: None,
         }
@@ -159,9 +163,16 @@ impl Shown {
                     info!(request = p.id, notification = id, "asked the user");
                     self.prompts.insert(p.id, id);
                 }
-                Err(e) => warn!(request = p.id, error = %e, "could not show the prompt"),
+                Err(e) => {
+                    if self.windowed.insert(p.id) {
+                        warn!(request = p.id, error = %e, "no notification could be shown; asking in the window");
+                        self.details(Some(p.id));
+                    }
+                }
             }
         }
+        self.windowed
+            .retain(|req| w.status.pending.iter().any(|p| p.id == *req));
         // Answered here or elsewhere, or timed out: the prompt goes.
         let gone: Vec<(u32, u32)> = self
             .prompts

@@ -3,7 +3,8 @@
 //! notification (Details) as on a desktop. It shows the request in
 //! plain words with Deny focused, takes Allow and Deny, shows the running session and
 //! ends it, gets a support code, checks the computer, runs a self-service fix and asks
-//! for help (`window_l0.rs`). Screenshots land in
+//! for help (`window_l0.rs`); and where no notification service runs, the window alone
+//! asks. Screenshots land in
 //! target/desktop-screens/.
 
 use std::io::{BufRead, BufReader};
@@ -359,6 +360,42 @@ async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_a
                 "the window outlived its helper: {}",
                 String::from_utf8_lossy(&windows.stdout)
             );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Where no notification service runs, the window alone asks.
+    drop(mock);
+    let helper = Guard(
+        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
+            .arg("--socket")
+            .arg(agent.state.control_socket())
+            .env("DISPLAY", &x.display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("XDG_RUNTIME_DIR", &bus.runtime)
+            .env_remove("GSK_RENDERER")
+            .env("GDK_DEBUG", "gl-disable")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting deskside-desktop again")?,
+    );
+    let asking = ask(&tech, &agent.id, ticket, &[Scope::Diagnostics]);
+    screen
+        .wait_for(&["ann asks to help on this computer", "Deny", "Allow"])
+        .await?;
+    screen.shot("prompt-without-notifications")?;
+    screen.press("Deny")?;
+    let got = asking.await??;
+    assert!(matches!(got, SessionOutcome::Refused { .. }), "{got:?}");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &helper.0.id().to_string()])
+        .status()?;
+    assert!(stopped.success());
+    let mut helper = helper;
+    let bound = Instant::now() + Duration::from_secs(30);
+    while helper.0.try_wait()?.is_none() {
+        if Instant::now() > bound {
+            bail!("the second helper did not stop on SIGTERM within 30 s");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

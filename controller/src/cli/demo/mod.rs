@@ -3,6 +3,7 @@
 //! `deskside-agent` binary (`demo/agent.rs`), found next to the running `deskside`.
 
 mod agent;
+mod desktop;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -125,15 +126,26 @@ async fn scenario(demo: &Demo<'_>, agent_bin: std::path::PathBuf) -> Result<()> 
     );
     agent.start()?;
     println!("    its log: {}", agent.log().display());
+    let helper = desktop::start(
+        &agent.state().join("control.sock"),
+        &root.join("desktop.log"),
+    );
+    helper.say();
 
     let mut outcome = technician(demo, &agent_id, &mut agent).await;
     if outcome.is_ok() && demo.keep_console {
+        if matches!(helper, desktop::Desktop::Started { .. }) {
+            println!(
+                "\nTry it: in the console, open the agent and ask the user for a session — this desktop shows the request."
+            );
+        }
         println!(
             "\nThe controller, the agent and the web console keep running: open {}/ (sign in as above). Ctrl-C stops everything.",
             demo.console
         );
         outcome = super::admin::shutdown_signal().await;
     }
+    helper.stop().await;
     agent.stop().await;
     outcome
 }
