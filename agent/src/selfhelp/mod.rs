@@ -2,7 +2,7 @@
 //! scripts cached ahead of time (`cache.rs`), the user running one (`fix.rs`, its signed
 //! record kept by `kept.rs`), checking the machine (`check.rs`, with plain advice per
 //! finding in `advice.rs`), and asking for help (`ask.rs`). The control socket serves
-//! them through [`serve`]; `client.rs` is the calls a front end (the terminal commands,
+//! them through `serve`; `client.rs` is the calls a front end (the terminal commands,
 //! the desktop helper) makes, and `render.rs` their text for a terminal.
 
 use deskside_proto::msg::agent::Requester;
