@@ -26,7 +26,12 @@ pub struct Filter {
     pub owner: String,
     #[serde(default)]
     pub q: String,
+    #[serde(default)]
+    pub page: usize,
 }
+
+/// Rows per page of the list.
+pub const PAGE_ROWS: usize = 100;
 
 pub fn select(tickets: Vec<TicketSummary>, f: &Filter, me: &str) -> Vec<TicketSummary> {
     let q = f.q.trim().to_lowercase();
@@ -62,7 +67,14 @@ pub fn select(tickets: Vec<TicketSummary>, f: &Filter, me: &str) -> Vec<TicketSu
 struct TicketsPage {
     me: Option<Me>,
     filter: Filter,
+    /// This page's tickets.
     tickets: Vec<TicketSummary>,
+    /// How many match the filter, on every page.
+    total: usize,
+    page: usize,
+    pages: usize,
+    /// The query string without `page`, for the pager's links.
+    query: String,
     priorities: &'static [&'static str],
 }
 
@@ -76,11 +88,30 @@ pub async fn list(
         Ok(other) => return unexpected(&other),
         Err(r) => return r,
     };
-    let tickets = select(tickets, &filter, &session.principal.name);
+    let selected = select(tickets, &filter, &session.principal.name);
+    let total = selected.len();
+    let pages = total.div_ceil(PAGE_ROWS).max(1);
+    let page = filter.page.min(pages - 1);
+    let tickets = selected
+        .into_iter()
+        .skip(page * PAGE_ROWS)
+        .take(PAGE_ROWS)
+        .collect();
+    let query = serde_urlencoded::to_string([
+        ("status", filter.status.as_str()),
+        ("tier", filter.tier.as_str()),
+        ("owner", filter.owner.as_str()),
+        ("q", filter.q.as_str()),
+    ])
+    .unwrap_or_default();
     view::render(&TicketsPage {
         me: Some(session.me()),
         filter,
         tickets,
+        total,
+        page,
+        pages,
+        query,
         priorities: &crate::store::PRIORITIES,
     })
 }
