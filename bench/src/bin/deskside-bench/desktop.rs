@@ -27,6 +27,11 @@ use crate::stats::{Samples, mib, ms};
 /// The helper's agent asks its user for everything (the packaged default).
 const PROMPT_POLICY: &str = "[scopes]\ndiagnostics = \"prompt\"\n\"scripts:l1\" = \"prompt\"\n";
 const NOTIFICATIONS: &str = "org.freedesktop.Notifications";
+/// The consent prompt's summary ends so (desktop/src/texts.rs); other notifications of
+/// the helper (outcomes, the session) are not the prompt.
+const PROMPT_SUMMARY: &str = "asks to help on this computer";
+/// After a denial, the helper's follow-up calls land before the next request is sent.
+const BETWEEN_RUNS: Duration = Duration::from_millis(300);
 /// The mock and the helper start within seconds; allow for a busy machine.
 const READY_WITHIN: Duration = Duration::from_secs(30);
 /// A prompt that has not appeared by then is a failure, not a slow sample.
@@ -69,7 +74,8 @@ fn bus_wait_name(address: &str) -> Result<()> {
     }
 }
 
-/// `dbus-monitor` on the bus: the bus time (seconds since the epoch) of every `Notify`.
+/// `dbus-monitor` on the bus: the time (seconds since the epoch) it saw each `Notify`
+/// call whose arguments hold the consent prompt's summary.
 fn monitor(address: &str) -> Result<(Guard, mpsc::Receiver<f64>)> {
     let mut child = Command::new("dbus-monitor")
         .args(["--address", address])
@@ -83,15 +89,20 @@ fn monitor(address: &str) -> Result<(Guard, mpsc::Receiver<f64>)> {
     let stdout = child.stdout.take().context("dbus-monitor's stdout")?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // The call's header line carries the time; its arguments follow, indented.
+        let mut call: Option<f64> = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if !line.starts_with("method call") || !line.contains("member=Notify") {
-                continue;
-            }
-            let time = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("time="))
-                .and_then(|t| t.parse::<f64>().ok());
-            if let Some(t) = time
+            if !line.starts_with(' ') {
+                call = line
+                    .starts_with("method call")
+                    .then(|| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix("time="))
+                            .and_then(|t| t.parse::<f64>().ok())
+                    })
+                    .flatten();
+            } else if line.contains(PROMPT_SUMMARY)
+                && let Some(t) = call.take()
                 && tx.send(t).is_err()
             {
                 return;
@@ -189,6 +200,7 @@ async fn one(
         SessionOutcome::Refused { .. } => {}
         other => bail!("the denied request ended {other:?}"),
     }
+    tokio::time::sleep(BETWEEN_RUNS).await;
     Ok(Duration::from_secs_f64((shown - sent).max(0.0)))
 }
 
@@ -326,8 +338,8 @@ pub fn rows(run: &DesktopRun) -> Vec<Row> {
              policy prompts), the agent offering it on its control socket, the helper reading \
              it and calling `org.freedesktop.Notifications.Notify` on a private \
              `dbus-daemon --session` served by python-dbusmock's `notification_daemon`. The \
-             end is the bus timestamp `dbus-monitor` prints for that call, against the \
-             wall clock taken just before sending; nothing is drawn on a screen. Each request \
+             end is the time `dbus-monitor` (a monitor on that bus) stamps on the prompt's \
+             call when it receives it, against the wall clock read just before sending; nothing is drawn on a screen. Each request \
              is then denied with `deskside-agent deny` (the technician gets Refused) before \
              the next; one warm-up request not counted. The figure is p50 / p95",
         ),
