@@ -119,6 +119,17 @@ impl Fleet {
     /// Enrolls a new agent through a fresh token, in its own state directory `name`, and
     /// starts `deskside-agent run` for it: its id and process.
     fn start_agent(&self, name: &str) -> Result<(String, Child)> {
+        self.start_agent_with(name, POLICY, &[])
+    }
+
+    /// [`Fleet::start_agent`] with the machine admin's `policy` and more global
+    /// `deskside-agent` options (`--socket PATH --config PATH`) on every command.
+    pub(crate) fn start_agent_with(
+        &self,
+        name: &str,
+        policy: &str,
+        options: &[&std::ffi::OsStr],
+    ) -> Result<(String, Child)> {
         let data = self.data_dir();
         let out = Command::new(self.bins.dir.join("deskside"))
             .arg("--data")
@@ -132,6 +143,7 @@ impl Fleet {
         let out = Command::new(&self.bins.agent)
             .arg("--state")
             .arg(&state)
+            .args(options)
             .args(["enroll", &token])
             .output()
             .context("running deskside-agent enroll")?;
@@ -143,10 +155,11 @@ impl Fleet {
             .and_then(|r| r.split_whitespace().next())
             .with_context(|| format!("unexpected enroll output: {enrolled}"))?
             .to_owned();
-        std::fs::write(state.join("policy.toml"), POLICY)?;
+        std::fs::write(state.join("policy.toml"), policy)?;
         let child = Command::new(&self.bins.agent)
             .arg("--state")
             .arg(&state)
+            .args(options)
             .arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -233,7 +246,7 @@ impl Fleet {
         self.wait_online_id(&self.agent_id).await
     }
 
-    async fn wait_online_id(&self, id: &str) -> Result<()> {
+    pub(crate) async fn wait_online_id(&self, id: &str) -> Result<()> {
         let client = self.client().await?;
         let start = Instant::now();
         loop {

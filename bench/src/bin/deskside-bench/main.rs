@@ -7,6 +7,7 @@ mod console;
 mod console_http;
 mod console_rows;
 mod deskside;
+mod desktop;
 mod fleet;
 mod group;
 mod machine;
@@ -135,6 +136,22 @@ enum Mode {
         bin_dir: Option<PathBuf>,
         /// Also write the rows as a section of their own at the end of this report
         /// (docs/PERFORMANCE.md), replacing an earlier console section there.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Only the end user's desktop helper: a technician's session request → the release
+    /// `deskside-desktop`'s notification on a private session bus (python-dbusmock), and
+    /// the helper's idle RSS; prints the rows. Not part of `smoke` or `all`.
+    Desktop {
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        runs: u64,
+        /// Seconds the helper idles before its RSS is read.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
+        idle_secs: u64,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Also write the rows as a section of their own at the end of this report
+        /// (docs/PERFORMANCE.md), replacing an earlier desktop section there.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
@@ -324,9 +341,39 @@ async fn bench(cli: Cli) -> Result<()> {
             println!("{}", report.markdown());
             if let Some(out) = out {
                 let existing = std::fs::read_to_string(&out).unwrap_or_default();
-                let text = report.section_of(&existing, CONSOLE_SECTION);
+                let text = report.section_of(&existing, CONSOLE_SECTION, true);
                 std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
                 println!("wrote the console section of {}", out.display());
+            }
+        }
+        Mode::Desktop {
+            runs,
+            idle_secs,
+            bin_dir,
+            out,
+        } => {
+            let bins = release_bins(bin_dir)?;
+            desktop::check_bins(&bins)?;
+            let load_before = load_average();
+            let n = usize::try_from(runs).context("--runs too large")?;
+            let run = desktop::run(&bins, n, Duration::from_secs(idle_secs)).await?;
+            let report = report::Report {
+                machine: machine::Machine::describe(&workspace()),
+                command,
+                runs: format!("{runs} session requests, one warm-up before them"),
+                setup: vec![format!(
+                    "**Load:** a shared machine: load average (1 min) {load_before} when the run \
+                     started, {} when it ended",
+                    load_average()
+                )],
+                rows: desktop::rows(&run),
+            };
+            println!("{}", report.markdown());
+            if let Some(out) = out {
+                let existing = std::fs::read_to_string(&out).unwrap_or_default();
+                let text = report.section_of(&existing, DESKTOP_SECTION, false);
+                std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote the desktop section of {}", out.display());
             }
         }
         Mode::Meshcentral { runs, settle_secs } => {
@@ -347,6 +394,9 @@ async fn bench(cli: Cli) -> Result<()> {
 
 /// The heading of the console's own section in docs/PERFORMANCE.md (`console --out`).
 const CONSOLE_SECTION: &str = "Web console with a real fleet (its own run)";
+
+/// The heading of the desktop helper's own section in docs/PERFORMANCE.md (`desktop --out`).
+const DESKTOP_SECTION: &str = "The end user's desktop helper (its own run)";
 
 /// The 1-minute load average from /proc/loadavg, as text.
 fn load_average() -> String {

@@ -161,21 +161,34 @@ impl Report {
     /// This report as a section of its own appended to `existing` (docs/PERFORMANCE.md),
     /// replacing the section of an earlier such run: for a measure run alone, whose
     /// figures come from a different run than the table above it.
-    pub fn section_of(&self, existing: &str, heading: &str) -> String {
+    /// `in_all`: whether `all` measures the same rows in its one run. Sections of other
+    /// measures after the replaced one are kept.
+    pub fn section_of(&self, existing: &str, heading: &str, in_all: bool) -> String {
         let marker = format!("\n## {heading}\n");
-        let kept = existing
-            .find(&marker)
-            .and_then(|i| existing.get(..i))
-            .unwrap_or(existing);
+        let (kept, after) = match existing.find(&marker) {
+            Some(i) => {
+                let rest = existing.get(i + marker.len()..).unwrap_or_default();
+                let after = rest.find("\n## ").and_then(|j| rest.get(j..));
+                (existing.get(..i).unwrap_or(existing), after.unwrap_or(""))
+            }
+            None => (existing, ""),
+        };
         let mut s = kept.trim_end().to_owned();
         let _ = writeln!(s, "\n{marker}");
         let _ = writeln!(
             s,
             "Measured by `deskside-bench` in a run of its own, not the run of the table \
-             above; its machine, date and command are these. `all` measures the same rows \
-             in its one run.\n"
+             above; its machine, date and command are these.{}\n",
+            if in_all {
+                " `all` measures the same rows in its one run."
+            } else {
+                ""
+            }
         );
         s.push_str(&self.body("###"));
+        if !after.is_empty() {
+            s = format!("{}\n{}", s.trim_end(), after);
+        }
         s
     }
 }
@@ -241,15 +254,23 @@ mod tests {
             setup: vec![],
             rows: vec![Row::new("console: x", "1 ms".into(), "t").how("timed")],
         };
-        let once = report.section_of("# Top\n\n| table |\n", "Console");
+        let once = report.section_of("# Top\n\n| table |\n", "Console", true);
         assert!(
             once.starts_with("# Top\n\n| table |\n\n## Console\n"),
             "{once}"
         );
         assert!(once.contains("| console: x | 1 ms |"), "{once}");
         assert!(once.contains("### How measured"), "{once}");
-        let twice = report.section_of(&once, "Console");
+        let twice = report.section_of(&once, "Console", true);
         assert_eq!(twice, once, "the earlier section is replaced, not repeated");
+        let both = report.section_of(&once, "Desktop", false);
+        assert!(!both.contains("## Desktop\n\nMeasured by `deskside-bench` in a run of its own, not the run of the table above; its machine, date and command are these. `all`"), "{both}");
+        let again = report.section_of(&both, "Console", true);
+        assert!(
+            again.contains("\n## Desktop\n"),
+            "a later section is kept: {again}"
+        );
+        assert_eq!(again.matches("\n## Console\n").count(), 1, "{again}");
     }
 
     #[test]
