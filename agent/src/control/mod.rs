@@ -25,6 +25,7 @@ use crate::serve::AgentCtx;
 use crate::session::{SessionStatus, SupportCode, Watched};
 
 mod client;
+mod selfserve;
 
 pub use client::ControlClient;
 
@@ -316,7 +317,7 @@ async fn client(ctx: AgentCtx, access: LocalSessions, mut stream: UnixStream) {
                 let wait = Duration::from_secs(u64::from(wait_secs.min(MAX_WATCH_SECS)));
                 ControlReply::Watched(ctx.sessions.watch(seen, wait).await)
             }
-            req => match crate::selfhelp::serve(&ctx, &caller, &req).await {
+            req => match selfserve::serve(&ctx, &caller, &req).await {
                 Some(reply) => reply,
                 None => handle(&ctx, &caller, req),
             },
@@ -354,7 +355,7 @@ fn handle(ctx: &AgentCtx, caller: &Caller, req: ControlRequest) -> ControlReply 
         ControlRequest::Disable => s.disable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched off on this machine: every request is refused until `deskside-agent enable`")),
         ControlRequest::Enable => s.enable().map_or_else(|e| err(e.to_string()), |()| done("Deskside is switched on again")),
         ControlRequest::Support { scopes, duration_secs } => s.start_support(scopes, duration_secs).map_or_else(|e| err(e.to_string()), ControlReply::Code),
-        // Served in `client` (the watch waits) or by `crate::selfhelp::serve` before this.
+        // Served in `client` (the watch waits) or by `selfserve::serve` before this.
         ControlRequest::Watch { .. } => ControlReply::Status(s.status()),
         ControlRequest::SelfFixes | ControlRequest::SelfFix { .. } | ControlRequest::Check | ControlRequest::AskForHelp { .. } => err("self-service requests are served elsewhere".into()),
     }

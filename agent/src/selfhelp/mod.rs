@@ -2,7 +2,7 @@
 //! scripts cached ahead of time (`cache.rs`), the user running one (`fix.rs`, its signed
 //! record kept by `kept.rs`), checking the machine (`check.rs`, with plain advice per
 //! finding in `advice.rs`), and asking for help (`ask.rs`). The control socket serves
-//! them through `serve`; `client.rs` is the calls a front end (the terminal commands,
+//! them (`crate::control`'s `selfserve.rs`); `client.rs` is the calls a front end (the terminal commands,
 //! the desktop helper) makes, and `render.rs` their text for a terminal.
 
 use deskside_proto::msg::agent::Requester;
@@ -11,24 +11,20 @@ use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::script::{ParamSpec, RunResult};
 use serde::{Deserialize, Serialize};
 
-use crate::control::{ControlReply, ControlRequest};
 use crate::local_user::Caller;
-use crate::serve::AgentCtx;
 
 pub mod advice;
-mod ask;
+pub(crate) mod ask;
 pub mod cache;
-mod check;
+pub(crate) mod check;
 pub mod client;
-mod fix;
+pub(crate) mod fix;
 mod kept;
 pub mod render;
 
 pub use check::report;
 
-/// The audit log's scope for everything a user does here, and the policy key that
-/// allows or denies it.
-pub const SCOPE: &str = "self-service";
+pub use cache::SCOPE;
 
 /// A self-service script as the user chooses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,36 +97,4 @@ fn actor(user: &str, tier: Tier, ticket: u64) -> Requester {
         ticket,
         request_key: String::new(),
     }
-}
-
-/// Serves a self-service request from the control socket; `None` for other requests.
-pub(crate) async fn serve(
-    ctx: &AgentCtx,
-    caller: &Caller,
-    req: &ControlRequest,
-) -> Option<ControlReply> {
-    let user = user_name(caller);
-    let err = |message: String| ControlReply::Error { message };
-    Some(match req {
-        ControlRequest::SelfFixes => ControlReply::SelfFixes(
-            cache::load(&ctx.state, &ctx.script_key)
-                .into_iter()
-                .map(|s| SelfFix {
-                    name: s.entry.name,
-                    version: s.entry.version,
-                    description: s.entry.description,
-                    changes: s.entry.changes,
-                    params: s.entry.params,
-                })
-                .collect(),
-        ),
-        ControlRequest::SelfFix { name, params } => fix::run(ctx, &user, name, params)
-            .await
-            .map_or_else(err, |o| ControlReply::Fixed(Box::new(o))),
-        ControlRequest::Check => ControlReply::Checked(Box::new(check::check(ctx).await)),
-        ControlRequest::AskForHelp { text } => ask::ask(ctx, &user, text)
-            .await
-            .map_or_else(err, ControlReply::Asked),
-        _ => return None,
-    })
 }

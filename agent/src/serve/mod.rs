@@ -21,6 +21,7 @@ use crate::state::StateDir;
 
 mod diagnostics;
 mod scripts;
+mod selfservice;
 
 use diagnostics::diagnostics;
 use scripts::run_script;
@@ -277,8 +278,8 @@ pub async fn handle(
         AgentRequest::CollectFile { .. } => AgentReply::Failed {
             reason: "file requests are answered on their own stream".into(),
         },
-        AgentRequest::SelfServiceList { names } => crate::selfhelp::cache::retain(ctx, &names),
-        AgentRequest::SelfServiceScript { script } => crate::selfhelp::cache::offered(ctx, *script),
+        AgentRequest::SelfServiceList { names } => selfservice::retain(ctx, &names),
+        AgentRequest::SelfServiceScript { script } => selfservice::offered(ctx, *script),
     };
     let _ = replies.send(reply).await;
 }

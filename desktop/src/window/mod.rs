@@ -8,6 +8,7 @@
 mod bridge;
 mod pages;
 mod selfhelp;
+mod widgets;
 
 use std::cell::RefCell;
 use std::path::PathBuf;

@@ -12,11 +12,11 @@ use deskside_agent::selfhelp::CheckReport;
 use deskside_agent::session::{PendingView, Watched};
 use deskside_proto::msg::session::Scope;
 use gtk4 as gtk;
-use gtk4::glib;
 use gtk4::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::selfhelp::{AskPage, FixPage, Send};
+use super::widgets::{Text, buttons, page};
 
 use crate::texts::{self, window as words};
 
@@ -30,38 +30,6 @@ pub enum Opened {
     Request(u32),
     /// Whatever is current: a pending request, else the session, else Get help.
     Current,
-}
-
-/// A label that keeps its text: setting the same text again is a no-op, so screen
-/// readers are not told of changes that are not.
-#[derive(Debug)]
-pub(super) struct Text(pub(super) gtk::Label);
-
-impl Text {
-    pub(super) fn new(page: &gtk::Box) -> Text {
-        let label = gtk::Label::builder()
-            .xalign(0.0)
-            .wrap(true)
-            .selectable(true)
-            .build();
-        page.append(&label);
-        Text(label)
-    }
-
-    pub(super) fn set(&self, text: &str) {
-        if self.0.text() != text {
-            self.0.set_text(text);
-        }
-    }
-
-    pub(super) fn heading(&self, text: &str) {
-        // Not selectable: the first selectable label takes the focus, text all selected.
-        self.0.set_selectable(false);
-        let markup = format!("<big><b>{}</b></big>", glib::markup_escape_text(text));
-        if self.0.label() != markup {
-            self.0.set_markup(&markup);
-        }
-    }
 }
 
 /// Which page is on show; the others are hidden, so they leave the accessibility tree.
@@ -98,30 +66,6 @@ pub struct Pages {
     findings: Text,
     switched_off: Text,
     status: Text,
-}
-
-pub(super) fn page(outer: &gtk::Box) -> gtk::Box {
-    let page = gtk::Box::builder()
-        .orientation(gtk::Orientation::Vertical)
-        .spacing(12)
-        .margin_top(18)
-        .margin_bottom(18)
-        .margin_start(18)
-        .margin_end(18)
-        .build();
-    page.set_visible(false);
-    outer.append(&page);
-    page
-}
-
-pub(super) fn buttons(page: &gtk::Box) -> gtk::Box {
-    let row = gtk::Box::builder()
-        .orientation(gtk::Orientation::Horizontal)
-        .spacing(12)
-        .halign(gtk::Align::End)
-        .build();
-    page.append(&row);
-    row
 }
 
 impl Pages {

@@ -14,7 +14,7 @@ use deskside_proto::msg::script::{ParamKind, ParamSpec};
 use gtk4 as gtk;
 use gtk4::prelude::*;
 
-use super::pages::{Text, buttons, page};
+use super::widgets::{Text, buttons, page};
 use crate::texts::window as words;
 
 /// The most of each output stream the window shows; the signed record keeps it all.

@@ -3,5 +3,6 @@
 
 mod bus;
 mod consent;
+mod screen;
 mod window;
 mod window_l0;

@@ -14,7 +14,7 @@ use deskside_controller::client::TechClient;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::{Agent, Cluster};
 
-use crate::window::Screen;
+use crate::screen::Screen;
 
 /// The self-service script's parameters: one of each kind the window offers a control for.
 const FIX_PARAMS: &str = "self_service = true\n\n\
