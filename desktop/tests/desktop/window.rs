@@ -23,6 +23,39 @@ use deskside_proto::msg::session::{Scope, SessionOutcome};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::{Cluster, Guard, wait_online};
 
+/// The helper on the test's display and bus, watching the agent at `socket`.
+fn start_helper(socket: &Path, display: &str, bus: &Bus) -> Result<Guard> {
+    Ok(Guard(
+        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
+            .arg("--socket")
+            .arg(socket)
+            .env("DISPLAY", display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+            .env("XDG_RUNTIME_DIR", &bus.runtime)
+            .env_remove("GSK_RENDERER")
+            .env("GDK_DEBUG", "gl-disable")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting deskside-desktop")?,
+    ))
+}
+
+/// Stops the helper as the session would (SIGTERM) and waits for it to exit.
+async fn stop_helper(mut helper: Guard) -> Result<()> {
+    let stopped = Command::new("kill")
+        .args(["-TERM", &helper.0.id().to_string()])
+        .status()?;
+    assert!(stopped.success());
+    let bound = Instant::now() + Duration::from_secs(30);
+    while helper.0.try_wait()?.is_none() {
+        if Instant::now() > bound {
+            bail!("the helper did not stop on SIGTERM within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 fn ask(
     tech: &Arc<TechClient>,
     agent: &str,
@@ -86,19 +119,7 @@ async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_a
     // The helper raises the prompt; Details on it opens the window (the helper starts
     // deskside-desktop-window from beside itself).
     let mock = MockNotifications::start(&bus).await?;
-    let helper = Guard(
-        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
-            .arg("--socket")
-            .arg(agent.state.control_socket())
-            .env("DISPLAY", &x.display)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-            .env("XDG_RUNTIME_DIR", &bus.runtime)
-            .env_remove("GSK_RENDERER")
-            .env("GDK_DEBUG", "gl-disable")
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting deskside-desktop")?,
-    );
+    let helper = start_helper(&agent.state.control_socket(), &x.display, &bus)?;
     let (prompt, _) = mock.wait_notify(1).await?;
     mock.click(prompt, "details").await?;
 
@@ -201,18 +222,7 @@ async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_a
     );
 
     // The helper stops on SIGTERM and takes its window with it.
-    let stopped = Command::new("kill")
-        .args(["-TERM", &helper.0.id().to_string()])
-        .status()?;
-    assert!(stopped.success());
-    let bound = Instant::now() + Duration::from_secs(30);
-    let mut helper = helper;
-    while helper.0.try_wait()?.is_none() {
-        if Instant::now() > bound {
-            bail!("the helper did not stop on SIGTERM within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop_helper(helper).await?;
     let bound = Instant::now() + Duration::from_secs(10);
     loop {
         let windows = Command::new("pgrep")
@@ -232,19 +242,7 @@ async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_a
 
     // Where no notification service runs, the window alone asks.
     drop(mock);
-    let helper = Guard(
-        Command::new(env!("CARGO_BIN_EXE_deskside-desktop"))
-            .arg("--socket")
-            .arg(agent.state.control_socket())
-            .env("DISPLAY", &x.display)
-            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-            .env("XDG_RUNTIME_DIR", &bus.runtime)
-            .env_remove("GSK_RENDERER")
-            .env("GDK_DEBUG", "gl-disable")
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting deskside-desktop again")?,
-    );
+    let helper = start_helper(&agent.state.control_socket(), &x.display, &bus)?;
     let asking = ask(&tech, &agent.id, ticket, &[Scope::Diagnostics]);
     screen
         .wait_for(&["ann asks to help on this computer", "Deny", "Allow"])
@@ -253,18 +251,7 @@ async fn the_window_shows_the_request_the_session_a_support_code_a_check_a_fix_a
     screen.press("Deny")?;
     let got = asking.await??;
     assert!(matches!(got, SessionOutcome::Refused { .. }), "{got:?}");
-    let stopped = Command::new("kill")
-        .args(["-TERM", &helper.0.id().to_string()])
-        .status()?;
-    assert!(stopped.success());
-    let mut helper = helper;
-    let bound = Instant::now() + Duration::from_secs(30);
-    while helper.0.try_wait()?.is_none() {
-        if Instant::now() > bound {
-            bail!("the second helper did not stop on SIGTERM within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stop_helper(helper).await?;
 
     agent.stop().await;
     cluster.stop().await;

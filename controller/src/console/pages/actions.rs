@@ -57,16 +57,11 @@ pub async fn diagnostics(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SessionForm {
-    #[serde(default)]
-    ticket: String,
-    /// Repeated `scope` fields arrive as a list through `Vec<(String, String)>`; this
-    /// form is read from pairs below.
-    #[serde(default)]
-    minutes: String,
-    #[serde(default)]
-    wait: String,
+/// The first value of field `name` in a form read as pairs (repeated keys kept).
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 pub async fn session(
@@ -75,19 +70,8 @@ pub async fn session(
     posted: Posted<Vec<(String, String)>>,
 ) -> Response {
     let me = posted.session.me();
-    let field = |name: &str| {
-        posted
-            .form
-            .iter()
-            .find(|(k, _)| k == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
-    let form = SessionForm {
-        ticket: field("ticket").to_owned(),
-        minutes: field("minutes").to_owned(),
-        wait: field("wait").to_owned(),
-    };
-    let Some(ticket) = ticket_of(&form.ticket) else {
+    let form = &posted.form;
+    let Some(ticket) = field(form, "ticket").and_then(ticket_of) else {
         return bad(me, "Choose the ticket the session is for.");
     };
     let mut scopes = Vec::new();
@@ -101,8 +85,8 @@ pub async fn session(
     if scopes.is_empty() {
         return bad(me, "Tick at least one thing the session allows.");
     }
-    let Some(minutes) = form
-        .minutes
+    let Some(minutes) = field(form, "minutes")
+        .unwrap_or("")
         .trim()
         .parse::<u64>()
         .ok()
@@ -113,8 +97,8 @@ pub async fn session(
             format!("A session lasts 1 to {MAX_SESSION_MINUTES} minutes."),
         );
     };
-    let Some(wait) = form
-        .wait
+    let Some(wait) = field(form, "wait")
+        .unwrap_or("")
         .trim()
         .parse::<u64>()
         .ok()
@@ -168,17 +152,11 @@ pub async fn run(
     posted: Posted<Vec<(String, String)>>,
 ) -> Response {
     let me = posted.session.me();
-    let field = |name: &str| {
-        posted
-            .form
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let Some(ticket) = field("ticket").as_deref().and_then(ticket_of) else {
+    let form = &posted.form;
+    let Some(ticket) = field(form, "ticket").and_then(ticket_of) else {
         return bad(me, "Choose the ticket the run goes on.");
     };
-    let Some(script) = field("script") else {
+    let Some(script) = field(form, "script").map(str::to_owned) else {
         return bad(me, "Choose a script.");
     };
     let entry = match ask(
@@ -199,14 +177,16 @@ pub async fn run(
         let key = format!("p_{}", spec.name);
         let value = match &spec.kind {
             deskside_proto::msg::script::ParamKind::Bool => Some(
-                if field(&key).is_some() {
+                if field(form, &key).is_some() {
                     "true"
                 } else {
                     "false"
                 }
                 .to_owned(),
             ),
-            _ => field(&key).filter(|v| !v.is_empty()),
+            _ => field(form, &key)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
         };
         if let Some(v) = value {
             params.push((spec.name.clone(), v));
