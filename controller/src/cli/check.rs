@@ -101,9 +101,20 @@ pub async fn config(
             },
         }
     );
+    let data = super::data_dir(data)?;
+    println!("  data            {}", data.root().display());
     println!(
-        "  data            {}",
-        super::data_dir(data)?.root().display()
+        "  evidence        {}{}",
+        config
+            .evidence_dir
+            .clone()
+            .unwrap_or_else(|| data.evidence())
+            .display(),
+        if config.evidence_dir.is_some() {
+            " ([evidence] dir, shared by the cluster's nodes)"
+        } else {
+            " (in the data directory)"
+        }
     );
     println!(
         "  log             {:?}, level {}",

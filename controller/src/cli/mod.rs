@@ -65,6 +65,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 ticketing: config.ticketing.clone(),
                 client_validity: config.client_validity,
                 max_collect_bytes: config.max_collect_bytes,
+                evidence_dir: config.evidence_dir.clone(),
                 console: config.console.clone(),
                 ..crate::server::Options::default()
             };

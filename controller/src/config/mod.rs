@@ -97,6 +97,9 @@ pub struct ControllerConfig {
     pub client_validity: Duration,
     /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`).
     pub max_collect_bytes: u64,
+    /// Where evidence blobs live (`[evidence] dir`): one directory all nodes of a
+    /// cluster share. `None` means `<data>/evidence`.
+    pub evidence_dir: Option<PathBuf>,
     /// The web console (`[console]`); `None` when the table is absent.
     pub console: Option<crate::console::ConsoleConfig>,
     /// The file that was read; `None` when the built-in defaults are in force.
@@ -115,6 +118,7 @@ impl Default for ControllerConfig {
             ticketing: TicketingConfig::default(),
             client_validity: crate::ca::CLIENT_VALIDITY,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
+            evidence_dir: None,
             console: None,
             source: None,
         }

@@ -15,12 +15,12 @@ pub(super) const SOCKET_ADDR_HINT: &str =
     "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
 const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console]";
 const CERTIFICATE_KEYS: &str = "expected validity";
-const EVIDENCE_KEYS: &str = "expected max_file_bytes";
+const EVIDENCE_KEYS: &str = "expected max_file_bytes, dir";
 const METRICS_KEYS: &str = "expected listen";
 const LOG_KEYS: &str = "expected format, level";
 
 /// Parses and validates config text; `path` names the file in errors and anchors the
-/// relative paths in it (`data`, `[ticketing]`'s `password_file`/`secret_file`).
+/// relative paths in it (`data`, `[evidence] dir`, `[ticketing]`'s `password_file`/`secret_file`).
 /// Environment overrides are not applied.
 pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
     let doc = parse_toml(text, path)?;
@@ -95,6 +95,7 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                                 })?;
                             config.max_collect_bytes = limit;
                         }
+                        "dir" => config.evidence_dir = Some(f.dir("evidence.dir", v)?),
                         other => {
                             return Err(f
                                 .unknown(&format!("evidence.{other}"), EVIDENCE_KEYS)

@@ -45,6 +45,28 @@ fn evidence_file_limit_is_read_and_bounded() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn evidence_dir_is_read_relative_to_the_file_and_defaults_to_the_data_dir() -> anyhow::Result<()> {
+    let path = Path::new("/etc/deskside/controller.toml");
+    assert_eq!(parse("", path)?.evidence_dir, None);
+    let c = parse("[evidence]\ndir = \"/srv/deskside/evidence\"\n", path)?;
+    assert_eq!(
+        c.evidence_dir,
+        Some(PathBuf::from("/srv/deskside/evidence"))
+    );
+    let c = parse("[evidence]\ndir = \"blobs\"\n", path)?;
+    assert_eq!(c.evidence_dir, Some(PathBuf::from("/etc/deskside/blobs")));
+    for bad in ["\"\"", "3", "[\"/srv\"]"] {
+        let text = format!("[evidence]\ndir = {bad}\n");
+        let e = parse(&text, path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("evidence.dir"), "{bad}: {e}");
+    }
+    Ok(())
+}
+
 fn load_err(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<String> {
     match load(Some(path), env) {
         Ok(c) => anyhow::bail!("accepted: {c:?}"),

@@ -139,6 +139,9 @@ pub struct Options {
     /// Largest file `deskside collect` stores (`[evidence] max_file_bytes`); the agent
     /// refuses larger ones before sending a byte.
     pub max_collect_bytes: u64,
+    /// Where evidence blobs live (`[evidence] dir`, shared by a cluster's nodes);
+    /// `None` for `<data>/evidence`.
+    pub evidence_dir: Option<std::path::PathBuf>,
     /// Serve the web console (`[console]`); `None` for none.
     pub console: Option<crate::console::ConsoleConfig>,
 }
@@ -157,6 +160,7 @@ impl Default for Options {
             client_validity: crate::ca::CLIENT_VALIDITY,
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
+            evidence_dir: None,
             console: None,
         }
     }
@@ -192,7 +196,12 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let shared = Arc::new(Shared {
         seen: Seen::start(store.clone()),
         store,
-        blobs: Arc::new(DirBlobs::new(data.evidence())),
+        blobs: Arc::new(DirBlobs::new(
+            options
+                .evidence_dir
+                .clone()
+                .unwrap_or_else(|| data.evidence()),
+        )),
         ca: keys.ca,
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),

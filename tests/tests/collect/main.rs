@@ -199,3 +199,39 @@ async fn a_collected_file_is_stored_byte_exact_and_its_bundle_verifies() -> Resu
     agent.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_goes_to_the_configured_shared_directory_not_the_data_dir() -> Result<()> {
+    let shared = tempfile::tempdir()?;
+    let blobs = shared.path().join("evidence");
+    let cluster = Cluster::start_with(Options {
+        evidence_dir: Some(blobs.clone()),
+        ..Options::default()
+    })
+    .await?;
+    let agent = cluster.agent("pc-shared", ALLOW_FILES).await?;
+    let (_profile, tech) = cluster.technician("alice", Tier::L1).await?;
+    wait_online(&tech, &agent.id).await?;
+    let ticket = new_ticket(&tech, &agent.id).await?;
+
+    let data = noise(2 * 1024 * 1024 + 7, 2);
+    let source = cluster.dir.path().join("app.log");
+    std::fs::write(&source, &data)?;
+    let report = collect(&tech, &agent.id, ticket, &source.to_string_lossy()).await?;
+    let sha = report.evidence.sha256.clone();
+    assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+    let stored = blobs.join(sha.get(..2).unwrap_or_default()).join(&sha);
+    assert_eq!(Path::new(&report.evidence.location), stored);
+    assert_eq!(std::fs::read(&stored)?, data);
+    assert!(
+        !cluster
+            .data
+            .evidence()
+            .join(sha.get(..2).unwrap_or_default())
+            .exists(),
+        "nothing of it in the data directory's own evidence/"
+    );
+    assert!(leftovers(&blobs)?.is_empty());
+    agent.stop().await;
+    Ok(())
+}
