@@ -6,6 +6,7 @@
 
 mod asks;
 pub mod backup;
+pub mod blobs;
 mod certs;
 mod console;
 mod deliveries;

@@ -8,10 +8,12 @@ mod console_http;
 mod console_rows;
 mod deskside;
 mod desktop;
+mod evidence;
 mod fleet;
 mod group;
 mod machine;
 mod meshcentral;
+mod pgcluster;
 mod procfs;
 mod realfan;
 mod report;
@@ -155,6 +157,24 @@ enum Mode {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Only the shared evidence blob stores, directory against PostgreSQL (a throwaway
+    /// cluster, fsync on): a large collect and a snapshot written and read back, and
+    /// what each store grows by; prints the rows. Not part of `all`.
+    Evidence {
+        /// The large collect's size.
+        #[arg(long, default_value_t = BULK_BYTES / (1024 * 1024), value_parser = clap::value_parser!(u64).range(1..=4096))]
+        mib: u64,
+        /// Large collects written and read back per store.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        runs: u64,
+        /// Snapshots written and read back per store.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        snapshots: u64,
+        /// Also write the rows as a section of their own at the end of this report
+        /// (docs/PERFORMANCE.md), replacing an earlier evidence section there.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Only the MeshCentral agent's idle RSS (the baseline of the agent idle row): a
     /// MeshCentral server on 127.0.0.1 and its agent, `--runs` times; prints each figure.
     Meshcentral {
@@ -273,7 +293,18 @@ async fn bench(cli: Cli) -> Result<()> {
                     browser_runs: 1,
                 },
             };
-            let text = report(&plan, &bins, command).await?;
+            let mut text = report(&plan, &bins, command.clone()).await?;
+            let blobs = evidence::EvidencePlan {
+                bulk_bytes: SMOKE_BULK_BYTES,
+                bulk_runs: 1,
+                snapshots: 5,
+            };
+            let (rows, setup) = evidence::measure(blobs).await?;
+            text = own_section(command, "one each".into(), setup, rows).section_of(
+                &text,
+                EVIDENCE_SECTION,
+                false,
+            );
             let out = tempfile::Builder::new()
                 .prefix("deskside-bench-smoke-")
                 .suffix(".md")
@@ -376,6 +407,38 @@ async fn bench(cli: Cli) -> Result<()> {
                 println!("wrote the desktop section of {}", out.display());
             }
         }
+        Mode::Evidence {
+            mib,
+            runs,
+            snapshots,
+            out,
+        } => {
+            let load_before = load_average();
+            let plan = evidence::EvidencePlan {
+                bulk_bytes: mib * 1024 * 1024,
+                bulk_runs: usize::try_from(runs).context("--runs too large")?,
+                snapshots: usize::try_from(snapshots).context("--snapshots too large")?,
+            };
+            let (rows, mut setup) = evidence::measure(plan).await?;
+            setup.push(format!(
+                "**Load:** a shared machine: load average (1 min) {load_before} when the run \
+                 started, {} when it ended",
+                load_average()
+            ));
+            let report = own_section(
+                command,
+                format!("{runs} large collects and {snapshots} snapshots per store"),
+                setup,
+                rows,
+            );
+            println!("{}", report.markdown());
+            if let Some(out) = out {
+                let existing = std::fs::read_to_string(&out).unwrap_or_default();
+                let text = report.section_of(&existing, EVIDENCE_SECTION, false);
+                std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote the evidence section of {}", out.display());
+            }
+        }
         Mode::Meshcentral { runs, settle_secs } => {
             for run in 1..=runs {
                 let idle = meshcentral::idle_rss_async(Duration::from_secs(settle_secs)).await?;
@@ -397,6 +460,26 @@ const CONSOLE_SECTION: &str = "Web console with a real fleet (its own run)";
 
 /// The heading of the desktop helper's own section in docs/PERFORMANCE.md (`desktop --out`).
 const DESKTOP_SECTION: &str = "The end user's desktop helper (its own run)";
+
+/// The heading of the evidence blob stores' own section in docs/PERFORMANCE.md
+/// (`evidence --out`).
+const EVIDENCE_SECTION: &str = "Shared evidence blobs: directory or PostgreSQL (its own run)";
+
+/// A report of a mode measured on its own.
+fn own_section(
+    command: String,
+    runs: String,
+    setup: Vec<String>,
+    rows: Vec<report::Row>,
+) -> report::Report {
+    report::Report {
+        machine: machine::Machine::describe(&workspace()),
+        command,
+        runs,
+        setup,
+        rows,
+    }
+}
 
 /// The 1-minute load average from /proc/loadavg, as text.
 fn load_average() -> String {
