@@ -3,6 +3,7 @@
 //! docs/PERFORMANCE.md. `smoke` runs every measure with tiny sizes so CI keeps it working.
 
 mod browser;
+mod cluster;
 mod console;
 mod console_http;
 mod console_rows;
@@ -13,6 +14,8 @@ mod fleet;
 mod group;
 mod machine;
 mod meshcentral;
+mod nats;
+mod nodes;
 mod pgcluster;
 mod procfs;
 mod realfan;
@@ -175,6 +178,34 @@ enum Mode {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Only the cluster: three release controllers on loopback sharing a throwaway
+    /// PostgreSQL and a nats-server, real agents on each; each node's RSS and idle CPU,
+    /// a snapshot fan-out across nodes, a routed request against a local one, PostgreSQL
+    /// against SQLite on one node, a killed node's agents coming back; prints the rows.
+    /// Not part of `all`.
+    Cluster {
+        /// Real agents that know only their own node, per node.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        agents_per_node: u64,
+        /// Real agents that know all three nodes (the ones a killed node loses).
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        roaming_agents: u64,
+        /// Timed requests per measure.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        runs: u64,
+        /// Seconds each node's CPU is sampled idle.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        idle_secs: u64,
+        /// Leave out killing a node (it waits out the agents' 60 s idle timeout).
+        #[arg(long)]
+        no_failover: bool,
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Also write the rows as a section of their own at the end of this report
+        /// (docs/PERFORMANCE.md), replacing an earlier cluster section there.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Only the MeshCentral agent's idle RSS (the baseline of the agent idle row): a
     /// MeshCentral server on 127.0.0.1 and its agent, `--runs` times; prints each figure.
     Meshcentral {
@@ -300,9 +331,22 @@ async fn bench(cli: Cli) -> Result<()> {
                 snapshots: 5,
             };
             let (rows, setup) = evidence::measure(blobs).await?;
-            text = own_section(command, "one each".into(), setup, rows).section_of(
+            text = own_section(command.clone(), "one each".into(), setup, rows).section_of(
                 &text,
                 EVIDENCE_SECTION,
+                false,
+            );
+            let nodes = cluster::ClusterPlan {
+                agents_per_node: 1,
+                roaming_agents: 1,
+                runs: 3,
+                idle_secs: 2,
+                failover: false,
+            };
+            let (rows, setup) = cluster::measure(&bins, nodes).await?;
+            text = own_section(command, "3 per timed measure".into(), setup, rows).section_of(
+                &text,
+                CLUSTER_SECTION,
                 false,
             );
             let out = tempfile::Builder::new()
@@ -439,6 +483,39 @@ async fn bench(cli: Cli) -> Result<()> {
                 println!("wrote the evidence section of {}", out.display());
             }
         }
+        Mode::Cluster {
+            agents_per_node,
+            roaming_agents,
+            runs,
+            idle_secs,
+            no_failover,
+            bin_dir,
+            out,
+        } => {
+            let bins = release_bins(bin_dir)?;
+            let load_before = load_average();
+            let plan = cluster::ClusterPlan {
+                agents_per_node: usize::try_from(agents_per_node)?,
+                roaming_agents: usize::try_from(roaming_agents)?,
+                runs: usize::try_from(runs).context("--runs too large")?,
+                idle_secs,
+                failover: !no_failover,
+            };
+            let (rows, mut setup) = cluster::measure(&bins, plan).await?;
+            setup.push(format!(
+                "**Load:** a shared machine: load average (1 min) {load_before} when the run \
+                 started, {} when it ended",
+                load_average()
+            ));
+            let report = own_section(command, format!("{runs} per timed measure"), setup, rows);
+            println!("{}", report.markdown());
+            if let Some(out) = out {
+                let existing = std::fs::read_to_string(&out).unwrap_or_default();
+                let text = report.section_of(&existing, CLUSTER_SECTION, false);
+                std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+                println!("wrote the cluster section of {}", out.display());
+            }
+        }
         Mode::Meshcentral { runs, settle_secs } => {
             for run in 1..=runs {
                 let idle = meshcentral::idle_rss_async(Duration::from_secs(settle_secs)).await?;
@@ -464,6 +541,9 @@ const DESKTOP_SECTION: &str = "The end user's desktop helper (its own run)";
 /// The heading of the evidence blob stores' own section in docs/PERFORMANCE.md
 /// (`evidence --out`).
 const EVIDENCE_SECTION: &str = "Shared evidence blobs: directory or PostgreSQL (its own run)";
+
+/// The heading of the cluster's own section in docs/PERFORMANCE.md (`cluster --out`).
+const CLUSTER_SECTION: &str = "Several controller nodes (its own run)";
 
 /// A report of a mode measured on its own.
 fn own_section(

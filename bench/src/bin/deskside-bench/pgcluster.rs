@@ -84,6 +84,24 @@ impl PgCluster {
         Ok(cluster)
     }
 
+    /// Makes another empty database: its URL.
+    pub fn database(&self, name: &str) -> Result<String> {
+        let port = self.port.to_string();
+        self.run(
+            Command::new(Path::new(PG_BIN).join("createdb")).args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                ROLE,
+                name,
+            ]),
+            "createdb",
+        )?;
+        Ok(format!("postgres://{ROLE}@127.0.0.1:{}/{name}", self.port))
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -1,0 +1,443 @@
+//! Several controllers sharing one PostgreSQL store and NATS, on loopback: each node's
+//! RSS and idle CPU, a snapshot fan-out from one node to agents on all nodes, a routed
+//! request against a local one, PostgreSQL against SQLite on one node, and how long a
+//! killed node's agents take to be back on the others. Real release processes
+//! throughout: `deskside serve` per node, `deskside-agent run` per agent.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use deskside_controller::client::TechClient;
+use deskside_proto::msg::tech::{TechReply, TechRequest};
+
+use crate::Bins;
+use crate::fleet::TRUE_SCRIPT;
+use crate::nats::Nats;
+use crate::nodes::{self, Nodes, Shared};
+use crate::pgcluster::PgCluster;
+use crate::procfs;
+use crate::report::Row;
+use crate::sshd::check;
+use crate::stats::{Samples, mib, ms, ratio};
+
+/// Nodes in the cluster measures.
+const NODES: usize = 3;
+/// The longest wait for a killed node's agents: their idle timeout (60 s), the
+/// reconnect backoff, and room for a busy machine.
+const FAILOVER_LIMIT: Duration = Duration::from_secs(240);
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterPlan {
+    /// Real agents that know only their own node, per node.
+    pub agents_per_node: usize,
+    /// Real agents that know all three nodes (placed at random, moved by the kill).
+    pub roaming_agents: usize,
+    /// Timed requests per measure.
+    pub runs: usize,
+    /// Seconds each node's CPU is sampled with only keep-alives flowing.
+    pub idle_secs: u64,
+    /// Kill a node and time its agents' return (a minute or more: their idle timeout).
+    pub failover: bool,
+}
+
+/// The rows and setup lines of the cluster measures. A measure that cannot run says
+/// why in its row ("not measured"); nothing is estimated.
+pub async fn measure(bins: &Bins, plan: ClusterPlan) -> Result<(Vec<Row>, Vec<String>)> {
+    let mut rows = Vec::new();
+    let mut setup = Vec::new();
+    let pg = match PgCluster::start() {
+        Ok(pg) => pg,
+        Err(e) => return Ok((not_measured(&format!("{e:#}")), setup)),
+    };
+    let nats = match Nats::start() {
+        Ok(n) => n,
+        Err(e) => return Ok((not_measured(&format!("{e:#}")), setup)),
+    };
+    setup.push(
+        "**Cluster:** PostgreSQL 15 (a throwaway cluster, default settings: fsync on) and one \
+         `nats-server` on 127.0.0.1; every node a release `deskside serve` with its own data \
+         directory (keys copied from one `deskside init`), one shared `[evidence] dir`, all \
+         on this one machine's two cores"
+            .to_owned(),
+    );
+    rows.extend(engines(bins, &pg, plan).await);
+    match three_nodes(bins, &pg, &nats, plan).await {
+        Ok(more) => rows.extend(more),
+        Err(e) => rows.extend(not_measured_cluster(&format!("{e:#}"))),
+    }
+    rows.push(
+        Row::new(
+            "cluster: agents across three nodes (aim 3 × 10,000)",
+            "not measured: the swarm simulator drives one controller of its own; it is not \
+             yet pointed at three nodes"
+                .into(),
+            "3 × 10,000",
+        )
+        .not_measured(),
+    );
+    Ok((rows, setup))
+}
+
+/// Every row "not measured", saying why.
+fn not_measured(why: &str) -> Vec<Row> {
+    let mut rows = vec![
+        Row::new(
+            "one node: diag, PostgreSQL against SQLite",
+            format!("not measured: {why}"),
+            "—",
+        )
+        .not_measured(),
+    ];
+    rows.extend(not_measured_cluster(why));
+    rows
+}
+
+fn not_measured_cluster(why: &str) -> Vec<Row> {
+    [
+        "cluster: each node's RSS and idle CPU",
+        "cluster: routed request (script) against a local one",
+        "cluster: snapshot fan-out from one node to agents on all nodes",
+        "cluster: a killed node's agents back on the others",
+    ]
+    .iter()
+    .map(|m| Row::new(m, format!("not measured: {why}"), "—").not_measured())
+    .collect()
+}
+
+/// One node on SQLite, then one on PostgreSQL: diag and a script over an open connection.
+async fn engines(bins: &Bins, pg: &PgCluster, plan: ClusterPlan) -> Vec<Row> {
+    let url = match pg.database("one_node") {
+        Ok(url) => url,
+        Err(e) => return vec![engine_row("diag", Err(e.to_string()), None)],
+    };
+    let sqlite = one_node(bins, Shared::default(), plan.runs).await;
+    let postgres = one_node(
+        bins,
+        Shared {
+            store: Some(url),
+            nats: None,
+        },
+        plan.runs,
+    )
+    .await;
+    let split = |r: &Result<(Samples, Samples), String>| match r {
+        Ok((d, s)) => (Ok(d.clone()), Ok(s.clone())),
+        Err(e) => (Err(e.clone()), Err(e.clone())),
+    };
+    let (pg_diag, pg_script) = split(&postgres);
+    let (lite_diag, lite_script) = split(&sqlite);
+    vec![
+        engine_row("diag", pg_diag, lite_diag.ok()),
+        engine_row("script run (`/bin/true`)", pg_script, lite_script.ok()),
+    ]
+}
+
+fn engine_row(what: &str, pg: Result<Samples, String>, sqlite: Option<Samples>) -> Row {
+    let measure = format!("one node: {what}, PostgreSQL against SQLite");
+    let how = "one release `deskside serve` and one real agent, the technician's requests over \
+               one open connection; the same node on SQLite (its data directory) and on \
+               PostgreSQL (`[store] url`), one after the other in this run";
+    match (pg, sqlite) {
+        (Ok(p), Some(s)) => Row::new(&measure, format!("PostgreSQL: {}", p.show()), "—")
+            .baseline(format!("SQLite: {}", s.show()))
+            .ratio(ratio(p.p50(), s.p50()))
+            .how(how),
+        (Err(e), sqlite) => {
+            let row = Row::new(&measure, format!("not measured: {e}"), "—").not_measured();
+            match sqlite {
+                Some(s) => row.baseline(format!("SQLite: {}", s.show())).how(how),
+                None => row,
+            }
+        }
+        (Ok(_), None) => {
+            Row::new(&measure, "not measured: the SQLite run failed".into(), "—").not_measured()
+        }
+    }
+}
+
+/// diag and script samples against one node with `shared`.
+async fn one_node(bins: &Bins, shared: Shared, runs: usize) -> Result<(Samples, Samples), String> {
+    let go = async {
+        let mut n = Nodes::configure(bins, 1, &shared)?;
+        if let Err(e) = n.check() {
+            bail!("this build's controller refuses the config: {e}");
+        }
+        n.start_all().await?;
+        n.add_true_script()?;
+        let (agent, _) = n.add_agent("one", &[0])?;
+        let profile = n.technician("bench", 0)?;
+        let client = nodes::client(&profile).await?;
+        nodes::wait_online(&client, std::slice::from_ref(&agent)).await?;
+        let ticket = new_ticket(&n, &profile, &agent)?;
+        let diag = timed(&client, &diag_req(&agent, ticket), runs).await?;
+        let script = timed(&client, &script_req(&agent, ticket), runs).await?;
+        client.close().await;
+        Ok::<_, anyhow::Error>((diag, script))
+    };
+    go.await.map_err(|e| format!("{e:#}"))
+}
+
+/// The three-node measures.
+async fn three_nodes(
+    bins: &Bins,
+    pg: &PgCluster,
+    nats: &Nats,
+    plan: ClusterPlan,
+) -> Result<Vec<Row>> {
+    let shared = Shared {
+        store: Some(pg.database("three_nodes")?),
+        nats: Some(nats.url()),
+    };
+    let mut n = Nodes::configure(bins, NODES, &shared)?;
+    if let Err(e) = n.check() {
+        bail!(
+            "this build's controller refuses a cluster config ([store] url, [cluster] nats): {e}"
+        );
+    }
+    n.start_all().await?;
+    n.add_true_script()?;
+    let mut pinned: Vec<Vec<String>> = vec![Vec::new(); NODES];
+    for (i, ids) in pinned.iter_mut().enumerate() {
+        for k in 0..plan.agents_per_node {
+            ids.push(n.add_agent(&format!("n{i}-{k}"), &[i])?.0);
+        }
+    }
+    let mut roaming = Vec::new();
+    for k in 0..plan.roaming_agents {
+        roaming.push(n.add_agent(&format!("roam-{k}"), &[0, 1, 2])?.0);
+    }
+    let all: Vec<String> = pinned.iter().flatten().chain(&roaming).cloned().collect();
+    let profile = n.technician("bench", 0)?;
+    let client = nodes::client(&profile).await?;
+    nodes::wait_online(&client, &all).await?;
+    let mut rows = vec![idle_row(&n, all.len(), plan.idle_secs).await?];
+
+    let (local, routed) = match (
+        pinned.first().and_then(|v| v.first()),
+        pinned.get(2).and_then(|v| v.first()),
+    ) {
+        (Some(l), Some(r)) => (l.clone(), r.clone()),
+        _ => bail!("no agent pinned to the first and last node"),
+    };
+    let ticket = new_ticket(&n, &profile, &local)?;
+    let (mut on_local, mut on_routed) = (Vec::new(), Vec::new());
+    for _ in 0..plan.runs {
+        on_local.push(once(&client, &script_req(&local, ticket)).await?);
+        on_routed.push(once(&client, &script_req(&routed, ticket)).await?);
+    }
+    let (l, r) = (Samples::new(on_local)?, Samples::new(on_routed)?);
+    rows.push(
+        Row::new(
+            "cluster: routed request (script) against a local one",
+            format!("routed (agent on ctl-c): {}", r.show()),
+            "—",
+        )
+        .baseline(format!("local (agent on ctl-a): {}", l.show()))
+        .ratio(format!(
+            "{}; +{} at p50",
+            ratio(r.p50(), l.p50()),
+            ms(r.p50().saturating_sub(l.p50()))
+        ))
+        .how(
+            "the technician connected to ctl-a runs `bench-true` (`/bin/true`) on an agent \
+             connected to ctl-a and on one connected to ctl-c (each knows only its node), \
+             alternately over one open connection; routed requests go ctl-a → NATS → ctl-c → \
+             agent and back",
+        ),
+    );
+
+    let start = Instant::now();
+    let out = n
+        .cli(&profile)
+        .args(["diag", "--all", "--ticket", &ticket.to_string(), "--json"])
+        .output()
+        .context("running deskside diag --all")?;
+    let took = start.elapsed();
+    check(&out, "deskside diag --all")?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let stored = json
+        .pointer("/summary/stored")
+        .and_then(serde_json::Value::as_u64)
+        .context("deskside diag --all --json has no summary.stored")?;
+    rows.push(
+        Row::new(
+            "cluster: snapshot fan-out from one node to agents on all nodes",
+            format!("{} for {stored}/{} stored", ms(took), all.len()),
+            "—",
+        )
+        .how(format!(
+            "`deskside diag --all --ticket N --json` as a process against ctl-a, with {} real \
+             agents on each node and {} that may be on any: each agent on this machine takes \
+             its own snapshot",
+            plan.agents_per_node, plan.roaming_agents
+        )),
+    );
+    client.close().await;
+
+    if plan.failover {
+        rows.push(failover(&mut n, plan).await?);
+    } else {
+        rows.push(
+            Row::new(
+                "cluster: a killed node's agents back on the others",
+                "not measured in this mode (it waits out the agents' idle timeout)".into(),
+                "≤ 60 s",
+            )
+            .not_measured(),
+        );
+    }
+    Ok(rows)
+}
+
+/// Each node's RSS and CPU over an idle window, with every agent connected.
+async fn idle_row(n: &Nodes, agents: usize, idle_secs: u64) -> Result<Row> {
+    let pids: Vec<u32> = (0..NODES).filter_map(|i| n.pid(i)).collect();
+    let before: Vec<u64> = pids
+        .iter()
+        .map(|&p| procfs::cpu_ticks(p))
+        .collect::<Result<_>>()?;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let mut parts = Vec::new();
+    for ((i, &pid), ticks) in pids.iter().enumerate().zip(before) {
+        let used = procfs::cpu_ticks(pid)?.saturating_sub(ticks);
+        #[allow(clippy::cast_precision_loss)]
+        let pct = 100.0 * used as f64 / procfs::ticks_per_sec() as f64 / idle_secs.max(1) as f64;
+        let name = n.nodes.get(i).map_or("?", |node| node.name.as_str());
+        let online = nodes::health(n.nodes.get(i).context("node")?.metrics)
+            .await
+            .map_or(-1, |h| h.agents_connected);
+        parts.push(format!(
+            "{name}: {} RSS, {pct:.1}% CPU idle ({online} agents)",
+            mib(procfs::rss_bytes(pid)?)
+        ));
+    }
+    Ok(Row::new(
+        "cluster: each node's RSS and idle CPU",
+        parts.join("; "),
+        "—",
+    )
+    .how(format!(
+        "VmRSS of each release `deskside serve` and its CPU time over {idle_secs} s with only \
+         keep-alives and the nodes' own heartbeats flowing, {agents} real agents connected in all"
+    )))
+}
+
+/// Kills (SIGKILL) the node other than ctl-a holding the most agents and times its
+/// roaming agents' return to the others, from the others' connected-agents gauges.
+async fn failover(n: &mut Nodes, plan: ClusterPlan) -> Result<Row> {
+    let mut held = Vec::new();
+    for node in &n.nodes {
+        held.push(nodes::health(node.metrics).await?.agents_connected);
+    }
+    let victim = (1..NODES)
+        .max_by_key(|&i| held.get(i).copied().unwrap_or(0))
+        .context("no node to kill")?;
+    let lost = held.get(victim).copied().unwrap_or(0) - plan.agents_per_node as i64;
+    let others: Vec<usize> = (0..NODES).filter(|&i| i != victim).collect();
+    let base: i64 = others.iter().filter_map(|&i| held.get(i)).sum();
+    let name = n
+        .nodes
+        .get(victim)
+        .map(|v| v.name.clone())
+        .unwrap_or_default();
+    let killed = Instant::now();
+    n.kill(victim);
+    let mut back_at = Vec::new();
+    while (back_at.len() as i64) < lost && killed.elapsed() < FAILOVER_LIMIT {
+        let mut now = 0;
+        for &i in &others {
+            now += nodes::health(n.nodes.get(i).context("node")?.metrics)
+                .await
+                .map_or(0, |h| h.agents_connected);
+        }
+        while (back_at.len() as i64) < (now - base).min(lost) {
+            back_at.push(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let how = format!(
+        "SIGKILL to {name} (the node other than the technician's holding the most agents: \
+         {lost} of the {} roaming agents, which know all three nodes); each agent notices at \
+         its idle timeout (60 s, no stateless reset from a dead process) and dials another \
+         node from its list with the usual jittered backoff. Timed from the kill to each rise \
+         of the surviving nodes' `agents_connected` (/health, polled every 200 ms)",
+        plan.roaming_agents
+    );
+    let measure = "cluster: a killed node's agents back on the others";
+    if lost <= 0 {
+        return Ok(Row::new(
+            measure,
+            "not measured: no roaming agent was on the killed node".into(),
+            "≤ 60 s",
+        )
+        .not_measured()
+        .how(how));
+    }
+    let all = back_at.len() as i64 == lost;
+    let samples = Samples::new(back_at)?;
+    Ok(Row::new(
+        measure,
+        format!(
+            "p50 {} / max {} ({}/{lost} back{})",
+            ms(samples.p50()),
+            ms(samples.pct(100)),
+            samples.len(),
+            if all { "" } else { " within the limit" }
+        ),
+        "all back ≤ 60 s",
+    )
+    .met(all && samples.pct(100) <= Duration::from_secs(60))
+    .how(how))
+}
+
+fn diag_req(agent: &str, ticket: u64) -> TechRequest {
+    TechRequest::Diagnostics {
+        agent: agent.to_owned(),
+        ticket,
+    }
+}
+
+fn script_req(agent: &str, ticket: u64) -> TechRequest {
+    TechRequest::RunScript {
+        agent: agent.to_owned(),
+        ticket,
+        script: TRUE_SCRIPT.into(),
+        params: Vec::new(),
+    }
+}
+
+/// One request, timed; fails unless it succeeded.
+async fn once(client: &TechClient, req: &TechRequest) -> Result<Duration> {
+    let start = Instant::now();
+    let reply = match req {
+        TechRequest::Diagnostics { .. } => client.request(req).await?,
+        _ => client.stream(req, |_| {}).await?,
+    };
+    let took = start.elapsed();
+    match reply {
+        TechReply::Diagnostics(_) => Ok(took),
+        TechReply::RunFinished(r) if r.result.exit_code == Some(0) => Ok(took),
+        other => bail!("{req:?} answered with {other:?}"),
+    }
+}
+
+async fn timed(client: &TechClient, req: &TechRequest, runs: usize) -> Result<Samples> {
+    let mut all = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        all.push(once(client, req).await?);
+    }
+    Samples::new(all)
+}
+
+fn new_ticket(n: &Nodes, profile: &std::path::Path, agent: &str) -> Result<u64> {
+    let out = n
+        .cli(profile)
+        .args(["ticket", "new", "--title", "benchmark", "--agent", agent])
+        .output()?;
+    check(&out, "deskside ticket new")?;
+    let number = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    number
+        .parse()
+        .with_context(|| format!("unexpected ticket number {number}"))
+}
