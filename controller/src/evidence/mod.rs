@@ -1,8 +1,16 @@
 //! Evidence blobs, content-addressed by SHA-256. Nothing outside this module builds a
 //! blob path, so a directory today can become an object store later.
 //!
-//! `dir.rs` holds the store on a local directory, `writer.rs` the streamed writer that
-//! puts a large blob on disk without passing it through the page cache.
+//! `dir.rs` holds the store on a directory, `writer.rs` the streamed writer that puts a
+//! large blob on disk without passing it through the page cache.
+//!
+//! Several controller nodes share one blob directory (`[evidence] dir`, an NFS mount in
+//! production; docs/DEPLOYMENT.md). PostgreSQL was the other candidate and was measured
+//! against it (`deskside-bench evidence`, docs/PERFORMANCE.md "Shared evidence blobs"):
+//! the database writes every byte twice (WAL, then the table), grows by the whole blob,
+//! and `pg_dump` would carry every collected file in every backup, while the directory
+//! writes each blob once under its SHA-256 and backs up incrementally. Its
+//! implementation (`store::blobs`) stays for that benchmark and is not selectable.
 
 use std::path::Path;
 
