@@ -39,6 +39,8 @@ pub struct ClusterPlan {
     pub idle_secs: u64,
     /// Kill a node and time its agents' return (a minute or more: their idle timeout).
     pub failover: bool,
+    /// Simulated agents spread over three fresh nodes by `deskside-swarm --nodes`.
+    pub swarm_agents: usize,
 }
 
 /// The rows and setup lines of the cluster measures. A measure that cannot run says
@@ -66,17 +68,98 @@ pub async fn measure(bins: &Bins, plan: ClusterPlan) -> Result<(Vec<Row>, Vec<St
         Ok(more) => rows.extend(more),
         Err(e) => rows.extend(not_measured_cluster(&format!("{e:#}"))),
     }
-    rows.push(
-        Row::new(
-            "cluster: agents across three nodes (aim 3 × 10,000)",
-            "not measured: the swarm simulator drives one controller of its own; it is not \
-             yet pointed at three nodes"
-                .into(),
-            "3 × 10,000",
-        )
-        .not_measured(),
-    );
+    rows.push(match scale(bins, &pg, &nats, plan).await {
+        Ok(row) => row,
+        Err(e) => Row::new(SCALE, format!("not measured: {e:#}"), SCALE_TARGET).not_measured(),
+    });
     Ok((rows, setup))
+}
+
+const SCALE: &str = "cluster: simulated agents across three nodes, each node's RSS and idle CPU";
+const SCALE_TARGET: &str = "3 × 10,000 connected";
+
+/// What `deskside-swarm --nodes FILE --json` prints (its `NodesReport`).
+#[derive(Debug, serde::Deserialize)]
+struct SwarmNodes {
+    agents: u64,
+    connected: u64,
+    connect_secs: f64,
+    idle_secs: u64,
+    swarm_rss_bytes: u64,
+    nodes: Vec<SwarmNode>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SwarmNode {
+    name: String,
+    agents_connected: u64,
+    rss_bytes: u64,
+    cpu_pct_idle: f64,
+}
+
+/// Fresh nodes, `plan.swarm_agents` simulated agents spread over them by the swarm.
+async fn scale(bins: &Bins, pg: &PgCluster, nats: &Nats, plan: ClusterPlan) -> Result<Row> {
+    let url = pg.database("scale")?;
+    let shared = Shared {
+        store: Some(url.clone()),
+        nats: Some(nats.url()),
+    };
+    let mut n = Nodes::configure(bins, NODES, &shared)?;
+    if let Err(e) = n.check() {
+        bail!(
+            "this build's controller refuses a cluster config ([store] url, [cluster] nats): {e}"
+        );
+    }
+    n.start_all().await?;
+    let file = n.swarm_file(Some(&url))?;
+    let exe = bins.dir.join("deskside-swarm");
+    let out = std::process::Command::new(&exe)
+        .arg("--nodes")
+        .arg(&file)
+        .args(["--agents", &plan.swarm_agents.to_string()])
+        .args(["--idle-secs", &plan.idle_secs.to_string(), "--json"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !out.status.success() {
+        bail!("deskside-swarm --nodes failed ({})", out.status);
+    }
+    let r: SwarmNodes =
+        serde_json::from_slice(&out.stdout).context("deskside-swarm printed unexpected JSON")?;
+    let per_node: Vec<String> = r
+        .nodes
+        .iter()
+        .map(|node| {
+            format!(
+                "{}: {} agents, {} RSS, {:.1}% CPU idle",
+                node.name,
+                node.agents_connected,
+                mib(node.rss_bytes),
+                node.cpu_pct_idle
+            )
+        })
+        .collect();
+    Ok(Row::new(
+        SCALE,
+        format!(
+            "{}/{} connected in {:.0} s; {}",
+            r.connected,
+            r.agents,
+            r.connect_secs,
+            per_node.join("; ")
+        ),
+        SCALE_TARGET,
+    )
+    .met(r.connected >= 30_000)
+    .how(format!(
+        "`deskside-swarm --nodes` (swarm process {} RSS): its simulated agents enrolled \
+         through and connected to each node in equal shares, on this same machine; VmRSS of \
+         each release `deskside serve` and its CPU time over {} s with only keep-alives and \
+         heartbeats flowing",
+        mib(r.swarm_rss_bytes),
+        r.idle_secs
+    )))
 }
 
 /// Every row "not measured", saying why.
@@ -99,6 +182,7 @@ fn not_measured_cluster(why: &str) -> Vec<Row> {
         "cluster: routed request (script) against a local one",
         "cluster: snapshot fan-out from one node to agents on all nodes",
         "cluster: a killed node's agents back on the others",
+        SCALE,
     ]
     .iter()
     .map(|m| Row::new(m, format!("not measured: {why}"), "—").not_measured())

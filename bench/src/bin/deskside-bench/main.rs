@@ -199,6 +199,9 @@ enum Mode {
         /// Leave out killing a node (it waits out the agents' 60 s idle timeout).
         #[arg(long)]
         no_failover: bool,
+        /// Simulated agents spread over three fresh nodes (`deskside-swarm --nodes`).
+        #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        swarm_agents: u64,
         #[arg(long, value_name = "DIR")]
         bin_dir: Option<PathBuf>,
         /// Also write the rows as a section of their own at the end of this report
@@ -342,6 +345,7 @@ async fn bench(cli: Cli) -> Result<()> {
                 runs: 3,
                 idle_secs: 2,
                 failover: false,
+                swarm_agents: 30,
             };
             let (rows, setup) = cluster::measure(&bins, nodes).await?;
             text = own_section(command, "3 per timed measure".into(), setup, rows).section_of(
@@ -489,6 +493,7 @@ async fn bench(cli: Cli) -> Result<()> {
             runs,
             idle_secs,
             no_failover,
+            swarm_agents,
             bin_dir,
             out,
         } => {
@@ -500,6 +505,7 @@ async fn bench(cli: Cli) -> Result<()> {
                 runs: usize::try_from(runs).context("--runs too large")?,
                 idle_secs,
                 failover: !no_failover,
+                swarm_agents: usize::try_from(swarm_agents)?,
             };
             let (rows, mut setup) = cluster::measure(&bins, plan).await?;
             setup.push(format!(

@@ -202,6 +202,33 @@ impl Nodes {
         }
     }
 
+    /// Node `i`'s data directory (its copy of the keys).
+    pub fn data_dir(&self, i: usize) -> Option<PathBuf> {
+        Some(self.dir.path().join(self.nodes.get(i)?.name.as_str()))
+    }
+
+    /// Where the nodes are, for `deskside-swarm --nodes FILE`; written under the nodes'
+    /// scratch directory, whose path is returned.
+    pub fn swarm_file(&self, store: Option<&str>) -> Result<PathBuf> {
+        let mut nodes = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            nodes.push(serde_json::json!({
+                "name": node.name,
+                "addr": node.addr,
+                "metrics": node.metrics.to_string(),
+                "pid": self.pid(i).context("a node is not running")?,
+            }));
+        }
+        let file = self.dir.path().join("swarm-nodes.json");
+        let json = serde_json::json!({
+            "data": self.data_dir(0).context("no node")?,
+            "store": store,
+            "nodes": nodes,
+        });
+        std::fs::write(&file, serde_json::to_vec_pretty(&json)?)?;
+        Ok(file)
+    }
+
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.nodes.get(i)?.child.as_ref().map(Child::id)
     }

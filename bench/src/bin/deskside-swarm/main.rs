@@ -7,6 +7,7 @@ mod controller;
 mod enroll;
 mod fanout;
 mod hold;
+mod nodes;
 mod swarm;
 
 use std::path::PathBuf;
@@ -68,6 +69,11 @@ struct Args {
     /// (no sequential baseline, no restart); for `deskside-bench console`.
     #[arg(long)]
     hold: bool,
+    /// Spread the agents over the controller nodes this JSON file names (already
+    /// running; see `nodes.rs`) instead of starting a controller; print each node's RSS
+    /// and idle CPU (one JSON object with --json). No fan-out, no restart.
+    #[arg(long, value_name = "FILE")]
+    nodes: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +187,22 @@ async fn run(args: Args) -> Result<()> {
         );
     }
     raise_nofile();
+    if let Some(file) = &args.nodes {
+        let report = nodes::run(file, n, args.idle_secs).await?;
+        for node in &report.nodes {
+            eprintln!(
+                "{}: {} agents, RSS {:.1} MiB, idle CPU {:.2} %",
+                node.name,
+                node.agents_connected,
+                node.rss_bytes as f64 / (1024.0 * 1024.0),
+                node.cpu_pct_idle
+            );
+        }
+        if args.json {
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        return Ok(());
+    }
     let bin = controller_bin(args.controller_bin)?;
     let tmp = tempfile::tempdir()?;
     let mut ctl = Controller::start(&bin, tmp.path(), args.console).await?;
