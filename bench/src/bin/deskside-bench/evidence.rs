@@ -277,23 +277,25 @@ fn rows(
             plan.snapshots
         )),
     );
-    let faster = |d: &Samples, p: &Samples| d.p50() <= p.p50();
-    let dir_wins =
-        faster(&dir.bulk_write, &pg.bulk_write) && faster(&dir.snap_write, &pg.snap_write);
-    let choice = if dir_wins {
+    let choice = if dir.bulk_write.p50() <= pg.bulk_write.p50() {
         format!(
-            "**Choice:** the shared directory (`[evidence] dir`). In this run it wrote a {big} \
-             collect in {} of PostgreSQL's time and a snapshot in {}; PostgreSQL wrote every \
-             byte twice (WAL {:.2}×, then the table) and its database grew by the whole blob, \
-             which `pg_dump` would then carry in every backup. PostgreSQL keeps the rows; the \
-             directory keeps the bytes, named by their SHA-256",
-            ratio(dir.bulk_write.p50(), pg.bulk_write.p50()),
-            ratio(dir.snap_write.p50(), pg.snap_write.p50()),
+            "**Choice:** the shared directory (`[evidence] dir`). In this run PostgreSQL took \
+             {} the directory's time to store a {big} collect; a snapshot took {} in the \
+             directory and {} in PostgreSQL ({}), small either way next to the request that \
+             produced it. PostgreSQL wrote every byte twice (WAL {:.2}× the bytes stored, then \
+             the table) and its database grew by the whole blob, which `pg_dump` would then \
+             carry in every backup, while the directory writes each blob once and is copied \
+             incrementally. PostgreSQL keeps the rows; the directory keeps the bytes, named by \
+             their SHA-256",
+            ratio(pg.bulk_write.p50(), dir.bulk_write.p50()),
+            crate::stats::ms(dir.snap_write.p50()),
+            crate::stats::ms(pg.snap_write.p50()),
+            ratio(pg.snap_write.p50(), dir.snap_write.p50()),
             wal as f64 / stored.max(1) as f64
         )
     } else {
-        "**Choice:** not settled by this run: PostgreSQL wrote faster than the directory in \
-         at least one measure; see the rows"
+        "**Choice:** not settled by this run: PostgreSQL stored the large collect faster \
+         than the directory; see the rows"
             .to_owned()
     };
     (rows, vec![choice])
