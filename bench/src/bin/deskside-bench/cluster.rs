@@ -173,6 +173,7 @@ fn not_measured(why: &str) -> Vec<Row> {
         .not_measured(),
     ];
     rows.extend(not_measured_cluster(why));
+    rows.push(Row::new(SCALE, format!("not measured: {why}"), SCALE_TARGET).not_measured());
     rows
 }
 
@@ -182,7 +183,6 @@ fn not_measured_cluster(why: &str) -> Vec<Row> {
         "cluster: routed request (script) against a local one",
         "cluster: snapshot fan-out from one node to agents on all nodes",
         "cluster: a killed node's agents back on the others",
-        SCALE,
     ]
     .iter()
     .map(|m| Row::new(m, format!("not measured: {why}"), "—").not_measured())
