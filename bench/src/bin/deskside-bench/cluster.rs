@@ -164,14 +164,10 @@ async fn scale(bins: &Bins, pg: &PgCluster, nats: &Nats, plan: ClusterPlan) -> R
 
 /// Every row "not measured", saying why.
 fn not_measured(why: &str) -> Vec<Row> {
-    let mut rows = vec![
-        Row::new(
-            "one node: diag, PostgreSQL against SQLite",
-            format!("not measured: {why}"),
-            "—",
-        )
-        .not_measured(),
-    ];
+    let mut rows: Vec<Row> = ["diag", "script run (`/bin/true`)"]
+        .iter()
+        .map(|what| engine_row(what, Err(why.to_owned()), None))
+        .collect();
     rows.extend(not_measured_cluster(why));
     rows.push(Row::new(SCALE, format!("not measured: {why}"), SCALE_TARGET).not_measured());
     rows
@@ -193,7 +189,12 @@ fn not_measured_cluster(why: &str) -> Vec<Row> {
 async fn engines(bins: &Bins, pg: &PgCluster, plan: ClusterPlan) -> Vec<Row> {
     let url = match pg.database("one_node") {
         Ok(url) => url,
-        Err(e) => return vec![engine_row("diag", Err(e.to_string()), None)],
+        Err(e) => {
+            return ["diag", "script run (`/bin/true`)"]
+                .iter()
+                .map(|what| engine_row(what, Err(format!("{e:#}")), None))
+                .collect();
+        }
     };
     let sqlite = one_node(bins, Shared::default(), plan.runs).await;
     let postgres = one_node(
