@@ -451,6 +451,19 @@ fn bad_input_gets_clear_errors_and_exit_codes() -> Result<()> {
         .args(["config", "check"]))?;
     assert_eq!(code, 0, "the shipped example must be valid: {err}");
     assert!(out.contains("valid"), "{out}");
+    // A cluster's shared evidence directory is shown where the blobs will go.
+    let shared = tmp.path().join("shared.toml");
+    std::fs::write(&shared, "[evidence]\ndir = \"/srv/deskside/evidence\"\n")?;
+    let (code, out, err) = run(Command::new(bin("deskside")?)
+        .arg("--config")
+        .arg(&shared)
+        .args(["config", "check"]))?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("evidence") && l.contains("/srv/deskside/evidence")),
+        "{out}"
+    );
     let agent_bad = tmp.path().join("agent.toml");
     std::fs::write(&agent_bad, "[reconnect]\nbase = \"10s\"\ncap = \"1s\"\n")?;
     let (code, _, err) = run(agent()?
