@@ -99,6 +99,8 @@ pub struct ControllerConfig {
     pub max_collect_bytes: u64,
     /// The web console (`[console]`); `None` when the table is absent.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// This node's name and the cluster's controller addresses (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -116,6 +118,7 @@ impl Default for ControllerConfig {
             client_validity: crate::ca::CLIENT_VALIDITY,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
+            cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
     }
