@@ -128,6 +128,24 @@ async fn two_nodes_share_codes_and_revocations_and_an_agent_fails_over() -> Resu
         "{status}"
     );
 
+    let (code, out, err) = run(std::process::Command::new(bin("deskside")?).args([
+        "status",
+        "--metrics",
+        &metrics_b.to_string(),
+    ]))?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("on node ctl-b"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ctl-a") && l.contains(&a.addr) && l.contains(" up ")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ctl-b") && l.contains("(this node)")),
+        "{out}"
+    );
+
     // The user offers a support code while the agent is on one node; the other node's
     // registry finds it (it is in the shared store).
     let mut user = control(&agent).await?;
