@@ -216,3 +216,72 @@ async fn two_nodes_share_codes_and_revocations_and_an_agent_fails_over() -> Resu
     b.stop().await;
     Ok(())
 }
+
+#[test]
+fn token_create_takes_its_addresses_from_flags_or_the_cluster_config() -> Result<()> {
+    use deskside_proto::msg::enroll::EnrollToken;
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let config = tmp.path().join("controller.toml");
+    std::fs::write(
+        &config,
+        "[cluster]\nnode = \"ctl-a\"\ncontrollers = [\"ctl-a.example:4433\", \"ctl-b.example:4433\"]\n",
+    )?;
+    let deskside = |with_config: bool| -> Result<std::process::Command> {
+        let mut c = std::process::Command::new(bin("deskside")?);
+        c.env_remove("DESKSIDE_CONFIG").arg("--data").arg(&data);
+        if with_config {
+            c.arg("--config").arg(&config);
+        } else {
+            c.arg("--config").arg(tmp.path().join("none.toml"));
+            std::fs::write(tmp.path().join("none.toml"), "")?;
+        }
+        Ok(c)
+    };
+    let (code, _, err) = run(deskside(false)?.arg("init"))?;
+    assert_eq!(code, 0, "{err}");
+    let controllers =
+        |out: &str| -> Result<Vec<String>> { Ok(EnrollToken::parse(out)?.controllers) };
+
+    // Repeated and comma-separated flags.
+    let (code, out, err) = run(deskside(false)?.args([
+        "token",
+        "create",
+        "--controller",
+        "a.example:4433,b.example:4433",
+        "--controller",
+        "c.example:4433",
+    ]))?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        controllers(&out)?,
+        ["a.example:4433", "b.example:4433", "c.example:4433"]
+    );
+    // From `[cluster] controllers`.
+    let (code, out, err) = run(deskside(true)?.args(["token", "create"]))?;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        controllers(&out)?,
+        ["ctl-a.example:4433", "ctl-b.example:4433"]
+    );
+    // Neither: said what to give.
+    let (code, _, err) = run(deskside(false)?.args(["token", "create"]))?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--controller") && err.contains("[cluster] controllers"),
+        "{err}"
+    );
+    // A bad address names it.
+    let (code, _, err) =
+        run(deskside(false)?.args(["token", "create", "--controller", "a.example"]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("\"a.example\""), "{err}");
+    // `config check` shows the node and the list.
+    let (code, out, err) = run(deskside(true)?.args(["config", "check"]))?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ctl-a") && out.contains("ctl-b.example:4433"),
+        "{out}"
+    );
+    Ok(())
+}

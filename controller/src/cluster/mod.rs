@@ -90,6 +90,16 @@ impl ClusterConfig {
     }
 }
 
+/// The address a node reports in its heartbeat: the one it listens on, or this host's
+/// name on its port when it listens on every address (0.0.0.0 says nothing to a reader).
+pub fn advertised(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("{}:{}", crate::host::hostname(), listen.port())
+    } else {
+        listen.to_string()
+    }
+}
+
 /// Whether `name` can name a node: 1-64 ASCII letters, digits, `.`, `_` or `-`.
 pub fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
@@ -173,6 +183,14 @@ mod tests {
     fn without_a_name_the_node_is_named_after_the_host() {
         let name = ClusterConfig::default().node_name();
         assert!(valid_node_name(&name), "{name}");
+    }
+
+    #[test]
+    fn a_node_listening_everywhere_reports_its_host_name() -> anyhow::Result<()> {
+        assert_eq!(advertised("192.0.2.7:4433".parse()?), "192.0.2.7:4433");
+        let any = advertised("0.0.0.0:4433".parse()?);
+        assert_eq!(any, format!("{}:4433", crate::host::hostname()));
+        Ok(())
     }
 
     #[test]

@@ -231,7 +231,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     crate::cluster::spawn_heartbeat(
         shared.store.clone(),
         node_name.clone(),
-        addr.to_string(),
+        crate::cluster::advertised(addr),
         shared.metrics.agents_connected.clone(),
         options.heartbeat,
         cancel.clone(),
