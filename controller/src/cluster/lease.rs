@@ -128,6 +128,43 @@ mod tests {
         (passes, task)
     }
 
+    #[tokio::test]
+    async fn when_the_holder_dies_another_node_takes_over_after_its_term() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("deskside.db");
+        let (a_store, b_store) = (Store::open(&path)?, Store::open(&path)?);
+        let (a_cancel, b_cancel) = (CancellationToken::new(), CancellationToken::new());
+        let (a_passes, a_task) = counting(&a_store, "ctl-a", &a_cancel);
+        while a_passes.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // ctl-a dies: no more renewals, and no clean release.
+        a_task.abort();
+        let _ = a_task.await;
+        let (_, until) = b_store
+            .run(|db| db.lease_holder("housekeeping"))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("ctl-a held no lease"))?;
+        let (b_passes, b_task) = counting(&b_store, "ctl-b", &b_cancel);
+        let start = std::time::Instant::now();
+        while b_passes.load(Ordering::SeqCst) == 0 {
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(30),
+                "ctl-b never took the work over"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Not before ctl-a's term was over.
+        assert!(
+            now_secs() > until,
+            "taken at {} before the term ended at {until}",
+            now_secs()
+        );
+        b_cancel.cancel();
+        b_task.await?;
+        Ok(())
+    }
+
     #[test]
     fn the_term_is_three_passes_and_never_under_three_seconds() {
         assert_eq!(lease_ttl(Duration::from_secs(5)), LEASE_TTL);
