@@ -118,10 +118,11 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                     ttl,
                 },
         } => {
-            let from_config = || {
-                (!config.cluster.controllers.is_empty()).then(|| config.cluster.controllers.clone())
-            };
-            let controllers = (!controller.is_empty()).then_some(controller).or_else(from_config).unwrap_or_else(|| {
+            let controllers = if !controller.is_empty() {
+                controller
+            } else if !config.cluster.controllers.is_empty() {
+                config.cluster.controllers.clone()
+            } else {
                 let (addr, why) = admin::assumed_controller(config.listen);
                 let from = config.source.as_ref().map_or_else(
                     || "the built-in default listen address".to_owned(),
@@ -131,7 +132,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                     "no --controller given: the token names {addr} ({why}, from {from}); if the technician's workstation reaches the controller otherwise, run again with --controller HOST:PORT"
                 );
                 vec![addr]
-            });
+            };
             Ok(admin::tech_add(
                 &data_dir(data.clone())?,
                 &name,
