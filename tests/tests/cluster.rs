@@ -6,11 +6,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use deskside_agent::control::{ControlReply, ControlRequest};
+use deskside_controller::cli::tech::login_to;
+use deskside_controller::client::TechClient;
 use deskside_controller::server::Registry;
 use deskside_controller::service::AgentLink;
-use deskside_controller::store::Store;
+use deskside_controller::store::{Store, TokenFor};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::Scope;
+use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::nodes::{holds, node_options, technician_at, wait_held};
 use deskside_tests::{ALLOW_DIAGNOSTICS, Cluster, bin, control, run, wait_online};
 
@@ -36,12 +39,34 @@ async fn an_agent_whose_token_lists_a_dead_node_reaches_the_live_one() -> Result
     );
     assert!(one.starts_with("dsk2-"), "{one}");
     let (_profile, tech) = cluster.technician("hotline", Tier::L1).await?;
+    // A technician whose login token lists both: the profile keeps both, and a command
+    // connects whichever it tries first.
+    cluster
+        .store()?
+        .blocking(|db| db.insert_technician("desktop", Tier::L2))?;
+    let login = deskside_controller::cli::admin::make_cluster_token(
+        &cluster.data,
+        TokenFor::Technician("desktop".into()),
+        &list,
+        Duration::from_secs(600),
+    )?;
+    let technician = async {
+        let profile = login_to(&login, &cluster.profile_path("desktop")).await?;
+        assert_eq!(profile.controllers, list.to_vec());
+        let client = TechClient::connect(&profile).await?;
+        anyhow::Ok(client)
+    };
     // Two agents: each dials the list in its own random order (so, likely, at least one
     // tries the dead node first), both enroll and end up on the live node.
-    let (a, b) = tokio::try_join!(
+    let (a, b, desktop) = tokio::try_join!(
         cluster.agent_with_token("one", ALLOW_DIAGNOSTICS, &one),
         cluster.agent_with_token("two", ALLOW_DIAGNOSTICS, &two),
+        technician,
     )?;
+    assert!(matches!(
+        desktop.request(&TechRequest::ListAgents).await?,
+        TechReply::Agents(_)
+    ));
     for agent in [&a, &b] {
         wait_held(&[&tech], &agent.id, reconnect_bound()).await?;
         let record = std::fs::read_to_string(agent.state.enrollment_file())?;
