@@ -77,6 +77,19 @@ pub fn spawn_heartbeat(
 ) -> JoinHandle<()> {
     let started_at = now_secs();
     tokio::spawn(async move {
+        // Two nodes under one name would overwrite each other's row: say so.
+        if let Ok(view) = ClusterView::read(&store, &node, interval).await
+            && let Some(other) = view
+                .nodes
+                .iter()
+                .find(|n| n.name == node && n.state == NodeState::Up && n.address != address)
+        {
+            warn!(
+                node = %node,
+                other = %other.address,
+                "another node with this name is up; give each node its own [cluster] node"
+            );
+        }
         let mut failing = false;
         loop {
             let row = NodeRow {
