@@ -90,7 +90,9 @@ impl TechClient {
             let conn = match endpoint::connect(&ep, addr, config.clone()).await {
                 Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!(%controller, error = %chain(&e), "controller unreachable; trying the next");
+                    if order.len() > 1 {
+                        tracing::warn!(%controller, error = %chain(&e), "controller unreachable; trying the others");
+                    }
                     last = Some(ClientError::Transport(e));
                     continue;
                 }

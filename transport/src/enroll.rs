@@ -52,7 +52,9 @@ pub async fn connect_any(
         match attempt.await {
             Ok(done) => return Ok(done),
             Err(e) => {
-                tracing::warn!(%controller, error = %e, "controller unreachable; trying the next");
+                if order.len() > 1 {
+                    tracing::warn!(%controller, error = %e, "controller unreachable; trying the others");
+                }
                 last = Some(e);
             }
         }
