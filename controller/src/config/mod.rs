@@ -102,6 +102,8 @@ pub struct ControllerConfig {
     pub evidence_dir: Option<PathBuf>,
     /// The web console (`[console]`); `None` when the table is absent.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// This node's name and the cluster's controller addresses (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -120,6 +122,7 @@ impl Default for ControllerConfig {
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             evidence_dir: None,
             console: None,
+            cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
     }

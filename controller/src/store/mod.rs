@@ -8,6 +8,8 @@ mod asks;
 pub mod backup;
 pub mod blobs;
 mod certs;
+mod cluster;
+mod codes;
 mod console;
 mod deliveries;
 mod outbox;
@@ -27,6 +29,7 @@ use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, Timeli
 
 pub use asks::{AskOutcome, NewAsk};
 pub use certs::Credentials;
+pub use cluster::NodeRow;
 pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
 pub use deliveries::Delivered;
 pub use scripts::StoredScript;
