@@ -77,10 +77,12 @@ fn file<'p>(
     }
 }
 
-/// Paths inside a data directory.
+/// Paths inside a data directory, and where this node's store is: the SQLite file in
+/// it, or the shared PostgreSQL database (`[store] url`).
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    store_url: Option<crate::store::PgUrl>,
 }
 
 /// Everything loaded from a data directory that the server needs in memory.
@@ -94,14 +96,41 @@ pub struct Keys {
 }
 
 impl DataDir {
+    /// A data directory whose store is the SQLite file in it.
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            store_url: None,
+        }
+    }
+
+    /// The same directory with the store on PostgreSQL at `url` (`None`: SQLite).
+    pub fn with_store(self, url: Option<crate::store::PgUrl>) -> DataDir {
+        DataDir {
+            store_url: url,
+            ..self
+        }
+    }
+
+    /// Where the store is.
+    pub fn store_at(&self) -> crate::store::StoreAt {
+        match &self.store_url {
+            Some(url) => crate::store::StoreAt::Postgres(url.clone()),
+            None => crate::store::StoreAt::Sqlite(self.database()),
+        }
+    }
+
+    /// Opens this node's store (creating and migrating it if needed): every command and
+    /// the server open it here.
+    pub fn open_store(&self) -> crate::store::StoreResult<crate::store::Store> {
+        crate::store::Store::open_at(&self.store_at())
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The SQLite database file (the store unless [`DataDir::with_store`] moved it).
     pub fn database(&self) -> PathBuf {
         self.root.join(DATABASE)
     }
@@ -148,7 +177,7 @@ impl DataDir {
         write_new(&self.path(SERVER_CERT), server.cert_pem.as_bytes(), 0o644)?;
         write_new(&self.path(SCRIPT_KEY), script_pem.as_bytes(), 0o600)?;
         self.make_record_signing(&ca)?;
-        crate::store::Store::open(&self.database())?;
+        self.open_store()?;
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::now_secs;
 use crate::datadir::DataDir;
-use crate::store::{Store, TokenFor, TokenRecord};
+use crate::store::{TokenFor, TokenRecord};
 
 /// Makes and records a token; returns its text.
 pub fn make_token(
@@ -29,7 +29,7 @@ pub fn make_token(
         );
     }
     let keys = data.load()?;
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     let secret: [u8; 32] = rand::random();
     let now = now_secs();
     let record = TokenRecord {

@@ -32,7 +32,6 @@ pub use start_error::StartError;
 use crate::datadir::DataDir;
 use crate::evidence::DirBlobs;
 use crate::service::{JoinThrottle, Seen, Shared};
-use crate::store::Store;
 
 /// Most connections held at once. 20,000 agents plus technicians is the design target;
 /// past this new connections are refused rather than starving existing ones.
@@ -167,8 +166,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
     let record_signing = data.record_signing(&keys.ca)?;
-    let store = Store::open(&data.database()).map_err(|source| StartError::Database {
-        path: data.database(),
+    let store = data.open_store().map_err(|source| StartError::Database {
+        at: data.store_at(),
         source,
     })?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
