@@ -52,8 +52,18 @@ pub fn cluster() -> Result<&'static Cluster, String> {
         .map_err(|e| format!("the test PostgreSQL cluster did not start: {e}"))
 }
 
-/// A new, empty database on this process's cluster; its `postgres://` URL.
+/// A new, empty database on this process's cluster; its `postgres://` URL. Callable
+/// from async code too: the work runs on a thread of its own (the synchronous client
+/// may not run inside a runtime).
 pub fn database() -> Result<String, String> {
+    std::thread::scope(|s| {
+        s.spawn(create_database)
+            .join()
+            .unwrap_or_else(|_| Err("creating the test database panicked".to_owned()))
+    })
+}
+
+fn create_database() -> Result<String, String> {
     let c = cluster()?;
     let n = c.next.fetch_add(1, Ordering::Relaxed);
     let name = format!("t{}_{n}", std::process::id());

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt;
+use std::sync::mpsc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -73,6 +74,11 @@ impl PgUrl {
             );
         }
         Ok(PgUrl(url.to_owned()))
+    }
+
+    /// The whole URL, password included: for connecting, never for showing or logging.
+    pub fn secret_url(&self) -> &str {
+        &self.0
     }
 
     /// `url` with any password replaced by `***` (in the user part and as a
@@ -166,10 +172,42 @@ impl fmt::Debug for PgUrl {
 
 type Cache = HashMap<String, Statement>;
 
-/// An open connection to PostgreSQL.
+/// What the connection's thread is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Exec,
+    Query,
+    /// `BEGIN` and the write lock.
+    Begin,
+    Commit,
+    Rollback,
+}
+
+#[derive(Debug)]
+struct Request {
+    op: Op,
+    sql: String,
+    args: Vec<Value>,
+    /// Inside a transaction: a lost connection is reported, never retried.
+    in_tx: bool,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Done(u64),
+    Rows(Vec<postgres::Row>),
+}
+
+/// An open connection to PostgreSQL, owned by a thread of its own.
+///
+/// The synchronous client drives its own small runtime, which may not be started on a
+/// thread already inside one — and the store is called from async code (CLI commands,
+/// the server's start), from the blocking pool and from plain threads. So the client
+/// lives on one thread that never enters a runtime; each statement goes to it and its
+/// result comes back (the rows are decoded on the caller's side).
 pub struct PgConn {
-    client: Client,
-    cache: Cache,
+    requests: mpsc::Sender<Request>,
+    replies: mpsc::Receiver<StoreResult<Reply>>,
     url: PgUrl,
 }
 
@@ -177,37 +215,6 @@ impl fmt::Debug for PgConn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConn").field("url", &self.url).finish()
     }
-}
-
-fn prepared(client: &mut Client, cache: &mut Cache, sql: &str) -> StoreResult<Statement> {
-    if let Some(s) = cache.get(sql) {
-        return Ok(s.clone());
-    }
-    let stmt = client.prepare(&to_dollar(sql))?;
-    if cache.len() >= MAX_CACHED_STATEMENTS {
-        cache.clear();
-    }
-    cache.insert(sql.to_owned(), stmt.clone());
-    Ok(stmt)
-}
-
-fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
-}
-
-fn exec_on(client: &mut Client, cache: &mut Cache, sql: &str, args: &[Value]) -> StoreResult<u64> {
-    let stmt = prepared(client, cache, sql)?;
-    Ok(client.execute(&stmt, &params(args))?)
-}
-
-fn query_on(
-    client: &mut Client,
-    cache: &mut Cache,
-    sql: &str,
-    args: &[Value],
-) -> StoreResult<Vec<postgres::Row>> {
-    let stmt = prepared(client, cache, sql)?;
-    Ok(client.query(&stmt, &params(args))?)
 }
 
 fn map_rows<T>(
@@ -231,20 +238,181 @@ fn is_lost(e: &postgres::Error) -> bool {
         })
 }
 
-fn is_closed(e: &StoreError) -> bool {
-    matches!(e, StoreError::Postgres(e) if is_lost(e))
+impl PgConn {
+    /// Connects (on the connection's own thread) and brings the schema up to date.
+    pub fn open(url: &PgUrl) -> StoreResult<PgConn> {
+        let (requests, inbox) = mpsc::channel::<Request>();
+        let (outbox, replies) = mpsc::channel();
+        let (opened_tx, opened) = mpsc::channel();
+        let worker_url = url.clone();
+        std::thread::Builder::new()
+            .name("deskside-pg".into())
+            .spawn(move || {
+                let mut worker = match Worker::open(worker_url) {
+                    Ok(w) => {
+                        let _ = opened_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return;
+                    }
+                };
+                for req in inbox {
+                    if outbox.send(worker.handle(&req)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| {
+                StoreError::Worker(format!("starting the PostgreSQL connection thread: {e}"))
+            })?;
+        opened.recv().map_err(|_| stopped())??;
+        Ok(PgConn {
+            requests,
+            replies,
+            url: url.clone(),
+        })
+    }
+
+    fn call(&mut self, op: Op, sql: &str, args: &[Value], in_tx: bool) -> StoreResult<Reply> {
+        self.requests
+            .send(Request {
+                op,
+                sql: sql.to_owned(),
+                args: args.to_vec(),
+                in_tx,
+            })
+            .map_err(|_| stopped())?;
+        self.replies.recv().map_err(|_| stopped())?
+    }
+
+    fn exec_in(&mut self, sql: &str, args: &[Value], in_tx: bool) -> StoreResult<u64> {
+        match self.call(Op::Exec, sql, args, in_tx)? {
+            Reply::Done(n) => Ok(n),
+            Reply::Rows(_) => Err(mixed_up()),
+        }
+    }
+
+    fn rows_in<T>(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        in_tx: bool,
+        f: impl FnMut(&Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        match self.call(Op::Query, sql, args, in_tx)? {
+            Reply::Rows(rows) => map_rows(&rows, f),
+            Reply::Done(_) => Err(mixed_up()),
+        }
+    }
+
+    pub fn exec(&mut self, sql: &str, args: &[Value]) -> StoreResult<u64> {
+        self.exec_in(sql, args, false)
+    }
+
+    pub fn rows<T>(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        f: impl FnMut(&Row<'_>) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.rows_in(sql, args, false, f)
+    }
+
+    /// Begins a write transaction holding [`WRITE_LOCK`].
+    pub fn write(&mut self) -> StoreResult<PgTx<'_>> {
+        self.call(Op::Begin, "", &[], false)?;
+        Ok(PgTx {
+            conn: self,
+            done: false,
+        })
+    }
 }
 
-impl PgConn {
-    /// Connects and brings the schema up to date.
-    pub fn open(url: &PgUrl) -> StoreResult<PgConn> {
-        let mut conn = PgConn {
-            client: connect(url)?,
+fn stopped() -> StoreError {
+    StoreError::Worker("the PostgreSQL connection thread stopped".into())
+}
+
+fn mixed_up() -> StoreError {
+    StoreError::Worker("the PostgreSQL connection thread answered another request".into())
+}
+
+/// The connection's thread: the client, its prepared statements, and how to reconnect.
+struct Worker {
+    client: Client,
+    cache: Cache,
+    url: PgUrl,
+}
+
+impl Worker {
+    fn open(url: PgUrl) -> StoreResult<Worker> {
+        let mut client = connect(&url)?;
+        migrate(&mut client)?;
+        Ok(Worker {
+            client,
             cache: Cache::new(),
-            url: url.clone(),
-        };
-        migrate(&mut conn.client)?;
-        Ok(conn)
+            url,
+        })
+    }
+
+    fn handle(&mut self, req: &Request) -> StoreResult<Reply> {
+        if req.in_tx {
+            return self.once(req);
+        }
+        // Outside a transaction: one more try on a fresh connection when this one is gone.
+        if self.client.is_closed() {
+            self.reconnect()?;
+        }
+        match self.once(req) {
+            Err(StoreError::Postgres(e)) if is_lost(&e) => {
+                self.reconnect()?;
+                self.once(req).map_err(|e| self.lost(e))
+            }
+            other => other,
+        }
+    }
+
+    fn once(&mut self, req: &Request) -> StoreResult<Reply> {
+        match req.op {
+            Op::Exec => {
+                let stmt = self.prepared(&req.sql)?;
+                Ok(Reply::Done(self.client.execute(&stmt, &params(&req.args))?))
+            }
+            Op::Query => {
+                let stmt = self.prepared(&req.sql)?;
+                Ok(Reply::Rows(self.client.query(&stmt, &params(&req.args))?))
+            }
+            Op::Begin => {
+                let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
+                if let Err(e) = self.client.batch_execute(&begin) {
+                    // BEGIN may have run: end it so the connection is usable again.
+                    let _ = self.client.batch_execute("ROLLBACK");
+                    return Err(e.into());
+                }
+                Ok(Reply::Done(0))
+            }
+            Op::Commit => {
+                self.client.batch_execute("COMMIT")?;
+                Ok(Reply::Done(0))
+            }
+            Op::Rollback => {
+                self.client.batch_execute("ROLLBACK")?;
+                Ok(Reply::Done(0))
+            }
+        }
+    }
+
+    fn prepared(&mut self, sql: &str) -> StoreResult<Statement> {
+        if let Some(s) = self.cache.get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.client.prepare(&to_dollar(sql))?;
+        if self.cache.len() >= MAX_CACHED_STATEMENTS {
+            self.cache.clear();
+        }
+        self.cache.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
     }
 
     fn reconnect(&mut self) -> StoreResult<()> {
@@ -252,23 +420,6 @@ impl PgConn {
         self.cache.clear();
         self.client = connect(&self.url)?;
         Ok(())
-    }
-
-    /// Runs `op`, again on a fresh connection if the connection turned out closed.
-    fn retrying<T>(
-        &mut self,
-        mut op: impl FnMut(&mut Client, &mut Cache) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        if self.client.is_closed() {
-            self.reconnect()?;
-        }
-        match op(&mut self.client, &mut self.cache) {
-            Err(e) if is_closed(&e) => {
-                self.reconnect()?;
-                op(&mut self.client, &mut self.cache).map_err(|e| self.lost(e))
-            }
-            other => other,
-        }
     }
 
     fn lost(&self, e: StoreError) -> StoreError {
@@ -280,38 +431,10 @@ impl PgConn {
             e => e,
         }
     }
+}
 
-    pub fn exec(&mut self, sql: &str, args: &[Value]) -> StoreResult<u64> {
-        self.retrying(|c, cache| exec_on(c, cache, sql, args))
-    }
-
-    pub fn rows<T>(
-        &mut self,
-        sql: &str,
-        args: &[Value],
-        f: impl FnMut(&Row<'_>) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        let rows = self.retrying(|c, cache| query_on(c, cache, sql, args))?;
-        map_rows(&rows, f)
-    }
-
-    /// Begins a write transaction holding [`WRITE_LOCK`].
-    pub fn write(&mut self) -> StoreResult<PgTx<'_>> {
-        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})");
-        self.retrying(|c, _| match c.batch_execute(&begin) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // BEGIN may have run: end it so the connection is usable again.
-                let _ = c.batch_execute("ROLLBACK");
-                Err(e.into())
-            }
-        })?;
-        Ok(PgTx {
-            client: &mut self.client,
-            cache: &mut self.cache,
-            done: false,
-        })
-    }
+fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
 fn connect(url: &PgUrl) -> StoreResult<Client> {
@@ -325,8 +448,7 @@ fn connect(url: &PgUrl) -> StoreResult<Client> {
 
 /// A write transaction on PostgreSQL; rolled back when dropped uncommitted.
 pub struct PgTx<'a> {
-    client: &'a mut Client,
-    cache: &'a mut Cache,
+    conn: &'a mut PgConn,
     done: bool,
 }
 
@@ -339,11 +461,11 @@ impl fmt::Debug for PgTx<'_> {
 impl PgTx<'_> {
     pub fn commit(mut self) -> StoreResult<()> {
         self.done = true;
-        Ok(self.client.batch_execute("COMMIT")?)
+        self.conn.call(Op::Commit, "", &[], true).map(|_| ())
     }
 
     pub fn exec(&mut self, sql: &str, args: &[Value]) -> StoreResult<u64> {
-        exec_on(self.client, self.cache, sql, args)
+        self.conn.exec_in(sql, args, true)
     }
 
     pub fn rows<T>(
@@ -352,7 +474,7 @@ impl PgTx<'_> {
         args: &[Value],
         f: impl FnMut(&Row<'_>) -> StoreResult<T>,
     ) -> StoreResult<Vec<T>> {
-        map_rows(&query_on(self.client, self.cache, sql, args)?, f)
+        self.conn.rows_in(sql, args, true, f)
     }
 }
 
@@ -360,7 +482,7 @@ impl Drop for PgTx<'_> {
     fn drop(&mut self) {
         if !self.done {
             // A dead connection has rolled back already; the next call reconnects.
-            let _ = self.client.batch_execute("ROLLBACK");
+            let _ = self.conn.call(Op::Rollback, "", &[], true);
         }
     }
 }
