@@ -159,6 +159,11 @@ impl DataDir {
                 });
             }
         }
+        // A PostgreSQL store that cannot be reached or is too new fails the command
+        // before any key is written, leaving nothing half made.
+        if self.store_url.is_some() {
+            self.open_store()?;
+        }
         fs::create_dir_all(&self.root).map_err(file("creating data directory", &self.root))?;
         restrict_dir(&self.root)?;
         fs::create_dir_all(self.evidence())?;
@@ -274,6 +279,32 @@ mod tests {
         assert!(keys.server_cert_pem.contains("BEGIN CERTIFICATE"));
         let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("already initialised"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn init_on_postgres_makes_its_tables_or_nothing() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        // Nothing listens on port 1: the command fails before writing any key.
+        let unreachable = crate::store::PgUrl::parse("postgres://deskside@127.0.0.1:1/deskside")
+            .map_err(anyhow::Error::msg)?;
+        let dir = DataDir::new(tmp.path().join("a")).with_store(Some(unreachable));
+        let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("cannot reach PostgreSQL at postgres://deskside@127.0.0.1:1/deskside"),
+            "{err}"
+        );
+        assert!(!dir.root().exists(), "a half-made data directory was left");
+
+        let url = deskside_testpg::database().map_err(anyhow::Error::msg)?;
+        let url = crate::store::PgUrl::parse(&url).map_err(anyhow::Error::msg)?;
+        let dir = DataDir::new(tmp.path().join("b")).with_store(Some(url));
+        dir.init()?;
+        assert!(
+            !dir.database().exists(),
+            "no SQLite file beside a PostgreSQL store"
+        );
+        assert!(dir.open_store()?.blocking(|db| db.agents())?.is_empty());
         Ok(())
     }
 

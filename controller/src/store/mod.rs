@@ -60,15 +60,16 @@ pub use timeline::{GENESIS_HASH, entry_hash};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The message says it all (the server's words); no source, so it is not repeated.
     #[error("database error (PostgreSQL): {}", pg::describe(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(postgres::Error),
     #[error(
-        "cannot reach PostgreSQL at {target}: {}; check [store] url in controller.toml, that the server runs, and that it lets this host in (pg_hba.conf, the password)", pg::describe(.source)
+        "cannot reach PostgreSQL at {target}: {}; check [store] url in controller.toml, that the server runs, and that it lets this host in (pg_hba.conf, the password)", pg::describe(.cause)
     )]
     Connect {
         /// The URL without its password.
         target: String,
-        source: postgres::Error,
+        cause: postgres::Error,
     },
     #[error(
         "column {index} of a database row holds {found} where {expected} was expected; was the database changed by hand?"
@@ -88,6 +89,12 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the database worker stopped: {0}")]
     Worker(String),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::Postgres(e)
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

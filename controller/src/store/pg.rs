@@ -123,7 +123,7 @@ impl PgUrl {
     fn config(&self) -> StoreResult<postgres::Config> {
         let mut config: postgres::Config = self.0.parse().map_err(|e| StoreError::Connect {
             target: self.to_string(),
-            source: e,
+            cause: e,
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -424,9 +424,9 @@ impl Worker {
 
     fn lost(&self, e: StoreError) -> StoreError {
         match e {
-            StoreError::Postgres(source) if is_lost(&source) => StoreError::Connect {
+            StoreError::Postgres(cause) if is_lost(&cause) => StoreError::Connect {
                 target: self.url.to_string(),
-                source,
+                cause,
             },
             e => e,
         }
@@ -440,9 +440,9 @@ fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 fn connect(url: &PgUrl) -> StoreResult<Client> {
     url.config()?
         .connect(NoTls)
-        .map_err(|source| StoreError::Connect {
+        .map_err(|cause| StoreError::Connect {
             target: url.to_string(),
-            source,
+            cause,
         })
 }
 
