@@ -347,3 +347,32 @@ fn remove_stale() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_caller_gets_its_own_empty_database() -> Result<(), String> {
+        let started = Instant::now();
+        let a = database()?;
+        let first = started.elapsed();
+        let b = database()?;
+        let second = started.elapsed() - first;
+        assert_ne!(a, b);
+        eprintln!("cluster and first database: {first:?}; another database: {second:?}");
+        let mut client =
+            postgres::Client::connect(&b, postgres::NoTls).map_err(|e| e.to_string())?;
+        let tables: i64 = client
+            .query_one(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+                &[],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| e.to_string())?;
+        assert_eq!(tables, 0);
+        let c = cluster()?;
+        assert!(c.log().exists());
+        Ok(())
+    }
+}
