@@ -244,7 +244,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     };
     tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
-    info!(%addr, ?metrics_addr, ?console_addr, "controller listening");
+    info!(%addr, ?metrics_addr, ?console_addr, store = %data.store_at(), "controller listening");
     Ok(Running {
         addr,
         metrics_addr,

@@ -70,3 +70,48 @@ impl Db {
         rows.iter().map(|j| decode_entry(j)).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use deskside_proto::msg::identity::Tier;
+    use deskside_proto::msg::script::Interpreter;
+
+    use super::*;
+
+    fn signed(version: u32, signature: Vec<u8>) -> SignedScript {
+        SignedScript {
+            entry: CatalogEntry {
+                name: "flush-dns".into(),
+                version,
+                description: "flushes the resolver cache".into(),
+                changes: "the resolver cache".into(),
+                tier: Tier::L1,
+                interpreter: Interpreter::Sh,
+                os: "linux".into(),
+                timeout_secs: 30,
+                params: Vec::new(),
+                body_sha256: [7; 32],
+                self_service: false,
+            },
+            body: "resolvectl flush-caches\n".into(),
+            signature,
+        }
+    }
+
+    #[test]
+    fn a_script_and_its_signature_bytes_come_back_and_a_new_version_replaces_it()
+    -> anyhow::Result<()> {
+        crate::store::testing::engines(|db| {
+            // Every byte value, NUL and high bit included, survives BLOB and BYTEA.
+            let bytes: Vec<u8> = (0..=255).collect();
+            db.put_script(&signed(1, bytes.clone()))?;
+            let got = db.script("flush-dns")?;
+            assert_eq!(got.script, signed(1, bytes));
+            db.put_script(&signed(2, vec![1, 2, 3]))?;
+            assert_eq!(db.script("flush-dns")?.script, signed(2, vec![1, 2, 3]));
+            assert_eq!(db.scripts()?.len(), 1);
+            assert!(matches!(db.script("nope"), Err(StoreError::NotFound(_))));
+            Ok(())
+        })
+    }
+}

@@ -156,3 +156,42 @@ impl Sql for Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::engines;
+
+    #[test]
+    fn a_column_of_the_wrong_type_is_an_error_not_a_panic() -> anyhow::Result<()> {
+        engines(|db| {
+            let text = db.conn.one("SELECT 'x'", args![], |r| r.get::<i64>(0));
+            assert!(
+                matches!(
+                    text,
+                    Err(StoreError::Column {
+                        index: 0,
+                        expected: "an integer",
+                        found: "text"
+                    })
+                ),
+                "{text:?}"
+            );
+            let null = db.conn.one("SELECT NULL", args![], |r| r.get::<String>(0));
+            assert!(
+                matches!(null, Err(StoreError::Column { found: "NULL", .. })),
+                "{null:?}"
+            );
+            let past_the_end = db.conn.one("SELECT 1", args![], |r| r.get::<i64>(3));
+            assert!(past_the_end.is_err(), "{past_the_end:?}");
+            // NULL binds to any parameter type; booleans read from either engine's form.
+            let (none, yes): (Option<i64>, bool) = db.conn.one(
+                "SELECT CAST(?1 AS BIGINT), 1 = 1",
+                args![None::<i64>],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            assert_eq!((none, yes), (None, true));
+            Ok(())
+        })
+    }
+}
