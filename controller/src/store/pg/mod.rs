@@ -13,16 +13,20 @@
 //! caller retry; the writes are short and few next to the reads, so one lock is the
 //! simple, honest choice. Reads take no lock.
 
+mod migrate;
+mod types;
+mod url;
+
 use std::collections::HashMap;
-use std::error::Error;
 use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use postgres::config::{Host, SslMode};
-use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
+
+pub use types::describe;
+pub use url::PgUrl;
 
 use super::value::{Row, Value, to_dollar};
 use super::{StoreError, StoreResult};
@@ -40,135 +44,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The one-row table holding the schema version (SQLite keeps it in `user_version`).
 const VERSION_TABLE: &str = "deskside_schema";
-
-/// A validated `postgres://` URL. Shown and logged only without its password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PgUrl(String);
-
-impl PgUrl {
-    /// Checks a `[store] url`; the reason it is refused otherwise.
-    pub fn parse(url: &str) -> Result<PgUrl, String> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(
-                "must be a postgres:// URL, e.g. \"postgres://deskside@db.example:5432/deskside\""
-                    .into(),
-            );
-        }
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
-        if config.get_hosts().is_empty() {
-            return Err("names no host (postgres://USER@HOST:PORT/DATABASE)".into());
-        }
-        if config.get_user().is_none() {
-            return Err("names no user (postgres://USER@HOST:PORT/DATABASE)".into());
-        }
-        if config.get_dbname().is_none() {
-            return Err("names no database (postgres://USER@HOST:PORT/DATABASE)".into());
-        }
-        if !matches!(config.get_ssl_mode(), SslMode::Disable | SslMode::Prefer) {
-            return Err(
-                "asks for TLS (sslmode), which the controller does not speak to PostgreSQL; \
-                 reach the database over a trusted network or a local socket and drop sslmode"
-                    .into(),
-            );
-        }
-        Ok(PgUrl(url.to_owned()))
-    }
-
-    /// The whole URL, password included: for connecting, never for showing or logging.
-    pub fn secret_url(&self) -> &str {
-        &self.0
-    }
-
-    /// `url` with any password replaced by `***` (in the user part and as a
-    /// `password=` parameter), for showing a URL that may not parse.
-    pub fn hide_password(url: &str) -> String {
-        let (head, query) = match url.split_once('?') {
-            Some((h, q)) => (h, Some(q)),
-            None => (url, None),
-        };
-        let mut out = match head.split_once("://") {
-            Some((scheme, rest)) => {
-                let (authority, path) = match rest.find('/') {
-                    Some(i) => rest.split_at(i),
-                    None => (rest, ""),
-                };
-                let authority = match authority.rsplit_once('@') {
-                    Some((user, host)) => match user.split_once(':') {
-                        Some((name, _)) => format!("{name}:***@{host}"),
-                        None => format!("{user}@{host}"),
-                    },
-                    None => authority.to_owned(),
-                };
-                format!("{scheme}://{authority}{path}")
-            }
-            // Not a URL: it could be `key=value` pairs holding a password.
-            None => return "(not shown: not a URL)".to_owned(),
-        };
-        if let Some(query) = query {
-            let params: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => p.to_owned(),
-                })
-                .collect();
-            out.push('?');
-            out.push_str(&params.join("&"));
-        }
-        out
-    }
-
-    fn config(&self) -> StoreResult<postgres::Config> {
-        let mut config: postgres::Config = self.0.parse().map_err(|e| StoreError::Connect {
-            target: self.to_string(),
-            cause: e,
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.application_name("deskside");
-        Ok(config)
-    }
-}
-
-/// `postgres://user@host:port/database`: never the password.
-impl fmt::Display for PgUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Ok(config) = self.0.parse::<postgres::Config>() else {
-            return f.write_str("postgres://(unreadable URL)");
-        };
-        let hosts: Vec<String> = config
-            .get_hosts()
-            .iter()
-            .enumerate()
-            .map(|(i, h)| {
-                let host = match h {
-                    Host::Tcp(name) => name.clone(),
-                    Host::Unix(path) => path.display().to_string(),
-                };
-                match config.get_ports().get(i).or(config.get_ports().first()) {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host,
-                }
-            })
-            .collect();
-        write!(
-            f,
-            "postgres://{}@{}/{}",
-            config.get_user().unwrap_or(""),
-            hosts.join(","),
-            config.get_dbname().unwrap_or("")
-        )
-    }
-}
-
-impl fmt::Debug for PgUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PgUrl({self})")
-    }
-}
 
 type Cache = HashMap<String, Statement>;
 
@@ -348,7 +223,7 @@ struct Worker {
 impl Worker {
     fn open(url: PgUrl) -> StoreResult<Worker> {
         let mut client = connect(&url)?;
-        migrate(&mut client)?;
+        migrate::migrate(&mut client)?;
         Ok(Worker {
             client,
             cache: Cache::new(),
@@ -487,117 +362,6 @@ impl Drop for PgTx<'_> {
     }
 }
 
-/// The migrations in PostgreSQL's dialect: the one type name SQLite spells otherwise.
-fn dialect(sql: &str) -> String {
-    sql.replace(" BLOB ", " BYTEA ")
-}
-
-/// Applies the migrations this database lacks, under [`WRITE_LOCK`] so nodes starting
-/// together migrate once; a database newer than this binary is refused.
-fn migrate(client: &mut Client) -> StoreResult<()> {
-    let known = i64::try_from(super::schema::MIGRATIONS.len()).unwrap_or(i64::MAX);
-    let mut tx = client.transaction()?;
-    tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock({WRITE_LOCK}); \
-         CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT NOT NULL)"
-    ))?;
-    let found: Option<i64> =
-        match tx.query_opt(&format!("SELECT version FROM {VERSION_TABLE}"), &[])? {
-            Some(row) => Some(row.try_get(0)?),
-            None => None,
-        };
-    let found = match found {
-        Some(v) => v,
-        None => {
-            tx.execute(
-                &format!("INSERT INTO {VERSION_TABLE} (version) VALUES (0)"),
-                &[],
-            )?;
-            0
-        }
-    };
-    if found > known {
-        return Err(StoreError::TooNew { found, known });
-    }
-    for (version, sql) in super::schema::MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(usize::try_from(found).unwrap_or(0))
-    {
-        tx.batch_execute(&dialect(sql))?;
-        let next = i64::try_from(version + 1).unwrap_or(i64::MAX);
-        tx.execute(
-            &format!("UPDATE {VERSION_TABLE} SET version = $1"),
-            &[&next],
-        )?;
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// A PostgreSQL error in words: the server's message (and detail) when it sent one, the
-/// client's cause otherwise — `postgres::Error` alone displays only "db error".
-pub fn describe(e: &postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_owned(),
-        };
-    }
-    match e.source() {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    }
-}
-
-type BoxError = Box<dyn Error + Sync + Send>;
-
-impl ToSql for Value {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Int(i) => match *ty {
-                Type::INT8 => i.to_sql(ty, out),
-                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
-                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
-                Type::BOOL => (*i != 0).to_sql(ty, out),
-                _ => Err(format!("an integer cannot be sent as {ty}").into()),
-            },
-            Value::Text(s) if <&str as ToSql>::accepts(ty) => s.as_str().to_sql(ty, out),
-            Value::Blob(b) if <&[u8] as ToSql>::accepts(ty) => b.as_slice().to_sql(ty, out),
-            v => Err(format!("{} cannot be sent as {ty}", v.kind()).into()),
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
-impl<'a> FromSql<'a> for Value {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Value, BoxError> {
-        Ok(match *ty {
-            Type::INT8 => Value::Int(i64::from_sql(ty, raw)?),
-            Type::INT4 => Value::Int(i32::from_sql(ty, raw)?.into()),
-            Type::INT2 => Value::Int(i16::from_sql(ty, raw)?.into()),
-            Type::BOOL => Value::Int(bool::from_sql(ty, raw)?.into()),
-            Type::BYTEA => Value::Blob(Vec::<u8>::from_sql(ty, raw)?),
-            _ if <String as FromSql>::accepts(ty) => Value::Text(String::from_sql(ty, raw)?),
-            _ => return Err(format!("a column of type {ty} is not one the store reads").into()),
-        })
-    }
-
-    fn from_sql_null(_: &Type) -> Result<Value, BoxError> {
-        Ok(Value::Null)
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -680,29 +444,5 @@ mod tests {
             assert_eq!(db.timeline(n)?.len(), 1, "ticket #{n}");
         }
         Ok(())
-    }
-
-    #[test]
-    fn urls_are_checked_and_shown_without_the_password() {
-        let url = PgUrl::parse("postgres://deskside:s3cret@db.example:5433/desk");
-        let url = url.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(url.to_string(), "postgres://deskside@db.example:5433/desk");
-        assert!(!format!("{url:?}").contains("s3cret"));
-        assert_eq!(
-            PgUrl::hide_password("postgres://u:pw@h:1/d?password=x&sslmode=disable"),
-            "postgres://u:***@h:1/d?password=***&sslmode=disable"
-        );
-        assert_eq!(
-            PgUrl::hide_password("host=h password=pw"),
-            "(not shown: not a URL)"
-        );
-        for bad in [
-            "mysql://x@y/z",
-            "postgres://db.example/desk",
-            "postgres://u@db.example",
-            "postgres://u@db.example/desk?sslmode=require",
-        ] {
-            assert!(PgUrl::parse(bad).is_err(), "{bad}");
-        }
     }
 }
