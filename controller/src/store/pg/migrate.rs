@@ -11,13 +11,14 @@ fn dialect(sql: &str) -> String {
     sql.replace(" BLOB ", " BYTEA ")
 }
 
-/// Applies the migrations this database lacks, under [`WRITE_LOCK`] so nodes starting
-/// together migrate once; a database newer than this binary is refused.
+/// Applies the migrations this database lacks, under [`WRITE_LOCK`] (waiting as long as
+/// another node's migration takes) so nodes starting together migrate once; a database
+/// newer than this binary is refused.
 pub(super) fn migrate(client: &mut Client) -> StoreResult<()> {
     let known = i64::try_from(crate::store::schema::MIGRATIONS.len()).unwrap_or(i64::MAX);
     let mut tx = client.transaction()?;
     tx.batch_execute(&format!(
-        "SELECT pg_advisory_xact_lock({WRITE_LOCK}); \
+        "SET LOCAL lock_timeout = 0; SELECT pg_advisory_xact_lock({WRITE_LOCK}); \
          CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version BIGINT NOT NULL)"
     ))?;
     let found: Option<i64> =

@@ -38,6 +38,10 @@ pub const WRITE_LOCK: i64 = 0x6465_736b_7369_6465;
 /// the cache only empties if something builds SQL it should not.
 const MAX_CACHED_STATEMENTS: usize = 512;
 
+/// How long a write waits for the write lock before it fails, as SQLite's busy timeout:
+/// a node stuck inside a transaction delays the others this long, not forever.
+pub const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// How long connecting may take before it is reported, when the URL sets no
 /// `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -313,12 +317,15 @@ fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 fn connect(url: &PgUrl) -> StoreResult<Client> {
-    url.config()?
+    let mut client = url
+        .config()?
         .connect(NoTls)
         .map_err(|cause| StoreError::Connect {
             target: url.to_string(),
             cause,
-        })
+        })?;
+    client.batch_execute(&format!("SET lock_timeout = {}", LOCK_WAIT.as_millis()))?;
+    Ok(client)
 }
 
 /// A write transaction on PostgreSQL; rolled back when dropped uncommitted.
@@ -412,6 +419,22 @@ mod tests {
             args![pid],
         )?;
         assert_eq!(ticket(&mut db)?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_write_waits_for_the_lock_a_bounded_time_and_says_why() -> anyhow::Result<()> {
+        let at = fresh()?;
+        let mut holder = Db::open_at(&at)?;
+        let mut other = Db::open_at(&at)?;
+        let tx = holder.write()?;
+        let err = ticket(&mut other)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("write lock"), "{err}");
+        drop(tx);
+        assert_eq!(ticket(&mut other)?, 1, "served once the lock is free");
         Ok(())
     }
 

@@ -12,6 +12,13 @@ use crate::store::value::Value;
 /// A PostgreSQL error in words: the server's message (and detail) when it sent one, the
 /// client's cause otherwise — `postgres::Error` alone displays only "db error".
 pub fn describe(e: &postgres::Error) -> String {
+    if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+        return format!(
+            "another controller held the store's write lock for over {:?} ({}); try again, and if it persists look for a stuck transaction in pg_stat_activity",
+            super::LOCK_WAIT,
+            e.as_db_error().map_or("lock timeout", |d| d.message())
+        );
+    }
     if let Some(db) = e.as_db_error() {
         return match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
