@@ -103,6 +103,8 @@ pub struct ControllerConfig {
     pub console: Option<crate::console::ConsoleConfig>,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
     pub store_url: Option<crate::store::PgUrl>,
+    /// This node's name and the cluster's controller addresses (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -121,6 +123,7 @@ impl Default for ControllerConfig {
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
             store_url: None,
+            cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
     }

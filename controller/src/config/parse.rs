@@ -13,7 +13,7 @@ use crate::sla::SlaConfig;
 
 pub(super) const SOCKET_ADDR_HINT: &str =
     "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
-const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console], [store]";
+const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console], [cluster], [store]";
 const STORE_KEYS: &str = "expected url";
 const CERTIFICATE_KEYS: &str = "expected validity";
 const EVIDENCE_KEYS: &str = "expected max_file_bytes";
@@ -127,6 +127,10 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                         }
                     }
                 }
+            }
+            "cluster" => {
+                config.cluster =
+                    crate::cluster::ClusterConfig::from_table(&f, f.table("cluster", value)?)?;
             }
             // Parsed below, by its own module, from the same text.
             "ticketing" => {

@@ -298,6 +298,11 @@ fn the_example_parses_and_shows_the_defaults() -> anyhow::Result<()> {
         c.store_url.map(|u| u.to_string()).as_deref(),
         Some("postgres://deskside@db.example:5432/deskside")
     );
+    // The commented-out [cluster] example names this node and three.
+    let path = write(dir.path(), &uncomment(example(), "cluster"))?;
+    let c = load(Some(&path), &no_env)?;
+    assert_eq!(c.cluster.node_name(), "ctl-a");
+    assert_eq!(c.cluster.controllers.len(), 3);
     // And `data`, uncommented, is the service's default data directory.
     let top = example().replace("#data = ", "data = ");
     let c = parse(&top, &path)?;

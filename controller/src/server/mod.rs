@@ -51,8 +51,10 @@ pub const UNIDENTIFIED_DEADLINE: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often revoked identities' live connections are looked for and closed.
 pub const REVOCATION_SWEEP: Duration = Duration::from_secs(2);
-/// How often the outbox looks for syncs that are due.
+/// How often the outbox looks for syncs that are due (on the node holding its lease).
 pub const OUTBOX_POLL: Duration = Duration::from_secs(5);
+/// How often the node holding the housekeeping lease forgets expired support codes.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// On shutdown, in-flight requests get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -140,6 +142,10 @@ pub struct Options {
     pub max_collect_bytes: u64,
     /// Serve the web console (`[console]`); `None` for none.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// This node's name and the cluster's addresses (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
+    /// How often this node writes its heartbeat ([`crate::cluster::HEARTBEAT_INTERVAL`]).
+    pub heartbeat: Duration,
 }
 
 impl Default for Options {
@@ -157,6 +163,8 @@ impl Default for Options {
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
+            cluster: crate::cluster::ClusterConfig::default(),
+            heartbeat: crate::cluster::HEARTBEAT_INTERVAL,
         }
     }
 }
@@ -187,7 +195,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     )
     .map_err(|source| StartError::Listen { listen, source })?;
     let addr = endpoint.local_addr()?;
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new(store.clone()));
+    let node_name = options.cluster.node_name();
     let shared = Arc::new(Shared {
         seen: Seen::start(store.clone()),
         store,
@@ -218,9 +227,24 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
         tracing::warn!("{w}");
     }
     let cancel = CancellationToken::new();
+    crate::cluster::spawn_heartbeat(
+        shared.store.clone(),
+        node_name.clone(),
+        crate::cluster::advertised(addr),
+        shared.metrics.agents_connected.clone(),
+        options.heartbeat,
+        cancel.clone(),
+    );
     if let Some(system) = shared.ticketing.clone() {
-        crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
+        crate::outbox::spawn_worker(
+            shared.store.clone(),
+            system,
+            cancel.clone(),
+            OUTBOX_POLL,
+            node_name.clone(),
+        );
     }
+    spawn_housekeeping(shared.store.clone(), node_name.clone(), cancel.clone());
     let metrics_addr = match metrics_listen {
         Some(at) => Some(
             crate::metrics::serve(
@@ -228,6 +252,10 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
                 shared.store.clone(),
                 shared.metrics.clone(),
                 warnings.clone(),
+                crate::metrics::NodeInfo {
+                    name: node_name.clone(),
+                    heartbeat: options.heartbeat,
+                },
                 cancel.clone(),
             )
             .await
@@ -237,14 +265,21 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     };
     let console_addr = match &options.console {
         Some(console) => Some(
-            crate::console::start(console, shared.clone(), data.clone(), addr, cancel.clone())
-                .await?,
+            crate::console::start(
+                console,
+                shared.clone(),
+                data.clone(),
+                addr,
+                &options.cluster.controllers,
+                cancel.clone(),
+            )
+            .await?,
         ),
         None => None,
     };
     tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
-    info!(%addr, ?metrics_addr, ?console_addr, store = %data.store_at(), "controller listening");
+    info!(%addr, node = %node_name, ?metrics_addr, ?console_addr, store = %data.store_at(), "controller listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -316,7 +351,31 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Node>, cancel: Cancellation
     info!("controller stopped");
 }
 
-/// Closes revoked agents' and technicians' connections promptly; new connections and
+/// Work one node of the cluster does for all: forgetting expired support codes.
+fn spawn_housekeeping(store: crate::store::Store, node: String, cancel: CancellationToken) {
+    let pass_store = store.clone();
+    crate::cluster::spawn_leased(
+        store,
+        crate::cluster::Work::Housekeeping,
+        node,
+        HOUSEKEEPING_EVERY,
+        cancel,
+        move || {
+            let store = pass_store.clone();
+            async move {
+                let now = crate::clock::now_secs();
+                match store.run(move |db| db.forget_expired_codes(now)).await {
+                    Ok(n) if n > 0 => debug!(forgotten = n, "expired support codes"),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "forgetting expired support codes failed"),
+                }
+            }
+        },
+    );
+}
+
+/// Closes revoked agents' and technicians' connections promptly (each node its own: the
+/// revocations are read from the shared store, wherever they were made); new connections and
 /// requests are checked against the store anyway.
 async fn revocation_sweep(shared: Arc<Node>, cancel: CancellationToken) {
     loop {

@@ -24,6 +24,8 @@
 mod asks;
 pub mod backup;
 mod certs;
+mod cluster;
+mod codes;
 mod console;
 mod db;
 mod deliveries;
@@ -48,6 +50,7 @@ use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, Timeli
 
 pub use asks::{AskOutcome, NewAsk};
 pub use certs::Credentials;
+pub use cluster::NodeRow;
 pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
 pub use db::Db;
 pub use deliveries::Delivered;
