@@ -1,16 +1,18 @@
 //! The controller on PostgreSQL (`[store] url`), end to end: a real controller whose store
 //! is a database on the test process's throwaway cluster, a real agent enrolled through
 //! a token redeemed there, a technician, diagnostics, a note, escalation with a bundle
-//! whose hash-chained timeline verifies, revocation by the admin command, and the
-//! backup command refusing a store it cannot copy.
+//! whose hash-chained timeline verifies, revocation by the admin command, the backup
+//! command refusing a store it cannot copy, and two nodes writing the one database.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use deskside_controller::bundle;
+use deskside_controller::client::TechClient;
 use deskside_controller::store::{GENESIS_HASH, StoreAt, entry_hash};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
+use deskside_tests::nodes::{node_options, technician_at};
 use deskside_tests::{ALLOW_DIAGNOSTICS, Cluster, wait_online};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,5 +133,67 @@ async fn revocation_and_backup_refusal_on_postgres() -> Result<()> {
 
     agent.stop().await;
     cluster.stop().await;
+    Ok(())
+}
+
+/// Opens `n` tickets through `tech`; their numbers.
+async fn open_tickets(tech: &TechClient, n: u64, title: &str) -> Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for i in 0..n {
+        let TechReply::Ticket(v) = tech
+            .request(&TechRequest::NewTicket {
+                title: format!("{title} {i}"),
+                agent: None,
+                requester: String::new(),
+                priority: "normal".into(),
+            })
+            .await?
+        else {
+            bail!("no ticket");
+        };
+        numbers.push(v.ticket.number);
+    }
+    Ok(numbers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_write_one_postgres_database_at_once() -> Result<()> {
+    const EACH: u64 = 20;
+    let heartbeat = Duration::from_secs(1);
+    let mut a = Cluster::start_postgres(node_options("ctl-a", heartbeat)).await?;
+    let mut b = a
+        .start_node("ctl-b", node_options("ctl-b", heartbeat))
+        .await?;
+    assert_eq!(a.data.store_at(), b.data.store_at(), "one database");
+    let (profile, tech_a) = a.technician("hotline", Tier::L1).await?;
+    let tech_b = technician_at(&profile, &b.addr).await?;
+
+    // Both nodes open tickets at the same time: every number is taken once, none skipped.
+    let (on_a, on_b) = tokio::join!(
+        open_tickets(&tech_a, EACH, "from a"),
+        open_tickets(&tech_b, EACH, "from b")
+    );
+    let mut all = on_a?;
+    all.extend(on_b?);
+    all.sort_unstable();
+    assert_eq!(all, (1..=2 * EACH).collect::<Vec<_>>());
+
+    // Each node lists the other's tickets, each with its one timeline entry.
+    for tech in [&tech_a, &tech_b] {
+        let TechReply::Tickets(list) = tech.request(&TechRequest::ListTickets).await? else {
+            bail!("tickets");
+        };
+        assert_eq!(list.len(), usize::try_from(2 * EACH)?);
+    }
+    let TechReply::Ticket(v) = tech_b
+        .request(&TechRequest::ShowTicket { number: 1 })
+        .await?
+    else {
+        bail!("show");
+    };
+    assert_eq!(v.timeline.len(), 1);
+
+    b.stop().await;
+    a.stop().await;
     Ok(())
 }
