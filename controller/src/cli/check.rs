@@ -133,8 +133,9 @@ pub async fn config(
             },
         }
     );
-    let data = super::data_dir(data)?;
+    let data = super::data_dir(data, config)?;
     println!("  data            {}", data.root().display());
+    println!("  store           {}", data.store_at());
     println!(
         "  evidence        {}{}",
         config

@@ -455,3 +455,81 @@ impl Read for PgBlobReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs() -> anyhow::Result<PgBlobs> {
+        let url = deskside_testpg::database().map_err(anyhow::Error::msg)?;
+        let blobs = PgBlobs::new(&url)?;
+        blobs.prepare()?;
+        Ok(blobs)
+    }
+
+    /// Bytes over several chunks, with a tail that fills none.
+    fn uneven(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn streamed_blobs_come_back_whole_and_named_by_their_hash() -> anyhow::Result<()> {
+        let blobs = blobs()?;
+        let data = uneven(2 * CHUNK_BYTES + 12_345);
+        let mut w = blobs.begin()?;
+        for piece in data.chunks(7777) {
+            w.write(piece)?;
+        }
+        assert_eq!(w.written(), data.len() as u64);
+        let sha = w.commit()?;
+        assert_eq!(sha, hex::encode(Sha256::digest(&data)));
+        assert_eq!(blobs.get(&sha)?, data);
+        assert_eq!(blobs.size(&sha)?, data.len() as u64);
+        assert_eq!(
+            blobs.put(&data)?,
+            sha,
+            "the same bytes again are the same blob"
+        );
+        assert_eq!(blobs.put(b"")?, hex::encode(Sha256::digest(b"")));
+        assert!(blobs.get(&hex::encode(Sha256::digest(b"")))?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn an_abandoned_blob_leaves_nothing_and_a_missing_one_is_not_found() -> anyhow::Result<()> {
+        let blobs = blobs()?;
+        let mut w = blobs.begin()?;
+        w.write(&uneven(CHUNK_BYTES + 1))?;
+        let sha = w.sha256();
+        drop(w);
+        let mut client = blobs.client()?;
+        let chunks: i64 = client
+            .query_one("SELECT count(*) FROM evidence_blob_chunks", &[])?
+            .get(0);
+        assert_eq!(chunks, 0);
+        assert!(matches!(blobs.get(&sha), Err(BlobError::Io { .. })));
+        assert!(matches!(
+            blobs.get("../etc/passwd"),
+            Err(BlobError::BadName(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_caught_when_read() -> anyhow::Result<()> {
+        let blobs = blobs()?;
+        let sha = blobs.put(&uneven(CHUNK_BYTES + 10))?;
+        let mut client = blobs.client()?;
+        client.execute(
+            "UPDATE evidence_blob_chunks SET bytes = $1 WHERE seq = 1",
+            &[&b"0123456789".as_slice()],
+        )?;
+        let e = blobs
+            .get(&sha)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("damaged"), "{e}");
+        Ok(())
+    }
+}

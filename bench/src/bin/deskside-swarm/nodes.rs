@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use deskside_controller::datadir::DataDir;
+use deskside_controller::store::PgUrl;
 use serde::{Deserialize, Serialize};
 
 use crate::swarm::{Platform, Swarm};
@@ -97,10 +98,13 @@ pub async fn run(file: &Path, agents: usize, idle_secs: u64) -> Result<NodesRepo
     if spec.nodes.is_empty() {
         bail!("{} names no node", file.display());
     }
-    if spec.store.is_some() {
-        bail!("this build's controller library has no PostgreSQL store to make tokens in");
-    }
-    let data = DataDir::new(&spec.data);
+    let store = spec
+        .store
+        .as_deref()
+        .map(PgUrl::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{}: store: {e}", file.display()))?;
+    let data = DataDir::new(&spec.data).with_store(store);
     let fixed = Arc::new(deskside_agent::diag::snapshot().await);
     let platform = Platform {
         os: fixed.os.pretty_name.clone(),
