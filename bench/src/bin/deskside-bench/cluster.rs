@@ -26,6 +26,9 @@ const NODES: usize = 3;
 /// reconnect backoff, and room for a busy machine.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(240);
 
+/// Real agents on loopback connect within seconds; allow for a busy machine.
+const CONNECT_WITHIN: Duration = Duration::from_secs(120);
+
 /// How much to measure.
 #[derive(Debug, Clone, Copy)]
 pub struct ClusterPlan {
@@ -97,19 +100,42 @@ struct SwarmNode {
     cpu_pct_idle: f64,
 }
 
+/// Three nodes on the database at `url`, routing through `nats` when this build's
+/// controller takes `[cluster] nats`; else without routing, and the second value says
+/// why: the measures that need no routing still run.
+fn cluster_nodes(bins: &Bins, url: String, nats: &Nats) -> Result<(Nodes, Result<(), String>)> {
+    let with_nats = Shared {
+        store: Some(url),
+        nats: Some(nats.url()),
+        cluster: true,
+    };
+    let n = Nodes::configure(bins, NODES, &with_nats)?;
+    let refused = match n.check() {
+        Ok(()) => return Ok((n, Ok(()))),
+        Err(e) => e,
+    };
+    drop(n);
+    let without = Shared {
+        nats: None,
+        ..with_nats
+    };
+    let n = Nodes::configure(bins, NODES, &without)?;
+    if let Err(e) = n.check() {
+        bail!("this build's controller refuses a cluster config ([store] url, [cluster]): {e}");
+    }
+    Ok((
+        n,
+        Err(format!(
+            "this build's controller does not route between nodes ({})",
+            refused.lines().next().unwrap_or_default()
+        )),
+    ))
+}
+
 /// Fresh nodes, `plan.swarm_agents` simulated agents spread over them by the swarm.
 async fn scale(bins: &Bins, pg: &PgCluster, nats: &Nats, plan: ClusterPlan) -> Result<Row> {
     let url = pg.database("scale")?;
-    let shared = Shared {
-        store: Some(url.clone()),
-        nats: Some(nats.url()),
-    };
-    let mut n = Nodes::configure(bins, NODES, &shared)?;
-    if let Err(e) = n.check() {
-        bail!(
-            "this build's controller refuses a cluster config ([store] url, [cluster] nats): {e}"
-        );
-    }
+    let (mut n, _) = cluster_nodes(bins, url.clone(), nats)?;
     n.start_all().await?;
     let file = n.swarm_file(Some(&url))?;
     let exe = bins.dir.join("deskside-swarm");
@@ -202,6 +228,7 @@ async fn engines(bins: &Bins, pg: &PgCluster, plan: ClusterPlan) -> Vec<Row> {
         Shared {
             store: Some(url),
             nats: None,
+            cluster: false,
         },
         plan.runs,
     )
@@ -270,16 +297,7 @@ async fn three_nodes(
     nats: &Nats,
     plan: ClusterPlan,
 ) -> Result<Vec<Row>> {
-    let shared = Shared {
-        store: Some(pg.database("three_nodes")?),
-        nats: Some(nats.url()),
-    };
-    let mut n = Nodes::configure(bins, NODES, &shared)?;
-    if let Err(e) = n.check() {
-        bail!(
-            "this build's controller refuses a cluster config ([store] url, [cluster] nats): {e}"
-        );
-    }
+    let (mut n, routing) = cluster_nodes(bins, pg.database("three_nodes")?, nats)?;
     n.start_all().await?;
     n.add_true_script()?;
     let mut pinned: Vec<Vec<String>> = vec![Vec::new(); NODES];
@@ -295,8 +313,19 @@ async fn three_nodes(
     let all: Vec<String> = pinned.iter().flatten().chain(&roaming).cloned().collect();
     let profile = n.technician("bench", 0)?;
     let client = nodes::client(&profile).await?;
-    nodes::wait_online(&client, &all).await?;
+    wait_connected(&n, all.len()).await?;
     let mut rows = vec![idle_row(&n, all.len(), plan.idle_secs).await?];
+    if let Err(why) = routing {
+        for m in [
+            "cluster: routed request (script) against a local one",
+            "cluster: snapshot fan-out from one node to agents on all nodes",
+        ] {
+            rows.push(Row::new(m, format!("not measured: {why}"), "—").not_measured());
+        }
+        client.close().await;
+        rows.push(failover_or_not(&mut n, plan).await?);
+        return Ok(rows);
+    }
 
     let (local, routed) = match (
         pinned.first().and_then(|v| v.first()),
@@ -359,20 +388,40 @@ async fn three_nodes(
         )),
     );
     client.close().await;
-
-    if plan.failover {
-        rows.push(failover(&mut n, plan).await?);
-    } else {
-        rows.push(
-            Row::new(
-                "cluster: a killed node's agents back on the others",
-                "not measured in this mode (it waits out the agents' idle timeout)".into(),
-                "≤ 60 s",
-            )
-            .not_measured(),
-        );
-    }
+    rows.push(failover_or_not(&mut n, plan).await?);
     Ok(rows)
+}
+
+async fn failover_or_not(n: &mut Nodes, plan: ClusterPlan) -> Result<Row> {
+    if plan.failover {
+        return failover(n, plan).await;
+    }
+    Ok(Row::new(
+        "cluster: a killed node's agents back on the others",
+        "not measured in this mode (it waits out the agents' idle timeout)".into(),
+        "≤ 60 s",
+    )
+    .not_measured())
+}
+
+/// Waits until the nodes' connected-agents gauges add up to `want`.
+async fn wait_connected(n: &Nodes, want: usize) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let mut sum = 0;
+        for node in &n.nodes {
+            sum += nodes::health(node.metrics)
+                .await
+                .map_or(0, |h| h.agents_connected);
+        }
+        if sum >= want as i64 {
+            return Ok(());
+        }
+        if start.elapsed() > CONNECT_WITHIN {
+            bail!("only {sum} of {want} agents connected within {CONNECT_WITHIN:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Each node's RSS and CPU over an idle window, with every agent connected.

@@ -34,8 +34,10 @@ const NAMES: [&str; 3] = ["ctl-a", "ctl-b", "ctl-c"];
 pub struct Shared {
     /// `[store] url`; `None` for SQLite in the data directory.
     pub store: Option<String>,
-    /// `[cluster] nats`; `None` for a single node.
+    /// `[cluster] nats`; `None` for no routing between nodes.
     pub nats: Option<String>,
+    /// Write `[cluster] node/controllers` (several nodes).
+    pub cluster: bool,
 }
 
 /// One controller node.
@@ -96,12 +98,15 @@ impl Nodes {
             if let Some(url) = &shared.store {
                 toml.push_str(&format!("[store]\nurl = \"{url}\"\n"));
             }
-            if let Some(nats) = &shared.nats {
+            if shared.cluster {
                 let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
                 toml.push_str(&format!(
-                    "[cluster]\nnode = \"{name}\"\ncontrollers = [{}]\nnats = \"{nats}\"\n",
+                    "[cluster]\nnode = \"{name}\"\ncontrollers = [{}]\n",
                     list.join(", ")
                 ));
+                if let Some(nats) = &shared.nats {
+                    toml.push_str(&format!("nats = \"{nats}\"\n"));
+                }
             }
             let config = dir.path().join(format!("{name}.toml"));
             std::fs::write(&config, toml)?;
