@@ -166,4 +166,14 @@ ALTER TABLE agents ADD COLUMN snapshot_at BIGINT;
 CREATE INDEX agents_fleet ON agents (hostname, id, os, kernel, agent_version, enrolled_at,
     last_seen, revoked_at, worst_finding, snapshot_at);
 "#,
+    // Which node holds each agent's connection, so a node can route a request for an
+    // agent connected elsewhere. `connected_at` is in Unix milliseconds.
+    r#"
+CREATE TABLE agent_location (
+    agent_id        TEXT PRIMARY KEY,
+    node            TEXT NOT NULL,
+    connected_at    BIGINT NOT NULL
+);
+CREATE INDEX agent_location_node ON agent_location (node);
+"#,
 ];
