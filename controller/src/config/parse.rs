@@ -13,7 +13,7 @@ use crate::sla::SlaConfig;
 
 pub(super) const SOCKET_ADDR_HINT: &str =
     "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
-const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console]";
+const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console], [cluster]";
 const CERTIFICATE_KEYS: &str = "expected validity";
 const EVIDENCE_KEYS: &str = "expected max_file_bytes";
 const METRICS_KEYS: &str = "expected listen";
@@ -110,6 +110,9 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                         message,
                     }
                 })?;
+            }
+            "cluster" => {
+                config.cluster = super::cluster::parse(&f, f.table("cluster", value)?)?;
             }
             "console" => {
                 config.console = Some(crate::console::config::parse(
