@@ -120,11 +120,26 @@ pub async fn config(
                 .to_lowercase(),
         }
     );
+    println!(
+        "  cluster         node {}, {}",
+        config.cluster.node_name(),
+        match &config.cluster.nats {
+            None => "single node (no [cluster] nats)".to_owned(),
+            Some(url) => format!("routing through {}", crate::route::redact(url)),
+        }
+    );
     for w in config.ticketing.warnings() {
         println!("  warning         {w}");
     }
     if reach {
         reach_ticketing(&config.ticketing).await?;
+        if let Some(url) = &config.cluster.nats {
+            crate::route::reach(url).await?;
+            println!(
+                "  reach           NATS at {}: connected",
+                crate::route::redact(url)
+            );
+        }
     }
     Ok(())
 }

@@ -66,6 +66,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 client_validity: config.client_validity,
                 max_collect_bytes: config.max_collect_bytes,
                 console: config.console.clone(),
+                cluster: config.cluster.clone(),
                 ..crate::server::Options::default()
             };
             Ok(admin::serve(&data_dir(data)?, &options).await?)

@@ -64,6 +64,9 @@ pub(crate) struct Node {
     pub shared: Arc<Shared>,
     /// The live connections; also the service's way to the agents.
     pub registry: Arc<Registry>,
+    /// This node's name when it is one of several: its agents' connections are then
+    /// recorded in the location table, for the other nodes to route to.
+    pub located: Option<String>,
     /// How long a new connection may take to say hello.
     pub hello_timeout: Duration,
     /// How long a connection may stay unidentified, enrollment included.
@@ -141,6 +144,8 @@ pub struct Options {
     pub max_collect_bytes: u64,
     /// Serve the web console (`[console]`); `None` for none.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// `[cluster]`: with `nats` set, requests for agents on other nodes are routed there.
+    pub cluster: crate::config::ClusterConfig,
 }
 
 impl Default for Options {
@@ -158,6 +163,7 @@ impl Default for Options {
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
+            cluster: crate::config::ClusterConfig::default(),
         }
     }
 }
@@ -189,6 +195,23 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     .map_err(|source| StartError::Listen { listen, source })?;
     let addr = endpoint.local_addr()?;
     let registry = Arc::new(Registry::default());
+    let cancel = CancellationToken::new();
+    // With NATS, the operations reach the whole cluster's agents; without, this node's.
+    let (agents, located): (Arc<dyn crate::service::AgentLink>, _) = match &options.cluster.nats {
+        Some(url) => {
+            let node = options.cluster.node_name();
+            let routing = crate::route::Routing {
+                url,
+                node: &node,
+                installation: &origin,
+                local: registry.clone(),
+                store: store.clone(),
+            };
+            let router = crate::route::Router::start(routing, cancel.clone()).await?;
+            (router, Some(node))
+        }
+        None => (registry.clone(), None),
+    };
     let shared = Arc::new(Shared {
         seen: Seen::start(store.clone()),
         store,
@@ -197,7 +220,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
         records: crate::records::RecordSigner::new(record_signing),
-        agents: registry.clone(),
+        agents,
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
         ticketing: crate::adapters::from_config(&options.ticketing, &origin),
@@ -211,6 +234,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let node = Arc::new(Node {
         shared: shared.clone(),
         registry,
+        located,
         hello_timeout: options.hello_timeout,
         unidentified_deadline: options.unidentified_deadline,
     });
@@ -218,7 +242,6 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     for w in warnings.iter() {
         tracing::warn!("{w}");
     }
-    let cancel = CancellationToken::new();
     if let Some(system) = shared.ticketing.clone() {
         crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
     }
