@@ -18,6 +18,8 @@ use deskside_tests::{Cluster, wait_online};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
+mod failover;
+
 const POLICY: &str =
     "[scopes]\ndiagnostics = \"allow\"\n\"scripts:l1\" = \"allow\"\nfiles = \"allow\"\n";
 /// No request may take longer than this to end, one way or the other.

@@ -1,0 +1,417 @@
+//! Three `deskside serve` processes and real `deskside-agent run` processes, one agent on
+//! each node: a rolling restart of all three nodes, then `kill -9` of the node holding
+//! an agent, of the node a technician's routed requests arrive at, or of the agent, at
+//! random points while diagnostics and script runs (~0.5 MiB of output each) are
+//! routed across the nodes. Every request ends with an outcome within a bound; at the
+//! end every item an agent produced is stored exactly once.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use deskside_agent::state::{StateDir, write_atomic};
+use deskside_controller::cli::admin::{make_token, script_add};
+use deskside_controller::cli::tech::login_to;
+use deskside_controller::client::TechClient;
+use deskside_controller::datadir::DataDir;
+use deskside_controller::profile::Profile;
+use deskside_controller::store::{Store, TokenFor};
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::{TechReply, TechRequest};
+use deskside_tests::nodes::{NAMES, Nats, join_data};
+use deskside_tests::{bin, free_udp_addr, serve_command, wait_online};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+
+/// Rounds of "route uploads, kill something, restart it".
+const ROUNDS: u32 = 4;
+/// No request may take longer than this to end one way or the other: a hang fails.
+const REQUEST_BOUND: Duration = Duration::from_secs(60);
+/// How long the agents get to deliver their spools once everything is up again.
+const SETTLE: Duration = Duration::from_secs(90);
+const POLICY: &str = "[scopes]\ndiagnostics = \"allow\"\n\"scripts:l1\" = \"allow\"\n";
+const UPLOAD_BODY: &str = "head -c 393216 /dev/urandom | base64\n";
+
+/// A process restarted the way a service manager does.
+struct Proc {
+    child: Option<Child>,
+    cmd: Command,
+}
+
+impl Proc {
+    fn start(&mut self) -> Result<()> {
+        self.child = Some(self.cmd.spawn().context("starting a process")?);
+        Ok(())
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the drain (SIGKILL past the bound).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn logged(mut cmd: Command, log: &Path) -> Result<Command> {
+    let file = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::from(file))
+        .env("RUST_LOG", "info");
+    Ok(cmd)
+}
+
+struct Node {
+    data: DataDir,
+    addr: String,
+    proc: Proc,
+}
+
+fn node(dir: &Path, name: &str, first: Option<&DataDir>, nats: &Nats) -> Result<Node> {
+    let data = DataDir::new(dir.join(name));
+    match first {
+        None => data.init()?,
+        Some(first) => join_data(first, &data)?,
+    }
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!("[cluster]\nnode = \"{name}\"\nnats = \"{}\"\n", nats.url),
+    )?;
+    let addr = free_udp_addr()?;
+    let mut cmd = logged(
+        serve_command(data.root(), &addr)?,
+        &dir.join(format!("{name}.log")),
+    )?;
+    cmd.env("DESKSIDE_CONFIG", &config);
+    let mut proc = Proc { child: None, cmd };
+    proc.start()?;
+    Ok(Node { data, addr, proc })
+}
+
+struct Machine {
+    id: String,
+    state: StateDir,
+    proc: Proc,
+}
+
+async fn machine(dir: &Path, name: &str, on: &Node) -> Result<Machine> {
+    let state = StateDir::new(dir.join(name));
+    let token = make_token(
+        &on.data,
+        TokenFor::Agent,
+        &on.addr,
+        Duration::from_secs(600),
+    )?;
+    let id = retry(|| deskside_agent::enroll::enroll(&state, &token))
+        .await?
+        .agent_id;
+    write_atomic(&state.policy(), POLICY.as_bytes(), 0o644)?;
+    let mut cmd = Command::new(bin("deskside-agent")?);
+    cmd.arg("--state").arg(state.root()).arg("run");
+    // Fast reconnects keep the test short; the backoff maths has its own tests.
+    cmd.env("DESKSIDE_RECONNECT_BASE", "100ms")
+        .env("DESKSIDE_RECONNECT_CAP", "1s");
+    let mut proc = Proc {
+        child: None,
+        cmd: logged(cmd, &dir.join(format!("{name}.log")))?,
+    };
+    proc.start()?;
+    Ok(Machine { id, state, proc })
+}
+
+/// Keys of the evidence items an agent's audit log says it produced.
+fn audited_keys(state: &StateDir) -> Result<BTreeSet<String>> {
+    let (entries, damaged) = deskside_agent::audit::read(&state.audit_log())?;
+    if damaged > 0 {
+        bail!("an agent's audit log has {damaged} damaged lines after kill -9");
+    }
+    Ok(entries
+        .iter()
+        .filter(|e| matches!(e.outcome.as_str(), "served" | "finished" | "recovered"))
+        .filter_map(|e| {
+            let (_, rest) = e.detail.split_once("key ")?;
+            let key: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            (!key.is_empty()).then_some(key)
+        })
+        .collect())
+}
+
+fn spooled(state: &StateDir) -> usize {
+    std::fs::read_dir(state.spool_dir()).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".delivery"))
+            .count()
+    })
+}
+
+/// The delivered keys the shared store holds for `agent`, each item's blob whole and
+/// recorded by exactly one timeline entry.
+fn stored_keys(data: &DataDir, agent: &str) -> Result<BTreeSet<String>> {
+    let db = rusqlite::Connection::open(data.database())?;
+    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if check != "ok" {
+        bail!("the shared database is corrupt: {check}");
+    }
+    let mut q = db.prepare(
+        "SELECT e.sha256, (SELECT COUNT(*) FROM timeline t WHERE t.ticket = e.ticket AND t.evidence_sha256 = e.sha256) \
+         FROM evidence e WHERE e.agent_id = ?1",
+    )?;
+    let rows = q.query_map([agent], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    let mut evidence = 0;
+    for row in rows {
+        let (sha, entries) = row?;
+        if entries != 1 {
+            bail!("evidence {sha} has {entries} timeline entries (doubled or orphaned)");
+        }
+        let blob = data
+            .evidence()
+            .join(sha.get(..2).unwrap_or_default())
+            .join(&sha);
+        let bytes = std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
+        if hex::encode(Sha256::digest(&bytes)) != sha {
+            bail!("blob {} does not hash to its name", blob.display());
+        }
+        evidence += 1;
+    }
+    let mut q = db.prepare(
+        "SELECT key FROM deliveries WHERE agent_id = ?1 AND evidence_sha256 IS NOT NULL",
+    )?;
+    let keys: BTreeSet<String> = q
+        .query_map([agent], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if keys.len() != evidence {
+        bail!(
+            "{} deliveries but {evidence} evidence records for {agent}",
+            keys.len()
+        );
+    }
+    Ok(keys)
+}
+
+/// One routed upload through a fresh connection to the technician's node.
+async fn upload(profile: Profile, agent: String, ticket: u64, script: bool) -> Result<(), String> {
+    let client = TechClient::connect(&profile)
+        .await
+        .map_err(|e| format!("connect: {e:#}"))?;
+    let reply = if script {
+        let req = TechRequest::RunScript {
+            agent,
+            ticket,
+            script: "upload".into(),
+            params: Vec::new(),
+        };
+        client.stream(&req, |_| {}).await
+    } else {
+        client
+            .request(&TechRequest::Diagnostics { agent, ticket })
+            .await
+    };
+    match reply {
+        Ok(TechReply::Diagnostics(_) | TechReply::RunFinished(_)) => Ok(()),
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => Err(format!("{:#}", anyhow::Error::from(e))),
+    }
+}
+
+async fn retry<T, E: Into<anyhow::Error>, Fut: Future<Output = Result<T, E>>>(
+    f: impl Fn() -> Fut,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if start.elapsed() > Duration::from_secs(30) => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Every agent is online as the technician's node sees it (the node may be restarting).
+async fn all_online(profile: &Profile, machines: &[Machine]) -> Result<()> {
+    let client = retry(|| TechClient::connect(profile)).await?;
+    for m in machines {
+        wait_online(&client, &m.id).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_and_kill_9_across_nodes_lose_and_double_nothing() -> Result<()> {
+    let seed: u64 = std::env::var("DESKSIDE_FAULT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::thread_rng().r#gen());
+    eprintln!("cluster faults: seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nats = Nats::shared()?;
+    let scratch = tempfile::tempdir()?;
+    let dir = scratch.path();
+    let result = run(&mut rng, &nats, dir).await;
+    if result.is_err() {
+        let kept = scratch.keep();
+        eprintln!("logs and state kept in {}", kept.display());
+    }
+    result
+}
+
+async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for name in NAMES {
+        let first = nodes.first().map(|n| n.data.clone());
+        nodes.push(node(dir, name, first.as_ref(), nats)?);
+    }
+    let data = nodes.first().map(|n| n.data.clone()).context("node a")?;
+    let catalog: PathBuf = dir.join("catalog");
+    std::fs::create_dir_all(&catalog)?;
+    std::fs::write(catalog.join("upload.sh"), UPLOAD_BODY)?;
+    std::fs::write(
+        catalog.join("upload.toml"),
+        "name = \"upload\"\nversion = 1\ndescription = \"prints 0.5 MiB\"\nchanges = \"nothing\"\n\
+         tier = \"l1\"\ninterpreter = \"sh\"\nos = \"linux\"\ntimeout_secs = 30\nbody = \"upload.sh\"\n",
+    )?;
+    script_add(&data, &[catalog.join("upload.toml")])?;
+    Store::open(&data.database())?.blocking(|db| db.insert_technician("tina", Tier::L1))?;
+    // The technician works on node A; one agent on each node.
+    let a_addr = nodes.first().map(|n| n.addr.clone()).context("node a")?;
+    let token = make_token(
+        &data,
+        TokenFor::Technician("tina".into()),
+        &a_addr,
+        Duration::from_secs(600),
+    )?;
+    let profile_path = dir.join("tina.toml");
+    let profile = retry(|| login_to(&token, &profile_path)).await?;
+    let mut machines = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        machines.push(machine(dir, &format!("pc-{i}"), n).await?);
+    }
+    all_online(&profile, &machines).await?;
+    let client = TechClient::connect(&profile).await?;
+    let mut tickets = Vec::new();
+    for m in &machines {
+        tickets.push(deskside_tests::hostile::new_ticket(&client, &m.id).await?);
+    }
+    drop(client);
+
+    let (mut answered, mut failed) = (0u32, Vec::new());
+    // A rolling restart, one node at a time, while routed requests run; then kill -9s.
+    let steps: Vec<(usize, bool)> = (0..NAMES.len())
+        .map(|i| (i, false))
+        .chain((0..ROUNDS).map(|_| (rng.gen_range(0..NAMES.len() + 1), true)))
+        .collect();
+    for (round, (victim, kill)) in steps.into_iter().enumerate() {
+        let mut uploads = tokio::task::JoinSet::new();
+        for (i, (m, t)) in machines.iter().zip(&tickets).enumerate() {
+            let (p, a, t) = (profile.clone(), m.id.clone(), *t);
+            uploads.spawn(tokio::time::timeout(
+                REQUEST_BOUND,
+                upload(p, a, t, (round + i) % 2 == 0),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1500))).await;
+        match (nodes.get_mut(victim), kill) {
+            (Some(n), false) => {
+                eprintln!(
+                    "step {round}: restart {}",
+                    NAMES.get(victim).unwrap_or(&"?")
+                );
+                n.proc.stop();
+                n.proc.start()?;
+            }
+            (Some(n), true) => {
+                eprintln!(
+                    "step {round}: kill -9 {}",
+                    NAMES.get(victim).unwrap_or(&"?")
+                );
+                n.proc.kill9();
+                n.proc.start()?;
+            }
+            (None, _) => {
+                // An agent instead: the one whose node routes to it from A.
+                eprintln!("step {round}: kill -9 the agent on ctl-c");
+                let m = machines.last_mut().context("an agent")?;
+                m.proc.kill9();
+                m.proc.start()?;
+            }
+        }
+        while let Some(done) = uploads.join_next().await {
+            match done? {
+                Err(_) => bail!("step {round}: a request hung for over {REQUEST_BOUND:?}"),
+                Ok(Ok(())) => answered += 1,
+                Ok(Err(reason)) => failed.push(reason),
+            }
+        }
+        all_online(&profile, &machines).await?;
+    }
+
+    // Everything up: the spools drain, to whichever node each agent is on.
+    let start = Instant::now();
+    while machines.iter().any(|m| spooled(&m.state) > 0) {
+        if start.elapsed() > SETTLE {
+            bail!("items still spooled after {SETTLE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut produced_all = 0;
+    for m in &mut machines {
+        m.proc.stop();
+        let produced = audited_keys(&m.state)?;
+        let stored = stored_keys(&data, &m.id)?;
+        let lost: Vec<_> = produced.difference(&stored).collect();
+        let unexpected: Vec<_> = stored.difference(&produced).collect();
+        assert!(
+            lost.is_empty(),
+            "{}: items produced but never stored: {lost:?}",
+            m.id
+        );
+        assert!(
+            unexpected.is_empty(),
+            "{}: items stored never produced: {unexpected:?}",
+            m.id
+        );
+        produced_all += produced.len();
+    }
+    for n in &mut nodes {
+        n.proc.stop();
+    }
+    eprintln!(
+        "cluster faults: {answered} routed requests answered, {} ended with an error {failed:?}; {produced_all} items produced, all stored once",
+        failed.len()
+    );
+    assert!(
+        answered as usize <= produced_all,
+        "every answered request produced an item"
+    );
+    assert!(produced_all > 0, "the run produced nothing to check");
+    Ok(())
+}
