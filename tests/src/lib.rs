@@ -8,8 +8,8 @@ pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
 pub mod local;
-pub mod nodes;
 pub mod raw;
+pub mod routing;
 pub mod rt;
 pub mod sample_bundle;
 

@@ -13,7 +13,7 @@ use deskside_controller::store::{GENESIS_HASH, entry_hash};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{CollectReport, ErrorReply, TechReply, TechRequest, TicketView};
 use deskside_tests::hostile::new_ticket;
-use deskside_tests::nodes::{NAMES, Nats, start_nodes};
+use deskside_tests::routing::{NAMES, Nats, start_nodes};
 use deskside_tests::{Cluster, wait_online};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};

@@ -20,7 +20,7 @@ use deskside_controller::profile::Profile;
 use deskside_controller::store::{Store, TokenFor};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
-use deskside_tests::nodes::{NAMES, Nats, join_data};
+use deskside_tests::routing::{NAMES, Nats, join_data};
 use deskside_tests::{bin, free_udp_addr, serve_command, wait_online};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
