@@ -44,13 +44,13 @@ pub(super) async fn serve(
                 request = opens.next() => match request {
                     Some(msg) => {
                         let (client, local, node) = (client.clone(), local.clone(), subjects.node.clone());
-                        let (slot, cancel) = (slots.clone().try_acquire_owned(), cancel.clone());
+                        let slot = slots.clone().try_acquire_owned();
                         tokio::spawn(async move {
                             let Ok(_slot) = slot else {
                                 let busy = format!("node {node} is relaying {MAX_RELAYS} streams already; try again shortly");
                                 return answer(&client, &msg, &Opened::Failed(busy)).await;
                             };
-                            relay_one(client, &node, local, msg, cancel).await;
+                            relay_one(client, &node, local, msg).await;
                         });
                     }
                     None => return,
@@ -68,13 +68,7 @@ async fn answer(client: &Client, msg: &Message, opened: &Opened) {
 }
 
 /// One open request: opens the stream on the agent's connection and pumps it.
-async fn relay_one(
-    client: Client,
-    node: &str,
-    local: Arc<dyn AgentLink>,
-    msg: Message,
-    cancel: CancellationToken,
-) {
+async fn relay_one(client: Client, node: &str, local: Arc<dyn AgentLink>, msg: Message) {
     let req = match Open::decode(msg.payload.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -106,7 +100,7 @@ async fn relay_one(
     debug!(agent = %req.agent, from = %req.from, "relaying a stream for another node");
     let up = Numbered::new(client, &req.up);
     let inbound = Inbound::new(sub, &req.from, SILENCE);
-    let outcome = pump(stream, up, inbound, cancel).await;
+    let outcome = pump(stream, up, inbound).await;
     match outcome {
         Ok(()) => debug!(agent = %req.agent, "relayed stream done"),
         Err(e) => info!(agent = %req.agent, reason = %e, "relayed stream cut"),
@@ -125,12 +119,13 @@ struct Pump {
     done_reading: bool,
 }
 
-/// Pumps until the requester closes (`Ok`) or the relay breaks (`Err`, with why).
+/// Pumps until the requester closes (`Ok`) or the relay breaks (`Err`, with why). A
+/// node shutting down lets it run, as it lets its own requests in flight finish: the
+/// agent's stream ends with the node's endpoint at the latest, and the requester hears.
 async fn pump(
     stream: Box<dyn AgentStream>,
     up: Numbered,
     mut inbound: Inbound,
-    cancel: CancellationToken,
 ) -> Result<(), String> {
     let mut p = Pump {
         stream,
@@ -143,7 +138,6 @@ async fn pump(
     let result = loop {
         let may_read = !p.done_reading && p.sent - p.credit.min(p.sent) < WINDOW_BYTES;
         tokio::select! {
-            _ = cancel.cancelled() => break Err("this node is shutting down".to_owned()),
             frame = inbound.next(Down::decode) => match frame {
                 Ok(Down::Close) => break Ok(()),
                 Ok(frame) => {
