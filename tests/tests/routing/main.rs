@@ -108,6 +108,22 @@ async fn at_first_file_bytes(
     Ok(())
 }
 
+/// The NATS subject on which `node` of `first`'s installation takes stream-open requests:
+/// under the installation's name, the first 12 hex digits of its CA's SHA-256, as the
+/// server names it.
+fn open_subject(first: &Cluster, node: &str) -> Result<String> {
+    let ca = std::fs::read_to_string(first.data.root().join("ca.crt"))?;
+    let der = deskside_transport::pki::cert_from_pem(&ca)?;
+    let installation: String = hex::encode(deskside_transport::pki::fingerprint(&der))
+        .chars()
+        .take(12)
+        .collect();
+    Ok(format!(
+        "deskside.{installation}.node.{}.open",
+        hex::encode(node)
+    ))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_on_one_node_works_on_an_agent_connected_to_another() -> Result<()> {
     let nats = Nats::shared()?;
@@ -214,6 +230,26 @@ async fn a_technician_on_one_node_works_on_an_agent_connected_to_another() -> Re
     let again = collect(&tech, &agent.id, number, &path).await?;
     assert_eq!(again.evidence.sha256, report.evidence.sha256);
 
+    // Whatever else can publish on NATS gets a reason for bytes that are not an open
+    // request, and node C goes on relaying.
+    let rogue = async_nats::connect(nats.url.as_str()).await?;
+    for garbage in [&b""[..], b"\xff\xff\xff", &[0u8; 5000]] {
+        let answer = rogue
+            .request(open_subject(&a, "ctl-c")?, Bytes::copy_from_slice(garbage))
+            .await?;
+        let text = String::from_utf8_lossy(&answer.payload);
+        assert!(text.contains("unreadable request"), "{text}");
+    }
+    let TechReply::Diagnostics(_) = tech
+        .request(&TechRequest::Diagnostics {
+            agent: agent.id.clone(),
+            ticket: number,
+        })
+        .await?
+    else {
+        bail!("diagnostics after garbage");
+    };
+
     // Node C going away in the middle of a transfer: an error outcome, not a hang and
     // not a truncated item; and the agent, now connected nowhere, is offline.
     let c_running = c.running.take().context("node c runs")?;
@@ -231,6 +267,27 @@ async fn a_technician_on_one_node_works_on_an_agent_connected_to_another() -> Re
     let view = ticket(&tech, number).await?;
     assert!(!view.evidence.iter().any(|e| e.sha256 == big_sha));
     assert_chain(&view);
+
+    // A node that died without forgetting its agents (kill -9) is named, not waited for.
+    let id = agent.id.clone();
+    a.store()?
+        .blocking(move |db| db.set_agent_location(&id, "ctl-c", 1))?;
+    let offline = tech
+        .request(&TechRequest::Diagnostics {
+            agent: agent.id.clone(),
+            ticket: number,
+        })
+        .await;
+    let offline = refusal(
+        offline
+            .err()
+            .context("diagnostics from a dead node")?
+            .into(),
+    )?;
+    assert!(
+        offline.message.contains("node ctl-c, which is not running"),
+        "{offline:?}"
+    );
     agent.stop().await;
     for node in [&mut a, &mut b, &mut c] {
         node.stop().await;
