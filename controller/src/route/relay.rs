@@ -101,11 +101,14 @@ impl RelayedStream {
 
     /// Up to `max` bytes of the agent's stream; `None` at its end.
     async fn take(&mut self, max: usize) -> Result<Option<Bytes>, TransportError> {
+        if max == 0 {
+            return Ok(Some(Bytes::new()));
+        }
         self.fill().await?;
         if self.held.is_empty() {
             return Ok(None);
         }
-        let n = max.min(self.held.len()).max(1);
+        let n = max.min(self.held.len());
         let chunk = self.held.split_to(n);
         self.consumed += chunk.len() as u64;
         if self.consumed - self.credited >= CREDIT_EVERY {
