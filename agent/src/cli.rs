@@ -235,7 +235,7 @@ pub async fn run(cli: Cli, config: crate::config::AgentConfig) -> Result<()> {
             println!(
                 "enrolled as {} with {}; state in {}",
                 e.agent_id,
-                e.controller,
+                e.controllers.join(", "),
                 state.root().display()
             );
             println!(
@@ -408,7 +408,9 @@ fn status(state: &StateDir, json: bool) -> Result<()> {
         ),
         Some(e) => println!(
             "enrolled as {} with {} (state dir {})",
-            e.agent_id, e.controller, s.state_dir
+            e.agent_id,
+            e.controllers.join(", "),
+            s.state_dir
         ),
     }
     match (&s.policy, &s.policy_error) {

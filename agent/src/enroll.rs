@@ -54,7 +54,7 @@ pub async fn enroll(state: &StateDir, token_text: &str) -> Result<Enrollment, En
         let current = state.enrollment()?;
         return Err(EnrollError::AlreadyEnrolled {
             agent_id: current.agent_id,
-            controller: current.controller,
+            controller: current.controllers.join(", "),
             record: state.enrollment_file(),
             root: state.root().to_owned(),
         });
@@ -64,7 +64,7 @@ pub async fn enroll(state: &StateDir, token_text: &str) -> Result<Enrollment, En
     let done = run_enrollment(&token, &hostname, &os, SOFTWARE)
         .await
         .map_err(|source| EnrollError::Exchange {
-            controller: token.controller.clone(),
+            controller: token.controllers.join(", "),
             source,
         })?;
     let Identity::Agent { id } = done.enrollment.identity.clone() else {
@@ -78,7 +78,7 @@ pub async fn enroll(state: &StateDir, token_text: &str) -> Result<Enrollment, En
     }
     let record = Enrollment {
         agent_id: id,
-        controller: token.controller.clone(),
+        controllers: token.controllers.clone(),
         ca_sha256: hex::encode(token.ca_sha256),
         script_public_key: hex::encode(done.enrollment.script_public_key),
         enrolled_at_secs: crate::now_secs(),

@@ -11,6 +11,7 @@ pub mod control;
 pub mod deliver;
 pub mod diag;
 pub mod enroll;
+pub mod failover;
 pub mod link;
 pub mod local_user;
 pub mod os;

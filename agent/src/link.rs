@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::{Backoff, BackoffError};
 use crate::control::ControlError;
 use crate::enroll::SOFTWARE;
+use crate::failover::Rotation;
 use crate::local_user::LocalSessions;
 use crate::serve::{AgentCtx, CtxError};
 use crate::state::{StateDir, StateError, write_atomic};
@@ -109,33 +110,37 @@ pub async fn run_with(
         state.read(&state.key())?,
         script_key,
     )?;
-    info!(agent = %enrollment.agent_id, controller = %enrollment.controller, "agent starting");
+    let controllers = enrollment.controllers.join(", ");
+    info!(agent = %enrollment.agent_id, %controllers, "agent starting");
     crate::control::serve(ctx.clone(), access, cancel.clone())?;
     // Slow probes (pending updates) warm up now, not when a technician is waiting.
     crate::diag::warm_up();
+    let mut rotation = Rotation::new(&enrollment.controllers);
     loop {
         let started = Instant::now();
+        let controller = rotation.next(&mut rand::thread_rng());
         // Read per connection: renewal replaces the certificate while the agent runs.
         let attempt = match client_config(&state) {
-            Ok(config) => session(&ctx, &enrollment.controller, config, &cancel).await,
+            Ok(config) => session(&ctx, &controller, config, &cancel).await,
             Err(e) => Err(e),
         };
         let error = match attempt {
             Ok(reason) => {
-                info!(%reason, "disconnected");
+                info!(%controller, %reason, "disconnected");
+                rotation.after_loss(&controller, &mut rand::thread_rng());
                 Some(reason)
             }
             Err(e) => {
                 let e = crate::error_chain(&e);
-                warn!(error = %e, "cannot reach the controller");
+                warn!(%controller, error = %e, "cannot reach the controller");
                 Some(e)
             }
         };
         if cancel.is_cancelled() {
-            write_status(&state, "stopped", &enrollment.controller, None);
+            write_status(&state, "stopped", &controller, None);
             return Ok(());
         }
-        write_status(&state, "disconnected", &enrollment.controller, error);
+        write_status(&state, "disconnected", &controller, error);
         if started.elapsed() >= HEALTHY_AFTER {
             backoff.reset();
         }
@@ -144,7 +149,7 @@ pub async fn run_with(
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => {
-                write_status(&state, "stopped", &enrollment.controller, None);
+                write_status(&state, "stopped", &controller, None);
                 return Ok(());
             }
         }

@@ -70,17 +70,59 @@ pub enum StateError {
 
 /// What enrollment left behind, besides the PEM files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "EnrollmentRecord")]
 pub struct Enrollment {
     pub agent_id: String,
-    /// `HOST:PORT` of the controller.
-    pub controller: String,
+    /// `HOST:PORT` of each controller node (1 to `MAX_CONTROLLERS`); the link picks one
+    /// at random at each connect and fails over to the others.
+    pub controllers: Vec<String>,
     /// Hex SHA-256 of the pinned CA certificate.
     pub ca_sha256: String,
     /// Hex ed25519 public key that signs remediation scripts.
     pub script_public_key: String,
     pub enrolled_at_secs: u64,
     pub cert_not_after_secs: u64,
+}
+
+/// `enrollment.toml` as written by any release: `controllers` (a list) now, `controller`
+/// (one address) before lists existed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollmentRecord {
+    agent_id: String,
+    #[serde(default)]
+    controllers: Option<Vec<String>>,
+    #[serde(default)]
+    controller: Option<String>,
+    ca_sha256: String,
+    script_public_key: String,
+    enrolled_at_secs: u64,
+    cert_not_after_secs: u64,
+}
+
+impl TryFrom<EnrollmentRecord> for Enrollment {
+    type Error = String;
+
+    fn try_from(r: EnrollmentRecord) -> Result<Enrollment, String> {
+        let listed = match (r.controllers, r.controller) {
+            (Some(list), None) => list,
+            (None, Some(one)) => vec![one],
+            (Some(_), Some(_)) => {
+                return Err("has both `controller` and `controllers`; keep `controllers`".into());
+            }
+            (None, None) => return Err("names no controller (`controllers`)".into()),
+        };
+        let controllers = deskside_proto::msg::enroll::check_controllers(&listed)
+            .map_err(|e| format!("controllers: {e}"))?;
+        Ok(Enrollment {
+            agent_id: r.agent_id,
+            controllers,
+            ca_sha256: r.ca_sha256,
+            script_public_key: r.script_public_key,
+            enrolled_at_secs: r.enrolled_at_secs,
+            cert_not_after_secs: r.cert_not_after_secs,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -272,6 +314,43 @@ mod tests {
                 .control_socket(),
             Path::new("/tmp/t/control.sock")
         );
+    }
+
+    const RECORD_TAIL: &str = r#"ca_sha256 = "00"
+script_public_key = "11"
+enrolled_at_secs = 1
+cert_not_after_secs = 2
+"#;
+
+    #[test]
+    fn an_enrollment_record_from_before_lists_still_reads() -> anyhow::Result<()> {
+        let old = format!("agent_id = \"a-1\"\ncontroller = \"ctl.example:4433\"\n{RECORD_TAIL}");
+        let e: Enrollment = toml::from_str(&old)?;
+        assert_eq!(e.controllers, vec!["ctl.example:4433".to_owned()]);
+        // Written back, it has the list.
+        let again: Enrollment = toml::from_str(&toml::to_string(&e)?)?;
+        assert_eq!(again, e);
+        assert!(toml::to_string(&e)?.contains("controllers = ["));
+        Ok(())
+    }
+
+    #[test]
+    fn an_enrollment_record_with_a_list_reads_and_bad_ones_are_refused() -> anyhow::Result<()> {
+        let new = format!("agent_id = \"a-1\"\ncontrollers = [\"a:1\", \"b:2\"]\n{RECORD_TAIL}");
+        let e: Enrollment = toml::from_str(&new)?;
+        assert_eq!(e.controllers, vec!["a:1".to_owned(), "b:2".to_owned()]);
+        for bad in [
+            format!("agent_id = \"a\"\n{RECORD_TAIL}"),
+            format!("agent_id = \"a\"\ncontrollers = []\n{RECORD_TAIL}"),
+            format!("agent_id = \"a\"\ncontrollers = [\"nope\"]\n{RECORD_TAIL}"),
+            format!(
+                "agent_id = \"a\"\ncontroller = \"a:1\"\ncontrollers = [\"a:1\"]\n{RECORD_TAIL}"
+            ),
+            format!("agent_id = \"a\"\ncontroller = \"a:1\"\nsurprise = 1\n{RECORD_TAIL}"),
+        ] {
+            assert!(toml::from_str::<Enrollment>(&bad).is_err(), "{bad}");
+        }
+        Ok(())
     }
 
     #[test]

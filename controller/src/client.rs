@@ -6,6 +6,7 @@ use deskside_proto::msg::tech::{ErrorReply, TechReply, TechRequest};
 use deskside_transport::error::chain;
 use deskside_transport::{TransportError, endpoint, framed, pki, tls};
 use quinn::{Connection, Endpoint};
+use rand::seq::SliceRandom;
 
 use crate::profile::{Profile, ProfileError};
 
@@ -73,20 +74,48 @@ impl TechClient {
             pki::cert_from_pem(&profile.cert_pem)?,
             pki::key_from_pem(&profile.key_pem)?,
         )?;
-        let addr = endpoint::resolve(&profile.controller).await?;
-        let ep = endpoint::client_endpoint(addr)?;
-        let conn = endpoint::connect(&ep, addr, config).await?;
-        endpoint::hello(&conn, SOFTWARE)
-            .await
-            .map_err(|e| ClientError::Hello {
-                controller: profile.controller.clone(),
-                name: profile.name.clone(),
-                reason: chain(&e),
-            })?;
-        Ok(TechClient {
-            _endpoint: ep,
-            conn,
-        })
+        // Any node serves a technician: in random order, the next when one is unreachable.
+        let mut order = profile.controllers.clone();
+        order.shuffle(&mut rand::thread_rng());
+        let mut last = None;
+        for controller in &order {
+            let addr = match endpoint::resolve(controller).await {
+                Ok(addr) => addr,
+                Err(e) => {
+                    last = Some(ClientError::Transport(e));
+                    continue;
+                }
+            };
+            let ep = endpoint::client_endpoint(addr)?;
+            let conn = match endpoint::connect(&ep, addr, config.clone()).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    if order.len() > 1 {
+                        tracing::warn!(%controller, error = %chain(&e), "controller unreachable; trying the others");
+                    }
+                    last = Some(ClientError::Transport(e));
+                    continue;
+                }
+            };
+            // A node that answers and refuses speaks for the cluster: no next one.
+            endpoint::hello(&conn, SOFTWARE)
+                .await
+                .map_err(|e| ClientError::Hello {
+                    controller: controller.clone(),
+                    name: profile.name.clone(),
+                    reason: chain(&e),
+                })?;
+            return Ok(TechClient {
+                _endpoint: ep,
+                conn,
+            });
+        }
+        Err(last.unwrap_or_else(|| {
+            ClientError::Transport(TransportError::Connect {
+                addr: String::new(),
+                reason: "the profile names no controller".into(),
+            })
+        }))
     }
 
     /// Connects with the profile at `path`, first renewing its certificate over the

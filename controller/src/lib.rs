@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod datadir;

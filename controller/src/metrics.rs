@@ -40,6 +40,25 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `up` or `down` ([`crate::cluster::NodeState`]).
+    pub state: String,
+}
+
+/// Which node this endpoint speaks for, and how its cluster's heartbeats are read.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    /// The heartbeat interval: a node silent for three is down.
+    pub heartbeat: Duration,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -65,6 +84,12 @@ pub struct Metrics {
     pub support_code_lockouts: Counter,
     /// Items from an agent's spool refused for good, by reason (`request_key`).
     pub deliveries_refused: Family<ReasonLabel, Counter>,
+    /// 1, labelled with this node's name.
+    pub node_info: Family<NodeLabel, Gauge>,
+    /// The cluster's nodes by state (`up`, `down`), from their heartbeats.
+    pub cluster_nodes: Family<StateLabel, Gauge>,
+    /// Agents online at each node of the cluster, as its last heartbeat said.
+    pub cluster_node_agents: Family<NodeLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -84,6 +109,24 @@ impl Default for Metrics {
         let support_code_refusals = Family::<ReasonLabel, Counter>::default();
         let support_code_lockouts = Counter::default();
         let deliveries_refused = Family::<ReasonLabel, Counter>::default();
+        let node_info = Family::<NodeLabel, Gauge>::default();
+        let cluster_nodes = Family::<StateLabel, Gauge>::default();
+        let cluster_node_agents = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "node_info",
+            "This controller node, by name",
+            node_info.clone(),
+        );
+        registry.register(
+            "cluster_nodes",
+            "The cluster's controller nodes by state (up, down), from their heartbeats",
+            cluster_nodes.clone(),
+        );
+        registry.register(
+            "cluster_node_agents",
+            "Agents online at each node, as its last heartbeat said",
+            cluster_node_agents.clone(),
+        );
         registry.register(
             "agents_connected",
             "Agents connected now",
@@ -152,6 +195,9 @@ impl Default for Metrics {
             support_code_refusals,
             support_code_lockouts,
             deliveries_refused,
+            node_info,
+            cluster_nodes,
+            cluster_node_agents,
         }
     }
 }
@@ -198,6 +244,32 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets the node and cluster gauges from `view`.
+    pub fn show_cluster(&self, view: &crate::cluster::ClusterView) {
+        use crate::cluster::NodeState;
+        self.node_info.clear();
+        self.node_info
+            .get_or_create(&NodeLabel {
+                node: view.node.clone(),
+            })
+            .set(1);
+        for state in [NodeState::Up, NodeState::Down] {
+            self.cluster_nodes
+                .get_or_create(&StateLabel {
+                    state: state.label().to_owned(),
+                })
+                .set(i64::try_from(view.count(state)).unwrap_or(i64::MAX));
+        }
+        self.cluster_node_agents.clear();
+        for n in &view.nodes {
+            self.cluster_node_agents
+                .get_or_create(&NodeLabel {
+                    node: n.name.clone(),
+                })
+                .set(i64::try_from(n.agents_online).unwrap_or(i64::MAX));
+        }
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -223,9 +295,26 @@ pub struct Health {
     /// Absent from controllers older than the field.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// This node's name. Absent from controllers older than the field.
+    #[serde(default)]
+    pub node: String,
+    /// The cluster's nodes (this one included) from their heartbeats. Absent from
+    /// controllers older than the field.
+    #[serde(default)]
+    pub cluster: Vec<crate::cluster::NodeStatus>,
 }
 
-async fn health(store: &Store, metrics: &Metrics, warnings: &[String]) -> Health {
+async fn health(store: &Store, metrics: &Metrics, warnings: &[String], node: &NodeInfo) -> Health {
+    let cluster = match crate::cluster::ClusterView::read(store, &node.name, node.heartbeat).await {
+        Ok(view) => {
+            metrics.show_cluster(&view);
+            view.nodes
+        }
+        Err(e) => {
+            debug!(error = %e, "cluster view not read");
+            Vec::new()
+        }
+    };
     let db = store.run(|db| db.outbox_pending()).await;
     let (database, depth) = match db {
         Ok(n) => ("ok".to_owned(), i64::try_from(n).unwrap_or(i64::MAX)),
@@ -244,6 +333,8 @@ async fn health(store: &Store, metrics: &Metrics, warnings: &[String]) -> Health
         outbox_depth: depth,
         database,
         warnings: warnings.to_vec(),
+        node: node.name.clone(),
+        cluster,
     }
 }
 
@@ -261,10 +352,11 @@ async fn route(
     store: Store,
     metrics: Arc<Metrics>,
     warnings: Arc<[String]>,
+    node: Arc<NodeInfo>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            health(&store, &metrics, &warnings).await;
+            health(&store, &metrics, &warnings, &node).await;
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -272,7 +364,7 @@ async fn route(
             )
         }
         (&Method::GET, "/health") => {
-            let h = health(&store, &metrics, &warnings).await;
+            let h = health(&store, &metrics, &warnings, &node).await;
             let status = if h.status == "ok" {
                 StatusCode::OK
             } else {
@@ -299,8 +391,10 @@ pub async fn serve(
     store: Store,
     metrics: Arc<Metrics>,
     warnings: Arc<[String]>,
+    node: NodeInfo,
     cancel: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
+    let node = Arc::new(node);
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -315,10 +409,21 @@ pub async fn serve(
                     }
                 },
             };
-            let (store, metrics, warnings) = (store.clone(), metrics.clone(), warnings.clone());
+            let (store, metrics, warnings, node) = (
+                store.clone(),
+                metrics.clone(),
+                warnings.clone(),
+                node.clone(),
+            );
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
-                    route(req, store.clone(), metrics.clone(), warnings.clone())
+                    route(
+                        req,
+                        store.clone(),
+                        metrics.clone(),
+                        warnings.clone(),
+                        node.clone(),
+                    )
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -354,6 +459,58 @@ mod tests {
         assert!(text.contains("deskside_evidence_bytes_total 42"), "{text}");
         assert!(
             text.contains("deskside_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn renders_the_node_and_its_cluster() {
+        use crate::cluster::ClusterView;
+        use crate::store::NodeRow;
+        let row = |name: &str, at: u64, agents: u64| NodeRow {
+            name: name.into(),
+            address: format!("{name}:4433"),
+            started_at: 1,
+            heartbeat_at: at,
+            agents_online: agents,
+            version: "0.1.0".into(),
+        };
+        let m = Metrics::default();
+        let view = ClusterView::from_rows(
+            "ctl-a",
+            vec![
+                row("ctl-a", 100, 4),
+                row("ctl-b", 99, 6),
+                row("ctl-c", 20, 0),
+            ],
+            100,
+            Duration::from_secs(5),
+        );
+        m.show_cluster(&view);
+        let text = m.render();
+        for line in [
+            "deskside_node_info{node=\"ctl-a\"} 1",
+            "deskside_cluster_nodes{state=\"up\"} 2",
+            "deskside_cluster_nodes{state=\"down\"} 1",
+            "deskside_cluster_node_agents{node=\"ctl-b\"} 6",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+        // One node: the cluster is that node, up.
+        m.show_cluster(&ClusterView::from_rows(
+            "solo",
+            vec![row("solo", 100, 1)],
+            100,
+            Duration::from_secs(5),
+        ));
+        let text = m.render();
+        assert!(!text.contains("ctl-b"), "{text}");
+        assert!(
+            text.contains("deskside_cluster_nodes{state=\"up\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("deskside_cluster_nodes{state=\"down\"} 0"),
             "{text}"
         );
     }

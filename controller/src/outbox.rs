@@ -114,28 +114,37 @@ pub async fn run_due_now(
     run_pass(store, system, None).await
 }
 
-/// Starts the worker: a pass at once, then one every `poll`, until `cancel`.
+/// Starts the worker: a pass at once, then one every `poll`, until `cancel` — on the
+/// node `node` only while it holds the outbox's lease, so one node of a cluster syncs.
+/// (Each job is also claimed on its own, so a pass outliving a lost lease syncs no job
+/// twice.)
 pub fn spawn_worker(
     store: Store,
     system: Arc<dyn TicketSystem>,
     cancel: CancellationToken,
     poll: Duration,
+    node: String,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            match run_pass(&store, &system, Some(&cancel)).await {
-                Ok(s) if s.synced + s.failed > 0 => {
-                    tracing::info!(synced = s.synced, failed = s.failed, "outbox pass");
+    let (pass_store, pass_cancel) = (store.clone(), cancel.clone());
+    crate::cluster::spawn_leased(
+        store,
+        crate::cluster::Work::Outbox,
+        node,
+        poll,
+        cancel,
+        move || {
+            let (store, system, cancel) = (pass_store.clone(), system.clone(), pass_cancel.clone());
+            async move {
+                match run_pass(&store, &system, Some(&cancel)).await {
+                    Ok(s) if s.synced + s.failed > 0 => {
+                        tracing::info!(synced = s.synced, failed = s.failed, "outbox pass");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("outbox: {e}"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("outbox: {e}"),
             }
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(poll) => {}
-            }
-        }
-    })
+        },
+    )
 }
 
 async fn run_pass(
@@ -371,7 +380,13 @@ mod tests {
             seen: Mutex::new(Vec::new()),
         });
         let cancel = CancellationToken::new();
-        let worker = spawn_worker(store, system, cancel.clone(), Duration::from_secs(3600));
+        let worker = spawn_worker(
+            store,
+            system,
+            cancel.clone(),
+            Duration::from_secs(3600),
+            "ctl-a".into(),
+        );
         cancel.cancel();
         tokio::time::timeout(Duration::from_secs(10), worker).await??;
         Ok(())

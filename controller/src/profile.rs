@@ -54,10 +54,10 @@ pub enum ProfileError {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ProfileFile")]
 pub struct Profile {
-    /// `HOST:PORT` of the controller.
-    pub controller: String,
+    /// `HOST:PORT` of each controller node; a command tries them in random order.
+    pub controllers: Vec<String>,
     pub name: String,
     pub tier: Tier,
     pub cert_not_after_secs: u64,
@@ -66,10 +66,52 @@ pub struct Profile {
     pub key_pem: String,
 }
 
+/// `profile.toml` as any release wrote it: `controllers` now, `controller` (one address)
+/// before lists existed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    #[serde(default)]
+    controllers: Option<Vec<String>>,
+    #[serde(default)]
+    controller: Option<String>,
+    name: String,
+    tier: Tier,
+    cert_not_after_secs: u64,
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+impl TryFrom<ProfileFile> for Profile {
+    type Error = String;
+
+    fn try_from(f: ProfileFile) -> Result<Profile, String> {
+        let listed = match (f.controllers, f.controller) {
+            (Some(list), None) => list,
+            (None, Some(one)) => vec![one],
+            (Some(_), Some(_)) => {
+                return Err("has both `controller` and `controllers`; keep `controllers`".into());
+            }
+            (None, None) => return Err("names no controller (`controllers`)".into()),
+        };
+        Ok(Profile {
+            controllers: deskside_proto::msg::enroll::check_controllers(&listed)
+                .map_err(|e| format!("controllers: {e}"))?,
+            name: f.name,
+            tier: f.tier,
+            cert_not_after_secs: f.cert_not_after_secs,
+            ca_pem: f.ca_pem,
+            cert_pem: f.cert_pem,
+            key_pem: f.key_pem,
+        })
+    }
+}
+
 impl std::fmt::Debug for Profile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Profile")
-            .field("controller", &self.controller)
+            .field("controllers", &self.controllers)
             .field("name", &self.name)
             .field("tier", &self.tier)
             .finish_non_exhaustive()
@@ -149,7 +191,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("p/profile.toml");
         let p = Profile {
-            controller: "127.0.0.1:1".into(),
+            controllers: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
             name: "alice".into(),
             tier: Tier::L2,
             cert_not_after_secs: 5,
@@ -160,6 +202,18 @@ mod tests {
         p.save(&path)?;
         let back = Profile::load(&path)?;
         assert_eq!((back.name.as_str(), back.tier), ("alice", Tier::L2));
+        assert_eq!(back.controllers, p.controllers);
+        // A profile saved before lists existed still loads.
+        let old = toml::to_string(&p)?.replace(
+            "controllers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]",
+            "controller = \"127.0.0.1:1\"",
+        );
+        assert!(old.contains("controller = "), "{old}");
+        fs::write(&path, old)?;
+        assert_eq!(
+            Profile::load(&path)?.controllers,
+            vec!["127.0.0.1:1".to_owned()]
+        );
         fs::write(&path, "name = 3")?;
         assert!(Profile::load(&path).is_err());
         let missing = Profile::load(&dir.path().join("none"))

@@ -3,31 +3,37 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use deskside_proto::limits::MAX_NAME_BYTES;
-use deskside_proto::msg::enroll::{EnrollToken, TokenKind};
+use anyhow::{Result, anyhow};
+use deskside_proto::msg::enroll::{EnrollToken, TokenKind, check_controllers};
 use sha2::{Digest, Sha256};
 
 use crate::clock::now_secs;
 use crate::datadir::DataDir;
 use crate::store::{Store, TokenFor, TokenRecord};
 
-/// Makes and records a token; returns its text.
+/// Makes and records a token naming one controller, `controller`; returns its text.
 pub fn make_token(
     data: &DataDir,
     kind: TokenFor,
     controller: &str,
     ttl: Duration,
 ) -> Result<String> {
-    let valid = controller.len() <= MAX_NAME_BYTES
-        && controller.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-        });
-    if !valid {
-        bail!(
-            "--controller must be HOST:PORT as agents will reach it, e.g. 192.0.2.10:4433 (got {controller:?})"
-        );
-    }
+    make_cluster_token(data, kind, &[controller.to_owned()], ttl)
+}
+
+/// Makes and records a token naming `controllers` (every node, as clients reach them);
+/// returns its text.
+pub fn make_cluster_token(
+    data: &DataDir,
+    kind: TokenFor,
+    controllers: &[String],
+    ttl: Duration,
+) -> Result<String> {
+    let controllers = check_controllers(controllers).map_err(|e| {
+        anyhow!(
+            "--controller: {e}; give each node as HOST:PORT as agents will reach it, e.g. --controller 192.0.2.10:4433 (repeat it, or separate with commas, for several nodes; or set [cluster] controllers in controller.toml)"
+        )
+    })?;
     let keys = data.load()?;
     let store = Store::open(&data.database())?;
     let secret: [u8; 32] = rand::random();
@@ -44,7 +50,7 @@ pub fn make_token(
             TokenFor::Agent => TokenKind::Agent,
             TokenFor::Technician(_) => TokenKind::Technician,
         },
-        controller: controller.to_owned(),
+        controllers,
         ca_sha256: keys.ca_sha256,
         secret,
     };

@@ -30,8 +30,17 @@ pub const MAX_EVIDENCE_BYTES: u32 = 16 * 1024 * 1024;
 /// 8 MiB carries a snapshot with findings plus its evidence reference.
 pub const MAX_REPLY_BYTES: u32 = 8 * 1024 * 1024;
 
-/// An enrollment token as text: ~120 characters today; anything much longer is not ours.
-pub const MAX_TOKEN_CHARS: usize = 1024;
+/// An enrollment token as text: ~120 characters with one controller address, ~400 with
+/// eight typical ones; eight of the longest addresses ([`MAX_CONTROLLERS`] ×
+/// [`MAX_CONTROLLER_ADDR_BYTES`]) fit in 4096. Anything longer is not ours.
+pub const MAX_TOKEN_CHARS: usize = 4096;
+
+/// Controller addresses one token or enrollment record carries: a cluster is a handful
+/// of nodes; eight leaves room for a rolling replacement without tokens growing large.
+pub const MAX_CONTROLLERS: usize = 8;
+
+/// Longest `HOST:PORT` a token carries: a 253-byte DNS name, `:` and a port.
+pub const MAX_CONTROLLER_ADDR_BYTES: usize = 260;
 
 /// Longest ticket title, agent id or technician name we accept, in bytes.
 pub const MAX_NAME_BYTES: usize = 256;

@@ -366,12 +366,19 @@ prop_compose! {
 prop_compose! {
     fn enroll_token()(
         agent in any::<bool>(),
-        controller in "[a-z0-9.-]{1,40}:[0-9]{1,5}",
+        controllers in proptest::collection::vec("[a-z0-9.-]{1,40}:[1-9][0-9]{0,3}", 1..=8),
         ca_sha256 in any::<[u8; 32]>(),
         secret in any::<[u8; 32]>(),
     ) -> EnrollToken {
         let kind = if agent { TokenKind::Agent } else { TokenKind::Technician };
-        EnrollToken { kind, controller, ca_sha256, secret }
+        // A token carries each address once.
+        let controllers = controllers.iter().fold(Vec::new(), |mut seen: Vec<String>, c| {
+            if !seen.contains(c) {
+                seen.push(c.clone());
+            }
+            seen
+        });
+        EnrollToken { kind, controllers, ca_sha256, secret }
     }
 }
 
@@ -578,6 +585,7 @@ proptest! {
             any::<String>(),
             "\\s*dsk1-[A-Za-z0-9_-]{0,200}\\s*",
             "dsk1-\\PC{0,200}",
+            "\\s*dsk2-[A-Za-z0-9_-]{0,400}\\s*",
         ],
     ) {
         if let Ok(token) = EnrollToken::parse(&text) {

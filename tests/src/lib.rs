@@ -8,6 +8,7 @@ pub mod daemons;
 pub mod delay_proxy;
 pub mod hostile;
 pub mod local;
+pub mod nodes;
 pub mod raw;
 pub mod routing;
 pub mod rt;
@@ -116,6 +117,14 @@ impl Cluster {
             .await
     }
 
+    /// Enrolls an agent with `token` (e.g. one listing several nodes) and `policy`, its
+    /// control socket inside its state, and starts its service.
+    pub async fn agent_with_token(&self, name: &str, policy: &str, token: &str) -> Result<Agent> {
+        let state = StateDir::new(self.dir.path().join(format!("agent-{name}")));
+        self.start_agent_with(state, policy, LocalSessions::system(), token)
+            .await
+    }
+
     /// Enrolls an agent whose control socket is `socket` and whose local users are those
     /// with a local session in the utmp file `utmp` (not the machine's own), and starts it.
     pub async fn agent_for_local_users(
@@ -138,7 +147,17 @@ impl Cluster {
         access: LocalSessions,
     ) -> Result<Agent> {
         let token = self.token(Duration::from_secs(600))?;
-        let enrolled = deskside_agent::enroll::enroll(&state, &token).await?;
+        self.start_agent_with(state, policy, access, &token).await
+    }
+
+    async fn start_agent_with(
+        &self,
+        state: StateDir,
+        policy: &str,
+        access: LocalSessions,
+        token: &str,
+    ) -> Result<Agent> {
+        let enrolled = deskside_agent::enroll::enroll(&state, token).await?;
         write_atomic(&state.policy(), policy.as_bytes(), 0o644)?;
         let cancel = CancellationToken::new();
         let backoff = deskside_agent::backoff::Backoff::new(

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deskside_controller::config::ClusterConfig;
+use deskside_controller::cluster::ClusterConfig;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::server::{self, Options};
 
@@ -123,6 +123,7 @@ pub fn cluster_config(name: &str, nats: &Nats) -> ClusterConfig {
     ClusterConfig {
         node: Some(name.to_owned()),
         nats: Some(nats.url.clone()),
+        ..ClusterConfig::default()
     }
 }
 

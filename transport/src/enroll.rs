@@ -5,6 +5,8 @@ use deskside_proto::limits::MAX_NAME_BYTES;
 use deskside_proto::msg::enroll::{EnrollReply, EnrollRequest, EnrollToken, Enrollment};
 use std::time::Duration;
 
+use rand::seq::SliceRandom;
+
 use crate::pki::{cert_from_pem, fingerprint, new_key_and_csr};
 use crate::{TransportError, endpoint, framed, tls};
 
@@ -29,7 +31,42 @@ pub enum EnrollError {
     Mismatch(String),
 }
 
-/// Runs enrollment against the controller named in `token`.
+/// Connects to one of `controllers`, tried in random order until one answers the hello;
+/// returns the connection (and its endpoint, which must outlive it) or the last error.
+pub async fn connect_any(
+    controllers: &[String],
+    config: quinn::ClientConfig,
+    software: &str,
+) -> Result<(quinn::Endpoint, quinn::Connection), TransportError> {
+    let mut order = controllers.to_vec();
+    order.shuffle(&mut rand::thread_rng());
+    let mut last = None;
+    for controller in &order {
+        let attempt = async {
+            let addr = endpoint::resolve(controller).await?;
+            let ep = endpoint::client_endpoint(addr)?;
+            let conn = endpoint::connect(&ep, addr, config.clone()).await?;
+            endpoint::hello(&conn, software).await?;
+            Ok::<_, TransportError>((ep, conn))
+        };
+        match attempt.await {
+            Ok(done) => return Ok(done),
+            Err(e) => {
+                if order.len() > 1 {
+                    tracing::warn!(%controller, error = %e, "controller unreachable; trying the others");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| TransportError::Connect {
+        addr: String::new(),
+        reason: "no controller address to try".into(),
+    }))
+}
+
+/// Runs enrollment against one of the controllers named in `token` (in random order,
+/// the next when one cannot be reached).
 pub async fn enroll(
     token: &EnrollToken,
     hostname: &str,
@@ -37,10 +74,8 @@ pub async fn enroll(
     software: &str,
 ) -> Result<Enrolled, EnrollError> {
     let keys = new_key_and_csr(hostname)?;
-    let addr = endpoint::resolve(&token.controller).await?;
-    let ep = endpoint::client_endpoint(addr)?;
-    let conn = endpoint::connect(&ep, addr, tls::pinned_client_config(token.ca_sha256)?).await?;
-    endpoint::hello(&conn, software).await?;
+    let config = tls::pinned_client_config(token.ca_sha256)?;
+    let (_ep, conn) = connect_any(&token.controllers, config, software).await?;
     let req = EnrollRequest {
         secret: token.secret,
         csr_pem: keys.csr_pem,

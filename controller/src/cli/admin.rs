@@ -11,7 +11,7 @@ use crate::datadir::DataDir;
 use crate::store::{Store, TokenFor};
 
 pub use crate::host::reachable;
-pub use crate::tokens::make_token;
+pub use crate::tokens::{make_cluster_token, make_token};
 
 pub fn init(data: &DataDir) -> Result<()> {
     data.init()?;
@@ -98,8 +98,8 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-pub fn token_create(data: &DataDir, controller: &str, ttl: Duration) -> Result<()> {
-    let token = make_token(data, TokenFor::Agent, controller, ttl)?;
+pub fn token_create(data: &DataDir, controllers: &[String], ttl: Duration) -> Result<()> {
+    let token = make_cluster_token(data, TokenFor::Agent, controllers, ttl)?;
     eprintln!(
         "one-time agent enrollment token, valid for {}; on the machine run: deskside-agent enroll TOKEN",
         human_duration(ttl)
@@ -112,7 +112,7 @@ pub fn tech_add(
     data: &DataDir,
     name: &str,
     tier: Tier,
-    controller: &str,
+    controllers: &[String],
     ttl: Duration,
 ) -> Result<()> {
     if !valid_name(name) {
@@ -122,7 +122,12 @@ pub fn tech_add(
     }
     let store = Store::open(&data.database())?;
     store.blocking(|db| db.insert_technician(name, tier))?;
-    let token = make_token(data, TokenFor::Technician(name.to_owned()), controller, ttl)?;
+    let token = make_cluster_token(
+        data,
+        TokenFor::Technician(name.to_owned()),
+        controllers,
+        ttl,
+    )?;
     eprintln!(
         "technician {name} ({tier}) added; one-time login token, valid for {}; on their workstation run: deskside login TOKEN",
         human_duration(ttl)

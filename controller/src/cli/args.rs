@@ -286,9 +286,10 @@ pub enum ConfigCommand {
 pub enum TokenCommand {
     /// Print a one-time enrollment token for one agent.
     Create {
-        /// Address agents will dial, as they can reach it.
-        #[arg(long, value_name = "HOST:PORT")]
-        controller: String,
+        /// Address agents will dial, as they can reach it; repeat it (or separate with
+        /// commas) for each node of a cluster. Default: `[cluster] controllers`.
+        #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+        controller: Vec<String>,
         /// How long the token stays valid, e.g. 30m, 24h, 7d.
         #[arg(long, default_value = "24h", value_parser = positive_duration)]
         ttl: Duration,
@@ -329,10 +330,12 @@ pub enum TechCommand {
         name: String,
         #[arg(long)]
         tier: Tier,
-        /// Address the technician's workstation will dial (default: the config's `listen`
-        /// when it names one address, else loopback on its port — said on stderr).
-        #[arg(long, value_name = "HOST:PORT")]
-        controller: Option<String>,
+        /// Address the technician's workstation will dial; repeat it (or separate with
+        /// commas) for each node of a cluster (default: `[cluster] controllers`, else the
+        /// config's `listen` when it names one address, else loopback on its port — said
+        /// on stderr).
+        #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+        controller: Vec<String>,
         #[arg(long, default_value = "24h", value_parser = positive_duration)]
         ttl: Duration,
     },

@@ -55,7 +55,13 @@ pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
             &serde_json::json!({"health": health, "requests_ok": ok, "requests_failed": failed}),
         );
     }
-    println!("controller {} — {}", health.version, health.status);
+    match health.node.as_str() {
+        "" => println!("controller {} — {}", health.version, health.status),
+        node => println!(
+            "controller {} on node {node} — {}",
+            health.version, health.status
+        ),
+    }
     println!("  agents connected:      {}", health.agents_connected);
     println!("  technicians connected: {}", health.technicians_connected);
     println!("  outbox pending:        {}", health.outbox_depth);
@@ -63,6 +69,25 @@ pub async fn status(metrics: SocketAddr, json: bool) -> Result<()> {
     println!("  requests:              {ok} ok, {failed} refused or failed (since start)");
     for w in &health.warnings {
         println!("  warning:               {w}");
+    }
+    if !health.cluster.is_empty() {
+        let now = crate::clock::now_secs();
+        println!("  cluster:               {} node(s)", health.cluster.len());
+        for n in &health.cluster {
+            let this = if n.name == health.node {
+                " (this node)"
+            } else {
+                ""
+            };
+            println!(
+                "    {:<16} {:<22} {:<4} {:>6} agents  heartbeat {} s ago{this}",
+                n.name,
+                n.address,
+                n.state.label(),
+                n.agents_online,
+                now.saturating_sub(n.heartbeat_at)
+            );
+        }
     }
     Ok(())
 }
@@ -80,6 +105,13 @@ pub async fn config(
         ),
     }
     println!("  listen          {}", config.listen);
+    println!("  node            {}", config.cluster.node_name());
+    if !config.cluster.controllers.is_empty() {
+        println!(
+            "  cluster         {} (what new tokens carry)",
+            config.cluster.controllers.join(", ")
+        );
+    }
     println!("  metrics listen  {}", config.metrics_listen);
     println!(
         "  console         {}",
@@ -121,11 +153,10 @@ pub async fn config(
         }
     );
     println!(
-        "  cluster         node {}, {}",
-        config.cluster.node_name(),
+        "  routing         {}",
         match &config.cluster.nats {
-            None => "single node (no [cluster] nats)".to_owned(),
-            Some(url) => format!("routing through {}", crate::route::redact(url)),
+            None => "none: this node reaches only its own agents (no [cluster] nats)".to_owned(),
+            Some(url) => format!("through NATS at {}", crate::route::redact(url)),
         }
     );
     for w in config.ticketing.warnings() {

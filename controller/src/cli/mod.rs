@@ -91,11 +91,24 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         } => Ok(admin::revoke(&data_dir(data.clone())?, None, Some(&name))?),
         Command::Token {
             command: TokenCommand::Create { controller, ttl },
-        } => Ok(admin::token_create(
-            &data_dir(data.clone())?,
-            &controller,
-            ttl,
-        )?),
+        } => {
+            let controllers = if controller.is_empty() {
+                config.cluster.controllers.clone()
+            } else {
+                controller
+            };
+            if controllers.is_empty() {
+                return Err(anyhow::anyhow!(
+                    "no controller address for the token: give --controller HOST:PORT as agents will reach this controller (repeat it for each node of a cluster), or set [cluster] controllers in controller.toml"
+                )
+                .into());
+            }
+            Ok(admin::token_create(
+                &data_dir(data.clone())?,
+                &controllers,
+                ttl,
+            )?)
+        }
         Command::Tech {
             command:
                 TechCommand::Add {
@@ -105,7 +118,11 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                     ttl,
                 },
         } => {
-            let controller = controller.unwrap_or_else(|| {
+            let controllers = if !controller.is_empty() {
+                controller
+            } else if !config.cluster.controllers.is_empty() {
+                config.cluster.controllers.clone()
+            } else {
                 let (addr, why) = admin::assumed_controller(config.listen);
                 let from = config.source.as_ref().map_or_else(
                     || "the built-in default listen address".to_owned(),
@@ -114,13 +131,13 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 eprintln!(
                     "no --controller given: the token names {addr} ({why}, from {from}); if the technician's workstation reaches the controller otherwise, run again with --controller HOST:PORT"
                 );
-                addr
-            });
+                vec![addr]
+            };
             Ok(admin::tech_add(
                 &data_dir(data.clone())?,
                 &name,
                 tier,
-                &controller,
+                &controllers,
                 ttl,
             )?)
         }

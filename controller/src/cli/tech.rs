@@ -20,7 +20,7 @@ pub async fn login(token: &str) -> Result<(), CliError> {
         "logged in as {} ({}) to {}; profile saved to {}",
         profile.name,
         profile.tier,
-        profile.controller,
+        profile.controllers.join(", "),
         path.display()
     );
     Ok(())
@@ -37,7 +37,12 @@ pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
     let host = crate::host::hostname();
     let done = enroll(&token, &host, std::env::consts::OS, SOFTWARE)
         .await
-        .with_context(|| format!("logging in to the controller at {}", token.controller))?;
+        .with_context(|| {
+            format!(
+                "logging in to the controller at {}",
+                token.controllers.join(", ")
+            )
+        })?;
     let Identity::Technician { name } = done.enrollment.identity.clone() else {
         bail!("the controller issued an agent certificate for a technician token");
     };
@@ -46,7 +51,7 @@ pub async fn login_to(token: &str, path: &std::path::Path) -> Result<Profile> {
         .tier
         .context("the controller did not say the technician's tier")?;
     let profile = Profile {
-        controller: token.controller.clone(),
+        controllers: token.controllers.clone(),
         name: name.clone(),
         tier,
         cert_not_after_secs: done.enrollment.cert_not_after_secs,

@@ -12,11 +12,9 @@ use deskside_config::{env_invalid, parse_log_format, read_config};
 
 use crate::adapters::config::TicketingConfig;
 
-mod cluster;
 mod parse;
 
 use crate::sla::SlaConfig;
-pub use cluster::{ClusterConfig, MAX_NODE_NAME_BYTES, valid_node};
 use parse::SOCKET_ADDR_HINT;
 pub use parse::parse;
 
@@ -101,8 +99,9 @@ pub struct ControllerConfig {
     pub max_collect_bytes: u64,
     /// The web console (`[console]`); `None` when the table is absent.
     pub console: Option<crate::console::ConsoleConfig>,
-    /// `[cluster]`: this node's name and the NATS server nodes route through.
-    pub cluster: ClusterConfig,
+    /// This node's name, the cluster's controller addresses and the NATS server the
+    /// nodes route through (`[cluster]`).
+    pub cluster: crate::cluster::ClusterConfig,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,
 }
@@ -120,7 +119,7 @@ impl Default for ControllerConfig {
             client_validity: crate::ca::CLIENT_VALIDITY,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
-            cluster: ClusterConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
     }

@@ -111,14 +111,15 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                     }
                 })?;
             }
-            "cluster" => {
-                config.cluster = super::cluster::parse(&f, f.table("cluster", value)?)?;
-            }
             "console" => {
                 config.console = Some(crate::console::config::parse(
                     &f,
                     f.table("console", value)?,
                 )?);
+            }
+            "cluster" => {
+                config.cluster =
+                    crate::cluster::ClusterConfig::from_table(&f, f.table("cluster", value)?)?;
             }
             // Parsed below, by its own module, from the same text.
             "ticketing" => {

@@ -50,8 +50,8 @@ pub(crate) struct Console {
     pub proxy: Option<std::net::IpAddr>,
     /// The data directory, for the admin pages' tokens.
     pub data: crate::datadir::DataDir,
-    /// The QUIC address agents and technicians dial, for the tokens the admin makes.
-    pub controller: String,
+    /// The QUIC addresses agents and technicians dial, for the tokens the admin makes.
+    pub controllers: Vec<String>,
 }
 
 /// Starts serving the console; returns the bound address.
@@ -60,6 +60,7 @@ pub(crate) async fn start(
     shared: Arc<Shared>,
     data: crate::datadir::DataDir,
     controller: SocketAddr,
+    cluster: &[String],
     cancel: CancellationToken,
 ) -> Result<SocketAddr, ConsoleError> {
     let console = Arc::new(Console {
@@ -71,7 +72,13 @@ pub(crate) async fn start(
             _ => None,
         },
         data,
-        controller: crate::host::reachable(controller).to_string(),
+        // `[cluster] controllers` when set, else this node as a client on this host
+        // reaches it.
+        controllers: if cluster.is_empty() {
+            vec![crate::host::reachable(controller).to_string()]
+        } else {
+            cluster.to_vec()
+        },
     });
     serve::start(config, router(console.clone()), &console, cancel).await
 }

@@ -37,7 +37,7 @@ use self::numbered::{Inbound, Numbered};
 use self::relay::RelayedStream;
 use self::wire::{MAX_FRAME_BYTES, Open, Opened};
 use crate::service::{AgentLink, AgentStream, CallError, Pending};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 use deskside_transport::TransportError;
 
 /// Bytes of an agent's stream the holding node sends ahead of what the requester has
@@ -296,12 +296,18 @@ impl AgentLink for Router {
         self.local.round_trip(id)
     }
 
-    fn code_owner(&self, code: &str) -> Option<String> {
+    /// Codes live in the store, shared by every node: the local registry reads it.
+    fn code_owner<'a>(&'a self, code: &'a str) -> Pending<'a, StoreResult<Option<String>>> {
         self.local.code_owner(code)
     }
 
-    fn offer_code(&self, agent: &str, code: &str, expires_at_secs: u64) {
-        self.local.offer_code(agent, code, expires_at_secs);
+    fn offer_code<'a>(
+        &'a self,
+        agent: &'a str,
+        code: &'a str,
+        expires_at_secs: u64,
+    ) -> Pending<'a, StoreResult<()>> {
+        self.local.offer_code(agent, code, expires_at_secs)
     }
 
     fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>> {

@@ -21,13 +21,14 @@ use tracing::{info, warn};
 use super::Node;
 use super::refuse;
 use crate::service::{AgentLink, AgentStream, CallError, Event, Pending};
+use crate::store::{Store, StoreResult};
 
-/// Agents connected to this controller, by id, and the support codes their users offer.
-#[derive(Debug, Default)]
+/// Agents connected to this controller, by id; the support codes their users offer are
+/// in the store, shared with the cluster's other nodes.
+#[derive(Debug)]
 pub struct Registry {
     links: Mutex<HashMap<String, Connection>>,
-    /// Support code (digits only) → (agent id, expiry in Unix seconds).
-    codes: Mutex<HashMap<String, (String, u64)>>,
+    store: Store,
     /// Technician connections (by QUIC stable id), so revocation can close them.
     techs: Mutex<HashMap<usize, (String, Connection)>>,
 }
@@ -38,12 +39,16 @@ fn set_count(gauge: &Gauge, len: usize) {
     gauge.set(i64::try_from(len).unwrap_or(i64::MAX));
 }
 
-/// Support codes are read over the phone: compare digits only.
-fn digits(code: &str) -> String {
-    code.chars().filter(char::is_ascii_digit).collect()
-}
-
 impl Registry {
+    /// No agents yet; support codes in `store`.
+    pub fn new(store: Store) -> Registry {
+        Registry {
+            links: Mutex::default(),
+            store,
+            techs: Mutex::default(),
+        }
+    }
+
     /// Registers `conn` for `id` and sets `gauge` to the count while still holding the
     /// map, so concurrent connects and disconnects cannot leave it stale.
     fn insert(&self, id: &str, conn: Connection, gauge: &Gauge) {
@@ -135,18 +140,27 @@ impl AgentLink for Registry {
         self.lock().get(id).map(Connection::rtt)
     }
 
-    fn code_owner(&self, code: &str) -> Option<String> {
-        let now = crate::clock::now_secs();
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.retain(|_, (_, expires)| *expires > now);
-        codes.get(&digits(code)).map(|(agent, _)| agent.clone())
+    fn code_owner<'a>(&'a self, code: &'a str) -> Pending<'a, StoreResult<Option<String>>> {
+        let code = code.to_owned();
+        Box::pin(
+            self.store
+                .run(move |db| db.code_owner(&code, crate::clock::now_secs())),
+        )
     }
 
-    fn offer_code(&self, agent: &str, code: &str, expires_at_secs: u64) {
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+    fn offer_code<'a>(
+        &'a self,
+        agent: &'a str,
+        code: &'a str,
+        expires_at_secs: u64,
+    ) -> Pending<'a, StoreResult<()>> {
+        let (agent, code) = (agent.to_owned(), code.to_owned());
         // One live code per agent: a new one replaces the old.
-        codes.retain(|_, (a, _)| a != agent);
-        codes.insert(digits(code), (agent.to_owned(), expires_at_secs));
+        Box::pin(
+            self.store.run(move |db| {
+                db.offer_code(&agent, &code, expires_at_secs, crate::clock::now_secs())
+            }),
+        )
     }
 
     fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>> {

@@ -52,8 +52,10 @@ pub const UNIDENTIFIED_DEADLINE: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often revoked identities' live connections are looked for and closed.
 pub const REVOCATION_SWEEP: Duration = Duration::from_secs(2);
-/// How often the outbox looks for syncs that are due.
+/// How often the outbox looks for syncs that are due (on the node holding its lease).
 pub const OUTBOX_POLL: Duration = Duration::from_secs(5);
+/// How often the node holding the housekeeping lease forgets expired support codes.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(60);
 /// On shutdown, in-flight requests get this long to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -144,8 +146,11 @@ pub struct Options {
     pub max_collect_bytes: u64,
     /// Serve the web console (`[console]`); `None` for none.
     pub console: Option<crate::console::ConsoleConfig>,
-    /// `[cluster]`: with `nats` set, requests for agents on other nodes are routed there.
-    pub cluster: crate::config::ClusterConfig,
+    /// This node's name and the cluster's addresses (`[cluster]`); with `nats` set,
+    /// requests for agents on other nodes are routed there.
+    pub cluster: crate::cluster::ClusterConfig,
+    /// How often this node writes its heartbeat ([`crate::cluster::HEARTBEAT_INTERVAL`]).
+    pub heartbeat: Duration,
 }
 
 impl Default for Options {
@@ -163,7 +168,8 @@ impl Default for Options {
             request_timeout: REQUEST_TIMEOUT,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
-            cluster: crate::config::ClusterConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
+            heartbeat: crate::cluster::HEARTBEAT_INTERVAL,
         }
     }
 }
@@ -194,21 +200,21 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     )
     .map_err(|source| StartError::Listen { listen, source })?;
     let addr = endpoint.local_addr()?;
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new(store.clone()));
+    let node_name = options.cluster.node_name();
     let cancel = CancellationToken::new();
     // With NATS, the operations reach the whole cluster's agents; without, this node's.
     let (agents, located): (Arc<dyn crate::service::AgentLink>, _) = match &options.cluster.nats {
         Some(url) => {
-            let node = options.cluster.node_name();
             let routing = crate::route::Routing {
                 url,
-                node: &node,
+                node: &node_name,
                 installation: &origin,
                 local: registry.clone(),
                 store: store.clone(),
             };
             let router = crate::route::Router::start(routing, cancel.clone()).await?;
-            (router, Some(node))
+            (router, Some(node_name.clone()))
         }
         None => (registry.clone(), None),
     };
@@ -242,9 +248,24 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     for w in warnings.iter() {
         tracing::warn!("{w}");
     }
+    crate::cluster::spawn_heartbeat(
+        shared.store.clone(),
+        node_name.clone(),
+        crate::cluster::advertised(addr),
+        shared.metrics.agents_connected.clone(),
+        options.heartbeat,
+        cancel.clone(),
+    );
     if let Some(system) = shared.ticketing.clone() {
-        crate::outbox::spawn_worker(shared.store.clone(), system, cancel.clone(), OUTBOX_POLL);
+        crate::outbox::spawn_worker(
+            shared.store.clone(),
+            system,
+            cancel.clone(),
+            OUTBOX_POLL,
+            node_name.clone(),
+        );
     }
+    spawn_housekeeping(shared.store.clone(), node_name.clone(), cancel.clone());
     let metrics_addr = match metrics_listen {
         Some(at) => Some(
             crate::metrics::serve(
@@ -252,6 +273,10 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
                 shared.store.clone(),
                 shared.metrics.clone(),
                 warnings.clone(),
+                crate::metrics::NodeInfo {
+                    name: node_name.clone(),
+                    heartbeat: options.heartbeat,
+                },
                 cancel.clone(),
             )
             .await
@@ -261,14 +286,21 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     };
     let console_addr = match &options.console {
         Some(console) => Some(
-            crate::console::start(console, shared.clone(), data.clone(), addr, cancel.clone())
-                .await?,
+            crate::console::start(
+                console,
+                shared.clone(),
+                data.clone(),
+                addr,
+                &options.cluster.controllers,
+                cancel.clone(),
+            )
+            .await?,
         ),
         None => None,
     };
     tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
-    info!(%addr, ?metrics_addr, ?console_addr, "controller listening");
+    info!(%addr, node = %node_name, ?metrics_addr, ?console_addr, "controller listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -340,7 +372,31 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Node>, cancel: Cancellation
     info!("controller stopped");
 }
 
-/// Closes revoked agents' and technicians' connections promptly; new connections and
+/// Work one node of the cluster does for all: forgetting expired support codes.
+fn spawn_housekeeping(store: Store, node: String, cancel: CancellationToken) {
+    let pass_store = store.clone();
+    crate::cluster::spawn_leased(
+        store,
+        crate::cluster::Work::Housekeeping,
+        node,
+        HOUSEKEEPING_EVERY,
+        cancel,
+        move || {
+            let store = pass_store.clone();
+            async move {
+                let now = crate::clock::now_secs();
+                match store.run(move |db| db.forget_expired_codes(now)).await {
+                    Ok(n) if n > 0 => debug!(forgotten = n, "expired support codes"),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "forgetting expired support codes failed"),
+                }
+            }
+        },
+    );
+}
+
+/// Closes revoked agents' and technicians' connections promptly (each node its own: the
+/// revocations are read from the shared store, wherever they were made); new connections and
 /// requests are checked against the store anyway.
 async fn revocation_sweep(shared: Arc<Node>, cancel: CancellationToken) {
     loop {

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use deskside_proto::msg::agent::{AgentReply, AgentRequest, NoticeAck};
 use deskside_transport::TransportError;
 
+use crate::store::StoreResult;
+
 /// A boxed future borrowing its receiver: the traits here are used as trait objects.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -38,12 +40,18 @@ pub trait AgentLink: Send + Sync + fmt::Debug {
     /// The current round-trip time to agent `id`, when it is connected.
     fn round_trip(&self, id: &str) -> Option<Duration>;
 
-    /// The agent whose user offered support `code`, if the code is still valid.
-    fn code_owner(&self, code: &str) -> Option<String>;
+    /// The agent whose user offered support `code`, if the code is still valid. Codes are
+    /// shared by every node of a cluster (they live in the store), so this may wait on it.
+    fn code_owner<'a>(&'a self, code: &'a str) -> Pending<'a, StoreResult<Option<String>>>;
 
     /// Agent `agent`'s user offers support `code` until `expires_at_secs`; it replaces
     /// any code that agent offered before.
-    fn offer_code(&self, agent: &str, code: &str, expires_at_secs: u64);
+    fn offer_code<'a>(
+        &'a self,
+        agent: &'a str,
+        code: &'a str,
+        expires_at_secs: u64,
+    ) -> Pending<'a, StoreResult<()>>;
 
     /// Opens a request stream to agent `id` (for requests whose replies stream).
     fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>>;

@@ -36,11 +36,20 @@ pub(crate) async fn agent_notice(
             expires_at_secs,
         } => {
             let latest = crate::clock::now_secs() + deskside_proto::msg::session::SUPPORT_CODE_SECS;
-            shared
+            match shared
                 .agents
-                .offer_code(id, &code, expires_at_secs.min(latest));
-            info!(agent = id, "the user offered a support code");
-            NoticeAck::Recorded
+                .offer_code(id, &code, expires_at_secs.min(latest))
+                .await
+            {
+                Ok(()) => {
+                    info!(agent = id, "the user offered a support code");
+                    NoticeAck::Recorded
+                }
+                // The agent keeps the notice and offers the code again.
+                Err(e) => NoticeAck::Retry {
+                    reason: format!("the controller could not record the support code: {e}"),
+                },
+            }
         }
         AgentNotice::SessionEnded { grant, by } => {
             if let Err(reason) = check_request_key(

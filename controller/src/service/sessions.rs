@@ -192,11 +192,19 @@ pub(crate) async fn join(
     admit(shared, tech, Some(ticket)).await?;
     let attempt = shared
         .join_throttle
-        .attempt(&tech.name, Instant::now(), || {
-            shared.agents.code_owner(code)
-        });
+        .attempt_async(&tech.name, Instant::now(), || async {
+            // A store error is no wrong code: it is reported, not counted.
+            shared.agents.code_owner(code).await.transpose()
+        })
+        .await;
     let agent = match attempt {
-        Ok(Ok(agent)) => agent,
+        Ok(Ok(Ok(agent))) => agent,
+        Ok(Ok(Err(e))) => {
+            return Err(Failure::new(
+                ErrorCode::Internal,
+                format!("the controller could not look the support code up: {e}; try again"),
+            ));
+        }
         Ok(Err(wrong)) => {
             let failure = Failure::new(
                 ErrorCode::NotFound,

@@ -44,11 +44,21 @@ impl AgentLink for Link {
         Some(Duration::from_millis(1))
     }
 
-    fn code_owner(&self, _: &str) -> Option<String> {
-        None
+    fn code_owner<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> Pending<'a, crate::store::StoreResult<Option<String>>> {
+        Box::pin(async { Ok(None) })
     }
 
-    fn offer_code(&self, _: &str, _: &str, _: u64) {}
+    fn offer_code<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: u64,
+    ) -> Pending<'a, crate::store::StoreResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 
     fn open<'a>(&'a self, id: &'a str) -> Pending<'a, Result<Box<dyn AgentStream>, CallError>> {
         let agents = self.0.clone();

@@ -10,7 +10,8 @@
 //! or a help desk whose joins are paused, can still ask the user through
 //! `deskside session request`, and another technician can join the user's code.
 //!
-//! The lookup of the code happens under the same lock as the check, so a technician
+//! The lookup of the code happens under the same lock as the check (for the store's
+//! look-up, under an async gate held from the check to the count), so a technician
 //! cannot race many guesses past the throttle on parallel streams.
 
 use std::collections::{HashMap, VecDeque};
@@ -136,6 +137,8 @@ struct State {
 #[derive(Debug, Default)]
 pub(crate) struct JoinThrottle {
     state: Mutex<State>,
+    /// Held across an async look-up, from the check to the count: one at a time.
+    gate: tokio::sync::Mutex<()>,
 }
 
 impl JoinThrottle {
@@ -147,6 +150,7 @@ impl JoinThrottle {
 
     /// Looks up a code for `technician` at `now` unless they (or everyone) must wait:
     /// `lookup` runs under the throttle's lock, and its `None` counts as a wrong code.
+    #[cfg(test)]
     pub fn attempt<T>(
         &self,
         technician: &str,
@@ -154,6 +158,34 @@ impl JoinThrottle {
         lookup: impl FnOnce() -> Option<T>,
     ) -> Result<Result<T, Wrong>, Held> {
         let mut state = self.lock();
+        Self::check(&mut state, technician, now)?;
+        Ok(match lookup() {
+            Some(found) => Ok(found),
+            None => Err(state.wrong(technician, now)),
+        })
+    }
+
+    /// [`JoinThrottle::attempt`] with a look-up that waits (the store's): attempts are
+    /// taken one at a time, so parallel guesses are counted as if entered in a row.
+    pub async fn attempt_async<T, F>(
+        &self,
+        technician: &str,
+        now: Instant,
+        lookup: impl FnOnce() -> F,
+    ) -> Result<Result<T, Wrong>, Held>
+    where
+        F: Future<Output = Option<T>>,
+    {
+        let _one_at_a_time = self.gate.lock().await;
+        Self::check(&mut self.lock(), technician, now)?;
+        Ok(match lookup().await {
+            Some(found) => Ok(found),
+            None => Err(self.lock().wrong(technician, now)),
+        })
+    }
+
+    /// Whether `technician` (and everyone) may try a code at `now`.
+    fn check(state: &mut State, technician: &str, now: Instant) -> Result<(), Held> {
         state.forget(now);
         if let Some(until) = state
             .by_technician
@@ -178,10 +210,7 @@ impl JoinThrottle {
             let wait = (*oldest + GLOBAL_WINDOW).saturating_duration_since(now);
             return Err(Held::Paused { wait });
         }
-        Ok(match lookup() {
-            Some(found) => Ok(found),
-            None => Err(state.wrong(technician, now)),
-        })
+        Ok(())
     }
 
     /// Counts a wrong code found out after the lookup (the machine itself refused it).
@@ -253,6 +282,34 @@ mod tests {
 
     fn guess(t: &JoinThrottle, who: &str, now: Instant) -> Result<Result<(), Wrong>, Held> {
         t.attempt(who, now, || None::<()>)
+    }
+
+    #[tokio::test]
+    async fn parallel_guesses_through_a_waiting_look_up_are_counted_in_a_row() {
+        let t = std::sync::Arc::new(JoinThrottle::default());
+        let now = Instant::now();
+        let guesses = (0..LOCKOUT_AFTER + 5).map(|_| {
+            let t = t.clone();
+            tokio::spawn(async move {
+                t.attempt_async("eve", now, || async {
+                    tokio::task::yield_now().await;
+                    None::<()>
+                })
+                .await
+            })
+        });
+        let mut wrong = 0;
+        let mut held = 0;
+        for g in guesses {
+            match g.await {
+                Ok(Ok(Err(_))) => wrong += 1,
+                Ok(Err(_)) => held += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Past the free ones, each wrong code makes the next wait: no more got through.
+        assert_eq!(wrong, FREE_WRONG_CODES + 1);
+        assert_eq!(held, LOCKOUT_AFTER + 5 - FREE_WRONG_CODES - 1);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 mod asks;
 pub mod backup;
 mod certs;
+mod cluster;
+mod codes;
 mod console;
 mod deliveries;
 mod location;
@@ -27,6 +29,7 @@ use deskside_proto::msg::tech::{AgentSummary, EvidenceRef, TicketSummary, Timeli
 
 pub use asks::{AskOutcome, NewAsk};
 pub use certs::Credentials;
+pub use cluster::NodeRow;
 pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
 pub use deliveries::Delivered;
 pub use location::AgentLocation;

@@ -166,6 +166,28 @@ ALTER TABLE agents ADD COLUMN snapshot_at BIGINT;
 CREATE INDEX agents_fleet ON agents (hostname, id, os, kernel, agent_version, enrolled_at,
     last_seen, revoked_at, worst_finding, snapshot_at);
 "#,
+    // Several nodes on one store: who is up (heartbeats), who does the once-only work
+    // (leases), and the support codes users offer, whichever node their agent reaches.
+    r#"
+CREATE TABLE nodes (
+    name            TEXT PRIMARY KEY,
+    address         TEXT NOT NULL,
+    started_at      BIGINT NOT NULL,
+    heartbeat_at    BIGINT NOT NULL,
+    agents_online   BIGINT NOT NULL DEFAULT 0,
+    version         TEXT NOT NULL
+);
+CREATE TABLE leases (
+    name            TEXT PRIMARY KEY,
+    holder          TEXT NOT NULL,
+    expires_at      BIGINT NOT NULL
+);
+CREATE TABLE support_codes (
+    code_sha256     TEXT PRIMARY KEY,
+    agent_id        TEXT NOT NULL UNIQUE,
+    expires_at      BIGINT NOT NULL
+);
+"#,
     // Which node holds each agent's connection, so a node can route a request for an
     // agent connected elsewhere. `connected_at` is in Unix milliseconds.
     r#"

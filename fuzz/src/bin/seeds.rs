@@ -46,7 +46,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     seeds.add(&EnrollToken {
         kind: TokenKind::Agent,
-        controller: "helpdesk.example:4433".into(),
+        controllers: vec![
+            "ctl-a.helpdesk.example:4433".into(),
+            "ctl-b.helpdesk.example:4433".into(),
+        ],
         ca_sha256: [0xa5; 32],
         secret: [0x3c; 32],
     })?;

@@ -79,9 +79,9 @@ pub async fn page(State(console): State<Arc<Console>>, session: Session) -> Resp
 }
 
 async fn make(console: &Console, kind: TokenFor) -> Result<String, Response> {
-    let (data, controller) = (console.data.clone(), console.controller.clone());
+    let (data, controllers) = (console.data.clone(), console.controllers.clone());
     tokio::task::spawn_blocking(move || {
-        crate::tokens::make_token(&data, kind, &controller, TOKEN_TTL)
+        crate::tokens::make_cluster_token(&data, kind, &controllers, TOKEN_TTL)
     })
     .await
     .map_err(|e| view::internal(&e.to_string()))?
