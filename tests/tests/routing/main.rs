@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use deskside_agent::control::{ControlReply, ControlRequest};
 use deskside_controller::client::{ClientError, TechClient};
 use deskside_controller::store::{GENESIS_HASH, entry_hash};
 use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::session::Scope;
 use deskside_proto::msg::tech::{CollectReport, ErrorReply, TechReply, TechRequest, TicketView};
 use deskside_tests::hostile::new_ticket;
 use deskside_tests::routing::{NAMES, Nats, start_nodes};
-use deskside_tests::{Cluster, wait_online};
+use deskside_tests::{Cluster, control, wait_online};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
@@ -229,6 +231,48 @@ async fn a_technician_on_one_node_works_on_an_agent_connected_to_another() -> Re
     // The agent serves the next request as before.
     let again = collect(&tech, &agent.id, number, &path).await?;
     assert_eq!(again.evidence.sha256, report.evidence.sha256);
+
+    // A support code shown by an agent on node B, read out to the technician on node A,
+    // who joins with it: the session and what it grants reach node B's agent.
+    let desk = b
+        .agent("pc-b", "[scopes]\ndiagnostics = \"prompt\"\n")
+        .await?;
+    wait_online(&tech, &desk.id).await?;
+    let desk_ticket = new_ticket(&tech, &desk.id).await?;
+    let mut user = control(&desk).await?;
+    let offered = user
+        .call(&ControlRequest::Support {
+            scopes: vec![Scope::Diagnostics],
+            duration_secs: 600,
+        })
+        .await?;
+    let ControlReply::Code(code) = offered else {
+        bail!("no support code: {offered:?}");
+    };
+    // The code reaches the store as a notice from node B; join once it is there.
+    let started = std::time::Instant::now();
+    let joined = loop {
+        let join = TechRequest::JoinSession {
+            code: code.code.clone(),
+            ticket: desk_ticket,
+        };
+        match tech.request(&join).await {
+            Ok(reply) => break reply,
+            Err(e) if started.elapsed() > REQUEST_BOUND => return Err(e.into()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    assert!(matches!(joined, TechReply::Session(_)), "{joined:?}");
+    let TechReply::Diagnostics(_) = tech
+        .request(&TechRequest::Diagnostics {
+            agent: desk.id.clone(),
+            ticket: desk_ticket,
+        })
+        .await?
+    else {
+        bail!("diagnostics in the joined session");
+    };
+    desk.stop().await;
 
     // Whatever else can publish on NATS gets a reason for bytes that are not an open
     // request, and node C goes on relaying.
