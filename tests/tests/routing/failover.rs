@@ -1,9 +1,9 @@
-//! Three `deskside serve` processes and real `deskside-agent run` processes, one agent on
-//! each node: a rolling restart of all three nodes, then `kill -9` of the node holding
-//! an agent, of the node a technician's routed requests arrive at, or of the agent, at
-//! random points while diagnostics and script runs (~0.5 MiB of output each) are
-//! routed across the nodes. Every request ends with an outcome within a bound; at the
-//! end every item an agent produced is stored exactly once.
+//! Three `deskside serve` processes and three real `deskside-agent run` processes whose
+//! tokens list all three nodes: a rolling restart of all three nodes, then `kill -9` of
+//! a node — its agents move to the others, within a bound, before it comes back — and of
+//! an agent, at random points while diagnostics and script runs (~0.5 MiB of output
+//! each) are routed across the nodes. Every request ends with an outcome within a
+//! bound; at the end every item an agent produced is stored exactly once.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,22 +12,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use deskside_agent::state::{StateDir, write_atomic};
-use deskside_controller::cli::admin::{make_token, script_add};
+use deskside_controller::cli::admin::script_add;
 use deskside_controller::cli::tech::login_to;
-use deskside_controller::client::TechClient;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::profile::Profile;
 use deskside_controller::store::{Store, TokenFor};
+use deskside_controller::tokens::make_cluster_token;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
+use deskside_tests::nodes::technician_at;
 use deskside_tests::routing::{NAMES, Nats, join_data};
-use deskside_tests::{bin, free_udp_addr, serve_command, wait_online};
+use deskside_tests::{bin, free_udp_addr, serve_command};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
-/// Rounds of "route uploads, kill something, restart it".
-const ROUNDS: u32 = 4;
+/// An agent learns that its node died without a word at its connection's idle timeout,
+/// then dials another; the test fails past this.
+const FAILOVER_BOUND: Duration =
+    Duration::from_secs(deskside_transport::tls::IDLE_TIMEOUT.as_secs() + 45);
 /// No request may take longer than this to end one way or the other: a hang fails.
 const REQUEST_BOUND: Duration = Duration::from_secs(60);
 /// How long the agents get to deliver their spools once everything is up again.
@@ -122,14 +125,9 @@ struct Machine {
     proc: Proc,
 }
 
-async fn machine(dir: &Path, name: &str, on: &Node) -> Result<Machine> {
+async fn machine(dir: &Path, name: &str, data: &DataDir, addrs: &[String]) -> Result<Machine> {
     let state = StateDir::new(dir.join(name));
-    let token = make_token(
-        &on.data,
-        TokenFor::Agent,
-        &on.addr,
-        Duration::from_secs(600),
-    )?;
+    let token = make_cluster_token(data, TokenFor::Agent, addrs, Duration::from_secs(600))?;
     let id = retry(|| deskside_agent::enroll::enroll(&state, &token))
         .await?
         .agent_id;
@@ -218,9 +216,15 @@ fn stored_keys(data: &DataDir, agent: &str) -> Result<BTreeSet<String>> {
     Ok(keys)
 }
 
-/// One routed upload through a fresh connection to the technician's node.
-async fn upload(profile: Profile, agent: String, ticket: u64, script: bool) -> Result<(), String> {
-    let client = TechClient::connect(&profile)
+/// One routed upload through a fresh connection to the node at `at`.
+async fn upload(
+    profile: Profile,
+    at: String,
+    agent: String,
+    ticket: u64,
+    script: bool,
+) -> Result<(), String> {
+    let client = technician_at(&profile, &at)
         .await
         .map_err(|e| format!("connect: {e:#}"))?;
     let reply = if script {
@@ -256,13 +260,33 @@ async fn retry<T, E: Into<anyhow::Error>, Fut: Future<Output = Result<T, E>>>(
     }
 }
 
-/// Every agent is online as the technician's node sees it (the node may be restarting).
-async fn all_online(profile: &Profile, machines: &[Machine]) -> Result<()> {
-    let client = retry(|| TechClient::connect(profile)).await?;
-    for m in machines {
-        wait_online(&client, &m.id).await?;
+/// Every agent is online as the node at `addr` sees it (it may be restarting), within
+/// `bound`.
+async fn all_online(profile: &Profile, addr: &str, machines: &[Machine]) -> Result<()> {
+    online_within(profile, addr, machines, REQUEST_BOUND).await
+}
+
+async fn online_within(
+    profile: &Profile,
+    addr: &str,
+    machines: &[Machine],
+    bound: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let client = retry(|| technician_at(profile, addr)).await?;
+    loop {
+        if let TechReply::Agents(list) = client.request(&TechRequest::ListAgents).await?
+            && machines
+                .iter()
+                .all(|m| list.iter().any(|a| a.id == m.id && a.online))
+        {
+            return Ok(());
+        }
+        if start.elapsed() > bound {
+            bail!("not every agent was online on the node at {addr} within {bound:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,22 +325,20 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
     )?;
     script_add(&data, &[catalog.join("upload.toml")])?;
     Store::open(&data.database())?.blocking(|db| db.insert_technician("tina", Tier::L1))?;
-    // The technician works on node A; one agent on each node.
-    let a_addr = nodes.first().map(|n| n.addr.clone()).context("node a")?;
-    let token = make_token(
-        &data,
-        TokenFor::Technician("tina".into()),
-        &a_addr,
-        Duration::from_secs(600),
-    )?;
+    // Tokens list every node: the agents pick one at random and fail over; the
+    // technician's profile names them all too, and the test picks which node it asks.
+    let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let tech = TokenFor::Technician("tina".into());
+    let token = make_cluster_token(&data, tech, &addrs, Duration::from_secs(600))?;
     let profile_path = dir.join("tina.toml");
     let profile = retry(|| login_to(&token, &profile_path)).await?;
     let mut machines = Vec::new();
-    for (i, n) in nodes.iter().enumerate() {
-        machines.push(machine(dir, &format!("pc-{i}"), n).await?);
+    for i in 0..NAMES.len() {
+        machines.push(machine(dir, &format!("pc-{i}"), &data, &addrs).await?);
     }
-    all_online(&profile, &machines).await?;
-    let client = TechClient::connect(&profile).await?;
+    let a_addr = addrs.first().context("node a")?.clone();
+    all_online(&profile, &a_addr, &machines).await?;
+    let client = technician_at(&profile, &a_addr).await?;
     let mut tickets = Vec::new();
     for m in &machines {
         tickets.push(deskside_tests::hostile::new_ticket(&client, &m.id).await?);
@@ -324,18 +346,25 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
     drop(client);
 
     let (mut answered, mut failed) = (0u32, Vec::new());
-    // A rolling restart, one node at a time, while routed requests run; then kill -9s.
+    // A rolling restart, one node at a time, while routed requests run; then kill -9 of
+    // a node, then of an agent (an index past the nodes).
     let steps: Vec<(usize, bool)> = (0..NAMES.len())
         .map(|i| (i, false))
-        .chain((0..ROUNDS).map(|_| (rng.gen_range(0..NAMES.len() + 1), true)))
+        .chain([(rng.gen_range(0..NAMES.len()), true), (NAMES.len(), true)])
         .collect();
     for (round, (victim, kill)) in steps.into_iter().enumerate() {
+        // The technician asks a node that stays up this step.
+        let asked = addrs
+            .get((victim + 1) % NAMES.len())
+            .context("a node to ask")?
+            .clone();
         let mut uploads = tokio::task::JoinSet::new();
         for (i, (m, t)) in machines.iter().zip(&tickets).enumerate() {
-            let (p, a, t) = (profile.clone(), m.id.clone(), *t);
+            let (p, a, t, at) = (profile.clone(), m.id.clone(), *t, asked.clone());
+            let script = (round + i) % 2 == 0;
             uploads.spawn(tokio::time::timeout(
                 REQUEST_BOUND,
-                upload(p, a, t, (round + i) % 2 == 0),
+                upload(p, at, a, t, script),
             ));
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1500))).await;
@@ -354,11 +383,17 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
                     NAMES.get(victim).unwrap_or(&"?")
                 );
                 n.proc.kill9();
+                // Its agents move to the other nodes before it comes back.
+                let killed = Instant::now();
+                online_within(&profile, &asked, &machines, FAILOVER_BOUND).await?;
+                eprintln!(
+                    "step {round}: every agent online on the other nodes {:?} after the kill",
+                    killed.elapsed()
+                );
                 n.proc.start()?;
             }
             (None, _) => {
-                // An agent instead: the one whose node routes to it from A.
-                eprintln!("step {round}: kill -9 the agent on ctl-c");
+                eprintln!("step {round}: kill -9 an agent");
                 let m = machines.last_mut().context("an agent")?;
                 m.proc.kill9();
                 m.proc.start()?;
@@ -371,7 +406,7 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
                 Ok(Err(reason)) => failed.push(reason),
             }
         }
-        all_online(&profile, &machines).await?;
+        all_online(&profile, &asked, &machines).await?;
     }
 
     // Everything up: the spools drain, to whichever node each agent is on.
