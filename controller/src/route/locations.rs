@@ -1,6 +1,8 @@
 //! The other nodes' agents as this node sees them: read from the location table every
 //! [`LOCATION_REFRESH`](super::LOCATION_REFRESH), kept only for nodes that answer a ping,
-//! so `is_online` (asked for every agent of a listing) is a map look-up.
+//! so `is_online` (asked for every agent of a listing) is a map look-up. A ping over NATS
+//! rather than the nodes' heartbeats in the store: it tests the very path a relay takes,
+//! and a dead node drops out within a refresh instead of three missed heartbeats.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
