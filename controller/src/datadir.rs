@@ -77,10 +77,12 @@ fn file<'p>(
     }
 }
 
-/// Paths inside a data directory.
+/// Paths inside a data directory, and where this node's store is: the SQLite file in
+/// it, or the shared PostgreSQL database (`[store] url`).
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    store_url: Option<crate::store::PgUrl>,
 }
 
 /// Everything loaded from a data directory that the server needs in memory.
@@ -94,14 +96,41 @@ pub struct Keys {
 }
 
 impl DataDir {
+    /// A data directory whose store is the SQLite file in it.
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            store_url: None,
+        }
+    }
+
+    /// The same directory with the store on PostgreSQL at `url` (`None`: SQLite).
+    pub fn with_store(self, url: Option<crate::store::PgUrl>) -> DataDir {
+        DataDir {
+            store_url: url,
+            ..self
+        }
+    }
+
+    /// Where the store is.
+    pub fn store_at(&self) -> crate::store::StoreAt {
+        match &self.store_url {
+            Some(url) => crate::store::StoreAt::Postgres(url.clone()),
+            None => crate::store::StoreAt::Sqlite(self.database()),
+        }
+    }
+
+    /// Opens this node's store (creating and migrating it if needed): every command and
+    /// the server open it here.
+    pub fn open_store(&self) -> crate::store::StoreResult<crate::store::Store> {
+        crate::store::Store::open_at(&self.store_at())
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The SQLite database file (the store unless [`DataDir::with_store`] moved it).
     pub fn database(&self) -> PathBuf {
         self.root.join(DATABASE)
     }
@@ -130,6 +159,11 @@ impl DataDir {
                 });
             }
         }
+        // A PostgreSQL store that cannot be reached or is too new fails the command
+        // before any key is written, leaving nothing half made.
+        if self.store_url.is_some() {
+            self.open_store()?;
+        }
         fs::create_dir_all(&self.root).map_err(file("creating data directory", &self.root))?;
         restrict_dir(&self.root)?;
         fs::create_dir_all(self.evidence())?;
@@ -148,7 +182,7 @@ impl DataDir {
         write_new(&self.path(SERVER_CERT), server.cert_pem.as_bytes(), 0o644)?;
         write_new(&self.path(SCRIPT_KEY), script_pem.as_bytes(), 0o600)?;
         self.make_record_signing(&ca)?;
-        crate::store::Store::open(&self.database())?;
+        self.open_store()?;
         Ok(())
     }
 
@@ -245,6 +279,32 @@ mod tests {
         assert!(keys.server_cert_pem.contains("BEGIN CERTIFICATE"));
         let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("already initialised"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn init_on_postgres_makes_its_tables_or_nothing() -> anyhow::Result<()> {
+        let tmp = tempfile::tempdir()?;
+        // Nothing listens on port 1: the command fails before writing any key.
+        let unreachable = crate::store::PgUrl::parse("postgres://deskside@127.0.0.1:1/deskside")
+            .map_err(anyhow::Error::msg)?;
+        let dir = DataDir::new(tmp.path().join("a")).with_store(Some(unreachable));
+        let err = dir.init().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err.contains("cannot reach PostgreSQL at postgres://deskside@127.0.0.1:1/deskside"),
+            "{err}"
+        );
+        assert!(!dir.root().exists(), "a half-made data directory was left");
+
+        let url = deskside_testpg::database().map_err(anyhow::Error::msg)?;
+        let url = crate::store::PgUrl::parse(&url).map_err(anyhow::Error::msg)?;
+        let dir = DataDir::new(tmp.path().join("b")).with_store(Some(url));
+        dir.init()?;
+        assert!(
+            !dir.database().exists(),
+            "no SQLite file beside a PostgreSQL store"
+        );
+        assert!(dir.open_store()?.blocking(|db| db.agents())?.is_empty());
         Ok(())
     }
 

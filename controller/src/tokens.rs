@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::now_secs;
 use crate::datadir::DataDir;
-use crate::store::{Store, TokenFor, TokenRecord};
+use crate::store::{TokenFor, TokenRecord};
 
 /// Makes and records a token naming one controller, `controller`; returns its text.
 pub fn make_token(
@@ -35,7 +35,7 @@ pub fn make_cluster_token(
         )
     })?;
     let keys = data.load()?;
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     let secret: [u8; 32] = rand::random();
     let now = now_secs();
     let record = TokenRecord {

@@ -28,10 +28,21 @@ use deskside_controller::client::TechClient;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::profile::Profile;
 use deskside_controller::server::{self, Running};
-use deskside_controller::store::{Store, TokenFor};
+use deskside_controller::store::{PgUrl, Store, StoreAt, TokenFor};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use tokio_util::sync::CancellationToken;
+
+/// `DESKSIDE_TEST_STORE=postgres` runs every [`Cluster::start_with`] controller on a
+/// fresh database of the test process's throwaway PostgreSQL cluster (`sqlite` or
+/// unset: the data directory's SQLite file).
+pub const TEST_STORE_ENV: &str = "DESKSIDE_TEST_STORE";
+
+/// A fresh database on the test process's throwaway PostgreSQL cluster.
+pub fn postgres_database() -> Result<PgUrl> {
+    let url = deskside_testpg::database().map_err(anyhow::Error::msg)?;
+    PgUrl::parse(&url).map_err(anyhow::Error::msg)
+}
 
 /// A policy that serves diagnostics unattended.
 pub const ALLOW_DIAGNOSTICS: &str = "[scopes]\ndiagnostics = \"allow\"\n";
@@ -67,9 +78,25 @@ impl Cluster {
     }
 
     /// A controller with these options (SLA, ticketing, metrics); listen stays 127.0.0.1:0.
+    /// Its store is SQLite unless [`TEST_STORE_ENV`] says `postgres`.
     pub async fn start_with(options: server::Options) -> Result<Cluster> {
+        let store = match std::env::var(TEST_STORE_ENV).as_deref() {
+            Ok("postgres") => Some(postgres_database()?),
+            Ok("sqlite" | "") | Err(_) => None,
+            Ok(other) => bail!("{TEST_STORE_ENV}={other:?}: expected postgres or sqlite"),
+        };
+        Cluster::start_on(options, store).await
+    }
+
+    /// A controller whose store is a fresh PostgreSQL database.
+    pub async fn start_postgres(options: server::Options) -> Result<Cluster> {
+        Cluster::start_on(options, Some(postgres_database()?)).await
+    }
+
+    /// A controller with its store on PostgreSQL at `store`, or SQLite when `None`.
+    pub async fn start_on(options: server::Options, store: Option<PgUrl>) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let data = DataDir::new(dir.path().join("controller"));
+        let data = DataDir::new(dir.path().join("controller")).with_store(store);
         data.init()?;
         let options = server::Options {
             listen: "127.0.0.1:0".parse()?,
@@ -98,15 +125,29 @@ impl Cluster {
     }
 
     pub fn store(&self) -> Result<Store> {
-        Ok(Store::open(&self.data.database())?)
+        Ok(self.data.open_store()?)
     }
 
     /// Runs `sql` on the controller's database from outside, while it serves: how tests
     /// break the store under it (and mend it again).
     pub fn sql(&self, sql: &str) -> Result<()> {
-        let db = rusqlite::Connection::open(self.data.database())?;
-        db.busy_timeout(Duration::from_secs(10))?;
-        db.execute_batch(sql)?;
+        match self.data.store_at() {
+            StoreAt::Sqlite(path) => {
+                let db = rusqlite::Connection::open(path)?;
+                db.busy_timeout(Duration::from_secs(10))?;
+                db.execute_batch(sql)?;
+            }
+            // On a thread of its own: the synchronous client may not run inside a runtime.
+            StoreAt::Postgres(url) => std::thread::scope(|s| {
+                s.spawn(|| -> Result<()> {
+                    let mut client = postgres::Client::connect(url.secret_url(), postgres::NoTls)?;
+                    client.batch_execute(sql)?;
+                    Ok(())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the SQL thread panicked"))?
+            })?,
+        }
         Ok(())
     }
 

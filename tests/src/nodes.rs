@@ -1,9 +1,9 @@
 //! Several controller nodes on one store, in this process: a second node beside a
 //! [`Cluster`]'s own, with its own data directory holding a copy of the first's keys, and
-//! the first's store and evidence directory shared. Today the store is the one SQLite
-//! file (WAL lets several processes and connections use it on one host), reached through
-//! a link in the node's data directory; with `[store] url` it is the one PostgreSQL
-//! database — [`SharedStore`] is the one place that changes.
+//! the first's store and evidence directory shared: the first's PostgreSQL database when
+//! it has one (`Cluster::start_postgres`, or `DESKSIDE_TEST_STORE=postgres`), else its
+//! SQLite file (WAL lets several connections use it on one host), reached through a link
+//! in the node's data directory.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,20 +14,10 @@ use deskside_controller::cluster::ClusterConfig;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::profile::Profile;
 use deskside_controller::server::{self, Running};
-use deskside_controller::store::TokenFor;
+use deskside_controller::store::{StoreAt, TokenFor};
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 
 use crate::Cluster;
-
-/// How nodes share their store: the first node's SQLite file. (When the PostgreSQL store
-/// lands: the `[store] url` every node is given.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedStore {
-    SqliteFile,
-}
-
-/// The store the cluster tests use.
-pub const SHARED_STORE: SharedStore = SharedStore::SqliteFile;
 
 /// A node beside the cluster's first controller.
 #[derive(Debug)]
@@ -86,14 +76,16 @@ impl Cluster {
                     .with_context(|| format!("copying {} to {}", path.display(), to.display()))?;
             }
         }
-        match SHARED_STORE {
-            SharedStore::SqliteFile => {
+        let node = match self.data.store_at() {
+            StoreAt::Postgres(url) => DataDir::new(&root).with_store(Some(url)),
+            StoreAt::Sqlite(file) => {
                 let node = DataDir::new(&root);
-                std::os::unix::fs::symlink(self.data.database(), node.database())?;
-                std::os::unix::fs::symlink(self.data.evidence(), node.evidence())?;
-                Ok(node)
+                std::os::unix::fs::symlink(file, node.database())?;
+                node
             }
-        }
+        };
+        std::os::unix::fs::symlink(self.data.evidence(), node.evidence())?;
+        Ok(node)
     }
 
     /// Starts another node named `name` on this cluster's store, with `options`.

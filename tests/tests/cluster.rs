@@ -10,7 +10,7 @@ use deskside_controller::cli::tech::login_to;
 use deskside_controller::client::TechClient;
 use deskside_controller::server::Registry;
 use deskside_controller::service::AgentLink;
-use deskside_controller::store::{Store, TokenFor};
+use deskside_controller::store::TokenFor;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::session::Scope;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
@@ -185,7 +185,7 @@ async fn two_nodes_share_codes_and_revocations_and_an_agent_fails_over() -> Resu
         other => bail!("no code: {other:?}"),
     };
     let other_data = if first == 0 { &b.data } else { &a.data };
-    let other = Registry::new(Store::open(&other_data.database())?);
+    let other = Registry::new(other_data.open_store()?);
     let start = Instant::now();
     loop {
         if let Some(owner) = other.code_owner(&code.code).await? {

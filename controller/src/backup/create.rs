@@ -19,6 +19,11 @@ use crate::store;
 /// while the controller serves. The archive is written beside `out` under a temporary
 /// name and renamed into place when complete, so `out` is never a partial backup.
 pub fn backup(data: &DataDir, out: &Path) -> Result<BackupSummary, BackupError> {
+    if let store::StoreAt::Postgres(url) = data.store_at() {
+        return Err(BackupError::PostgresStore {
+            at: url.to_string(),
+        });
+    }
     let root = data.root();
     let required = KEY_FILES.iter().map(|(name, _)| *name).chain([DATABASE]);
     for name in required {

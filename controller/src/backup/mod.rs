@@ -105,6 +105,14 @@ pub enum BackupError {
     NotInManifest { member: String },
     #[error("{}: {reason}", archive.display())]
     BadArchive { archive: PathBuf, reason: String },
+    #[error(
+        "the store is on PostgreSQL ({at}): `deskside backup` copies only a SQLite store; back up the database with pg_dump (and the keys and evidence as files), as the deployment guide describes"
+    )]
+    PostgresStore { at: String },
+    #[error(
+        "the store is on PostgreSQL ({at}): `deskside restore` puts back only a SQLite store; restore the database with pg_restore (or psql for a plain dump), as the deployment guide describes"
+    )]
+    PostgresRestore { at: String },
     #[error("evidence {sha256} of ticket {ticket}: {reason}; the backup is incomplete or damaged")]
     Evidence {
         ticket: u64,

@@ -16,6 +16,11 @@ use crate::datadir::DataDir;
 /// and the restored database's evidence records checked against their blobs; only then
 /// are the files moved into place. On any failure the target is left as it was found.
 pub fn restore(archive: &Path, into: &DataDir) -> Result<RestoreSummary, BackupError> {
+    if let crate::store::StoreAt::Postgres(url) = into.store_at() {
+        return Err(BackupError::PostgresRestore {
+            at: url.to_string(),
+        });
+    }
     let target = into.root();
     let created = prepare_target(target)?;
     let result = restore_into(archive, target);

@@ -8,7 +8,7 @@ use deskside_proto::msg::identity::{Tier, valid_name};
 use tracing::info;
 
 use crate::datadir::DataDir;
-use crate::store::{Store, TokenFor};
+use crate::store::TokenFor;
 
 pub use crate::host::reachable;
 pub use crate::tokens::{make_cluster_token, make_token};
@@ -120,7 +120,7 @@ pub fn tech_add(
             "technician names are 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit (got {name:?})"
         );
     }
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     store.blocking(|db| db.insert_technician(name, tier))?;
     let token = make_cluster_token(
         data,
@@ -139,7 +139,7 @@ pub fn tech_add(
 /// Validates, signs and stores catalog manifests.
 pub fn script_add(data: &DataDir, files: &[std::path::PathBuf]) -> Result<()> {
     let keys = data.load()?;
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     for file in files {
         let (mut entry, body) = crate::catalog::load(file)?;
         let existing = store.blocking(|db| match db.script(&entry.name) {
@@ -195,7 +195,7 @@ pub fn restore(archive: &std::path::Path, into: &DataDir) -> Result<()> {
 /// Revokes an agent or a technician in the store; a running controller closes their
 /// connections at its next sweep (seconds) and refuses them from then on.
 pub fn revoke(data: &DataDir, agent: Option<&str>, tech: Option<&str>) -> Result<()> {
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     match (agent, tech) {
         (Some(id), _) => {
             if !store.blocking(|db| db.revoke_agent(id))? {

@@ -133,10 +133,9 @@ pub async fn config(
             },
         }
     );
-    println!(
-        "  data            {}",
-        super::data_dir(data)?.root().display()
-    );
+    let data = super::data_dir(data, config)?;
+    println!("  data            {}", data.root().display());
+    println!("  store           {}", data.store_at());
     println!(
         "  log             {:?}, level {}",
         config.log_format, config.log_level

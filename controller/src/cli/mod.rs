@@ -29,8 +29,12 @@ pub use error::{CliError, ScriptEnd, Shortfall, exit};
 pub use render::print_json;
 
 /// The data directory: `--data`, `DESKSIDE_DATA`, else `/var/lib/deskside` for root and
-/// `<data dir>/deskside` for other users.
-pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<crate::datadir::DataDir> {
+/// `<data dir>/deskside` for other users; with the store `config` names (`[store] url`,
+/// else the SQLite file in it). Every command that opens the store gets it from here.
+pub fn data_dir(
+    flag: Option<PathBuf>,
+    config: &crate::config::ControllerConfig,
+) -> anyhow::Result<crate::datadir::DataDir> {
     let root = match flag {
         Some(p) => p,
         None if is_root() => PathBuf::from("/var/lib/deskside"),
@@ -38,7 +42,7 @@ pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<crate::datadir::DataDir
             .context("no data directory for this user; pass --data DIR")?
             .join("deskside"),
     };
-    Ok(crate::datadir::DataDir::new(root))
+    Ok(crate::datadir::DataDir::new(root).with_store(config.store_url.clone()))
 }
 
 fn is_root() -> bool {
@@ -53,7 +57,7 @@ fn is_root() -> bool {
 pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<(), CliError> {
     let data = cli.data.clone().or_else(|| config.data.clone());
     match cli.command {
-        Command::Init => Ok(admin::init(&data_dir(data.clone())?)?),
+        Command::Init => Ok(admin::init(&data_dir(data.clone(), &config)?)?),
         Command::Serve {
             listen,
             metrics_listen,
@@ -69,7 +73,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 cluster: config.cluster.clone(),
                 ..crate::server::Options::default()
             };
-            Ok(admin::serve(&data_dir(data)?, &options).await?)
+            Ok(admin::serve(&data_dir(data, &config)?, &options).await?)
         }
         Command::Config {
             command: ConfigCommand::Check { reach },
@@ -80,15 +84,23 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
             print!("{}", crate::config::example());
             Ok(())
         }
-        Command::Backup { out } => Ok(admin::backup(&data_dir(data)?, &out)?),
-        Command::Restore { archive } => Ok(admin::restore(&archive, &data_dir(data)?)?),
+        Command::Backup { out } => Ok(admin::backup(&data_dir(data, &config)?, &out)?),
+        Command::Restore { archive } => Ok(admin::restore(&archive, &data_dir(data, &config)?)?),
         Command::Agent {
             command: AgentCommand::Revoke { id },
-        } => Ok(admin::revoke(&data_dir(data.clone())?, Some(&id), None)?),
+        } => Ok(admin::revoke(
+            &data_dir(data.clone(), &config)?,
+            Some(&id),
+            None,
+        )?),
         Command::Console { command } => Ok(console(command, &config, data)?),
         Command::Tech {
             command: TechCommand::Revoke { name },
-        } => Ok(admin::revoke(&data_dir(data.clone())?, None, Some(&name))?),
+        } => Ok(admin::revoke(
+            &data_dir(data.clone(), &config)?,
+            None,
+            Some(&name),
+        )?),
         Command::Token {
             command: TokenCommand::Create { controller, ttl },
         } => {
@@ -104,7 +116,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 .into());
             }
             Ok(admin::token_create(
-                &data_dir(data.clone())?,
+                &data_dir(data.clone(), &config)?,
                 &controllers,
                 ttl,
             )?)
@@ -134,7 +146,7 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
                 vec![addr]
             };
             Ok(admin::tech_add(
-                &data_dir(data.clone())?,
+                &data_dir(data.clone(), &config)?,
                 &name,
                 tier,
                 &controllers,
@@ -201,9 +213,10 @@ pub async fn run(cli: Cli, config: crate::config::ControllerConfig) -> Result<()
         Command::Script { command } => match command {
             ScriptCommand::List { json } => script::list(json).await,
             ScriptCommand::Show { name, json } => script::show(name, json).await,
-            ScriptCommand::Add { files } => {
-                Ok(admin::script_add(&data_dir(data.clone())?, &files)?)
-            }
+            ScriptCommand::Add { files } => Ok(admin::script_add(
+                &data_dir(data.clone(), &config)?,
+                &files,
+            )?),
         },
         Command::Run {
             agent,
@@ -232,7 +245,7 @@ fn console(
     config: &crate::config::ControllerConfig,
     data: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    let data = data_dir(data)?;
+    let data = data_dir(data, config)?;
     match command {
         ConsoleCommand::Ca => {
             let keys = data.load()?;
@@ -253,7 +266,7 @@ fn console(
                     "the console is not configured: add a [console] table with listen to controller.toml, or give --url"
                 ),
             };
-            let store = crate::store::Store::open(&data.database())?;
+            let store = data.open_store()?;
             let path = crate::console::add_login(&store, &name, admin)?;
             eprintln!(
                 "console login for {name}{} ready; the link works once, for {}; open it in their browser:",

@@ -17,7 +17,7 @@ use crate::store::Store;
 /// pause, a slow database) keeps its work; one that misses three has lost it.
 pub const LEASE_TERMS: u32 = 3;
 
-/// The term of a lease renewed every `every`: [`LEASE_TERMS`] passes, at least 3 s.
+/// The term of a lease renewed every `every`: `LEASE_TERMS` passes, at least 3 s.
 pub fn lease_ttl(every: Duration) -> Duration {
     every
         .saturating_mul(LEASE_TERMS)

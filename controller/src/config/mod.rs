@@ -48,6 +48,8 @@ pub mod env {
     pub const METRICS_LISTEN: &str = "DESKSIDE_METRICS_LISTEN";
     pub const LOG_FORMAT: &str = "DESKSIDE_LOG_FORMAT";
     pub const LOG_LEVEL: &str = "DESKSIDE_LOG_LEVEL";
+    /// `[store] url`: a PostgreSQL URL (keeps its password out of the file).
+    pub const STORE_URL: &str = "DESKSIDE_STORE_URL";
 }
 
 /// Largest accepted `evidence.max_file_bytes`: a file this size already takes minutes
@@ -99,6 +101,8 @@ pub struct ControllerConfig {
     pub max_collect_bytes: u64,
     /// The web console (`[console]`); `None` when the table is absent.
     pub console: Option<crate::console::ConsoleConfig>,
+    /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
+    pub store_url: Option<crate::store::PgUrl>,
     /// This node's name, the cluster's controller addresses and the NATS server the
     /// nodes route through (`[cluster]`).
     pub cluster: crate::cluster::ClusterConfig,
@@ -119,6 +123,7 @@ impl Default for ControllerConfig {
             client_validity: crate::ca::CLIENT_VALIDITY,
             max_collect_bytes: deskside_proto::limits::MAX_COLLECT_BYTES,
             console: None,
+            store_url: None,
             cluster: crate::cluster::ClusterConfig::default(),
             source: None,
         }
@@ -188,6 +193,15 @@ impl ControllerConfig {
         if let Some(v) = get(env::LOG_LEVEL) {
             check_log_level(&v).map_err(|reason| env_invalid(env::LOG_LEVEL, &v, reason))?;
             self.log_level = v;
+        }
+        if let Some(v) = get(env::STORE_URL) {
+            self.store_url = Some(crate::store::PgUrl::parse(&v).map_err(|reason| {
+                env_invalid(
+                    env::STORE_URL,
+                    &crate::store::PgUrl::hide_password(&v),
+                    reason,
+                )
+            })?);
         }
         Ok(())
     }

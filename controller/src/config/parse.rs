@@ -13,7 +13,8 @@ use crate::sla::SlaConfig;
 
 pub(super) const SOCKET_ADDR_HINT: &str =
     "not a socket address (HOST:PORT with an IP, e.g. 0.0.0.0:4433)";
-const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console], [cluster]";
+const TOP_KEYS: &str = "expected listen, data, [metrics], [log], [certificates], [evidence], [sla], [ticketing], [console], [cluster], [store]";
+const STORE_KEYS: &str = "expected url";
 const CERTIFICATE_KEYS: &str = "expected validity";
 const EVIDENCE_KEYS: &str = "expected max_file_bytes";
 const METRICS_KEYS: &str = "expected listen";
@@ -117,6 +118,16 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
                     f.table("console", value)?,
                 )?);
             }
+            "store" => {
+                for (k, v) in f.table("store", value)? {
+                    match k.as_str() {
+                        "url" => config.store_url = Some(store_url(path, v)?),
+                        other => {
+                            return Err(f.unknown(&format!("store.{other}"), STORE_KEYS).into());
+                        }
+                    }
+                }
+            }
             "cluster" => {
                 config.cluster =
                     crate::cluster::ClusterConfig::from_table(&f, f.table("cluster", value)?)?;
@@ -131,6 +142,30 @@ pub fn parse(text: &str, path: &Path) -> Result<ControllerConfig, ConfigError> {
     let base = path.parent().unwrap_or(Path::new(""));
     config.ticketing = crate::adapters::config::parse(text, path, base)?;
     Ok(config)
+}
+
+/// `[store] url`; a refused value is shown without its password.
+fn store_url(path: &Path, value: &toml::Value) -> Result<crate::store::PgUrl, ConfigError> {
+    let invalid = |shown: String, reason: String| deskside_config::ConfigError::Invalid {
+        origin: deskside_config::Origin::File(path.to_owned()),
+        key: "store.url".to_owned(),
+        value: shown,
+        reason,
+    };
+    let Some(url) = value.as_str() else {
+        return Err(invalid(
+            deskside_config::render(value),
+            "must be a string (in double quotes)".into(),
+        )
+        .into());
+    };
+    crate::store::PgUrl::parse(url).map_err(|reason| {
+        invalid(
+            format!("{:?}", crate::store::PgUrl::hide_password(url)),
+            reason,
+        )
+        .into()
+    })
 }
 
 fn socket_addr(

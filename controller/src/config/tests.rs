@@ -291,6 +291,13 @@ fn the_example_parses_and_shows_the_defaults() -> anyhow::Result<()> {
             }
         ))
     );
+    // The commented-out [store] names a PostgreSQL database.
+    let path = write(dir.path(), &uncomment(example(), "store"))?;
+    let c = load(Some(&path), &no_env)?;
+    assert_eq!(
+        c.store_url.map(|u| u.to_string()).as_deref(),
+        Some("postgres://deskside@db.example:5432/deskside")
+    );
     // The commented-out [cluster] example names this node and three.
     let path = write(dir.path(), &uncomment(example(), "cluster"))?;
     let c = load(Some(&path), &no_env)?;
@@ -320,5 +327,42 @@ fn certificate_validity_is_read_and_bounded() -> anyhow::Result<()> {
     );
     let odd = parse("[certificates]\nrenew = \"1d\"\n", &path);
     assert!(odd.is_err(), "{odd:?}");
+    Ok(())
+}
+
+#[test]
+fn store_url_is_checked_and_never_shown_with_its_password() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = write(
+        dir.path(),
+        "[store]\nurl = \"postgres://desk:pw1@db.example/deskside\"\n",
+    )?;
+    let c = load(Some(&path), &no_env)?;
+    let url = c.store_url.ok_or_else(|| anyhow::anyhow!("no url"))?;
+    assert_eq!(url.to_string(), "postgres://desk@db.example:5432/deskside");
+    // The environment wins, as for every key.
+    let env = env_of(&[(env::STORE_URL, "postgres://other@db2.example:6432/d")]);
+    let c = load(Some(&path), &env)?;
+    assert_eq!(
+        c.store_url.map(|u| u.to_string()).as_deref(),
+        Some("postgres://other@db2.example:6432/d")
+    );
+    for bad in [
+        "url = \"mysql://desk:pw2@db/d\"",
+        "url = \"postgres://desk:pw2@db.example/d?sslmode=require\"",
+        "url = 5",
+        "host = \"db\"",
+    ] {
+        let path = write(dir.path(), &format!("[store]\n{bad}\n"))?;
+        let e = load_err(&path, &no_env)?;
+        assert!(e.contains("store."), "{bad}: {e}");
+        assert!(!e.contains("pw2"), "{bad}: {e}");
+    }
+    let env = env_of(&[(env::STORE_URL, "postgres://desk:pw3@/d")]);
+    let e = match load_with_default(None, &env, &dir.path().join("absent.toml")) {
+        Ok(c) => anyhow::bail!("accepted {c:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains(env::STORE_URL) && !e.contains("pw3"), "{e}");
     Ok(())
 }

@@ -32,7 +32,6 @@ pub use start_error::StartError;
 use crate::datadir::DataDir;
 use crate::evidence::DirBlobs;
 use crate::service::{JoinThrottle, Seen, Shared};
-use crate::store::Store;
 
 /// Most connections held at once. 20,000 agents plus technicians is the design target;
 /// past this new connections are refused rather than starving existing ones.
@@ -179,8 +178,8 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let (listen, metrics_listen) = (options.listen, options.metrics_listen);
     let keys = data.load()?;
     let record_signing = data.record_signing(&keys.ca)?;
-    let store = Store::open(&data.database()).map_err(|source| StartError::Database {
-        path: data.database(),
+    let store = data.open_store().map_err(|source| StartError::Database {
+        at: data.store_at(),
         source,
     })?;
     let ca_der = pki::cert_from_pem(&keys.ca.cert_pem)?;
@@ -300,7 +299,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     };
     tokio::spawn(revocation_sweep(node.clone(), cancel.clone()));
     let task = tokio::spawn(accept_loop(endpoint, node, cancel.clone()));
-    info!(%addr, node = %node_name, ?metrics_addr, ?console_addr, "controller listening");
+    info!(%addr, node = %node_name, ?metrics_addr, ?console_addr, store = %data.store_at(), "controller listening");
     Ok(Running {
         addr,
         metrics_addr,
@@ -373,7 +372,7 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Node>, cancel: Cancellation
 }
 
 /// Work one node of the cluster does for all: forgetting expired support codes.
-fn spawn_housekeeping(store: Store, node: String, cancel: CancellationToken) {
+fn spawn_housekeeping(store: crate::store::Store, node: String, cancel: CancellationToken) {
     let pass_store = store.clone();
     crate::cluster::spawn_leased(
         store,

@@ -8,9 +8,10 @@ use std::net::SocketAddr;
 pub enum StartError {
     #[error(transparent)]
     DataDir(#[from] crate::datadir::DataDirError),
-    #[error("opening {}", .path.display())]
+    #[error("opening the store ({at})")]
     Database {
-        path: std::path::PathBuf,
+        /// Where the store is (a PostgreSQL URL without its password).
+        at: crate::store::StoreAt,
         #[source]
         source: crate::store::StoreError,
     },

@@ -2,10 +2,9 @@
 //! timeline entries in one transaction, recorded once per delivery key, and at most
 //! [`NewAsk::max_per_window`] per machine in a window.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
+use super::db::{Db, to_i64, to_u64};
 use super::deliveries::claim;
-use super::sqlite::{Db, to_i64, to_u64};
+use super::sql::{Sql, args};
 use super::timeline::{append_event, insert_evidence};
 use super::{Delivered, NewEvent, NewEvidence, StoreResult};
 
@@ -45,27 +44,21 @@ pub enum AskOutcome {
 
 impl Db {
     pub fn open_asked_ticket(&mut self, ask: &NewAsk<'_>) -> StoreResult<AskOutcome> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let earlier: Option<i64> = tx
-            .query_row(
-                "SELECT ticket FROM deliveries WHERE agent_id = ?1 AND key = ?2",
-                params![ask.agent, ask.key],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let mut tx = self.write()?;
+        let earlier: Option<i64> = tx.row(
+            "SELECT ticket FROM deliveries WHERE agent_id = ?1 AND key = ?2",
+            args![ask.agent, ask.key],
+            |r| r.get(0),
+        )?;
         if let Some(number) = earlier {
             return Ok(AskOutcome::Again(to_u64(number)));
         }
         let since = ask.now_secs.saturating_sub(ask.window_secs);
-        let mut recent: Vec<u64> = tx
-            .prepare(
-                "SELECT created_at FROM tickets WHERE agent_id = ?1 AND created_by = ?2 AND created_at > ?3 ORDER BY created_at",
-            )?
-            .query_map(params![ask.agent, ask.by, to_i64(since)], |r| r.get::<_, i64>(0))?
-            .map(|r| r.map(to_u64))
-            .collect::<Result<_, _>>()?;
+        let mut recent: Vec<u64> = tx.rows(
+            "SELECT created_at FROM tickets WHERE agent_id = ?1 AND created_by = ?2 AND created_at > ?3 ORDER BY created_at",
+            args![ask.agent, ask.by, to_i64(since)],
+            |r| Ok(to_u64(r.get(0)?)),
+        )?;
         if recent.len() >= ask.max_per_window as usize {
             let skip = recent.len() - ask.max_per_window as usize;
             recent.drain(..skip);
@@ -74,22 +67,22 @@ impl Db {
                 retry_at_secs: oldest + ask.window_secs + 1,
             });
         }
-        let number: i64 = tx.query_row(
+        let number: i64 = tx.one(
             "SELECT COALESCE(MAX(number), 0) + 1 FROM tickets",
-            [],
+            args![],
             |r| r.get(0),
         )?;
         // Unowned (NULL owner) until a technician takes it; the lowest tier, so every
         // technician sees it in `ticket list`.
-        tx.execute(
+        tx.exec(
             "INSERT INTO tickets (number, title, status, tier, agent_id, created_by, created_at, requester, priority, owner) \
              VALUES (?1, ?2, 'new', 'l1', ?3, ?4, ?5, ?6, 'normal', NULL)",
-            params![number, ask.title, ask.agent, ask.by, to_i64(ask.now_secs), ask.requester],
+            args![number, ask.title, ask.agent, ask.by, to_i64(ask.now_secs), ask.requester],
         )?;
         let number = to_u64(number);
         let first = ask.items.first().map(|(e, _, _)| e.sha256.as_str());
         if let Some(Delivered::Duplicate { ticket, .. }) =
-            claim(&tx, ask.agent, ask.key, number, first)?
+            claim(&mut tx, ask.agent, ask.key, number, first)?
         {
             return Ok(AskOutcome::Again(ticket));
         }
@@ -100,7 +93,7 @@ impl Db {
         let said = format!("{} asked for help: {}", ask.requester, ask.text);
         for (kind, detail) in [("created", opened.as_str()), ("asked", said.as_str())] {
             append_event(
-                &tx,
+                &mut tx,
                 number,
                 &NewEvent {
                     actor: ask.by,
@@ -111,9 +104,9 @@ impl Db {
             )?;
         }
         for (item, kind, detail) in &ask.items {
-            insert_evidence(&tx, number, item)?;
+            insert_evidence(&mut tx, number, item)?;
             append_event(
-                &tx,
+                &mut tx,
                 number,
                 &NewEvent {
                     actor: ask.by,
@@ -163,8 +156,10 @@ mod tests {
     #[test]
     fn an_ask_opens_one_ticket_per_key_and_the_fourth_in_an_hour_is_limited() -> anyhow::Result<()>
     {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("t.sqlite"))?;
+        crate::store::testing::engines(opens_per_key_and_limits)
+    }
+
+    fn opens_per_key_and_limits(db: &mut Db) -> anyhow::Result<()> {
         let first = db.open_asked_ticket(&ask("k1", 10_000))?;
         assert_eq!(first, AskOutcome::Opened(1));
         assert_eq!(

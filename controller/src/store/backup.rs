@@ -102,7 +102,7 @@ pub fn each_evidence<E>(
         .map_err(DbFileError::Sqlite)?;
     for row in rows {
         let (ticket, sha256) = row.map_err(DbFileError::Sqlite)?;
-        if let Err(e) = each(super::sqlite::to_u64(ticket), sha256) {
+        if let Err(e) = each(super::db::to_u64(ticket), sha256) {
             return Ok(Err(e));
         }
     }

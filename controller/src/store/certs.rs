@@ -3,10 +3,9 @@
 //! it expires — so a client that never received its new certificate (lost reply, crash
 //! before the write) can still connect and renew again.
 
-use rusqlite::{OptionalExtension, params};
-
 use super::StoreResult;
-use super::sqlite::{Db, to_i64};
+use super::db::{Db, to_i64};
+use super::sql::{Sql, args};
 
 /// The certificates the store accepts for one agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,20 +24,17 @@ impl Credentials {
 
 impl Db {
     pub fn agent_credentials_of(&mut self, id: &str) -> StoreResult<Option<Credentials>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT cert_sha256, prev_cert_sha256, revoked_at IS NOT NULL FROM agents WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(Credentials {
-                        current: r.get(0)?,
-                        previous: r.get(1)?,
-                        revoked: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.conn.row(
+            "SELECT cert_sha256, prev_cert_sha256, revoked_at IS NOT NULL FROM agents WHERE id = ?1",
+            args![id],
+            |r| {
+                Ok(Credentials {
+                    current: r.get(0)?,
+                    previous: r.get(1)?,
+                    revoked: r.get(2)?,
+                })
+            },
+        )
     }
 
     /// Records agent `id`'s renewed certificate; `presented` is the one it renewed with.
@@ -50,10 +46,10 @@ impl Db {
         cert_pem: &str,
         not_after: u64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE agents SET prev_cert_sha256 = ?2, cert_sha256 = ?3, cert_pem = ?4, cert_not_after = ?5 \
              WHERE id = ?1",
-            params![id, presented, cert_sha256, cert_pem, to_i64(not_after)],
+            args![id, presented, cert_sha256, cert_pem, to_i64(not_after)],
         )?;
         Ok(())
     }
@@ -66,10 +62,10 @@ impl Db {
         cert_sha256: &str,
         not_after: u64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE technicians SET prev_cert_sha256 = ?2, cert_sha256 = ?3, cert_not_after = ?4 \
              WHERE name = ?1",
-            params![name, presented, cert_sha256, to_i64(not_after)],
+            args![name, presented, cert_sha256, to_i64(not_after)],
         )?;
         Ok(())
     }
@@ -82,8 +78,10 @@ mod tests {
 
     #[test]
     fn renewal_keeps_the_certificate_renewed_with() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("c.sqlite"))?;
+        crate::store::testing::engines(keeps_the_certificate_renewed_with)
+    }
+
+    fn keeps_the_certificate_renewed_with(db: &mut Db) -> anyhow::Result<()> {
         db.insert_agent(&NewAgent {
             id: "ag-1".into(),
             hostname: "pc".into(),

@@ -1,10 +1,9 @@
 //! Cluster state in the store: each node's heartbeat row, and the leases that let one
 //! node at a time do the work that must happen once.
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-
 use super::StoreResult;
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Sql, args};
 
 /// One node's heartbeat row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,19 +20,19 @@ pub struct NodeRow {
 impl Db {
     /// Writes `node`'s heartbeat (creating its row on its first).
     pub fn node_beat(&mut self, node: &NodeRow) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO nodes (name, address, started_at, heartbeat_at, agents_online, version) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
              ON CONFLICT (name) DO UPDATE SET address = excluded.address, \
              started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
              agents_online = excluded.agents_online, version = excluded.version",
-            params![
-                node.name,
-                node.address,
+            args![
+                &node.name,
+                &node.address,
                 to_i64(node.started_at),
                 to_i64(node.heartbeat_at),
                 to_i64(node.agents_online),
-                node.version
+                &node.version
             ],
         )?;
         Ok(())
@@ -41,12 +40,11 @@ impl Db {
 
     /// Every node that ever beat, by name.
     pub fn nodes(&mut self) -> StoreResult<Vec<NodeRow>> {
-        let mut stmt = self.conn.prepare(
+        self.conn.rows(
             "SELECT name, address, started_at, heartbeat_at, agents_online, version \
              FROM nodes ORDER BY name",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
+            args![],
+            |r| {
                 Ok(NodeRow {
                     name: r.get(0)?,
                     address: r.get(1)?,
@@ -55,9 +53,8 @@ impl Db {
                     agents_online: to_u64(r.get(4)?),
                     version: r.get(5)?,
                 })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Takes lease `name` for `holder` until `now + ttl_secs`, or renews it: succeeds when
@@ -71,19 +68,17 @@ impl Db {
         ttl_secs: u64,
     ) -> StoreResult<bool> {
         let until = to_i64(now.saturating_add(ttl_secs));
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut held = tx.execute(
+        let mut tx = self.write()?;
+        let mut held = tx.exec(
             "UPDATE leases SET holder = ?2, expires_at = ?3 \
              WHERE name = ?1 AND (holder = ?2 OR expires_at < ?4)",
-            params![name, holder, until, to_i64(now)],
+            args![name, holder, until, to_i64(now)],
         )? == 1;
         if !held {
-            held = tx.execute(
+            held = tx.exec(
                 "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (name) DO NOTHING",
-                params![name, holder, until],
+                args![name, holder, until],
             )? == 1;
         }
         tx.commit()?;
@@ -93,23 +88,20 @@ impl Db {
     /// Gives lease `name` up if `holder` has it (a node stopping cleanly), so another
     /// takes the work over at its next pass rather than after the term.
     pub fn lease_release(&mut self, name: &str, holder: &str) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
-            params![name, holder],
+            args![name, holder],
         )?;
         Ok(())
     }
 
     /// Who holds lease `name` and until when, if anyone ever took it.
     pub fn lease_holder(&mut self, name: &str) -> StoreResult<Option<(String, u64)>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT holder, expires_at FROM leases WHERE name = ?1",
-                [name],
-                |r| Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?))),
-            )
-            .optional()?)
+        self.conn.row(
+            "SELECT holder, expires_at FROM leases WHERE name = ?1",
+            args![name],
+            |r| Ok((r.get::<String>(0)?, to_u64(r.get(1)?))),
+        )
     }
 }
 
@@ -117,18 +109,15 @@ impl Db {
 mod tests {
     use super::*;
 
-    fn two_handles() -> anyhow::Result<(tempfile::TempDir, Db, Db)> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join("deskside.db");
-        let a = Db::open(&path)?;
-        let b = Db::open(&path)?;
-        Ok((dir, a, b))
-    }
+    use crate::store::testing::engine_pairs;
 
     #[test]
     fn one_holder_at_a_time_and_the_holder_renews() -> anyhow::Result<()> {
+        engine_pairs(holder_renews)
+    }
+
+    fn holder_renews(a: &mut Db, b: &mut Db) -> anyhow::Result<()> {
         // Two connections to one database file, as two nodes on one store.
-        let (_dir, mut a, mut b) = two_handles()?;
         assert!(a.lease_take("outbox", "ctl-a", 1000, 15)?);
         assert!(!b.lease_take("outbox", "ctl-b", 1001, 15)?);
         assert!(a.lease_take("outbox", "ctl-a", 1010, 15)?, "renewal");
@@ -142,7 +131,10 @@ mod tests {
 
     #[test]
     fn another_node_takes_over_once_the_term_is_over() -> anyhow::Result<()> {
-        let (_dir, mut a, mut b) = two_handles()?;
+        engine_pairs(takes_over)
+    }
+
+    fn takes_over(a: &mut Db, b: &mut Db) -> anyhow::Result<()> {
         assert!(a.lease_take("outbox", "ctl-a", 1000, 15)?);
         // ctl-a died: no renewal. At the end of the term it is still ctl-a's…
         assert!(!b.lease_take("outbox", "ctl-b", 1015, 15)?);
@@ -156,7 +148,10 @@ mod tests {
 
     #[test]
     fn a_released_lease_is_free_at_once_but_only_its_holder_releases_it() -> anyhow::Result<()> {
-        let (_dir, mut a, mut b) = two_handles()?;
+        engine_pairs(released)
+    }
+
+    fn released(a: &mut Db, b: &mut Db) -> anyhow::Result<()> {
         assert!(a.lease_take("outbox", "ctl-a", 1000, 15)?);
         b.lease_release("outbox", "ctl-b")?;
         assert!(!b.lease_take("outbox", "ctl-b", 1001, 15)?);
@@ -167,7 +162,10 @@ mod tests {
 
     #[test]
     fn heartbeats_update_one_row_per_node() -> anyhow::Result<()> {
-        let (_dir, mut a, mut b) = two_handles()?;
+        engine_pairs(heartbeats)
+    }
+
+    fn heartbeats(a: &mut Db, b: &mut Db) -> anyhow::Result<()> {
         let row = |name: &str, at: u64, agents: u64| NodeRow {
             name: name.into(),
             address: "127.0.0.1:4433".into(),

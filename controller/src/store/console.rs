@@ -3,12 +3,11 @@
 //! argon2id hash (PHC string). The TOTP secret is stored as is: the server needs it to
 //! check codes.
 
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Sql, args};
+use super::{StoreError, StoreResult};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::AgentSummary;
-use rusqlite::{OptionalExtension, params};
-
-use super::sqlite::{Db, to_i64, to_u64};
-use super::{StoreError, StoreResult};
 
 /// A technician's console login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +64,12 @@ impl Db {
         expires_at: u64,
         now: u64,
     ) -> StoreResult<()> {
-        let tx = self.conn.transaction()?;
-        let known: Option<bool> = tx
-            .query_row(
-                "SELECT revoked_at IS NOT NULL FROM technicians WHERE name = ?1",
-                [technician],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let mut tx = self.write()?;
+        let known: Option<bool> = tx.row(
+            "SELECT revoked_at IS NOT NULL FROM technicians WHERE name = ?1",
+            args![technician],
+            |r| r.get(0),
+        )?;
         match known {
             None => {
                 return Err(StoreError::NotFound(format!(
@@ -86,16 +83,16 @@ impl Db {
             }
             Some(false) => {}
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO console_logins (technician, admin, setup_sha256, setup_expires_at, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (technician) DO UPDATE SET admin = ?2, password_hash = NULL, totp_secret = NULL, \
              setup_sha256 = ?3, setup_expires_at = ?4, failures = 0, locked_until = NULL, last_totp_step = NULL",
-            params![technician, admin, setup_sha256, to_i64(expires_at), to_i64(now)],
+            args![technician, admin, setup_sha256, to_i64(expires_at), to_i64(now)],
         )?;
-        tx.execute(
+        tx.exec(
             "DELETE FROM console_sessions WHERE technician = ?1",
-            [technician],
+            args![technician],
         )?;
         tx.commit()?;
         Ok(())
@@ -103,15 +100,12 @@ impl Db {
 
     /// The technician a setup link is for, while it is unused and unexpired.
     pub fn console_setup(&mut self, setup_sha256: &str, now: u64) -> StoreResult<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT l.technician FROM console_logins l JOIN technicians t ON t.name = l.technician \
-                 WHERE l.setup_sha256 = ?1 AND l.setup_expires_at > ?2 AND t.revoked_at IS NULL",
-                params![setup_sha256, to_i64(now)],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.conn.row(
+            "SELECT l.technician FROM console_logins l JOIN technicians t ON t.name = l.technician \
+             WHERE l.setup_sha256 = ?1 AND l.setup_expires_at > ?2 AND t.revoked_at IS NULL",
+            args![setup_sha256, to_i64(now)],
+            |r| r.get(0),
+        )
     }
 
     /// Sets the password and TOTP secret through a setup link, which is then used up.
@@ -124,59 +118,54 @@ impl Db {
         totp_step: u64,
         now: u64,
     ) -> StoreResult<Option<String>> {
-        let tx = self.conn.transaction()?;
-        let Some(name) = tx
-            .query_row(
-                "SELECT technician FROM console_logins WHERE setup_sha256 = ?1 AND setup_expires_at > ?2",
-                params![setup_sha256, to_i64(now)],
-                |r| r.get::<_, String>(0),
-            )
-            .optional()?
+        let mut tx = self.write()?;
+        let Some(name) = tx.row(
+            "SELECT technician FROM console_logins WHERE setup_sha256 = ?1 AND setup_expires_at > ?2",
+            args![setup_sha256, to_i64(now)],
+            |r| r.get::<String>(0),
+        )?
         else {
             return Ok(None);
         };
-        tx.execute(
+        tx.exec(
             "UPDATE console_logins SET password_hash = ?2, totp_secret = ?3, last_totp_step = ?4, \
              setup_sha256 = NULL, setup_expires_at = NULL, failures = 0, locked_until = NULL \
              WHERE technician = ?1",
-            params![name, password_hash, totp_secret, to_i64(totp_step)],
+            args![name.as_str(), password_hash, totp_secret, to_i64(totp_step)],
         )?;
         tx.commit()?;
         Ok(Some(name))
     }
 
     pub fn console_login(&mut self, technician: &str) -> StoreResult<Option<ConsoleLogin>> {
-        Ok(self
-            .conn
-            .query_row(
+        self.conn.row(
                 "SELECT l.technician, t.tier, l.admin, l.password_hash, l.totp_secret, l.failures, \
                  l.locked_until, l.last_totp_step, t.revoked_at IS NOT NULL \
                  FROM console_logins l JOIN technicians t ON t.name = l.technician WHERE l.technician = ?1",
-                [technician],
+                args![technician],
                 |r| {
                     Ok(ConsoleLogin {
                         technician: r.get(0)?,
-                        tier: tier_of(&r.get::<_, String>(1)?),
+                        tier: tier_of(&r.get::<String>(1)?),
                         admin: r.get(2)?,
                         password_hash: r.get(3)?,
                         totp_secret: r.get(4)?,
                         failures: to_u64(r.get(5)?),
-                        locked_until: r.get::<_, Option<i64>>(6)?.map(to_u64),
-                        last_totp_step: r.get::<_, Option<i64>>(7)?.map(to_u64),
+                        locked_until: r.get::<Option<i64>>(6)?.map(to_u64),
+                        last_totp_step: r.get::<Option<i64>>(7)?.map(to_u64),
                         revoked: r.get(8)?,
                     })
                 },
             )
-            .optional()?)
     }
 
     /// Every technician, by name.
     pub fn technicians(&mut self) -> StoreResult<Vec<super::Technician>> {
-        let names: Vec<String> = self
-            .conn
-            .prepare("SELECT name FROM technicians ORDER BY name")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let names: Vec<String> =
+            self.conn
+                .rows("SELECT name FROM technicians ORDER BY name", args![], |r| {
+                    r.get(0)
+                })?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some(t) = self.technician(&name)? {
@@ -188,11 +177,11 @@ impl Db {
 
     /// Every console login, by technician name.
     pub fn console_logins(&mut self) -> StoreResult<Vec<ConsoleLogin>> {
-        let names: Vec<String> = self
-            .conn
-            .prepare("SELECT technician FROM console_logins ORDER BY technician")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let names: Vec<String> = self.conn.rows(
+            "SELECT technician FROM console_logins ORDER BY technician",
+            args![],
+            |r| r.get(0),
+        )?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if let Some(login) = self.console_login(&name)? {
@@ -211,20 +200,19 @@ impl Db {
         lock_secs: u64,
         now: u64,
     ) -> StoreResult<SignInState> {
-        let tx = self.conn.transaction()?;
+        let mut tx = self.write()?;
         let failures: u64 = tx
-            .query_row(
+            .row(
                 "UPDATE console_logins SET failures = failures + 1 WHERE technician = ?1 RETURNING failures",
-                [technician],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()?
+                args![technician],
+                |r| r.get::<i64>(0),
+            )?
             .map_or(0, to_u64);
         let state = if failures >= max_failures {
             let until = now.saturating_add(lock_secs);
-            tx.execute(
+            tx.exec(
                 "UPDATE console_logins SET failures = 0, locked_until = ?2 WHERE technician = ?1",
-                params![technician, to_i64(until)],
+                args![technician, to_i64(until)],
             )?;
             SignInState::Locked { until }
         } else {
@@ -236,9 +224,9 @@ impl Db {
 
     /// A good sign-in: failures reset, the TOTP step used up.
     pub fn console_sign_in_ok(&mut self, technician: &str, totp_step: u64) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE console_logins SET failures = 0, locked_until = NULL, last_totp_step = ?2 WHERE technician = ?1",
-            params![technician, to_i64(totp_step)],
+            args![technician, to_i64(totp_step)],
         )?;
         Ok(())
     }
@@ -252,10 +240,10 @@ impl Db {
         now: u64,
         expires_at: u64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO console_sessions (token_sha256, technician, csrf, address, created_at, last_seen, expires_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![token_sha256, technician, csrf, address, to_i64(now), to_i64(expires_at)],
+            args![token_sha256, technician, csrf, address, to_i64(now), to_i64(expires_at)],
         )?;
         Ok(())
     }
@@ -270,12 +258,12 @@ impl Db {
     ) -> StoreResult<Option<ConsoleSession>> {
         let found = self
             .conn
-            .query_row(
+            .row(
                 "SELECT s.technician, t.tier, l.admin, s.csrf, s.expires_at \
                  FROM console_sessions s JOIN technicians t ON t.name = s.technician \
                  JOIN console_logins l ON l.technician = s.technician \
                  WHERE s.token_sha256 = ?1 AND s.expires_at > ?2 AND s.last_seen > ?3 AND t.revoked_at IS NULL",
-                params![
+                args![
                     token_sha256,
                     to_i64(now),
                     to_i64(now.saturating_sub(idle_secs))
@@ -283,36 +271,35 @@ impl Db {
                 |r| {
                     Ok(ConsoleSession {
                         technician: r.get(0)?,
-                        tier: tier_of(&r.get::<_, String>(1)?),
+                        tier: tier_of(&r.get::<String>(1)?),
                         admin: r.get(2)?,
                         csrf: r.get(3)?,
                         expires_at: to_u64(r.get(4)?),
                     })
                 },
-            )
-            .optional()?;
+            )?;
         if found.is_some() {
-            self.conn.execute(
+            self.conn.exec(
                 "UPDATE console_sessions SET last_seen = ?2 WHERE token_sha256 = ?1",
-                params![token_sha256, to_i64(now)],
+                args![token_sha256, to_i64(now)],
             )?;
         }
         Ok(found)
     }
 
     pub fn console_session_end(&mut self, token_sha256: &str) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "DELETE FROM console_sessions WHERE token_sha256 = ?1",
-            [token_sha256],
+            args![token_sha256],
         )?;
         Ok(())
     }
 
     /// How many live sessions `technician` has.
     pub fn console_session_count(&mut self, technician: &str, now: u64) -> StoreResult<u64> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.conn.one(
             "SELECT COUNT(*) FROM console_sessions WHERE technician = ?1 AND expires_at > ?2",
-            params![technician, to_i64(now)],
+            args![technician, to_i64(now)],
             |r| r.get(0),
         )?;
         Ok(to_u64(n))
@@ -320,21 +307,18 @@ impl Db {
 
     /// The agents-page columns `technician` chose, comma-separated.
     pub fn console_columns(&mut self, technician: &str) -> StoreResult<Option<String>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT agent_columns FROM console_prefs WHERE technician = ?1",
-                [technician],
-                |r| r.get(0),
-            )
-            .optional()?)
+        self.conn.row(
+            "SELECT agent_columns FROM console_prefs WHERE technician = ?1",
+            args![technician],
+            |r| r.get(0),
+        )
     }
 
     pub fn set_console_columns(&mut self, technician: &str, columns: &str) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO console_prefs (technician, agent_columns) VALUES (?1, ?2) \
              ON CONFLICT (technician) DO UPDATE SET agent_columns = ?2",
-            params![technician, columns],
+            args![technician, columns],
         )?;
         Ok(())
     }
@@ -346,10 +330,10 @@ impl Db {
         worst: Option<&str>,
         taken_at: u64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE agents SET worst_finding = ?2, snapshot_at = ?3 WHERE id = ?1 \
              AND (snapshot_at IS NULL OR snapshot_at <= ?3)",
-            params![agent, worst, to_i64(taken_at)],
+            args![agent, worst, to_i64(taken_at)],
         )?;
         Ok(())
     }
@@ -359,18 +343,20 @@ impl Db {
     /// `agents_fleet` covering index, never of the rows with their certificates. The
     /// console's fleet view reads this on every page.
     pub fn fleet(&mut self) -> StoreResult<Vec<FleetAgent>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
-            Self::AGENT_COLUMNS
-        ))?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                Self::agent_row(r)?,
-                r.get(8)?,
-                r.get::<_, Option<i64>>(9)?.map(to_u64),
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.conn.rows(
+            &format!(
+                "SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
+                Self::AGENT_COLUMNS
+            ),
+            args![],
+            |r| {
+                Ok((
+                    Self::agent_row(r)?,
+                    r.get(8)?,
+                    r.get::<Option<i64>>(9)?.map(to_u64),
+                ))
+            },
+        )
     }
 }
 
@@ -387,28 +373,28 @@ pub struct AuditLine {
 
 impl Db {
     pub fn console_audit(&mut self, line: &AuditLine) -> StoreResult<()> {
-        self.conn.execute(
+        // In a write transaction: two nodes must not compute the same next id.
+        let mut tx = self.write()?;
+        tx.exec(
             "INSERT INTO console_audit (id, at, technician, action, detail, address) \
              VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM console_audit), ?1, ?2, ?3, ?4, ?5)",
-            params![
+            args![
                 to_i64(line.at),
-                line.technician,
-                line.action,
-                line.detail,
-                line.address
+                &line.technician,
+                &line.action,
+                &line.detail,
+                &line.address
             ],
         )?;
-        Ok(())
+        tx.commit()
     }
 
     /// The newest `limit` audit lines, newest first.
     pub fn console_audit_tail(&mut self, limit: u64) -> StoreResult<Vec<AuditLine>> {
-        let rows = self
-            .conn
-            .prepare(
-                "SELECT at, technician, action, detail, address FROM console_audit ORDER BY id DESC LIMIT ?1",
-            )?
-            .query_map([to_i64(limit)], |r| {
+        self.conn.rows(
+            "SELECT at, technician, action, detail, address FROM console_audit ORDER BY id DESC LIMIT ?1",
+            args![to_i64(limit)],
+            |r| {
                 Ok(AuditLine {
                     at: to_u64(r.get(0)?),
                     technician: r.get(1)?,
@@ -416,9 +402,8 @@ impl Db {
                     detail: r.get(3)?,
                     address: r.get(4)?,
                 })
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 }
 
@@ -426,16 +411,20 @@ impl Db {
 mod tests {
     use super::*;
 
-    fn db() -> anyhow::Result<(tempfile::TempDir, Db)> {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("d.db"))?;
-        db.insert_technician("ana", Tier::L1)?;
-        Ok((dir, db))
+    /// Runs `test` on each engine with technician ana added.
+    fn with_ana(test: impl Fn(&mut Db) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        crate::store::testing::engines(|db| {
+            db.insert_technician("ana", Tier::L1)?;
+            test(db)
+        })
     }
 
     #[test]
     fn fleet_lists_agents_in_order_with_findings_from_the_covering_index() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        with_ana(fleet_in_order)
+    }
+
+    fn fleet_in_order(db: &mut Db) -> anyhow::Result<()> {
         for (id, host) in [("ag-2", "pc-b"), ("ag-1", "pc-a"), ("ag-3", "pc-b")] {
             db.insert_agent(&crate::store::NewAgent {
                 id: id.into(),
@@ -467,23 +456,28 @@ mod tests {
             agents,
             "the same agents as `agents`, in the same order"
         );
-        let plan: String = db
-            .conn
-            .prepare(&format!(
-                "EXPLAIN QUERY PLAN SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
-                Db::AGENT_COLUMNS
-            ))?
-            .query_map([], |r| r.get::<_, String>(3))?
-            .collect::<Result<Vec<_>, _>>()?
-            .join("; ");
-        assert!(plan.contains("COVERING INDEX agents_fleet"), "{plan}");
-        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        // SQLite's plan: PostgreSQL chooses by its statistics, not to be pinned here.
+        if let crate::store::sql::Conn::Sqlite(conn) = &db.conn {
+            let plan: String = conn
+                .prepare(&format!(
+                    "EXPLAIN QUERY PLAN SELECT {}, worst_finding, snapshot_at FROM agents ORDER BY hostname, id",
+                    Db::AGENT_COLUMNS
+                ))?
+                .query_map([], |r| r.get::<_, String>(3))?
+                .collect::<Result<Vec<_>, _>>()?
+                .join("; ");
+            assert!(plan.contains("COVERING INDEX agents_fleet"), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        }
         Ok(())
     }
 
     #[test]
     fn a_setup_link_works_once_and_resets_the_login() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        with_ana(setup_link_once)
+    }
+
+    fn setup_link_once(db: &mut Db) -> anyhow::Result<()> {
         assert!(matches!(
             db.console_add("nobody", false, "x", 100, 1),
             Err(StoreError::NotFound(_))
@@ -512,7 +506,10 @@ mod tests {
 
     #[test]
     fn sessions_end_when_idle_expired_or_revoked() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        with_ana(sessions_end)
+    }
+
+    fn sessions_end(db: &mut Db) -> anyhow::Result<()> {
         db.console_add("ana", false, "l", 100, 1)?;
         db.console_session_create("a", "ana", "c", "::1", 10, 1000)?;
         assert!(db.console_session("a", 30, 39)?.is_some());
@@ -533,7 +530,10 @@ mod tests {
 
     #[test]
     fn repeated_failures_lock_the_login() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        with_ana(failures_lock)
+    }
+
+    fn failures_lock(db: &mut Db) -> anyhow::Result<()> {
         db.console_add("ana", false, "l", 100, 1)?;
         for n in 1..5 {
             assert_eq!(

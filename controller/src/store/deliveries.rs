@@ -2,13 +2,12 @@
 //! recorded in the same transaction as its effect, so a redelivery — after a lost
 //! acknowledgement, a crash on either side — finds the key and records nothing.
 
-use deskside_proto::msg::tech::TimelineEntry;
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Sql, Tx, args};
 use super::timeline::append_event;
 use super::{NewEvent, NewEvidence, StoreResult};
 use crate::clock::now_secs;
+use deskside_proto::msg::tech::TimelineEntry;
 
 /// What recording a delivered item did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,34 +24,31 @@ pub enum Delivered {
 
 /// Claims `(agent, key)` inside `tx`; the earlier record when it was claimed before.
 pub(super) fn claim(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     agent: &str,
     key: &str,
     ticket: u64,
     sha256: Option<&str>,
 ) -> StoreResult<Option<Delivered>> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT INTO deliveries (agent_id, key, ticket, evidence_sha256, received_at) \
          VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (agent_id, key) DO NOTHING",
-        params![agent, key, to_i64(ticket), sha256, to_i64(now_secs())],
+        args![agent, key, to_i64(ticket), sha256, to_i64(now_secs())],
     )?;
     if inserted == 1 {
         return Ok(None);
     }
-    let earlier = tx
-        .query_row(
-            "SELECT ticket, evidence_sha256, received_at FROM deliveries WHERE agent_id = ?1 AND key = ?2",
-            params![agent, key],
-            |r| {
-                Ok(Delivered::Duplicate {
-                    ticket: to_u64(r.get(0)?),
-                    evidence_sha256: r.get(1)?,
-                    received_at_secs: to_u64(r.get(2)?),
-                })
-            },
-        )
-        .optional()?;
-    Ok(earlier)
+    tx.row(
+        "SELECT ticket, evidence_sha256, received_at FROM deliveries WHERE agent_id = ?1 AND key = ?2",
+        args![agent, key],
+        |r| {
+            Ok(Delivered::Duplicate {
+                ticket: to_u64(r.get(0)?),
+                evidence_sha256: r.get(1)?,
+                received_at_secs: to_u64(r.get(2)?),
+            })
+        },
+    )
 }
 
 impl Db {
@@ -66,14 +62,12 @@ impl Db {
         item: &NewEvidence,
         event: &NewEvent<'_>,
     ) -> StoreResult<Delivered> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(earlier) = claim(&tx, agent, key, number, Some(&item.sha256))? {
+        let mut tx = self.write()?;
+        if let Some(earlier) = claim(&mut tx, agent, key, number, Some(&item.sha256))? {
             return Ok(earlier);
         }
-        super::timeline::insert_evidence(&tx, number, item)?;
-        let entry = append_event(&tx, number, event)?;
+        super::timeline::insert_evidence(&mut tx, number, item)?;
+        let entry = append_event(&mut tx, number, event)?;
         tx.commit()?;
         Ok(Delivered::New(entry))
     }
@@ -88,17 +82,15 @@ impl Db {
         number: u64,
         items: &[(NewEvidence, NewEvent<'_>)],
     ) -> StoreResult<Delivered> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.write()?;
         let first = items.first().map(|(e, _)| e.sha256.as_str());
-        if let Some(earlier) = claim(&tx, agent, key, number, first)? {
+        if let Some(earlier) = claim(&mut tx, agent, key, number, first)? {
             return Ok(earlier);
         }
         let mut last = None;
         for (item, event) in items {
-            super::timeline::insert_evidence(&tx, number, item)?;
-            last = Some(append_event(&tx, number, event)?);
+            super::timeline::insert_evidence(&mut tx, number, item)?;
+            last = Some(append_event(&mut tx, number, event)?);
         }
         let Some(entry) = last else {
             return Err(super::StoreError::Conflict(
@@ -117,22 +109,20 @@ impl Db {
         number: u64,
         event: &NewEvent<'_>,
     ) -> StoreResult<Delivered> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let Some(earlier) = claim(&tx, agent, key, number, None)? {
+        let mut tx = self.write()?;
+        if let Some(earlier) = claim(&mut tx, agent, key, number, None)? {
             return Ok(earlier);
         }
-        let entry = append_event(&tx, number, event)?;
+        let entry = append_event(&mut tx, number, event)?;
         tx.commit()?;
         Ok(Delivered::New(entry))
     }
 
     /// How many deliveries from `agent` are recorded (for status and tests).
-    pub fn delivery_count(&self, agent: &str) -> StoreResult<u64> {
-        let n: i64 = self.conn.query_row(
+    pub fn delivery_count(&mut self, agent: &str) -> StoreResult<u64> {
+        let n: i64 = self.conn.one(
             "SELECT COUNT(*) FROM deliveries WHERE agent_id = ?1",
-            params![agent],
+            args![agent],
             |r| r.get(0),
         )?;
         Ok(to_u64(n))
@@ -143,22 +133,18 @@ impl Db {
 mod tests {
     use super::*;
     use crate::store::NewTicket;
+    use crate::store::testing::engines;
     use deskside_proto::msg::identity::Tier;
 
-    fn db_with_ticket() -> (tempfile::TempDir, Db, u64) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let mut db = Db::open(&dir.path().join("t.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-        let number = db
-            .create_ticket(&NewTicket {
-                title: "printer",
-                requester: "",
-                priority: "normal",
-                agent: None,
-                by: "alice",
-                tier: Tier::L1,
-            })
-            .unwrap_or_else(|e| panic!("{e}"));
-        (dir, db, number)
+    fn with_ticket(db: &mut Db) -> anyhow::Result<u64> {
+        Ok(db.create_ticket(&NewTicket {
+            title: "printer",
+            requester: "",
+            priority: "normal",
+            agent: None,
+            by: "alice",
+            tier: Tier::L1,
+        })?)
     }
 
     fn evidence(sha: &str) -> NewEvidence {
@@ -182,8 +168,12 @@ mod tests {
     }
 
     #[test]
-    fn a_redelivered_item_is_recorded_once() {
-        let (_dir, mut db, t) = db_with_ticket();
+    fn a_redelivered_item_is_recorded_once() -> anyhow::Result<()> {
+        engines(redelivered_once)
+    }
+
+    fn redelivered_once(db: &mut Db) -> anyhow::Result<()> {
+        let t = with_ticket(db)?;
         let sha = "ab".repeat(32);
         let first = db.add_delivered_evidence("ag-1", "k1", t, &evidence(&sha), &event());
         assert!(matches!(first, Ok(Delivered::New(_))), "{first:?}");
@@ -203,25 +193,36 @@ mod tests {
         let events = timeline.iter().filter(|e| e.kind == "snapshot").count();
         assert_eq!(events, 1, "one timeline entry for two deliveries");
         assert_eq!(db.delivery_count("ag-1").ok(), Some(1));
+        Ok(())
     }
 
     #[test]
-    fn keys_are_per_agent() {
-        let (_dir, mut db, t) = db_with_ticket();
+    fn keys_are_per_agent() -> anyhow::Result<()> {
+        engines(per_agent)
+    }
+
+    fn per_agent(db: &mut Db) -> anyhow::Result<()> {
+        let t = with_ticket(db)?;
         let a = db.add_delivered_event("ag-1", "k", t, &event());
         let b = db.add_delivered_event("ag-2", "k", t, &event());
         assert!(matches!(a, Ok(Delivered::New(_))), "{a:?}");
         assert!(matches!(b, Ok(Delivered::New(_))), "{b:?}");
         let c = db.add_delivered_event("ag-2", "k", t, &event());
         assert!(matches!(c, Ok(Delivered::Duplicate { .. })), "{c:?}");
+        Ok(())
     }
 
     #[test]
-    fn a_failed_effect_does_not_claim_the_key() {
-        let (_dir, mut db, _t) = db_with_ticket();
+    fn a_failed_effect_does_not_claim_the_key() -> anyhow::Result<()> {
+        engines(failed_effect)
+    }
+
+    fn failed_effect(db: &mut Db) -> anyhow::Result<()> {
+        with_ticket(db)?;
         // No ticket 999: the event insert fails, so the claim rolls back with it.
         let missing = db.add_delivered_event("ag-1", "k", 999, &event());
         assert!(missing.is_err(), "{missing:?}");
         assert_eq!(db.delivery_count("ag-1").ok(), Some(0));
+        Ok(())
     }
 }

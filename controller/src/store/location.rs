@@ -2,10 +2,9 @@
 //! connection is registered, cleared when that connection ends, read to route a request
 //! for an agent held by another node.
 
-use rusqlite::{OptionalExtension, params};
-
 use super::StoreResult;
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Sql, args};
 
 /// Where an agent is connected, as the table says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,10 +25,10 @@ impl Db {
         node: &str,
         connected_at_ms: u64,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO agent_location (agent_id, node, connected_at) VALUES (?1, ?2, ?3) \
              ON CONFLICT (agent_id) DO UPDATE SET node = excluded.node, connected_at = excluded.connected_at",
-            params![agent, node, to_i64(connected_at_ms)],
+            args![agent, node, to_i64(connected_at_ms)],
         )?;
         Ok(())
     }
@@ -43,9 +42,9 @@ impl Db {
         node: &str,
         connected_at_ms: u64,
     ) -> StoreResult<bool> {
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "DELETE FROM agent_location WHERE agent_id = ?1 AND node = ?2 AND connected_at = ?3",
-            params![agent, node, to_i64(connected_at_ms)],
+            args![agent, node, to_i64(connected_at_ms)],
         )?;
         Ok(n > 0)
     }
@@ -53,38 +52,34 @@ impl Db {
     /// Forgets every row naming `node`: it starts afresh, so none of its agents is
     /// connected to it now.
     pub fn clear_node_locations(&mut self, node: &str) -> StoreResult<usize> {
-        Ok(self
+        let n = self
             .conn
-            .execute("DELETE FROM agent_location WHERE node = ?1", params![node])?)
+            .exec("DELETE FROM agent_location WHERE node = ?1", args![node])?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Where `agent` is connected, if anywhere.
     pub fn agent_location(&mut self, agent: &str) -> StoreResult<Option<AgentLocation>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT node, connected_at FROM agent_location WHERE agent_id = ?1",
-                [agent],
-                |r| {
-                    Ok(AgentLocation {
-                        agent_id: agent.to_owned(),
-                        node: r.get(0)?,
-                        connected_at_ms: to_u64(r.get(1)?),
-                    })
-                },
-            )
-            .optional()?)
+        self.conn.row(
+            "SELECT node, connected_at FROM agent_location WHERE agent_id = ?1",
+            args![agent],
+            |r| {
+                Ok(AgentLocation {
+                    agent_id: agent.to_owned(),
+                    node: r.get(0)?,
+                    connected_at_ms: to_u64(r.get(1)?),
+                })
+            },
+        )
     }
 
     /// Every agent connected to a node other than `node`, with its node.
     pub fn agent_locations_elsewhere(&mut self, node: &str) -> StoreResult<Vec<(String, String)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT agent_id, node FROM agent_location WHERE node <> ?1")?;
-        let rows = stmt
-            .query_map([node], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        self.conn.rows(
+            "SELECT agent_id, node FROM agent_location WHERE node <> ?1",
+            args![node],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
     }
 }
 
@@ -94,11 +89,13 @@ mod tests {
 
     #[test]
     fn a_row_is_cleared_only_by_the_connection_it_names() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("l.sqlite"))?;
+        crate::store::testing::engine_pairs(|db, other| cleared_only_by_its_connection(db, other))
+    }
+
+    fn cleared_only_by_its_connection(db: &mut Db, other: &mut Db) -> anyhow::Result<()> {
         db.set_agent_location("ag-1", "ctl-a", 100)?;
         // The agent came back to node b before node a saw its old connection end.
-        db.set_agent_location("ag-1", "ctl-b", 200)?;
+        other.set_agent_location("ag-1", "ctl-b", 200)?;
         assert!(!db.clear_agent_location("ag-1", "ctl-a", 100)?);
         let at = db.agent_location("ag-1")?;
         assert_eq!(
@@ -108,15 +105,17 @@ mod tests {
         // A newer connection on the same node is not cleared by the older one's end.
         db.set_agent_location("ag-1", "ctl-b", 300)?;
         assert!(!db.clear_agent_location("ag-1", "ctl-b", 200)?);
-        assert!(db.clear_agent_location("ag-1", "ctl-b", 300)?);
+        assert!(other.clear_agent_location("ag-1", "ctl-b", 300)?);
         assert_eq!(db.agent_location("ag-1")?, None);
         Ok(())
     }
 
     #[test]
     fn a_restarted_node_forgets_its_rows_and_others_are_listed_by_node() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("l.sqlite"))?;
+        crate::store::testing::engines(forgets_and_lists)
+    }
+
+    fn forgets_and_lists(db: &mut Db) -> anyhow::Result<()> {
         db.set_agent_location("ag-1", "ctl-a", 1)?;
         db.set_agent_location("ag-2", "ctl-b", 1)?;
         db.set_agent_location("ag-3", "ctl-c", 1)?;

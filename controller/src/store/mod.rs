@@ -1,8 +1,25 @@
 //! The controller's store: agents, technicians, tokens, tickets, evidence records and
-//! the hash-chained timeline. SQLite (WAL) today, behind this one interface.
+//! the hash-chained timeline, behind this one interface, on either of two engines:
+//!
+//! - **SQLite** (WAL) in the data directory, the embedded default: one controller.
+//! - **PostgreSQL** (`[store] url` in `controller.toml`): several controllers share one
+//!   database. Every write transaction takes one advisory lock first, so writes are
+//!   serialized across the cluster as SQLite serializes them on one node (why, and the
+//!   reconnect rule, in `pg.rs`).
+//!
+//! Every method is written once against [`sql::Sql`] (`sql.rs`): `?N` placeholders,
+//! [`sql::Value`] parameters, rows with typed getters; the migrations in `schema.rs`
+//! are SQL both engines accept (SQLite tracks their version in `PRAGMA user_version`,
+//! PostgreSQL in a one-row table), and a database newer than the binary is refused on
+//! both ([`StoreError::TooNew`]). Engine differences the statements avoid: SQLite's
+//! case-insensitive `LIKE`, `SUM` of `BIGINT` being `NUMERIC` on PostgreSQL (cast it),
+//! `INSERT OR …` (use `ON CONFLICT`), `last_insert_rowid` (compute ids in the
+//! transaction), boolean columns (stored as 0/1 `BIGINT`; `IS NULL` and `EXISTS` read
+//! as booleans on both), and text ordering, which follows the database's collation on
+//! PostgreSQL.
 //!
 //! Calls are synchronous; async code goes through [`Store::run`], which moves them to
-//! the blocking pool so SQLite never stalls the reactor.
+//! the blocking pool so the database never stalls the reactor.
 
 mod asks;
 pub mod backup;
@@ -10,17 +27,22 @@ mod certs;
 mod cluster;
 mod codes;
 mod console;
+mod db;
 mod deliveries;
 mod location;
 mod outbox;
+mod pg;
 mod schema;
 mod scripts;
-mod sqlite;
+pub mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 mod tickets;
 mod timeline;
+mod value;
 mod visibility;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use deskside_proto::evidence::EvidenceKind;
@@ -31,10 +53,11 @@ pub use asks::{AskOutcome, NewAsk};
 pub use certs::Credentials;
 pub use cluster::NodeRow;
 pub use console::{AuditLine, ConsoleLogin, ConsoleSession, SignInState};
+pub use db::Db;
 pub use deliveries::Delivered;
 pub use location::AgentLocation;
+pub use pg::PgUrl;
 pub use scripts::StoredScript;
-pub use sqlite::Db;
 pub use tickets::{NewTicket, PRIORITIES};
 pub use timeline::{GENESIS_HASH, entry_hash};
 
@@ -42,6 +65,25 @@ pub use timeline::{GENESIS_HASH, entry_hash};
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The message says it all (the server's words); no source, so it is not repeated.
+    #[error("database error (PostgreSQL): {}", pg::describe(.0))]
+    Postgres(postgres::Error),
+    #[error(
+        "cannot reach PostgreSQL at {target}: {}; check [store] url in controller.toml, that the server runs, and that it lets this host in (pg_hba.conf, the password)", pg::describe(.cause)
+    )]
+    Connect {
+        /// The URL without its password.
+        target: String,
+        cause: postgres::Error,
+    },
+    #[error(
+        "column {index} of a database row holds {found} where {expected} was expected; was the database changed by hand?"
+    )]
+    Column {
+        index: usize,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -52,6 +94,12 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the database worker stopped: {0}")]
     Worker(String),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> StoreError {
+        StoreError::Postgres(e)
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -139,6 +187,25 @@ pub struct NewEvent<'a> {
     pub evidence_sha256: Option<&'a str>,
 }
 
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreAt {
+    /// A SQLite file (the data directory's `deskside.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by every node.
+    Postgres(PgUrl),
+}
+
+/// The store's location as an admin reads it: a path, or the URL without its password.
+impl std::fmt::Display for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreAt::Sqlite(path) => write!(f, "SQLite {}", path.display()),
+            StoreAt::Postgres(url) => write!(f, "PostgreSQL {url}"),
+        }
+    }
+}
+
 /// Shared handle to the database.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -146,10 +213,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating and migrating if needed) the database at `path`.
+    /// Opens (creating and migrating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> StoreResult<Store> {
         Ok(Store {
             db: Arc::new(Mutex::new(Db::open(path)?)),
+        })
+    }
+
+    /// Opens (creating and migrating if needed) the store wherever `at` says. Callers
+    /// with a data directory use [`crate::datadir::DataDir::open_store`].
+    pub fn open_at(at: &StoreAt) -> StoreResult<Store> {
+        Ok(Store {
+            db: Arc::new(Mutex::new(Db::open_at(at)?)),
         })
     }
 

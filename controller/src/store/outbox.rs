@@ -1,9 +1,8 @@
 //! The durable outbox: pushes to external ticket systems waiting to be made, and what
 //! each attempt did. A job is only ever marked done, never deleted.
 
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
-
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Row, Sql, args};
 use super::{NewEvent, StoreError, StoreResult};
 use crate::clock::format_secs;
 use crate::outbox::OutboxJob;
@@ -17,17 +16,17 @@ const ACTOR: &str = "deskside";
 const JOB_COLUMNS: &str =
     "id, ticket, kind, payload, attempts, next_attempt_at, last_error, created_at, done_at";
 
-fn job_row(r: &Row<'_>) -> rusqlite::Result<OutboxJob> {
+fn job_row(r: &Row<'_>) -> StoreResult<OutboxJob> {
     Ok(OutboxJob {
         id: to_u64(r.get(0)?),
         ticket: to_u64(r.get(1)?),
         kind: r.get(2)?,
         payload: r.get(3)?,
-        attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+        attempts: u32::try_from(r.get::<i64>(4)?).unwrap_or(u32::MAX),
         next_attempt_at: to_u64(r.get(5)?),
         last_error: r.get(6)?,
         created_at: to_u64(r.get(7)?),
-        done_at: r.get::<_, Option<i64>>(8)?.map(to_u64),
+        done_at: r.get::<Option<i64>>(8)?.map(to_u64),
     })
 }
 
@@ -48,12 +47,10 @@ impl Db {
         payload: &str,
         now: u64,
     ) -> StoreResult<u64> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let exists: bool = tx.query_row(
+        let mut tx = self.write()?;
+        let exists: bool = tx.one(
             "SELECT EXISTS (SELECT 1 FROM tickets WHERE number = ?1)",
-            [to_i64(ticket)],
+            args![to_i64(ticket)],
             |r| r.get(0),
         )?;
         if !exists {
@@ -61,17 +58,19 @@ impl Db {
                 "no ticket #{ticket}; `deskside ticket list` shows them"
             )));
         }
-        let id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM outbox", [], |r| {
-            r.get(0)
-        })?;
-        tx.execute(
+        let id: i64 = tx.one(
+            "SELECT COALESCE(MAX(id), 0) + 1 FROM outbox",
+            args![],
+            |r| r.get(0),
+        )?;
+        tx.exec(
             "INSERT INTO outbox (id, ticket, kind, payload, attempts, next_attempt_at, created_at) \
              VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
-            params![id, to_i64(ticket), kind, payload, to_i64(now)],
+            args![id, to_i64(ticket), kind, payload, to_i64(now)],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE tickets SET sync_state = ?2 WHERE number = ?1",
-            params![
+            args![
                 to_i64(ticket),
                 format!("queued for sync at {}", format_secs(now))
             ],
@@ -89,25 +88,20 @@ impl Db {
         lease: u64,
         limit: usize,
     ) -> StoreResult<Vec<OutboxJob>> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let jobs: Vec<OutboxJob> = {
-            let mut stmt = tx.prepare(&format!(
+        let mut tx = self.write()?;
+        let jobs: Vec<OutboxJob> = tx.rows(
+            &format!(
                 "SELECT {JOB_COLUMNS} FROM outbox WHERE done_at IS NULL AND next_attempt_at <= ?1 \
                  ORDER BY next_attempt_at, id LIMIT ?2"
-            ))?;
-            let rows = stmt.query_map(
-                params![to_i64(now), i64::try_from(limit).unwrap_or(i64::MAX)],
-                job_row,
-            )?;
-            rows.collect::<Result<_, _>>()?
-        };
+            ),
+            args![to_i64(now), i64::try_from(limit).unwrap_or(i64::MAX)],
+            job_row,
+        )?;
         let until = to_i64(now.saturating_add(lease));
         for job in &jobs {
-            tx.execute(
+            tx.exec(
                 "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
-                params![to_i64(job.id), until],
+                args![to_i64(job.id), until],
             )?;
         }
         tx.commit()?;
@@ -124,26 +118,22 @@ impl Db {
         detail: &str,
         now: u64,
     ) -> StoreResult<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let ticket: Option<i64> = tx
-            .query_row(
-                "SELECT ticket FROM outbox WHERE id = ?1",
-                [to_i64(id)],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let mut tx = self.write()?;
+        let ticket: Option<i64> = tx.row(
+            "SELECT ticket FROM outbox WHERE id = ?1",
+            args![to_i64(id)],
+            |r| r.get(0),
+        )?;
         let ticket = ticket
             .map(to_u64)
             .ok_or_else(|| StoreError::NotFound(format!("no outbox job {id}")))?;
-        tx.execute(
+        tx.exec(
             "UPDATE outbox SET done_at = ?2, last_error = NULL WHERE id = ?1",
-            params![to_i64(id), to_i64(now)],
+            args![to_i64(id), to_i64(now)],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE tickets SET external_ref = ?2, sync_state = ?3 WHERE number = ?1",
-            params![
+            args![
                 to_i64(ticket),
                 external_ref,
                 format!(
@@ -180,26 +170,27 @@ impl Db {
         created_ref: Option<&str>,
     ) -> StoreResult<u32> {
         let error = clip(error);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row: Option<(i64, i64)> = tx
-            .query_row(
-                "SELECT ticket, attempts FROM outbox WHERE id = ?1",
-                [to_i64(id)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
+        let mut tx = self.write()?;
+        let row: Option<(i64, i64)> = tx.row(
+            "SELECT ticket, attempts FROM outbox WHERE id = ?1",
+            args![to_i64(id)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let (ticket, attempts) =
             row.ok_or_else(|| StoreError::NotFound(format!("no outbox job {id}")))?;
         let attempts = attempts.saturating_add(1);
-        tx.execute(
+        tx.exec(
             "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
-            params![to_i64(id), attempts, to_i64(next_attempt_at), error],
+            args![
+                to_i64(id),
+                attempts,
+                to_i64(next_attempt_at),
+                error.as_str()
+            ],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE tickets SET sync_state = ?2, external_ref = COALESCE(?3, external_ref) WHERE number = ?1",
-            params![
+            args![
                 ticket,
                 format!(
                     "retrying (attempt {attempts}): {error}; next try at {}",
@@ -214,9 +205,9 @@ impl Db {
 
     /// Jobs not yet delivered.
     pub fn outbox_pending(&mut self) -> StoreResult<u64> {
-        let n: i64 = self.conn.query_row(
+        let n: i64 = self.conn.one(
             "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL",
-            [],
+            args![],
             |r| r.get(0),
         )?;
         Ok(to_u64(n))
@@ -224,20 +215,21 @@ impl Db {
 
     /// Jobs, oldest first: all of them, or one ticket's.
     pub fn outbox_jobs(&mut self, ticket: Option<u64>) -> StoreResult<Vec<OutboxJob>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {JOB_COLUMNS} FROM outbox WHERE ?1 IS NULL OR ticket = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map([ticket.map(to_i64)], job_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.conn.rows(
+            &format!("SELECT {JOB_COLUMNS} FROM outbox WHERE CAST(?1 AS BIGINT) IS NULL OR ticket = ?1 ORDER BY id"),
+            args![ticket.map(to_i64)],
+            job_row,
+        )
     }
 
     /// Makes pending jobs due at `now` (all, or one ticket's): `ticket sync N` and tests
     /// use it to retry without waiting out the backoff. Returns how many.
     pub fn outbox_retry_now(&mut self, ticket: Option<u64>, now: u64) -> StoreResult<usize> {
-        Ok(self.conn.execute(
-            "UPDATE outbox SET next_attempt_at = ?2 WHERE done_at IS NULL AND (?1 IS NULL OR ticket = ?1)",
-            params![ticket.map(to_i64), to_i64(now)],
-        )?)
+        let n = self.conn.exec(
+            "UPDATE outbox SET next_attempt_at = ?2 WHERE done_at IS NULL AND (CAST(?1 AS BIGINT) IS NULL OR ticket = ?1)",
+            args![ticket.map(to_i64), to_i64(now)],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
@@ -247,6 +239,7 @@ mod tests {
 
     use super::*;
     use crate::store::NewTicket;
+    use crate::store::testing::engines;
 
     fn ticket(title: &str) -> NewTicket<'_> {
         NewTicket {
@@ -259,15 +252,12 @@ mod tests {
         }
     }
 
-    fn db() -> anyhow::Result<(tempfile::TempDir, Db)> {
-        let dir = tempfile::tempdir()?;
-        let db = Db::open(&dir.path().join("t.db"))?;
-        Ok((dir, db))
-    }
-
     #[test]
     fn outbox_claim_fail_and_finish() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        engines(claim_fail_and_finish)
+    }
+
+    fn claim_fail_and_finish(db: &mut Db) -> anyhow::Result<()> {
         let n = db.create_ticket(&ticket("printer"))?;
         let id = db.outbox_enqueue(n, "sync", "{}", 100)?;
         assert!(db.outbox_claim_due(99, 60, 10)?.is_empty());
@@ -284,9 +274,9 @@ mod tests {
         assert_eq!((job.attempts, job.next_attempt_at), (1, 300));
         assert_eq!(job.last_error.as_deref(), Some("boom"));
         assert!(job.done_at.is_none());
-        let state: (Option<String>, Option<String>) = db.conn.query_row(
+        let state: (Option<String>, Option<String>) = db.conn.one(
             "SELECT external_ref, sync_state FROM tickets WHERE number = ?1",
-            [to_i64(n)],
+            args![to_i64(n)],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         assert_eq!(state.0.as_deref(), Some("rt:7"));
@@ -307,9 +297,9 @@ mod tests {
             210,
         )?;
         assert!(db.outbox_claim_due(10_000, 60, 10)?.is_empty());
-        let state: Option<String> = db.conn.query_row(
+        let state: Option<String> = db.conn.one(
             "SELECT sync_state FROM tickets WHERE number = ?1",
-            [to_i64(n)],
+            args![to_i64(n)],
             |r| r.get(0),
         )?;
         let state = state.unwrap_or_default();
@@ -334,7 +324,10 @@ mod tests {
 
     #[test]
     fn outbox_refuses_unknown_ticket() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        engines(refuses_unknown_ticket)
+    }
+
+    fn refuses_unknown_ticket(db: &mut Db) -> anyhow::Result<()> {
         assert!(matches!(
             db.outbox_enqueue(9, "sync", "{}", 1),
             Err(StoreError::NotFound(_))

@@ -1,14 +1,13 @@
 //! Tickets: opening one, reading them, and their lifecycle (escalation, resolution,
 //! sync state). Their timeline and evidence are in `timeline.rs`.
 
-use deskside_proto::msg::identity::Tier;
-use deskside_proto::msg::tech::{Sla, TicketSummary, TimelineEntry};
-use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
-
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Row, Sql, args};
 use super::timeline::append_event;
 use super::{NewEvent, StoreError, StoreResult};
 use crate::clock::now_secs;
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::{Sla, TicketSummary, TimelineEntry};
 
 /// Ticket priorities, lowest first.
 pub const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
@@ -33,21 +32,21 @@ pub(super) const TICKET_SELECT: &str = "SELECT t.number, t.title, t.status, t.ti
      (SELECT COUNT(*) FROM evidence e WHERE e.ticket = t.number), t.priority, t.requester, t.owner, \
      t.first_response_at, t.resolved_at, t.external_ref, t.sync_state FROM tickets t";
 
-pub(super) fn ticket_row(r: &Row<'_>) -> rusqlite::Result<TicketSummary> {
+pub(super) fn ticket_row(r: &Row<'_>) -> StoreResult<TicketSummary> {
     Ok(TicketSummary {
         number: to_u64(r.get(0)?),
         title: r.get(1)?,
         status: r.get(2)?,
-        tier: parse_tier(&r.get::<_, String>(3)?),
+        tier: parse_tier(&r.get::<String>(3)?),
         agent: r.get(4)?,
         created_by: r.get(5)?,
         created_at_secs: to_u64(r.get(6)?),
-        evidence_count: u32::try_from(r.get::<_, i64>(7)?).unwrap_or(u32::MAX),
+        evidence_count: u32::try_from(r.get::<i64>(7)?).unwrap_or(u32::MAX),
         priority: r.get(8)?,
         requester: r.get(9)?,
         owner: r.get(10)?,
-        first_response_at_secs: r.get::<_, Option<i64>>(11)?.map(to_u64),
-        resolved_at_secs: r.get::<_, Option<i64>>(12)?.map(to_u64),
+        first_response_at_secs: r.get::<Option<i64>>(11)?.map(to_u64),
+        resolved_at_secs: r.get::<Option<i64>>(12)?.map(to_u64),
         external_ref: r.get(13)?,
         sync_state: r.get(14)?,
         // Filled from the SLA configuration by the caller.
@@ -63,18 +62,16 @@ impl Db {
                 PRIORITIES.join(", ")
             )));
         }
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let number: i64 = tx.query_row(
+        let mut tx = self.write()?;
+        let number: i64 = tx.one(
             "SELECT COALESCE(MAX(number), 0) + 1 FROM tickets",
-            [],
+            args![],
             |r| r.get(0),
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO tickets (number, title, status, tier, agent_id, created_by, created_at, requester, priority, owner) \
              VALUES (?1, ?2, 'new', ?3, ?4, ?5, ?6, ?7, ?8, ?5)",
-            params![number, t.title, t.tier.as_str(), t.agent, t.by, to_i64(now_secs()), t.requester, t.priority],
+            args![number, t.title, t.tier.as_str(), t.agent, t.by, to_i64(now_secs()), t.requester, t.priority],
         )?;
         let number = to_u64(number);
         let mut detail = format!("ticket opened: {} (priority {}", t.title, t.priority);
@@ -86,7 +83,7 @@ impl Db {
         }
         detail.push(')');
         append_event(
-            &tx,
+            &mut tx,
             number,
             &NewEvent {
                 actor: t.by,
@@ -100,21 +97,20 @@ impl Db {
     }
 
     pub fn tickets(&mut self) -> StoreResult<Vec<TicketSummary>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("{TICKET_SELECT} ORDER BY t.number"))?;
-        let rows = stmt.query_map([], ticket_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.conn.rows(
+            &format!("{TICKET_SELECT} ORDER BY t.number"),
+            args![],
+            ticket_row,
+        )
     }
 
     pub fn ticket(&mut self, number: u64) -> StoreResult<TicketSummary> {
         self.conn
-            .query_row(
+            .row(
                 &format!("{TICKET_SELECT} WHERE t.number = ?1"),
-                [to_i64(number)],
+                args![to_i64(number)],
                 ticket_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| {
                 StoreError::NotFound(format!(
                     "no ticket #{number}; `deskside ticket list` shows them"
@@ -130,16 +126,13 @@ impl Db {
         note: &str,
         by: &str,
     ) -> StoreResult<(Tier, TimelineEntry)> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tx = self.write()?;
         let (from, status): (String, String) = tx
-            .query_row(
+            .row(
                 "SELECT tier, status FROM tickets WHERE number = ?1",
-                [to_i64(number)],
+                args![to_i64(number)],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
+            )?
             .ok_or_else(|| StoreError::NotFound(format!("no ticket #{number}")))?;
         let from = parse_tier(&from);
         if status == "resolved" {
@@ -153,13 +146,13 @@ impl Db {
                 next(from)
             )));
         }
-        tx.execute(
+        tx.exec(
             "UPDATE tickets SET tier = ?2, status = 'escalated', owner = NULL WHERE number = ?1",
-            params![to_i64(number), to.as_str()],
+            args![to_i64(number), to.as_str()],
         )?;
         let detail = format!("escalated from {from} to {to} by {by}: {note}");
         let entry = append_event(
-            &tx,
+            &mut tx,
             number,
             &NewEvent {
                 actor: by,
@@ -173,17 +166,15 @@ impl Db {
     }
 
     pub fn resolve(&mut self, number: u64, note: &str, by: &str) -> StoreResult<TimelineEntry> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
+        let mut tx = self.write()?;
+        let changed = tx.exec(
             "UPDATE tickets SET status = 'resolved', resolved_at = ?2 WHERE number = ?1 AND status <> 'resolved'",
-            params![to_i64(number), to_i64(now_secs())],
+            args![to_i64(number), to_i64(now_secs())],
         )?;
         if changed == 0 {
-            let exists: bool = tx.query_row(
+            let exists: bool = tx.one(
                 "SELECT EXISTS (SELECT 1 FROM tickets WHERE number = ?1)",
-                [to_i64(number)],
+                args![to_i64(number)],
                 |r| r.get(0),
             )?;
             return Err(if exists {
@@ -198,7 +189,7 @@ impl Db {
             format!("resolved by {by}: {note}")
         };
         let entry = append_event(
-            &tx,
+            &mut tx,
             number,
             &NewEvent {
                 actor: by,
@@ -217,9 +208,9 @@ impl Db {
         external_ref: Option<&str>,
         state: &str,
     ) -> StoreResult<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE tickets SET sync_state = ?2, external_ref = COALESCE(?3, external_ref) WHERE number = ?1",
-            params![to_i64(number), state, external_ref],
+            args![to_i64(number), state, external_ref],
         )?;
         Ok(())
     }
@@ -235,12 +226,7 @@ fn next(t: Tier) -> Tier {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-
-    pub(in crate::store) fn db() -> anyhow::Result<(tempfile::TempDir, Db)> {
-        let dir = tempfile::tempdir()?;
-        let db = Db::open(&dir.path().join("t.db"))?;
-        Ok((dir, db))
-    }
+    use crate::store::testing::engines;
 
     pub(in crate::store) fn open(db: &mut Db) -> StoreResult<u64> {
         db.create_ticket(&NewTicket {
@@ -255,8 +241,11 @@ pub(super) mod tests {
 
     #[test]
     fn lifecycle_first_response_escalation_and_resolution() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
-        let n = open(&mut db)?;
+        engines(lifecycle)
+    }
+
+    fn lifecycle(db: &mut Db) -> anyhow::Result<()> {
+        let n = open(db)?;
         let t = db.ticket(n)?;
         assert_eq!(
             (t.status.as_str(), t.priority.as_str(), t.requester.as_str()),
@@ -321,7 +310,10 @@ pub(super) mod tests {
 
     #[test]
     fn unknown_priorities_are_refused() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
+        engines(unknown_priorities)
+    }
+
+    fn unknown_priorities(db: &mut Db) -> anyhow::Result<()> {
         let bad = NewTicket {
             title: "t",
             requester: "",

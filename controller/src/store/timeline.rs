@@ -2,10 +2,10 @@
 //! it, from [`GENESIS_HASH`]) and the evidence records they point to.
 
 use deskside_proto::msg::tech::{EvidenceRef, TimelineEntry};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
 
-use super::sqlite::{Db, to_i64, to_u64};
+use super::db::{Db, to_i64, to_u64};
+use super::sql::{Sql, Tx, args};
 use super::{NewEvent, NewEvidence, StoreResult};
 use crate::clock::now_secs;
 
@@ -30,10 +30,10 @@ pub fn entry_hash(ticket: u64, e: &TimelineEntry) -> String {
 
 impl Db {
     pub fn timeline(&mut self, number: u64) -> StoreResult<Vec<TimelineEntry>> {
-        let mut stmt = self.conn.prepare(
+        self.conn.rows(
             "SELECT seq, at, actor, kind, detail, evidence_sha256, prev_hash, hash FROM timeline WHERE ticket = ?1 ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([to_i64(number)], |r| {
+            args![to_i64(number)],
+            |r| {
             Ok(TimelineEntry {
                 seq: to_u64(r.get(0)?),
                 at_secs: to_u64(r.get(1)?),
@@ -44,16 +44,15 @@ impl Db {
                 prev_hash: r.get(6)?,
                 hash: r.get(7)?,
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Evidence on a ticket; `location` is left empty for the blob store to fill.
     pub fn evidence(&mut self, number: u64) -> StoreResult<Vec<EvidenceRef>> {
-        let mut stmt = self.conn.prepare(
+        self.conn.rows(
             "SELECT sha256, kind, size_bytes, agent_id, created_at, signature, redaction FROM evidence WHERE ticket = ?1 ORDER BY created_at, sha256",
-        )?;
-        let rows = stmt.query_map([to_i64(number)], |r| {
+            args![to_i64(number)],
+            |r| {
             let redaction: String = r.get(6)?;
             Ok(EvidenceRef {
                 sha256: r.get(0)?,
@@ -69,8 +68,7 @@ impl Db {
                     .map(str::to_owned)
                     .collect(),
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// An agent's newest `limit` snapshots on any ticket, newest first, as
@@ -80,11 +78,11 @@ impl Db {
         agent: &str,
         limit: u64,
     ) -> StoreResult<Vec<(u64, EvidenceRef)>> {
-        let mut stmt = self.conn.prepare(
+        self.conn.rows(
             "SELECT ticket, sha256, kind, size_bytes, agent_id, created_at, signature FROM evidence \
              WHERE agent_id = ?1 AND kind = 'snapshot' ORDER BY created_at DESC, sha256 LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![agent, to_i64(limit)], |r| {
+            args![agent, to_i64(limit)],
+            |r| {
             Ok((
                 to_u64(r.get(0)?),
                 EvidenceRef {
@@ -98,16 +96,13 @@ impl Db {
                     redaction: Vec::new(),
                 },
             ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     /// Appends an event to a ticket's timeline.
     pub fn add_event(&mut self, number: u64, event: &NewEvent<'_>) -> StoreResult<TimelineEntry> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let entry = append_event(&tx, number, event)?;
+        let mut tx = self.write()?;
+        let entry = append_event(&mut tx, number, event)?;
         tx.commit()?;
         Ok(entry)
     }
@@ -120,33 +115,27 @@ impl Db {
         item: &NewEvidence,
         event: &NewEvent<'_>,
     ) -> StoreResult<TimelineEntry> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_evidence(&tx, number, item)?;
-        let entry = append_event(&tx, number, event)?;
+        let mut tx = self.write()?;
+        insert_evidence(&mut tx, number, item)?;
+        let entry = append_event(&mut tx, number, event)?;
         tx.commit()?;
         Ok(entry)
     }
 }
 
 /// Inserts an evidence record (a second record of the same bytes on the ticket is a no-op).
-pub(super) fn insert_evidence(
-    tx: &Transaction<'_>,
-    number: u64,
-    item: &NewEvidence,
-) -> StoreResult<()> {
-    tx.execute(
+pub(super) fn insert_evidence(tx: &mut Tx<'_>, number: u64, item: &NewEvidence) -> StoreResult<()> {
+    tx.exec(
         "INSERT INTO evidence (ticket, sha256, kind, size_bytes, agent_id, created_at, signature, redaction) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (ticket, sha256) DO NOTHING",
-        params![
+        args![
             to_i64(number),
-            item.sha256,
+            &item.sha256,
             item.kind.as_str(),
             to_i64(item.size_bytes),
-            item.agent_id,
+            &item.agent_id,
             to_i64(now_secs()),
-            item.signature,
+            &item.signature,
             item.redaction.join(",")
         ],
     )?;
@@ -156,17 +145,15 @@ pub(super) fn insert_evidence(
 /// Appends one chained entry. A technician's first action on a ticket is its first
 /// response (for the SLA), makes them its owner if it has none, and opens it.
 pub(super) fn append_event(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     number: u64,
     e: &NewEvent<'_>,
 ) -> StoreResult<TimelineEntry> {
-    let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM timeline WHERE ticket = ?1 ORDER BY seq DESC LIMIT 1",
-            [to_i64(number)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let last: Option<(i64, String)> = tx.row(
+        "SELECT seq, hash FROM timeline WHERE ticket = ?1 ORDER BY seq DESC LIMIT 1",
+        args![to_i64(number)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (to_u64(seq) + 1, hash),
         None => (1, GENESIS_HASH.to_owned()),
@@ -182,18 +169,18 @@ pub(super) fn append_event(
         hash: String::new(),
     };
     entry.hash = entry_hash(number, &entry);
-    tx.execute(
+    tx.exec(
         "INSERT INTO timeline (ticket, seq, at, actor, kind, detail, evidence_sha256, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
+        args![
             to_i64(number),
             to_i64(entry.seq),
             to_i64(entry.at_secs),
-            entry.actor,
-            entry.kind,
-            entry.detail,
-            entry.evidence_sha256,
-            entry.prev_hash,
-            entry.hash
+            &entry.actor,
+            &entry.kind,
+            &entry.detail,
+            &entry.evidence_sha256,
+            &entry.prev_hash,
+            &entry.hash
         ],
     )?;
     let by_technician = !e.actor.starts_with("agent ")
@@ -202,10 +189,10 @@ pub(super) fn append_event(
             "created" | "escalated" | "resolved" | "synced" | "sync" | "bundle"
         );
     if by_technician {
-        tx.execute(
+        tx.exec(
             "UPDATE tickets SET first_response_at = COALESCE(first_response_at, ?2), owner = COALESCE(owner, ?3), \
              status = CASE WHEN status IN ('new', 'escalated') THEN 'open' ELSE status END WHERE number = ?1",
-            params![to_i64(number), to_i64(entry.at_secs), e.actor],
+            args![to_i64(number), to_i64(entry.at_secs), e.actor],
         )?;
     }
     Ok(entry)
@@ -214,12 +201,16 @@ pub(super) fn append_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tickets::tests::{db, open};
+    use crate::store::testing::engines;
+    use crate::store::tickets::tests::open;
 
     #[test]
     fn timeline_is_a_hash_chain() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
-        let n = open(&mut db)?;
+        engines(hash_chain)
+    }
+
+    fn hash_chain(db: &mut Db) -> anyhow::Result<()> {
+        let n = open(db)?;
         db.add_event(
             n,
             &NewEvent {
@@ -245,8 +236,11 @@ mod tests {
 
     #[test]
     fn evidence_is_recorded_once_per_ticket_with_its_signature() -> anyhow::Result<()> {
-        let (_d, mut db) = db()?;
-        let n = open(&mut db)?;
+        engines(evidence_once)
+    }
+
+    fn evidence_once(db: &mut Db) -> anyhow::Result<()> {
+        let n = open(db)?;
         let item = NewEvidence {
             sha256: "ab".into(),
             kind: deskside_proto::evidence::EvidenceKind::Snapshot,

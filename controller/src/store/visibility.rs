@@ -5,13 +5,12 @@
 //! A ticket the technician may not see is answered exactly like a missing one, so the
 //! reply does not tell them it exists.
 
-use deskside_proto::msg::identity::Tier;
-use deskside_proto::msg::tech::TicketSummary;
-use rusqlite::{OptionalExtension, params};
-
-use super::sqlite::{Db, to_i64};
+use super::db::{Db, to_i64};
+use super::sql::{Sql, args};
 use super::tickets::{TICKET_SELECT, ticket_row};
 use super::{StoreError, StoreResult};
+use deskside_proto::msg::identity::Tier;
+use deskside_proto::msg::tech::TicketSummary;
 
 /// Tier order in SQL; a tier the controller does not know ranks lowest, as when parsing.
 const VISIBLE: &str = "((CASE t.tier WHEN 'l3' THEN 3 WHEN 'l2' THEN 2 ELSE 1 END) <= ?2 \
@@ -43,12 +42,11 @@ impl Db {
         tier: Tier,
     ) -> StoreResult<TicketSummary> {
         self.conn
-            .query_row(
+            .row(
                 &format!("{TICKET_SELECT} WHERE t.number = ?3 AND {VISIBLE}"),
-                params![technician, rank(tier), to_i64(number)],
+                args![technician, rank(tier), to_i64(number)],
                 ticket_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| not_visible(number, technician))
     }
 
@@ -58,11 +56,11 @@ impl Db {
         technician: &str,
         tier: Tier,
     ) -> StoreResult<Vec<TicketSummary>> {
-        let mut stmt = self.conn.prepare(&format!(
-            "{TICKET_SELECT} WHERE {VISIBLE} ORDER BY t.number"
-        ))?;
-        let rows = stmt.query_map(params![technician, rank(tier)], ticket_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.conn.rows(
+            &format!("{TICKET_SELECT} WHERE {VISIBLE} ORDER BY t.number"),
+            args![technician, rank(tier)],
+            ticket_row,
+        )
     }
 }
 
@@ -92,17 +90,19 @@ mod tests {
 
     #[test]
     fn tier_creator_owner_and_actor_see_a_ticket_others_do_not() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let mut db = Db::open(&dir.path().join("t.db"))?;
-        let low = open(&mut db, "alice", Tier::L1)?;
-        let high = open(&mut db, "carol", Tier::L3)?;
+        crate::store::testing::engines(who_sees)
+    }
+
+    fn who_sees(db: &mut Db) -> anyhow::Result<()> {
+        let low = open(db, "alice", Tier::L1)?;
+        let high = open(db, "carol", Tier::L3)?;
         db.escalate(low, Tier::L2, "needs a desktop engineer", "alice")?;
 
         // Tier rank: an l3 sees everything, an unrelated l1 nothing above l1.
-        assert_eq!(numbers(&mut db, "zed", Tier::L3)?, vec![low, high]);
-        assert_eq!(numbers(&mut db, "bob", Tier::L1)?, Vec::<u64>::new());
+        assert_eq!(numbers(db, "zed", Tier::L3)?, vec![low, high]);
+        assert_eq!(numbers(db, "bob", Tier::L1)?, Vec::<u64>::new());
         // The creator keeps seeing the ticket after escalating it.
-        assert_eq!(numbers(&mut db, "alice", Tier::L1)?, vec![low]);
+        assert_eq!(numbers(db, "alice", Tier::L1)?, vec![low]);
         assert!(db.visible_ticket(low, "alice", Tier::L1).is_ok());
 
         // Acting on the timeline makes it visible.
@@ -115,7 +115,7 @@ mod tests {
                 evidence_sha256: None,
             },
         )?;
-        assert_eq!(numbers(&mut db, "bob", Tier::L1)?, vec![high]);
+        assert_eq!(numbers(db, "bob", Tier::L1)?, vec![high]);
 
         // Invisible and missing look the same.
         let invisible = db

@@ -17,7 +17,7 @@ use super::admin::make_token;
 use super::tech::login_to;
 use crate::client::TechClient;
 use crate::datadir::DataDir;
-use crate::store::{Store, TokenFor};
+use crate::store::TokenFor;
 use agent::DemoAgent;
 
 /// The demo agent's policy: diagnostics without a prompt, as on a managed device.
@@ -156,7 +156,7 @@ async fn technician(demo: &Demo<'_>, agent_id: &str, agent: &mut DemoAgent) -> R
         5,
         "deskside tech add + deskside login: a hotline engineer gets a workstation certificate",
     );
-    let store = Store::open(&data.database())?;
+    let store = data.open_store()?;
     store.blocking(|db| db.insert_technician("demo-hotline", Tier::L1))?;
     let token = make_token(
         data,
