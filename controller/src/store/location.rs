@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn a_row_is_cleared_only_by_the_connection_it_names() -> anyhow::Result<()> {
-        crate::store::testing::engine_pairs(|db, other| cleared_only_by_its_connection(db, other))
+        crate::store::testing::engine_pairs(cleared_only_by_its_connection)
     }
 
     fn cleared_only_by_its_connection(db: &mut Db, other: &mut Db) -> anyhow::Result<()> {
