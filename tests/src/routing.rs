@@ -1,10 +1,8 @@
-//! Several controller nodes for the cluster tests: one `nats-server` per test binary on
+//! Several controller nodes for the routing tests: one `nats-server` per test binary on
 //! free loopback ports, and nodes that share one CA and keys (each its own data
-//! directory holding copies of them), one store and one evidence directory — as a
-//! deployment shares them through `[store] url` and `[evidence] dir`. Until the store
-//! has a PostgreSQL engine, the nodes share one SQLite file (WAL works across
-//! processes on one host; SQLite resolves the symbolic links, so its `-wal` file is
-//! one too).
+//! directory holding copies of them), one PostgreSQL store (a fresh database on the test
+//! process's throwaway cluster) and one evidence directory — as a deployment shares them
+//! through `[store] url` and `[evidence] dir`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -17,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use deskside_controller::cluster::ClusterConfig;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::server::{self, Options};
+use deskside_controller::store::StoreAt;
 
 use crate::Cluster;
 
@@ -127,33 +126,36 @@ pub fn cluster_config(name: &str, nats: &Nats) -> ClusterConfig {
     }
 }
 
-/// Makes `to` a data directory of another node of `from`'s installation: copies of its
-/// keys and certificates, and its database and evidence directory shared.
-pub fn join_data(from: &DataDir, to: &DataDir) -> Result<()> {
-    std::fs::create_dir_all(to.root())?;
+/// Makes a data directory at `to` for another node of `from`'s installation: copies of
+/// its keys and certificates, its evidence directory shared, and its store (`from`'s
+/// PostgreSQL database, or its SQLite file through a link).
+pub fn join_data(from: &DataDir, to: &Path) -> Result<DataDir> {
+    std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from.root())? {
         let entry = entry?;
-        let name = entry.file_name();
         let path = entry.path();
-        let target = to.root().join(&name);
-        if path == from.database() || path == from.evidence() {
-            std::os::unix::fs::symlink(&path, &target)?;
-        } else if entry.file_type()?.is_file() && !is_sqlite_side_file(&path) {
-            std::fs::copy(&path, &target)?;
+        let sqlite = path.to_string_lossy().contains("deskside.db");
+        if entry.file_type()?.is_file() && !sqlite {
+            std::fs::copy(&path, to.join(entry.file_name()))?;
         }
     }
-    Ok(())
-}
-
-fn is_sqlite_side_file(path: &Path) -> bool {
-    path.to_string_lossy().contains(".db-")
+    let node = match from.store_at() {
+        StoreAt::Postgres(url) => DataDir::new(to).with_store(Some(url)),
+        StoreAt::Sqlite(file) => {
+            let node = DataDir::new(to);
+            std::os::unix::fs::symlink(file, node.database())?;
+            node
+        }
+    };
+    std::os::unix::fs::symlink(from.evidence(), node.evidence())?;
+    Ok(node)
 }
 
 /// Node names in the tests, in order.
 pub const NAMES: [&str; 3] = ["ctl-a", "ctl-b", "ctl-c"];
 
-/// Starts `names.len()` in-process nodes routing through `nats`: the first initialises
-/// the installation, the others join it. Each node is a [`Cluster`] of its own (its own
+/// Starts `names.len()` in-process nodes routing through `nats` on one fresh PostgreSQL
+/// database: the first initialises the installation, the others join it. Each node is a [`Cluster`] of its own (its own
 /// scratch directory, agents and technician profiles), so the harness's helpers work
 /// on any of them.
 pub async fn start_nodes(names: &[&str], nats: &Nats) -> Result<Vec<Cluster>> {
@@ -164,11 +166,10 @@ pub async fn start_nodes(names: &[&str], nats: &Nats) -> Result<Vec<Cluster>> {
             ..Options::default()
         };
         let node = match nodes.first() {
-            None => Cluster::start_with(options).await?,
+            None => Cluster::start_postgres(options).await?,
             Some(first) => {
                 let dir = tempfile::tempdir()?;
-                let data = DataDir::new(dir.path().join("controller"));
-                join_data(&first.data, &data)?;
+                let data = join_data(&first.data, &dir.path().join("controller"))?;
                 let options = Options {
                     listen: "127.0.0.1:0".parse()?,
                     ..options

@@ -16,11 +16,12 @@ use deskside_controller::cli::admin::script_add;
 use deskside_controller::cli::tech::login_to;
 use deskside_controller::datadir::DataDir;
 use deskside_controller::profile::Profile;
-use deskside_controller::store::{Store, TokenFor};
+use deskside_controller::store::{PgUrl, TokenFor};
 use deskside_controller::tokens::make_cluster_token;
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::nodes::technician_at;
+use deskside_tests::postgres_database;
 use deskside_tests::routing::{NAMES, Nats, join_data};
 use deskside_tests::{bin, free_udp_addr, serve_command};
 use rand::rngs::StdRng;
@@ -30,12 +31,14 @@ use sha2::{Digest, Sha256};
 /// An agent learns that its node died without a word at its connection's idle timeout,
 /// then dials another; the test fails past this.
 const FAILOVER_BOUND: Duration =
-    Duration::from_secs(deskside_transport::tls::IDLE_TIMEOUT.as_secs() + 45);
+    Duration::from_secs(deskside_transport::tls::IDLE_TIMEOUT.as_secs() + 60);
 /// No request may take longer than this to end one way or the other: a hang fails.
 const REQUEST_BOUND: Duration = Duration::from_secs(60);
 /// How long the agents get to deliver their spools once everything is up again.
 const SETTLE: Duration = Duration::from_secs(90);
 const POLICY: &str = "[scopes]\ndiagnostics = \"allow\"\n\"scripts:l1\" = \"allow\"\n";
+/// In the list of steps: the node holding an agent, found when the step comes.
+const HOLDER: usize = usize::MAX;
 const UPLOAD_BODY: &str = "head -c 393216 /dev/urandom | base64\n";
 
 /// A process restarted the way a service manager does.
@@ -97,16 +100,31 @@ struct Node {
     proc: Proc,
 }
 
-fn node(dir: &Path, name: &str, first: Option<&DataDir>, nats: &Nats) -> Result<Node> {
-    let data = DataDir::new(dir.join(name));
-    match first {
-        None => data.init()?,
-        Some(first) => join_data(first, &data)?,
-    }
+/// Node `name` on the PostgreSQL database `store`: the first initialises the
+/// installation, the others join it.
+fn node(
+    dir: &Path,
+    name: &str,
+    first: Option<&DataDir>,
+    store: &PgUrl,
+    nats: &Nats,
+) -> Result<Node> {
+    let data = match first {
+        None => {
+            let data = DataDir::new(dir.join(name)).with_store(Some(store.clone()));
+            data.init()?;
+            data
+        }
+        Some(first) => join_data(first, &dir.join(name))?,
+    };
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        format!("[cluster]\nnode = \"{name}\"\nnats = \"{}\"\n", nats.url),
+        format!(
+            "[store]\nurl = \"{}\"\n[cluster]\nnode = \"{name}\"\nnats = \"{}\"\n",
+            store.secret_url(),
+            nats.url
+        ),
     )?;
     let addr = free_udp_addr()?;
     let mut cmd = logged(
@@ -170,47 +188,56 @@ fn spooled(state: &StateDir) -> usize {
     })
 }
 
+/// Evidence rows: SHA-256 and how many timeline entries record it.
+type Evidence = Vec<(String, i64)>;
+
 /// The delivered keys the shared store holds for `agent`, each item's blob whole and
 /// recorded by exactly one timeline entry.
-fn stored_keys(data: &DataDir, agent: &str) -> Result<BTreeSet<String>> {
-    let db = rusqlite::Connection::open(data.database())?;
-    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-    if check != "ok" {
-        bail!("the shared database is corrupt: {check}");
-    }
-    let mut q = db.prepare(
-        "SELECT e.sha256, (SELECT COUNT(*) FROM timeline t WHERE t.ticket = e.ticket AND t.evidence_sha256 = e.sha256) \
-         FROM evidence e WHERE e.agent_id = ?1",
-    )?;
-    let rows = q.query_map([agent], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+fn stored_keys(data: &DataDir, store: &PgUrl, agent: &str) -> Result<BTreeSet<String>> {
+    // The synchronous client runs its own runtime: off this test's.
+    let (evidence, keys) = std::thread::scope(|s| {
+        s.spawn(|| -> Result<(Evidence, BTreeSet<String>)> {
+            let mut db = postgres::Client::connect(store.secret_url(), postgres::NoTls)?;
+            let evidence = db
+                .query(
+                    "SELECT e.sha256, (SELECT COUNT(*) FROM timeline t WHERE t.ticket = e.ticket \
+                     AND t.evidence_sha256 = e.sha256) FROM evidence e WHERE e.agent_id = $1",
+                    &[&agent],
+                )?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect();
+            let keys = db
+                .query(
+                    "SELECT key FROM deliveries WHERE agent_id = $1 AND evidence_sha256 IS NOT NULL",
+                    &[&agent],
+                )?
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect();
+            Ok((evidence, keys))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the database reader panicked"))?
     })?;
-    let mut evidence = 0;
-    for row in rows {
-        let (sha, entries) = row?;
-        if entries != 1 {
+    for (sha, entries) in &evidence {
+        if *entries != 1 {
             bail!("evidence {sha} has {entries} timeline entries (doubled or orphaned)");
         }
         let blob = data
             .evidence()
             .join(sha.get(..2).unwrap_or_default())
-            .join(&sha);
+            .join(sha);
         let bytes = std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))?;
-        if hex::encode(Sha256::digest(&bytes)) != sha {
+        if hex::encode(Sha256::digest(&bytes)) != *sha {
             bail!("blob {} does not hash to its name", blob.display());
         }
-        evidence += 1;
     }
-    let mut q = db.prepare(
-        "SELECT key FROM deliveries WHERE agent_id = ?1 AND evidence_sha256 IS NOT NULL",
-    )?;
-    let keys: BTreeSet<String> = q
-        .query_map([agent], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    if keys.len() != evidence {
+    if keys.len() != evidence.len() {
         bail!(
-            "{} deliveries but {evidence} evidence records for {agent}",
-            keys.len()
+            "{} deliveries but {} evidence records for {agent}",
+            keys.len(),
+            evidence.len()
         );
     }
     Ok(keys)
@@ -266,6 +293,51 @@ async fn all_online(profile: &Profile, addr: &str, machines: &[Machine]) -> Resu
     online_within(profile, addr, machines, REQUEST_BOUND).await
 }
 
+/// The node agent `id` is connected to, once it is connected somewhere (it may be
+/// between two connections).
+async fn located(data: &DataDir, id: &str) -> Result<deskside_controller::store::AgentLocation> {
+    let store = data.open_store()?;
+    let start = Instant::now();
+    loop {
+        let agent = id.to_owned();
+        if let Some(at) = store.run(move |db| db.agent_location(&agent)).await? {
+            return Ok(at);
+        }
+        if start.elapsed() > REQUEST_BOUND {
+            bail!("agent {id} is connected nowhere after {REQUEST_BOUND:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until no agent's connection is recorded on node `node` (each is on another).
+async fn moved_off(
+    data: &DataDir,
+    machines: &[Machine],
+    node: &str,
+    bound: Duration,
+) -> Result<()> {
+    let store = data.open_store()?;
+    let start = Instant::now();
+    loop {
+        let mut left = 0;
+        for m in machines {
+            let id = m.id.clone();
+            let at = store.run(move |db| db.agent_location(&id)).await?;
+            if at.is_none_or(|a| a.node == node) {
+                left += 1;
+            }
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        if start.elapsed() > bound {
+            bail!("{left} agent(s) still not on another node than {node} after {bound:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn online_within(
     profile: &Profile,
     addr: &str,
@@ -309,10 +381,11 @@ async fn rolling_restart_and_kill_9_across_nodes_lose_and_double_nothing() -> Re
 }
 
 async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
+    let store = postgres_database()?;
     let mut nodes: Vec<Node> = Vec::new();
     for name in NAMES {
         let first = nodes.first().map(|n| n.data.clone());
-        nodes.push(node(dir, name, first.as_ref(), nats)?);
+        nodes.push(node(dir, name, first.as_ref(), &store, nats)?);
     }
     let data = nodes.first().map(|n| n.data.clone()).context("node a")?;
     let catalog: PathBuf = dir.join("catalog");
@@ -324,7 +397,9 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
          tier = \"l1\"\ninterpreter = \"sh\"\nos = \"linux\"\ntimeout_secs = 30\nbody = \"upload.sh\"\n",
     )?;
     script_add(&data, &[catalog.join("upload.toml")])?;
-    Store::open(&data.database())?.blocking(|db| db.insert_technician("tina", Tier::L1))?;
+    data.open_store()?
+        .run(|db| db.insert_technician("tina", Tier::L1))
+        .await?;
     // Tokens list every node: the agents pick one at random and fail over; the
     // technician's profile names them all too, and the test picks which node it asks.
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
@@ -347,12 +422,27 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
 
     let (mut answered, mut failed) = (0u32, Vec::new());
     // A rolling restart, one node at a time, while routed requests run; then kill -9 of
-    // a node, then of an agent (an index past the nodes).
+    // the node holding an agent, then of an agent (an index past the nodes).
     let steps: Vec<(usize, bool)> = (0..NAMES.len())
         .map(|i| (i, false))
-        .chain([(rng.gen_range(0..NAMES.len()), true), (NAMES.len(), true)])
+        .chain([(HOLDER, true), (NAMES.len(), true)])
         .collect();
     for (round, (victim, kill)) in steps.into_iter().enumerate() {
+        // The node holding a randomly chosen agent, so the kill moves at least one.
+        let victim = if victim == HOLDER {
+            let chosen = machines
+                .get(rng.gen_range(0..machines.len()))
+                .context("an agent")?
+                .id
+                .clone();
+            let at = located(&data, &chosen).await?;
+            NAMES
+                .iter()
+                .position(|n| *n == at.node)
+                .context("an unknown node")?
+        } else {
+            victim
+        };
         // The technician asks a node that stays up this step.
         let asked = addrs
             .get((victim + 1) % NAMES.len())
@@ -385,7 +475,9 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
                 n.proc.kill9();
                 // Its agents move to the other nodes before it comes back.
                 let killed = Instant::now();
-                online_within(&profile, &asked, &machines, FAILOVER_BOUND).await?;
+                let name = NAMES.get(victim).context("a node name")?;
+                moved_off(&data, &machines, name, FAILOVER_BOUND).await?;
+                online_within(&profile, &asked, &machines, REQUEST_BOUND).await?;
                 eprintln!(
                     "step {round}: every agent online on the other nodes {:?} after the kill",
                     killed.elapsed()
@@ -421,7 +513,7 @@ async fn run(rng: &mut StdRng, nats: &Nats, dir: &Path) -> Result<()> {
     for m in &mut machines {
         m.proc.stop();
         let produced = audited_keys(&m.state)?;
-        let stored = stored_keys(&data, &m.id)?;
+        let stored = stored_keys(&data, &store, &m.id)?;
         let lost: Vec<_> = produced.difference(&stored).collect();
         let unexpected: Vec<_> = stored.difference(&produced).collect();
         assert!(

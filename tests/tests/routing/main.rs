@@ -1,5 +1,5 @@
-//! Three controller nodes sharing one installation (keys, store, evidence directory)
-//! and routing through one real `nats-server`, with real agents: a technician on one
+//! Three controller nodes sharing one installation (keys, a PostgreSQL store, an
+//! evidence directory) and routing through one real `nats-server`, with real agents: a technician on one
 //! node works on an agent connected to another — diagnostics, a catalog script, a
 //! collected file — and a relay that breaks mid-way ends the request with an error on
 //! the ticket, never with a truncated item.
