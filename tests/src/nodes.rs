@@ -58,7 +58,8 @@ pub fn node_options(name: &str, heartbeat: Duration) -> server::Options {
 
 impl Cluster {
     /// A data directory for another node: a copy of this controller's keys, and its
-    /// store and evidence shared ([`SHARED_STORE`]).
+    /// store (the same PostgreSQL database, or the same SQLite file through a symlink)
+    /// and evidence shared.
     pub fn node_data(&self, name: &str) -> Result<DataDir> {
         let root = self.dir.path().join(format!("node-{name}"));
         std::fs::create_dir_all(&root)?;
