@@ -212,11 +212,20 @@ async fn session(
         conn.clone(),
         renewing.clone(),
     ));
+    let mut silent = false;
     let reason = loop {
         tokio::select! {
             _ = cancel.cancelled() => {
                 endpoint::close(&conn, close::SHUTDOWN.into(), b"agent shutting down").await;
                 break "agent shutting down".to_owned();
+            }
+            _ = endpoint::peer_silent(&conn, tls::PEER_SILENCE) => {
+                conn.close(close::TIMED_OUT.into(), b"the controller went silent");
+                silent = true;
+                break format!(
+                    "the controller sent nothing for {} s (not even an answer to a keep-alive): it is gone",
+                    tls::PEER_SILENCE.as_secs()
+                );
             }
             stream = conn.accept_bi() => match stream {
                 Ok((send, recv)) => {
@@ -231,7 +240,8 @@ async fn session(
     renewing.cancel();
     // A lost connection is already drained; a closing one would hold a stopping agent
     // for QUIC's closing period, which grows with the probe timeout of a silent peer.
-    if !cancel.is_cancelled() {
+    // A controller gone silent would hold us for the closing period's probe timeouts too.
+    if !cancel.is_cancelled() && !silent {
         ep.wait_idle().await;
     }
     Ok(reason)

@@ -21,6 +21,7 @@ pub mod profile;
 pub mod records;
 pub mod report;
 pub mod request_key;
+pub mod route;
 pub mod server;
 pub mod service;
 pub mod sla;

@@ -10,6 +10,7 @@ pub mod hostile;
 pub mod local;
 pub mod nodes;
 pub mod raw;
+pub mod routing;
 pub mod rt;
 pub mod sample_bundle;
 
@@ -382,6 +383,23 @@ pub fn serve_command(data: &Path, listen: &str) -> Result<Command> {
 }
 
 /// Runs a binary to completion; returns (status code, stdout, stderr).
+/// Stops `child` as a service manager would: SIGTERM, then SIGKILL if it has not exited
+/// within `grace`. Reaps it either way.
+pub fn terminate(mut child: std::process::Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub fn run(cmd: &mut Command) -> Result<(i32, String, String)> {
     let out = cmd.output().context("running a binary")?;
     Ok((

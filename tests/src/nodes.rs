@@ -49,7 +49,7 @@ pub fn node_options(name: &str, heartbeat: Duration) -> server::Options {
         metrics_listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         cluster: ClusterConfig {
             node: Some(name.to_owned()),
-            controllers: Vec::new(),
+            ..ClusterConfig::default()
         },
         heartbeat,
         ..server::Options::default()
@@ -58,7 +58,8 @@ pub fn node_options(name: &str, heartbeat: Duration) -> server::Options {
 
 impl Cluster {
     /// A data directory for another node: a copy of this controller's keys, and its
-    /// store and evidence shared ([`SHARED_STORE`]).
+    /// store (the same PostgreSQL database, or the same SQLite file through a symlink)
+    /// and evidence shared.
     pub fn node_data(&self, name: &str) -> Result<DataDir> {
         let root = self.dir.path().join(format!("node-{name}"));
         std::fs::create_dir_all(&root)?;

@@ -153,6 +153,28 @@ pub async fn close(conn: &Connection, code: VarInt, reason: &[u8]) {
     let _ = tokio::time::timeout(CLOSE_GRACE, sent).await;
 }
 
+/// How often [`peer_silent`] looks at the connection's receive counter.
+const SILENCE_CHECK: Duration = Duration::from_secs(1);
+
+/// Returns once nothing at all (not even an ACK) has arrived on `conn` for `limit`. A
+/// client races this against its connection (with [`crate::tls::PEER_SILENCE`]) to
+/// notice a peer that died without a word sooner than the idle timer would. It only
+/// reads quinn's counters: no packet is sent for it.
+pub async fn peer_silent(conn: &Connection, limit: Duration) {
+    let mut seen = conn.stats().udp_rx.datagrams;
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(SILENCE_CHECK).await;
+        let now = conn.stats().udp_rx.datagrams;
+        if now != seen {
+            seen = now;
+            last_heard = tokio::time::Instant::now();
+        } else if last_heard.elapsed() >= limit {
+            return;
+        }
+    }
+}
+
 /// Sends the hello on a new stream and checks the controller's version. Returns the
 /// stream so the caller may continue the conversation on it.
 pub async fn hello(

@@ -25,6 +25,14 @@ use crate::pki::fingerprint;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(25);
 /// A connection silent for this long (no keep-alives either) is dead.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client that has heard nothing from the controller for this long gives the
+/// connection up itself ([`crate::endpoint::peer_silent`]). Each keep-alive is answered
+/// with an ACK at once, so a live controller is never silent for much more than
+/// [`KEEP_ALIVE`]; the 10 s beyond it cover a lost keep-alive and its re-probes. The idle
+/// timer alone would notice a controller that died without a word only
+/// `KEEP_ALIVE + IDLE_TIMEOUT` (85 s) after its last packet, since every keep-alive sent
+/// into the void restarts it; a cluster's agents must be on another node within 60 s.
+pub const PEER_SILENCE: Duration = Duration::from_secs(KEEP_ALIVE.as_secs() + 10);
 /// Concurrent request streams one peer may open. A technician CLI uses a handful; the
 /// controller sends an agent a few at a time. More is a misbehaving peer.
 pub const MAX_CONCURRENT_STREAMS: u32 = 64;

@@ -164,11 +164,25 @@ pub async fn config(
                 .to_lowercase(),
         }
     );
+    println!(
+        "  routing         {}",
+        match &config.cluster.nats {
+            None => "none: this node reaches only its own agents (no [cluster] nats)".to_owned(),
+            Some(url) => format!("through NATS at {}", crate::route::redact(url)),
+        }
+    );
     for w in config.ticketing.warnings() {
         println!("  warning         {w}");
     }
     if reach {
         reach_ticketing(&config.ticketing).await?;
+        if let Some(url) = &config.cluster.nats {
+            crate::route::reach(url).await?;
+            println!(
+                "  reach           NATS at {}: connected",
+                crate::route::redact(url)
+            );
+        }
     }
     Ok(())
 }

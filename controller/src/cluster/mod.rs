@@ -20,7 +20,7 @@ pub const MISSED_BEATS_DOWN: u32 = 3;
 /// Longest node name: it shows in metrics labels and status lines.
 pub const MAX_NODE_NAME: usize = 64;
 
-const CLUSTER_KEYS: &str = "expected node, controllers";
+const CLUSTER_KEYS: &str = "expected node, controllers, nats";
 
 /// `[cluster]`: this node's name and what new enrollment tokens carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +30,10 @@ pub struct ClusterConfig {
     /// The `HOST:PORT` of every node as agents and technicians reach it; new tokens
     /// carry this list. Empty: tokens name the address given on the command line.
     pub controllers: Vec<String>,
+    /// The NATS server the nodes route requests to each other's agents through
+    /// (`nats://host:port`, with `user:password@` if it asks for them); `None`: no
+    /// routing, each node reaches only its own agents.
+    pub nats: Option<String>,
 }
 
 impl ClusterConfig {
@@ -70,6 +74,17 @@ impl ClusterConfig {
                     config.controllers = check_controllers(&list)
                         .map_err(|e| f.invalid("cluster.controllers", value, e.to_string()))?;
                 }
+                "nats" => {
+                    let url = f.string("cluster.nats", value)?;
+                    if !valid_nats_url(url) {
+                        return Err(f.invalid(
+                            "cluster.nats",
+                            value,
+                            "must be a NATS server address, e.g. nats://127.0.0.1:4222",
+                        ));
+                    }
+                    config.nats = Some(url.to_owned());
+                }
                 other => return Err(f.unknown(&format!("cluster.{other}"), CLUSTER_KEYS)),
             }
         }
@@ -98,6 +113,21 @@ pub fn advertised(listen: std::net::SocketAddr) -> String {
     } else {
         listen.to_string()
     }
+}
+
+/// Whether `url` names a NATS server the client can dial: `nats://host:port` or a bare
+/// `host:port`, one or more separated by commas. (TLS to NATS is not offered yet: keep
+/// it on the nodes' private network, with credentials.)
+pub fn valid_nats_url(url: &str) -> bool {
+    !url.is_empty()
+        && url.split(',').all(|one| {
+            let one = one.trim();
+            let rest = one.strip_prefix("nats://").unwrap_or(one);
+            !rest.is_empty()
+                && !rest.contains(char::is_whitespace)
+                && !rest.contains('/')
+                && !rest.contains("://")
+        })
 }
 
 /// Whether `name` can name a node: 1-64 ASCII letters, digits, `.`, `_` or `-`.
@@ -172,9 +202,25 @@ mod tests {
             ("controllers = []", "cluster.controllers"),
             ("controllers = [\"a\"]", "cluster.controllers"),
             ("nodes = 1", "cluster.nodes"),
+            ("nats = \"http://nats/\"", "cluster.nats"),
+            ("nats = 4222", "cluster.nats"),
         ] {
             let e = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(key), "{bad}: {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn nats_addresses_are_checked() -> anyhow::Result<()> {
+        assert_eq!(
+            parse("nats = \"nats://127.0.0.1:4222\"")?.nats.as_deref(),
+            Some("nats://127.0.0.1:4222")
+        );
+        assert!(valid_nats_url("nats://u:p@a:4222, nats://b:4222"));
+        assert!(valid_nats_url("127.0.0.1:4222"));
+        for bad in ["", "nats://", "tls://b:4222", "http://x/y", "a b:1"] {
+            assert!(!valid_nats_url(bad), "{bad}");
         }
         Ok(())
     }

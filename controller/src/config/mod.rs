@@ -106,7 +106,8 @@ pub struct ControllerConfig {
     pub console: Option<crate::console::ConsoleConfig>,
     /// The shared PostgreSQL store (`[store] url`); `None`: SQLite in the data directory.
     pub store_url: Option<crate::store::PgUrl>,
-    /// This node's name and the cluster's controller addresses (`[cluster]`).
+    /// This node's name, the cluster's controller addresses and the NATS server the
+    /// nodes route through (`[cluster]`).
     pub cluster: crate::cluster::ClusterConfig,
     /// The file that was read; `None` when the built-in defaults are in force.
     pub source: Option<PathBuf>,

@@ -325,6 +325,7 @@ fn the_example_parses_and_shows_the_defaults() -> anyhow::Result<()> {
     let c = load(Some(&path), &no_env)?;
     assert_eq!(c.cluster.node_name(), "ctl-a");
     assert_eq!(c.cluster.controllers.len(), 3);
+    assert_eq!(c.cluster.nats.as_deref(), Some("nats://127.0.0.1:4222"));
     // And `data`, uncommented, is the service's default data directory.
     let top = example().replace("#data = ", "data = ");
     let c = parse(&top, &path)?;

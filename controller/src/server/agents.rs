@@ -253,6 +253,7 @@ pub(super) async fn serve(
     shared
         .registry
         .insert(id, conn.clone(), &shared.metrics.agents_connected);
+    let located = locate(shared, id).await;
     shared.events.send(Event::AgentOnline(id.to_owned()));
     {
         // The self-service scripts the user may run alone, ahead of any need.
@@ -278,9 +279,36 @@ pub(super) async fn serve(
     shared
         .registry
         .remove(id, conn, &shared.metrics.agents_connected);
+    if let Some((node, at)) = located {
+        let agent = id.to_owned();
+        let cleared = shared
+            .store
+            .run(move |db| db.clear_agent_location(&agent, &node, at))
+            .await;
+        if let Err(e) = cleared {
+            warn!(agent = id, error = %e, "forgetting where the agent was connected failed");
+        }
+    }
     shared.seen.touch(id).await;
     shared.events.send(Event::AgentOffline(id.to_owned()));
     info!(agent = id, %reason, "agent disconnected");
+}
+
+/// Records that agent `id` is connected to this node, when it is one of several, so the
+/// others route its requests here; returns what names this connection's row.
+async fn locate(shared: &Node, id: &str) -> Option<(String, u64)> {
+    let node = shared.located.clone()?;
+    let at = crate::clock::now_ms();
+    let (agent, name) = (id.to_owned(), node.clone());
+    let set = shared
+        .store
+        .run(move |db| db.set_agent_location(&agent, &name, at))
+        .await;
+    if let Err(e) = set {
+        // Reachable from this node still; the others see it offline until it reconnects.
+        warn!(agent = id, error = %e, "recording where the agent is connected failed");
+    }
+    Some((node, at))
 }
 
 /// One delivery from the agent's spool, acknowledged once recorded (or recorded before:

@@ -65,6 +65,9 @@ pub(crate) struct Node {
     pub shared: Arc<Shared>,
     /// The live connections; also the service's way to the agents.
     pub registry: Arc<Registry>,
+    /// This node's name when it is one of several: its agents' connections are then
+    /// recorded in the location table, for the other nodes to route to.
+    pub located: Option<String>,
     /// How long a new connection may take to say hello.
     pub hello_timeout: Duration,
     /// How long a connection may stay unidentified, enrollment included.
@@ -145,7 +148,8 @@ pub struct Options {
     pub evidence_dir: Option<std::path::PathBuf>,
     /// Serve the web console (`[console]`); `None` for none.
     pub console: Option<crate::console::ConsoleConfig>,
-    /// This node's name and the cluster's addresses (`[cluster]`).
+    /// This node's name and the cluster's addresses (`[cluster]`); with `nats` set,
+    /// requests for agents on other nodes are routed there.
     pub cluster: crate::cluster::ClusterConfig,
     /// How often this node writes its heartbeat ([`crate::cluster::HEARTBEAT_INTERVAL`]).
     pub heartbeat: Duration,
@@ -201,6 +205,22 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let addr = endpoint.local_addr()?;
     let registry = Arc::new(Registry::new(store.clone()));
     let node_name = options.cluster.node_name();
+    let cancel = CancellationToken::new();
+    // With NATS, the operations reach the whole cluster's agents; without, this node's.
+    let (agents, located): (Arc<dyn crate::service::AgentLink>, _) = match &options.cluster.nats {
+        Some(url) => {
+            let routing = crate::route::Routing {
+                url,
+                node: &node_name,
+                installation: &origin,
+                local: registry.clone(),
+                store: store.clone(),
+            };
+            let router = crate::route::Router::start(routing, cancel.clone()).await?;
+            (router, Some(node_name.clone()))
+        }
+        None => (registry.clone(), None),
+    };
     let shared = Arc::new(Shared {
         seen: Seen::start(store.clone()),
         store,
@@ -214,7 +234,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
         script_public_key: keys.script_key.verifying_key().to_bytes(),
         request_keys: crate::request_key::RequestKeys::derive(&keys.script_key),
         records: crate::records::RecordSigner::new(record_signing),
-        agents: registry.clone(),
+        agents,
         sla: options.sla.clone(),
         bundles: data.root().join("bundles"),
         ticketing: crate::adapters::from_config(&options.ticketing, &origin),
@@ -228,6 +248,7 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     let node = Arc::new(Node {
         shared: shared.clone(),
         registry,
+        located,
         hello_timeout: options.hello_timeout,
         unidentified_deadline: options.unidentified_deadline,
     });
@@ -235,7 +256,6 @@ pub async fn start_with(data: &DataDir, options: &Options) -> Result<Running, St
     for w in warnings.iter() {
         tracing::warn!("{w}");
     }
-    let cancel = CancellationToken::new();
     crate::cluster::spawn_heartbeat(
         shared.store.clone(),
         node_name.clone(),

@@ -34,4 +34,7 @@ pub enum StartError {
     /// The web console could not start (address in use, bad certificate…).
     #[error(transparent)]
     Console(#[from] crate::console::ConsoleError),
+    /// `[cluster] nats` is set and routing between nodes could not start.
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteError),
 }

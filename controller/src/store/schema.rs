@@ -188,4 +188,14 @@ CREATE TABLE support_codes (
     expires_at      BIGINT NOT NULL
 );
 "#,
+    // Which node holds each agent's connection, so a node can route a request for an
+    // agent connected elsewhere. `connected_at` is in Unix milliseconds.
+    r#"
+CREATE TABLE agent_location (
+    agent_id        TEXT PRIMARY KEY,
+    node            TEXT NOT NULL,
+    connected_at    BIGINT NOT NULL
+);
+CREATE INDEX agent_location_node ON agent_location (node);
+"#,
 ];

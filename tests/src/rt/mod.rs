@@ -250,21 +250,9 @@ impl RtServer {
     /// Stops rt-server: SIGTERM by PID (SIGINT as root would chown RT's system dir),
     /// then SIGKILL if it has not exited within 15 s.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if let Some(child) = self.child.take() {
+            crate::terminate(child, Duration::from_secs(15));
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
