@@ -492,9 +492,9 @@ async fn failover(n: &mut Nodes, plan: ClusterPlan) -> Result<Row> {
     }
     let how = format!(
         "SIGKILL to {name} (the node other than the technician's holding the most agents: \
-         {lost} of the {} roaming agents, which know all three nodes); each agent notices at \
-         its idle timeout (60 s, no stateless reset from a dead process) and dials another \
-         node from its list with the usual jittered backoff. Timed from the kill to each rise \
+         {lost} of the {} roaming agents, which know all three nodes); each agent gives up a \
+         node silent for 35 s (no stateless reset comes from a dead process) and dials \
+         another node from its list with the usual jittered backoff. Timed from the kill to each rise \
          of the surviving nodes' `agents_connected` (/health, polled every 200 ms)",
         plan.roaming_agents
     );
