@@ -415,7 +415,7 @@ async fn failover_or_not(n: &mut Nodes, plan: ClusterPlan) -> Result<Row> {
     }
     Ok(Row::new(
         "cluster: a killed node's agents back on the others",
-        "not measured in this mode (it waits out the agents' idle timeout)".into(),
+        "not measured in this mode (it waits out the 35 s after which agents give up a silent node)".into(),
         "≤ 60 s",
     )
     .not_measured())
