@@ -383,6 +383,35 @@ pub fn serve_command(data: &Path, listen: &str) -> Result<Command> {
 }
 
 /// Runs a binary to completion; returns (status code, stdout, stderr).
+/// Keys of the evidence items an agent's audit log says it produced (served, finished, or
+/// recovered from its spool): what the fault tests expect the controller to hold once each.
+pub fn audited_keys(
+    state: &deskside_agent::state::StateDir,
+) -> Result<std::collections::BTreeSet<String>> {
+    let (entries, damaged) = deskside_agent::audit::read(&state.audit_log())?;
+    if damaged > 0 {
+        anyhow::bail!("an agent's audit log has {damaged} damaged lines after kill -9");
+    }
+    Ok(entries
+        .iter()
+        .filter(|e| matches!(e.outcome.as_str(), "served" | "finished" | "recovered"))
+        .filter_map(|e| {
+            let (_, rest) = e.detail.split_once("key ")?;
+            let key: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            (!key.is_empty()).then_some(key)
+        })
+        .collect())
+}
+
+/// Deliveries still waiting in an agent's spool.
+pub fn spooled(state: &deskside_agent::state::StateDir) -> usize {
+    std::fs::read_dir(state.spool_dir()).map_or(0, |d| {
+        d.filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".delivery"))
+            .count()
+    })
+}
+
 /// Stops `child` as a service manager would: SIGTERM, then SIGKILL if it has not exited
 /// within `grace`. Reaps it either way.
 pub fn terminate(mut child: std::process::Child, grace: Duration) {

@@ -25,6 +25,7 @@ use deskside_controller::store::{Store, TokenFor};
 use deskside_proto::msg::identity::Tier;
 use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::bin;
+use deskside_tests::{audited_keys, spooled};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -89,33 +90,6 @@ impl Drop for Proc {
             let _ = c.wait();
         }
     }
-}
-
-/// Keys of the evidence items the agent's audit log says it produced.
-fn audited_keys(state: &StateDir) -> Result<BTreeSet<String>> {
-    let (entries, damaged) = deskside_agent::audit::read(&state.audit_log())?;
-    if damaged > 0 {
-        bail!("the agent's audit log has {damaged} damaged lines after kill -9");
-    }
-    Ok(entries
-        .iter()
-        .filter(|e| matches!(e.outcome.as_str(), "served" | "finished" | "recovered"))
-        .filter_map(|e| {
-            let (_, rest) = e.detail.split_once("key ")?;
-            let key: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-            (!key.is_empty()).then_some(key)
-        })
-        .collect())
-}
-
-fn spooled(state: &StateDir) -> usize {
-    std::fs::read_dir(state.spool_dir())
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".delivery"))
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// What the controller's database holds for `agent`, checked for consistency.

@@ -23,6 +23,7 @@ use deskside_proto::msg::tech::{TechReply, TechRequest};
 use deskside_tests::nodes::technician_at;
 use deskside_tests::postgres_database;
 use deskside_tests::routing::{NAMES, Nats, join_data};
+use deskside_tests::{audited_keys, spooled};
 use deskside_tests::{bin, free_udp_addr, serve_command};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -152,31 +153,6 @@ async fn machine(dir: &Path, name: &str, data: &DataDir, addrs: &[String]) -> Re
     };
     proc.start()?;
     Ok(Machine { id, state, proc })
-}
-
-/// Keys of the evidence items an agent's audit log says it produced.
-fn audited_keys(state: &StateDir) -> Result<BTreeSet<String>> {
-    let (entries, damaged) = deskside_agent::audit::read(&state.audit_log())?;
-    if damaged > 0 {
-        bail!("an agent's audit log has {damaged} damaged lines after kill -9");
-    }
-    Ok(entries
-        .iter()
-        .filter(|e| matches!(e.outcome.as_str(), "served" | "finished" | "recovered"))
-        .filter_map(|e| {
-            let (_, rest) = e.detail.split_once("key ")?;
-            let key: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-            (!key.is_empty()).then_some(key)
-        })
-        .collect())
-}
-
-fn spooled(state: &StateDir) -> usize {
-    std::fs::read_dir(state.spool_dir()).map_or(0, |d| {
-        d.filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".delivery"))
-            .count()
-    })
 }
 
 /// Evidence rows: SHA-256 and how many timeline entries record it.
